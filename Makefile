@@ -1,0 +1,54 @@
+# atenea — the two commands a newcomer needs: `make demo` and `make test`.
+# Both work on a fresh machine: they create .venv and install everything first.
+#
+# torch is installed on its own, pinned, BEFORE the package: an open range such as
+# `torch>=2.4` on an empty environment would pull several GB of CUDA packages. With
+# torch 2.13.0 (the CPU wheel) in place, `pip install -e .[dev]` finds it satisfied.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  := torch==2.13.0
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help install demo test test-slow test-all bench lint clean
+
+help:
+	@echo "make demo       the seven steps of attention on a small sentence"
+	@echo "make test       the test suite (fast tests; slow ones: make test-slow)"
+	@echo "make bench      benchmarks against PyTorch SDPA and FlexAttention"
+	@echo "make lint       ruff"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/atenea steps
+
+# pytest exits 5 when it collected no test: for the default suite that is a failure (the
+# suite is never empty), for the slow selection it only means there is nothing slow to run.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "no slow tests selected"; exit 0; fi; exit $$rc
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/attention.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist src/*.egg-info

@@ -1,0 +1,13 @@
+"""atenea: attention and the transformers built on it.
+
+    import atenea
+    from atenea import masks, scores
+
+    out = atenea.attention(q, k, v, mask=masks.causal())
+"""
+
+from atenea.attention import attention, attention_weights, masks, scores
+
+__version__ = "0.1.0"
+
+__all__ = ["attention", "attention_weights", "masks", "scores", "__version__"]

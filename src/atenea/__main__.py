@@ -1,0 +1,5 @@
+import sys
+
+from atenea.cli.main import main
+
+sys.exit(main())

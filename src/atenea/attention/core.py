@@ -1,0 +1,113 @@
+"""``atenea.attention``: one function, several backends that all compute the same thing."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from atenea.attention.blocks import blocks_attention
+from atenea.attention.masks import Causal
+from atenea.attention.problem import Problem, check_call
+from atenea.attention.reference import attention_probabilities, reference_attention
+from atenea.attention.scores import parameters_of
+from atenea.attention.sdpa import sdpa_attention
+from atenea.attention.weights import attention_weights
+
+# Below this many scores (one 128 x 128 tile) there is nothing worth skipping.
+_ONE_TILE = 128 * 128
+
+
+def select_backend(problem: Problem, requested: str) -> str:
+    """The backend that runs the call. An explicit request that cannot run raises; ``"auto"``
+    takes the fastest exact path: PyTorch's fused kernel for dense and square-causal
+    attention, tiles for sparse masks and score modifiers."""
+    p = problem
+    if requested == "sdpa" and p.score_mod is not None:
+        raise ValueError(
+            "backend='sdpa': PyTorch's fused kernel cannot apply a score_mod; use "
+            "backend='blocks' (tiled, exact) or backend='auto'"
+        )
+    if requested != "auto":
+        return requested
+    if min(p.batch, p.q_heads, p.q_len, p.kv_len) == 0:
+        return "reference"  # empty input: nothing to compute, the literal steps give zeros
+    if p.score_mod is not None:
+        return "blocks"
+    if p.mask is None or (isinstance(p.mask, Causal) and p.q_len == p.kv_len):
+        return "sdpa"
+    if p.q_len * p.kv_len <= _ONE_TILE:
+        return "sdpa"
+    return "blocks"
+
+
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    mask=None,
+    score_mod=None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    return_weights: bool = False,
+    return_lse: bool = False,
+    backend: str = "auto",
+):
+    """Scaled dot-product attention: ``softmax(q k^T * scale + mods, masked) v``.
+
+    Args:
+        q: queries ``(B, Hq, Lq, D)``.
+        k: keys ``(B, Hkv, Lk, D)``, with ``Hq % Hkv == 0`` (grouped-query attention; ``Hkv = 1``
+            is multi-query). Key/value head ``j`` serves query heads ``j*G .. j*G+G-1``.
+        v: values ``(B, Hkv, Lk, Dv)``; ``Dv`` may differ from ``D``.
+        mask: an ``atenea.masks`` mask or a boolean tensor broadcastable to ``(B, Hq, Lq, Lk)``.
+            **``True`` means "may attend".** When ``Lq != Lk`` the queries are the last ``Lq``
+            positions (bottom-right alignment). A query that may attend to nothing gets output
+            0, weights 0, lse ``-inf`` and zero gradients -- never NaN.
+        score_mod: ``f(score, batch, head, q_pos, k_pos) -> score`` applied before the mask and
+            the softmax (``atenea.scores``: alibi, softcap, relative_bias, compose).
+        scale: multiplies ``q k^T``; default ``1 / sqrt(D)``.
+        dropout_p: dropout on the attention weights (applied whenever > 0: pass 0 at eval).
+        return_weights: also return the probabilities ``(B, Hq, Lq, Lk)`` (before dropout).
+        return_lse: also return the row log-sum-exp ``(B, Hq, Lq)`` in float32 (no gradient);
+            ``atenea.attention_weights`` rebuilds any rows of the weights from it.
+        backend: ``"auto"`` (default), ``"reference"``, ``"sdpa"`` or ``"blocks"``.
+
+    Returns:
+        ``out (B, Hq, Lq, Dv)``, or the tuple ``(out, weights, lse)`` with only those asked for.
+    """
+    problem = check_call(q, k, v, mask, score_mod, scale, dropout_p, backend)
+    name = select_backend(problem, backend)
+
+    weights = lse = None
+    if name == "reference":
+        out, weights, lse = reference_attention(q, k, v, problem)
+        lse = lse.detach()
+    else:
+        if name == "sdpa":
+            out, lse = sdpa_attention(q, k, v, problem, need_lse=return_lse or return_weights)
+        else:
+            out, lse = blocks_attention(q, k, v, problem)
+        if return_weights:
+            weights = _weights(q, k, lse, problem)
+
+    extras = []
+    if return_weights:
+        extras.append(weights)
+    if return_lse:
+        extras.append(lse.float())
+    return (out, *extras) if extras else out
+
+
+def _weights(q: Tensor, k: Tensor, lse: Tensor, problem: Problem) -> Tensor:
+    """Probabilities for ``return_weights`` on a fast backend: from the log-sum-exp, or, when
+    autograd needs to differentiate them, through the (differentiable) reference steps."""
+    needs_grad = torch.is_grad_enabled() and (
+        q.requires_grad or k.requires_grad or bool(parameters_of(problem.score_mod))
+    )
+    if needs_grad:
+        return attention_probabilities(q, k, problem)[0]
+    p = problem
+    return attention_weights(
+        q, k, lse=lse, mask=p.mask, score_mod=p.score_mod, scale=p.scale
+    )

@@ -1,0 +1,77 @@
+"""The ``"sdpa"`` backend: PyTorch's fused ``scaled_dot_product_attention`` on a dense mask.
+
+The mask is materialized as one boolean ``(Bm, Hm, Lq, Lk)`` tensor (or, for a square causal
+mask, passed as ``is_causal``). Fast for dense attention; for sparse masks the ``"blocks"``
+backend skips the empty tiles instead. Score modifiers are not possible here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from atenea.attention.blocks import log_sum_exp
+from atenea.attention.masks import Causal
+from atenea.attention.problem import Problem
+
+NEG_INF = float("-inf")
+_SDPA_HAS_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
+_fused_forward_op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+
+def _same_head_dims(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Zero-pad q/k or v so all share one head size (the fused CPU kernel wants that). Zero
+    columns change neither the scores (q . k) nor the kept columns of the output."""
+    head_dim, value_dim = q.shape[-1], v.shape[-1]
+    if value_dim < head_dim:
+        v = F.pad(v, (0, head_dim - value_dim))
+    elif head_dim < value_dim:
+        q, k = F.pad(q, (0, value_dim - head_dim)), F.pad(k, (0, value_dim - head_dim))
+    return q, k, v
+
+
+def sdpa_attention(
+    q: Tensor, k: Tensor, v: Tensor, problem: Problem, need_lse: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Returns ``out (B, Hq, Lq, Dv)`` and, if ``need_lse``, ``lse (B, Hq, Lq)``."""
+    p = problem
+    is_causal = isinstance(p.mask, Causal) and p.q_len == p.kv_len
+    allowed = None
+    if p.mask is not None and not is_causal:
+        allowed = p.mask.materialize(p.q_len, p.kv_len, device=q.device)  # (Bm, Hm, Lq, Lk)
+
+    lse = None
+    if need_lse and q.device.type == "cpu" and p.dropout_p == 0.0:
+        # The fused CPU kernel reports the log-sum-exp next to the output.
+        bias = None
+        if allowed is not None:
+            bias = torch.zeros(allowed.shape, dtype=q.dtype).masked_fill_(~allowed, NEG_INF)
+        q_, k_, v_ = _same_head_dims(q, k, v)
+        out, lse = _fused_forward_op(
+            q_, k_, v_, 0.0, is_causal, attn_mask=bias, scale=p.scale
+        )
+        out = out[..., : p.value_dim]
+    else:
+        k_, v_, gqa = k, v, {}
+        if p.group > 1 and _SDPA_HAS_GQA:
+            gqa = {"enable_gqa": True}
+        elif p.group > 1:  # torch < 2.5 has no enable_gqa
+            k_, v_ = k.repeat_interleave(p.group, 1), v.repeat_interleave(p.group, 1)
+        out = F.scaled_dot_product_attention(
+            q, k_, v_, attn_mask=allowed, dropout_p=p.dropout_p, is_causal=is_causal,
+            scale=p.scale, **gqa,
+        )
+        if need_lse:
+            lse = log_sum_exp(q, k, p)
+
+    if allowed is not None:
+        # A query with no allowed key: output 0 and lse -inf, whatever the kernel reports.
+        empty_rows = ~allowed.any(-1)  # (Bm, Hm, Lq)
+        if bool(empty_rows.any()):
+            out = out.masked_fill(empty_rows.unsqueeze(-1), 0.0)
+            if lse is not None:
+                lse = lse.masked_fill(empty_rows, NEG_INF)
+    if lse is not None:
+        lse = lse.detach()
+    return out, lse

@@ -1,0 +1,1 @@
+"""The ``atenea`` command: a thin front over the library."""
