@@ -95,11 +95,7 @@ def plan_segments(
     for runs, tile_row in bands:
         masked_cols = sum(count for kind, _, count in runs if kind != FULL) * k_tile
         rows_if_merged = (tile_row + 1 - first_row) * q_tile
-        if (
-            merge_rows
-            and runs == merged_runs
-            and rows_if_merged * masked_cols <= MASK_BUDGET
-        ):
+        if merge_rows and runs == merged_runs and rows_if_merged * masked_cols <= MASK_BUDGET:
             last_row = tile_row
             continue
         if merged_runs:
@@ -114,7 +110,9 @@ def plan_segments(
 def _segments(runs, first_row, last_row, q_tile, k_tile, p: Problem) -> list[Segment]:
     q_start, q_end = first_row * q_tile, min((last_row + 1) * q_tile, p.q_len)
     return [
-        Segment(q_start, q_end, first * k_tile, min((first + count) * k_tile, p.kv_len), kind != FULL)
+        Segment(
+            q_start, q_end, first * k_tile, min((first + count) * k_tile, p.kv_len), kind != FULL
+        )
         for kind, first, count in runs
     ]
 
@@ -239,7 +237,8 @@ def _explicit_backward(q, k, v, grad_out, lse_bwd, delta, problem, seg, seed, gr
     grad_rows = grad_out[:, :, rows]
     batch, n_rows = q_rows.shape[0], q_rows.shape[2]
     grad_weights = (
-        grad_rows.reshape(batch, p.kv_heads, p.group, n_rows, -1) @ v_cols.unsqueeze(2).transpose(-2, -1)
+        grad_rows.reshape(batch, p.kv_heads, p.group, n_rows, -1)
+        @ v_cols.unsqueeze(2).transpose(-2, -1)
     ).reshape(batch, p.q_heads, n_rows, -1)  # dO V^T
     if p.dropout_p > 0:
         keep = _dropout_keep(seed, seg, weights.shape, q.device, p.dropout_p)
@@ -263,7 +262,9 @@ def _explicit_backward(q, k, v, grad_out, lse_bwd, delta, problem, seg, seed, gr
     grad_scores = grad_scores * p.scale
     g5 = grad_scores.reshape(batch, p.kv_heads, p.group, n_rows, -1)
     grads[0][:, :, rows] += (g5 @ k_cols.unsqueeze(2)).reshape(batch, p.q_heads, n_rows, -1)
-    grads[1][:, :, cols] += (g5.transpose(-2, -1) @ q_rows.reshape(batch, p.kv_heads, p.group, n_rows, -1)).sum(2)
+    grads[1][:, :, cols] += (
+        g5.transpose(-2, -1) @ q_rows.reshape(batch, p.kv_heads, p.group, n_rows, -1)
+    ).sum(2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,8 +284,13 @@ def _fused_forward(q, k, v, problem: Problem, seg: Segment):
         bias = _additive(allowed, q.dtype)
         empty_rows = ~allowed.any(-1)  # (Bm, Hm, rows): the kernel reports lse 0 for these
     out, lse = _fused_forward_op(
-        q[:, :, seg.q_start : seg.q_end], k[:, :, cols], v[:, :, cols], 0.0, False,
-        attn_mask=bias, scale=p.scale,
+        q[:, :, seg.q_start : seg.q_end],
+        k[:, :, cols],
+        v[:, :, cols],
+        0.0,
+        False,
+        attn_mask=bias,
+        scale=p.scale,
     )
     if empty_rows is not None:
         lse = lse.masked_fill(empty_rows, NEG_INF)
@@ -296,8 +302,16 @@ def _fused_backward(q, k, v, out, grad_out, lse_bwd, problem: Problem, seg: Segm
     rows, cols = slice(seg.q_start, seg.q_end), slice(seg.k_start, seg.k_end)
     bias = _additive(_allowed(p, seg, q.device), q.dtype) if seg.masked else None
     dq, dk, dv = _fused_backward_op(
-        grad_out[:, :, rows], q[:, :, rows], k[:, :, cols], v[:, :, cols], out[:, :, rows],
-        lse_bwd[:, :, rows], 0.0, False, attn_mask=bias, scale=p.scale,
+        grad_out[:, :, rows],
+        q[:, :, rows],
+        k[:, :, cols],
+        v[:, :, cols],
+        out[:, :, rows],
+        lse_bwd[:, :, rows],
+        0.0,
+        False,
+        attn_mask=bias,
+        scale=p.scale,
     )
     grads[0][:, :, rows] += dq
     grads[1][:, :, cols] += dk
@@ -370,7 +384,9 @@ class _BlocksFunction(torch.autograd.Function):
                     _fused_backward(q, k, v, out, grad_out, lse_bwd, p, seg, grads)
                 else:
                     for piece in _split_cols(seg, EXPLICIT_MAX_COLS):
-                        _explicit_backward(q, k, v, grad_out, lse_bwd, delta, p, piece, seed, grads, params)
+                        _explicit_backward(
+                            q, k, v, grad_out, lse_bwd, delta, p, piece, seed, grads, params
+                        )
         return (grads[0], grads[1], grads[2], None, None, None, *grads[3:])
 
 

@@ -27,10 +27,12 @@ def select_backend(problem: Problem, requested: str) -> str:
             "backend='sdpa': PyTorch's fused kernel cannot apply a score_mod; use "
             "backend='blocks' (tiled, exact) or backend='auto'"
         )
+    if min(p.batch, p.q_heads, p.q_len, p.kv_len) == 0:
+        # Nothing to compute: the literal steps give the zeros. (PyTorch's fused CPU kernel
+        # kills the process with SIGFPE on a zero-length query, so no fast path may see it.)
+        return "reference"
     if requested != "auto":
         return requested
-    if min(p.batch, p.q_heads, p.q_len, p.kv_len) == 0:
-        return "reference"  # empty input: nothing to compute, the literal steps give zeros
     if p.score_mod is not None:
         return "blocks"
     if p.mask is None or (isinstance(p.mask, Causal) and p.q_len == p.kv_len):
@@ -108,6 +110,4 @@ def _weights(q: Tensor, k: Tensor, lse: Tensor, problem: Problem) -> Tensor:
     if needs_grad:
         return attention_probabilities(q, k, problem)[0]
     p = problem
-    return attention_weights(
-        q, k, lse=lse, mask=p.mask, score_mod=p.score_mod, scale=p.scale
-    )
+    return attention_weights(q, k, lse=lse, mask=p.mask, score_mod=p.score_mod, scale=p.scale)

@@ -34,6 +34,7 @@ from torch import Tensor
 
 EMPTY, PARTIAL, FULL = 0, 1, 2
 
+
 def _bottom_right_offset(q_len: int, kv_len: int) -> int:
     """Absolute position of query row 0: the queries are the last ``q_len`` positions."""
     return kv_len - q_len
@@ -85,7 +86,9 @@ class Mask:
             )
 
     # -- conveniences built on the three ----------------------------------------------------
-    def materialize(self, q_len: int, kv_len: int, device: torch.device | str | None = None) -> Tensor:
+    def materialize(
+        self, q_len: int, kv_len: int, device: torch.device | str | None = None
+    ) -> Tensor:
         """The whole boolean mask ``(Bm, Hm, Lq, Lk)``; ``True`` = may attend. Builds the
         ``Lq x Lk`` matrix: meant for small inputs, pictures and tests."""
         rows = torch.arange(q_len, device=device)
@@ -178,6 +181,7 @@ class _PerBatchLengths(Mask):
     """Shared handling of a per-batch integer (an int, a sequence or a 1-D tensor)."""
 
     argument = "lengths"
+    bounded_by_keys = True  # a padding length cannot exceed the keys there are
 
     def __init__(self, lengths: int | Sequence[int] | Tensor, owner: str):
         self._owner = owner
@@ -207,9 +211,11 @@ class _PerBatchLengths(Mask):
     def validate(self, batch, heads, q_len, kv_len):
         super().validate(batch, heads, q_len, kv_len)
         low, high = int(self.values.min()), int(self.values.max())
-        if low < 0 or high > kv_len:
+        upper = kv_len if self.bounded_by_keys else float("inf")
+        if low < 0 or high > upper:
+            expected = f"[0, Lk={kv_len}]" if self.bounded_by_keys else "[0, inf)"
             raise ValueError(
-                f"{self._owner}: {self.argument} must lie in [0, Lk={kv_len}], got values from "
+                f"{self._owner}: {self.argument} must be in {expected}, got values from "
                 f"{low} to {high}"
             )
 
@@ -260,6 +266,7 @@ class PrefixLM(_PerBatchLengths):
     ``True`` = may attend."""
 
     argument = "prefix_len"
+    bounded_by_keys = False  # a prefix longer than the keys seen so far (chunked prefill) is fine
 
     def __init__(self, prefix_len):
         super().__init__(prefix_len, "prefix_lm")
@@ -342,13 +349,11 @@ class Document(Mask):
 
 def _tile_min_max(ids: Tensor, tile: int) -> tuple[Tensor, Tensor]:
     """Per-tile minimum and maximum of ``ids (B, L)`` along L: ``(B, ceil(L/tile))`` each."""
-    length = ids.shape[-1]
-    pad = -length % tile
-    padded_low = torch.nn.functional.pad(ids, (0, pad), value=torch.iinfo(torch.long).max)
-    padded_high = torch.nn.functional.pad(ids, (0, pad), value=torch.iinfo(torch.long).min)
-    tiles_low = padded_low.view(ids.shape[0], -1, tile)
-    tiles_high = padded_high.view(ids.shape[0], -1, tile)
-    return tiles_low.amin(-1), tiles_high.amax(-1)
+    pad = -ids.shape[-1] % tile
+    if pad:  # repeat the last id: it changes no tile's minimum or maximum
+        ids = torch.cat([ids, ids[:, -1:].expand(-1, pad)], dim=-1)
+    tiles = ids.view(ids.shape[0], -1, tile)
+    return tiles.amin(-1), tiles.amax(-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +369,8 @@ class Dense(Mask):
     def __init__(self, allowed: Tensor):
         if not isinstance(allowed, Tensor):
             raise TypeError(
-                f"dense: expected a boolean tensor (True = may attend), got {type(allowed).__name__}"
+                f"dense: expected a boolean tensor (True = may attend), "
+                f"got {type(allowed).__name__}"
             )
         if allowed.dtype != torch.bool:
             raise TypeError(

@@ -71,9 +71,7 @@ def check_call(
         if not t.is_floating_point():
             raise TypeError(f"{name}: expected a floating-point tensor, got dtype {t.dtype}")
     if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(
-            f"q, k, v: must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}"
-        )
+        raise TypeError(f"q, k, v: must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}")
     if not (q.device == k.device == v.device):
         raise ValueError(
             f"q, k, v: must be on one device, got q {q.device}, k {k.device}, v {v.device}"

@@ -48,9 +48,7 @@ def sdpa_attention(
         if allowed is not None:
             bias = torch.zeros(allowed.shape, dtype=q.dtype).masked_fill_(~allowed, NEG_INF)
         q_, k_, v_ = _same_head_dims(q, k, v)
-        out, lse = _fused_forward_op(
-            q_, k_, v_, 0.0, is_causal, attn_mask=bias, scale=p.scale
-        )
+        out, lse = _fused_forward_op(q_, k_, v_, 0.0, is_causal, attn_mask=bias, scale=p.scale)
         out = out[..., : p.value_dim]
     else:
         k_, v_, gqa = k, v, {}
@@ -59,8 +57,14 @@ def sdpa_attention(
         elif p.group > 1:  # torch < 2.5 has no enable_gqa
             k_, v_ = k.repeat_interleave(p.group, 1), v.repeat_interleave(p.group, 1)
         out = F.scaled_dot_product_attention(
-            q, k_, v_, attn_mask=allowed, dropout_p=p.dropout_p, is_causal=is_causal,
-            scale=p.scale, **gqa,
+            q,
+            k_,
+            v_,
+            attn_mask=allowed,
+            dropout_p=p.dropout_p,
+            is_causal=is_causal,
+            scale=p.scale,
+            **gqa,
         )
         if need_lse:
             lse = log_sum_exp(q, k, p)

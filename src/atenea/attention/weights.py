@@ -6,6 +6,8 @@ away::
 
     weights[b, h, i, j] = exp(scale * q[b, h, i] . k[b, h // G, j] + mods - lse[b, h, i])
 
+(each recomputed row is then renormalised, which cancels the rounding of a float32 lse).
+
 so a caller can read row 32767 of a 32k-token sequence, or one head of one layer, without ever
 holding the whole matrix.
 """
@@ -27,7 +29,9 @@ def _indices(selection, size: int, name: str, device) -> Tensor:
     if isinstance(selection, slice):
         return torch.arange(size, device=device)[selection]
     if isinstance(selection, bool):
-        raise TypeError(f"{name}: expected an int, a slice, a sequence or a tensor of ints, got a bool")
+        raise TypeError(
+            f"{name}: expected an int, a slice, a sequence or a tensor of ints, got a bool"
+        )
     if isinstance(selection, int):
         selection = [selection]
     index = torch.as_tensor(selection, device=device)
@@ -105,5 +109,11 @@ def attention_weights(
         row_lse = lse_heads[:, :, chunk]
         # lse -inf marks a row with no allowed key: +inf turns its weights into exp(-inf) = 0.
         row_lse = row_lse.masked_fill(row_lse == float("-inf"), float("inf"))
-        weights[:, :, start : start + chunk.numel()] = torch.exp(scores - row_lse.unsqueeze(-1))
+        rows_weights = torch.exp(scores - row_lse.unsqueeze(-1))  # (B, h, c, Lk)
+        # The lse is the exact shift in exact arithmetic; renormalising each (complete) row
+        # cancels its rounding, which matters when |scores| is large (float32 lse at 1e5
+        # is off by ~0.01, i.e. 1% on every weight).
+        total = rows_weights.sum(-1, keepdim=True)
+        rows_weights = rows_weights / total.masked_fill(total == 0, 1.0)
+        weights[:, :, start : start + chunk.numel()] = rows_weights
     return weights

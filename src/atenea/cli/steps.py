@@ -63,7 +63,7 @@ def run_steps(
     """Print the seven steps for ``text`` and return every intermediate tensor by name."""
     tokens = text.split()
     if not tokens:
-        raise StepsError("give at least one word, e.g. atenea steps \"el banco cerró temprano\"")
+        raise StepsError('give at least one word, e.g. atenea steps "el banco cerró temprano"')
     if len(tokens) > MAX_TOKENS:
         raise StepsError(
             f"{len(tokens)} words is too many to print as matrices; give at most {MAX_TOKENS}"
@@ -80,8 +80,10 @@ def run_steps(
     kdims = [f"d{i}" for i in range(d_k)]
 
     echo("atenea steps: self-attention by hand")
-    echo(f"tokens: {' | '.join(tokens)}   (L = {length}, d_model = {d_model}, d_k = {d_k}, "
-         f"seed = {seed})")
+    echo(
+        f"tokens: {' | '.join(tokens)}   (L = {length}, d_model = {d_model}, d_k = {d_k}, "
+        f"seed = {seed})"
+    )
     echo("")
 
     x = torch.stack([word_embedding(t, d_model) for t in tokens])  # (L, d_model)
@@ -90,10 +92,15 @@ def run_steps(
     echo("")
 
     q, k, v = x @ w_q, x @ w_k, x @ w_v  # (L, d_k) each
-    echo(f"Step 2. Projections Q = X W_Q, K = X W_K, V = X W_V, each ({length}, {d_k}); "
-         f"W_* are random (seed {seed}), as before training")
-    for name, t in (("Q (what each token looks for)", q), ("K (what each token offers)", k),
-                    ("V (what each token passes on)", v)):
+    echo(
+        f"Step 2. Projections Q = X W_Q, K = X W_K, V = X W_V, each ({length}, {d_k}); "
+        f"W_* are random (seed {seed}), as before training"
+    )
+    for name, t in (
+        ("Q (what each token looks for)", q),
+        ("K (what each token offers)", k),
+        ("V (what each token passes on)", v),
+    ):
         echo(name)
         echo(format_matrix(t, tokens, kdims))
     echo("")
@@ -102,19 +109,25 @@ def run_steps(
     echo(f"Step 3. Scores = Q K^T, shape ({length}, {length}): row = query, column = key")
     echo(format_matrix(scores, tokens, tokens))
     scaled = scores / math.sqrt(d_k)
-    echo(f"        Scaled scores = scores / sqrt(d_k) = scores / {math.sqrt(d_k):.2f}, so the "
-         f"softmax does not saturate as d_k grows")
+    echo(
+        f"        Scaled scores = scores / sqrt(d_k) = scores / {math.sqrt(d_k):.2f}, so the "
+        f"softmax does not saturate as d_k grows"
+    )
     echo(format_matrix(scaled, tokens, tokens))
     echo("")
 
     if causal:
         allowed = masks.causal().materialize(length, length)[0, 0]
         masked = scaled.masked_fill(~allowed, float("-inf"))
-        echo("Step 4. Causal mask: a token may attend to itself and the tokens before it "
-             "(1 = True = may attend)")
+        echo(
+            "Step 4. Causal mask: a token may attend to itself and the tokens before it "
+            "(1 = True = may attend)"
+        )
         echo(format_matrix(allowed.float(), tokens, tokens, digits=0))
-        echo("        Masked scores: where the mask is False the score becomes -inf "
-             "(weight 0 after the softmax)")
+        echo(
+            "        Masked scores: where the mask is False the score becomes -inf "
+            "(weight 0 after the softmax)"
+        )
         echo(format_matrix(masked, tokens, tokens))
     else:
         allowed = torch.ones(length, length, dtype=torch.bool)
@@ -127,13 +140,18 @@ def run_steps(
     echo("Step 5. Softmax over each row: the attention weights, each row a distribution")
     echo(format_matrix(weights, tokens, tokens, digits=3))
     ok = bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-6))
-    echo("        row sums: " + ", ".join(f"{s:.6f}" for s in sums.tolist())
-         + ("  (each is 1: ok)" if ok else "  (NOT 1: this is a bug)"))
+    echo(
+        "        row sums: "
+        + ", ".join(f"{s:.6f}" for s in sums.tolist())
+        + ("  (each is 1: ok)" if ok else "  (NOT 1: this is a bug)")
+    )
     echo("")
 
     y = weights @ v  # (L, d_k)
-    echo(f"Step 6. Output Y = weights V, shape ({length}, {d_k}): each row mixes the values "
-         f"of the tokens it attends to")
+    echo(
+        f"Step 6. Output Y = weights V, shape ({length}, {d_k}): each row mixes the values "
+        f"of the tokens it attends to"
+    )
     echo(format_matrix(y, tokens, kdims))
     echo("")
 
@@ -151,17 +169,34 @@ def run_steps(
     echo("")
 
     library = atenea.attention(
-        q[None, None], k[None, None], v[None, None],
-        mask=masks.causal() if causal else None, backend="auto",
+        q[None, None],
+        k[None, None],
+        v[None, None],
+        mask=masks.causal() if causal else None,
+        backend="auto",
     )[0, 0]
     difference = float((library - y).abs().max())
-    echo(f"Check: atenea.attention(q, k, v{', mask=masks.causal()' if causal else ''}) gives the "
-         f"same Y (largest difference {difference:.1e})")
-    return {"x": x, "q": q, "k": k, "v": v, "scores": scores, "scaled": scaled, "allowed": allowed,
-            "weights": weights, "y": y, "library": library}
+    echo(
+        f"Check: atenea.attention(q, k, v{', mask=masks.causal()' if causal else ''}) gives the "
+        f"same Y (largest difference {difference:.1e})"
+    )
+    return {
+        "x": x,
+        "q": q,
+        "k": k,
+        "v": v,
+        "scores": scores,
+        "scaled": scaled,
+        "allowed": allowed,
+        "weights": weights,
+        "y": y,
+        "library": library,
+    }
 
 
-def save_heatmap(weights: torch.Tensor, tokens: list[str], path, allowed: torch.Tensor | None = None):
+def save_heatmap(
+    weights: torch.Tensor, tokens: list[str], path, allowed: torch.Tensor | None = None
+):
     """Write the ``(L, L)`` weights as a PNG heatmap, tokens on both axes; masked-out cells
     (``allowed`` False) are drawn grey and empty. Returns the path, or None when matplotlib is
     missing."""
@@ -194,8 +229,15 @@ def save_heatmap(weights: torch.Tensor, tokens: list[str], path, allowed: torch.
             if not allowed[i, j]:
                 continue
             value = float(weights[i, j])
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                    color="black" if value > 0.6 else "white")
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if value > 0.6 else "white",
+            )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
