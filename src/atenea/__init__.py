@@ -1,12 +1,13 @@
 """atenea: attention and the transformers built on it.
 
-import atenea
-from atenea import masks, scores
+    import atenea
+    from atenea import masks, scores
 
-out = atenea.attention(q, k, v, mask=masks.causal())
+    out = atenea.attention(q, k, v, mask=masks.causal())
 """
 
-from atenea.attention import attention, attention_weights, masks, scores
+from atenea import attention  # the core package; calling it runs attention()
+from atenea.attention import attention_weights, masks, scores
 
 __version__ = "0.1.0"
 

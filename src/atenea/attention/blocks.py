@@ -41,6 +41,8 @@ Q_TILE = 128
 K_TILE = 128
 # Largest boolean mask (elements) one merged segment may carry: rows x masked columns.
 MASK_BUDGET = 1 << 22
+# A run of FULL tiles at least this many keys long is computed on its own, without a mask.
+LONG_FULL_RUN = 1024
 # The explicit engine builds a (B, H, rows, cols) score block: keep its columns bounded.
 EXPLICIT_MAX_COLS = 1024
 
@@ -78,43 +80,53 @@ def plan_segments(
             torch.where((per_row_head == EMPTY).all(0), EMPTY, PARTIAL),
         ).to(torch.int8)
 
-    # Runs of equal kind along the keys, per band of q_tile rows: [(kind, first, count), ...]
-    bands: list[tuple[tuple[tuple[int, int, int], ...], int]] = []
-    for tile_row, row in enumerate(kinds.tolist()):
-        runs, start = [], 0
-        for kind, group in itertools.groupby(row):
-            count = len(list(group))
-            if kind != EMPTY:
-                runs.append((kind, start, count))
-            start += count
-        bands.append((tuple(runs), tile_row))
+    # Per band of q_tile rows, the key spans to compute: (first_tile, end_tile, masked).
+    bands = [_band_spans(row, k_tile) for row in kinds.tolist()]
 
-    # Merge consecutive bands with the same runs into one call, while their masks stay small.
+    # Merge consecutive bands with the same spans into one call, while their masks stay small.
     plan: list[list[Segment]] = []
-    merged_runs, first_row, last_row = None, 0, 0
-    for runs, tile_row in bands:
-        masked_cols = sum(count for kind, _, count in runs if kind != FULL) * k_tile
-        rows_if_merged = (tile_row + 1 - first_row) * q_tile
-        if merge_rows and runs == merged_runs and rows_if_merged * masked_cols <= MASK_BUDGET:
-            last_row = tile_row
-            continue
-        if merged_runs:
-            plan.append(_segments(merged_runs, first_row, last_row, q_tile, k_tile, p))
-        merged_runs, first_row, last_row = runs, tile_row, tile_row
-    if merged_runs:
-        plan.append(_segments(merged_runs, first_row, last_row, q_tile, k_tile, p))
-    # Bands whose every key is masked have no segment: their rows stay output 0, lse -inf.
+    merged, first_row = None, 0
+    for tile_row, spans in enumerate(bands + [None]):
+        if merged is not None and spans == merged and merge_rows:
+            masked_cols = sum(end - first for first, end, masked in spans if masked) * k_tile
+            if (tile_row + 1 - first_row) * q_tile * masked_cols <= MASK_BUDGET:
+                continue
+        if merged:  # a band whose every key is masked has no span: its rows stay 0, lse -inf
+            q_start, q_end = first_row * q_tile, min(tile_row * q_tile, p.q_len)
+            plan.append([
+                Segment(q_start, q_end, first * k_tile, min(end * k_tile, p.kv_len), masked)
+                for first, end, masked in merged
+            ])
+        merged, first_row = spans, tile_row
     return plan
 
 
-def _segments(runs, first_row, last_row, q_tile, k_tile, p: Problem) -> list[Segment]:
-    q_start, q_end = first_row * q_tile, min((last_row + 1) * q_tile, p.q_len)
-    return [
-        Segment(
-            q_start, q_end, first * k_tile, min((first + count) * k_tile, p.kv_len), kind != FULL
-        )
-        for kind, first, count in runs
-    ]
+def _band_spans(row: list[int], k_tile: int) -> tuple[tuple[int, int, bool], ...]:
+    """Key spans of one band from its tile kinds: EMPTY tiles split spans (never computed); a
+    long run of FULL tiles is a span of its own, computed without a mask; PARTIAL tiles and short
+    FULL runs beside them share one masked call (one bigger kernel call beats several small
+    ones plus their merges; the mask itself costs ~5%)."""
+    spans: list[tuple[int, int, bool]] = []
+    current: list | None = None  # [first_tile, end_tile, masked]
+    start = 0
+    for kind, group in itertools.groupby(row):
+        count = len(list(group))
+        long_full = kind == FULL and count * k_tile >= LONG_FULL_RUN
+        if kind == EMPTY or long_full:
+            if current is not None:
+                spans.append(tuple(current))
+                current = None
+            if long_full:
+                spans.append((start, start + count, False))
+        elif current is None:
+            current = [start, start + count, kind != FULL]
+        else:
+            current[1] = start + count
+            current[2] = current[2] or kind != FULL
+        start += count
+    if current is not None:
+        spans.append(tuple(current))
+    return tuple(spans)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,9 +349,12 @@ def _forward_all(q, k, v, problem: Problem, plan, seed: int) -> tuple[Tensor, Te
     both in the compute dtype."""
     p = problem
     fused = _uses_fused(q, p)
-    out = q.new_zeros(p.batch, p.q_heads, p.q_len, p.value_dim)
+    out = q.new_empty(p.batch, p.q_heads, p.q_len, p.value_dim)
     lse = q.new_full((p.batch, p.q_heads, p.q_len), NEG_INF)
+    covered = 0  # bands come in order; rows between them have no allowed key at all
     for band in plan:
+        out[:, :, covered : band[0].q_start] = 0.0
+        covered = band[0].q_end
         rows = slice(band[0].q_start, band[0].q_end)
         acc_out, acc_lse = None, None
         for seg in band:
@@ -355,6 +370,7 @@ def _forward_all(q, k, v, problem: Problem, plan, seed: int) -> tuple[Tensor, Te
                     acc_out, acc_lse = _merge(acc_out, acc_lse, part_out, part_lse)
         out[:, :, rows] = acc_out
         lse[:, :, rows] = acc_lse
+    out[:, :, covered:] = 0.0
     return out, lse
 
 

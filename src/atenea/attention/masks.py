@@ -504,11 +504,9 @@ class Not(Mask):
 
 
 def _kinds(full: Tensor, empty: Tensor) -> Tensor:
-    """Encode two boolean tile maps as EMPTY / PARTIAL / FULL (int8)."""
-    kinds = torch.full(torch.broadcast_shapes(full.shape, empty.shape), PARTIAL, dtype=torch.int8)
-    kinds[full.expand_as(kinds)] = FULL
-    kinds[empty.expand_as(kinds)] = EMPTY
-    return kinds
+    """Encode two (broadcastable) boolean tile maps as EMPTY=0 / PARTIAL=1 / FULL=2 (int8).
+    A tile is never both full and empty, so ``1 + full - empty`` is exact."""
+    return PARTIAL + full.to(torch.int8) - empty.to(torch.int8)
 
 
 # ---------------------------------------------------------------------------------------------
