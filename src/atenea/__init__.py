@@ -1,9 +1,9 @@
 """atenea: attention and the transformers built on it.
 
-    import atenea
-    from atenea import masks, scores
+import atenea
+from atenea import masks, scores
 
-    out = atenea.attention(q, k, v, mask=masks.causal())
+out = atenea.attention(q, k, v, mask=masks.causal())
 """
 
 from atenea import attention  # the core package; calling it runs attention()

@@ -93,10 +93,12 @@ def plan_segments(
                 continue
         if merged:  # a band whose every key is masked has no span: its rows stay 0, lse -inf
             q_start, q_end = first_row * q_tile, min(tile_row * q_tile, p.q_len)
-            plan.append([
-                Segment(q_start, q_end, first * k_tile, min(end * k_tile, p.kv_len), masked)
-                for first, end, masked in merged
-            ])
+            plan.append(
+                [
+                    Segment(q_start, q_end, first * k_tile, min(end * k_tile, p.kv_len), masked)
+                    for first, end, masked in merged
+                ]
+            )
         merged, first_row = spans, tile_row
     return plan
 
