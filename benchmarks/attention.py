@@ -177,18 +177,21 @@ FIRST_CALL = textwrap.dedent("""
 """)
 
 MEMORY = textwrap.dedent("""
-    import resource, torch, atenea
+    import torch, atenea
     from atenea import masks
-    def rss_kib():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4  # resident pages of 4 KiB
+    def status_kib(field):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
     q, k, v = (torch.randn(1, 8, {length}, 64) for _ in range(3))
     out = torch.empty_like(q)  # the output itself is not "extra"
     del out
-    before = rss_kib()
+    before = status_kib("VmRSS")
+    # Reset the peak (VmHWM) to the current size: ru_maxrss would carry the *parent's* peak,
+    # which Linux keeps across fork and exec.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
     out, lse = atenea.attention(q, k, v, mask=masks.causal(), return_lse=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
-    print((peak - before) / 1024 ** 2)
+    print((status_kib("VmHWM") - before) / 1024 ** 2)
 """)
 
 

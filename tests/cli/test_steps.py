@@ -77,3 +77,11 @@ def test_console_script_runs(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "Step 4. Causal mask" in result.stdout and (tmp_path / "w.png").exists()
+
+
+def test_unwritable_heatmap_path_is_a_message(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["steps", "--png", str(blocker / "weights.png")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the heatmap" in err and "Traceback" not in err

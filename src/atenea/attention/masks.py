@@ -53,6 +53,11 @@ class Mask:
     Subclasses implement ``allowed``, ``tile_kinds``, ``batch_heads`` and ``validate``.
     """
 
+    #: True when ``allowed`` depends only on ``q_pos - k_pos`` (causal, sliding window): then
+    #: every tile at the same distance from the diagonal has the same mask, and the tiled
+    #: backend builds it once.
+    shift_invariant = False
+
     # -- the three capabilities -------------------------------------------------------------
     def allowed(self, rows: Tensor, cols: Tensor, q_len: int, kv_len: int) -> Tensor:
         """Boolean block ``(Bm, Hm, len(rows), len(cols))``: ``True`` where query ``rows[i]`` may
@@ -136,6 +141,8 @@ def as_mask(mask: Mask | Tensor) -> Mask:
 class Causal(Mask):
     """Query at absolute position ``q`` may attend to keys ``k <= q``. ``True`` = may attend."""
 
+    shift_invariant = True
+
     def allowed(self, rows, cols, q_len, kv_len):
         q_pos = rows + _bottom_right_offset(q_len, kv_len)
         return (cols[None, :] <= q_pos[:, None])[None, None]
@@ -154,6 +161,8 @@ class Causal(Mask):
 class SlidingWindow(Mask):
     """Query at absolute position ``q`` may attend to keys ``q - size + 1 .. q`` (itself and the
     ``size - 1`` keys before it; causal). ``True`` = may attend."""
+
+    shift_invariant = True
 
     def __init__(self, size: int):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -440,6 +449,7 @@ class And(Mask):
 
     def __init__(self, left: Mask, right: Mask):
         self.left, self.right = left, right
+        self.shift_invariant = left.shift_invariant and right.shift_invariant
 
     def batch_heads(self):
         return _broadcast_sizes(self.left.batch_heads(), self.right.batch_heads())
@@ -486,6 +496,7 @@ class Not(Mask):
 
     def __init__(self, inner: Mask):
         self.inner = inner
+        self.shift_invariant = inner.shift_invariant
 
     def batch_heads(self):
         return self.inner.batch_heads()

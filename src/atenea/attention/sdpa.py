@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from atenea.attention.blocks import log_sum_exp
+from atenea.attention.explicit import log_sum_exp
 from atenea.attention.masks import Causal
 from atenea.attention.problem import Problem
 

@@ -4,6 +4,7 @@ ends with a one-line message and exit code 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from atenea import __version__
@@ -53,9 +54,6 @@ def _run_steps(args) -> int:
     except StepsError as error:
         print(f"atenea steps: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
-        print(f"atenea steps: cannot write the heatmap: {error}", file=sys.stderr)
-        return 2
     return 0
 
 
@@ -76,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silences the flush at exit)
+        return 0
 
 
 if __name__ == "__main__":

@@ -161,7 +161,12 @@ def run_steps(
         parts = [f"{tokens[j]} {w:.2f}" for w, j in zip(top.values.tolist(), top.indices.tolist())]
         echo(f"        {token:<12} -> " + ", ".join(parts))
     if png is not None:
-        written = save_heatmap(weights, tokens, png, allowed=allowed)
+        try:
+            written = save_heatmap(weights, tokens, png, allowed=allowed)
+        except OSError as error:
+            raise StepsError(
+                f"cannot write the heatmap to {png}: {error.strerror or error}"
+            ) from None
         if written:
             echo(f"        heatmap written to {written}")
         else:
