@@ -113,7 +113,6 @@ def test_attention_weights_errors():
         atenea.attention_weights(q, k, lse=None)
 
 
-@pytest.mark.slow
 def test_row_32767_of_a_32k_sequence():
     """The issue's example: the last row of a 32k-token causal sequence."""
     length = 32768
