@@ -555,6 +555,30 @@ def prefix_lm(prefix_len) -> Mask:
     return PrefixLM(prefix_len)
 
 
+def from_attention_mask(attention_mask: Tensor | None) -> Mask | None:
+    """The key mask of a padded batch from a Hugging Face style ``attention_mask (B, Lk)``
+    (1 = real token, 0 = padding): ``key_padding`` when each row's padding is on one side (so
+    tiles can skip it), ``dense`` otherwise, ``None`` when nothing is padded.
+    ``True`` = may attend."""
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() != 2:
+        raise ValueError(
+            f"attention_mask: expected shape (B, L) with 1 for real tokens and 0 for padding, got "
+            f"{tuple(attention_mask.shape)}"
+        )
+    real = attention_mask.bool()
+    if bool(real.all()):
+        return None
+    lengths = real.sum(-1)
+    keys = torch.arange(real.shape[1], device=real.device)
+    if bool((real == (keys < lengths[:, None])).all()):
+        return key_padding(lengths.cpu())
+    if bool((real == (keys >= real.shape[1] - lengths[:, None])).all()):
+        return key_padding(lengths.cpu(), side="left")
+    return dense(real[:, None, None, :])
+
+
 def dense(allowed: Tensor) -> Mask:
     """Any boolean tensor broadcastable to ``(B, H, Lq, Lk)``. ``True`` = may attend."""
     return Dense(allowed)
@@ -572,4 +596,5 @@ __all__ = [
     "document",
     "prefix_lm",
     "dense",
+    "from_attention_mask",
 ]

@@ -1,0 +1,37 @@
+"""Architectures, their configs, task heads, and checkpoint reading and writing."""
+
+from atenea.models.checkpoints import load_pretrained, save_pretrained
+from atenea.models.config import DecoderConfig, EncoderConfig, EncoderDecoderConfig
+from atenea.models.decoder import DecoderModel
+from atenea.models.encoder import (
+    ClassificationHead,
+    EncoderForMaskedLM,
+    EncoderForSequenceClassification,
+    EncoderModel,
+    MaskedLMHead,
+    mean_pool,
+)
+from atenea.models.encoder_decoder import EncoderDecoderModel
+from atenea.models.outputs import Intermediates, ModelOutput
+from atenea.models.safetensors_io import CheckpointError
+from atenea.models.tokenizer import Tokenizer
+
+__all__ = [
+    "CheckpointError",
+    "Tokenizer",
+    "load_pretrained",
+    "save_pretrained",
+    "ClassificationHead",
+    "DecoderConfig",
+    "DecoderModel",
+    "EncoderConfig",
+    "EncoderDecoderConfig",
+    "EncoderDecoderModel",
+    "EncoderForMaskedLM",
+    "EncoderForSequenceClassification",
+    "EncoderModel",
+    "Intermediates",
+    "MaskedLMHead",
+    "ModelOutput",
+    "mean_pool",
+]

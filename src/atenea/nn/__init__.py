@@ -1,0 +1,34 @@
+"""Modules built on the attention core: multi-head / cross / additive attention, positions,
+norms, feed-forward, the transformer block and the KV cache."""
+
+from atenea.nn.additive import AdditiveAttention
+from atenea.nn.attention import AttentionRecord, MultiHeadAttention
+from atenea.nn.block import BlockConfig, TransformerBlock
+from atenea.nn.cache import Cache, KVCache
+from atenea.nn.feedforward import FeedForward
+from atenea.nn.norms import LayerNorm, RMSNorm
+from atenea.nn.positions import (
+    LearnedPositions,
+    RelativePositionBias,
+    RotaryEmbedding,
+    SinusoidalPositions,
+    positions_from_mask,
+)
+
+__all__ = [
+    "AdditiveAttention",
+    "AttentionRecord",
+    "BlockConfig",
+    "Cache",
+    "FeedForward",
+    "KVCache",
+    "LayerNorm",
+    "LearnedPositions",
+    "MultiHeadAttention",
+    "RMSNorm",
+    "RelativePositionBias",
+    "RotaryEmbedding",
+    "SinusoidalPositions",
+    "TransformerBlock",
+    "positions_from_mask",
+]

@@ -1,0 +1,92 @@
+"""Pieces every model shares: input checks, the padding mask, records for inspection."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from atenea.attention import masks
+from atenea.models.outputs import Intermediates
+
+
+def check_ids(input_ids: Tensor, vocab_size: int, name: str = "input_ids") -> None:
+    """Token ids must be a ``(B, L)`` integer tensor with values in ``[0, vocab_size)``."""
+    if not isinstance(input_ids, Tensor):
+        raise TypeError(
+            f"{name}: expected a (B, L) tensor of token ids, got {type(input_ids).__name__}"
+        )
+    if input_ids.dim() != 2:
+        raise ValueError(f"{name}: expected shape (B, L), got {tuple(input_ids.shape)}")
+    if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+        raise TypeError(f"{name}: expected integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.numel():
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= vocab_size:
+            raise ValueError(
+                f"{name}: token ids must lie in [0, {vocab_size}) for this vocabulary, got values "
+                f"from {low} to {high}"
+            )
+
+
+def check_attention_mask(attention_mask: Tensor | None, input_ids: Tensor) -> None:
+    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+        raise ValueError(
+            f"attention_mask: expected the shape of input_ids {tuple(input_ids.shape)} (1 = token, "
+            f"0 = padding), got {tuple(attention_mask.shape)}"
+        )
+
+
+def and_masks(*parts):
+    """``a & b & ...`` over the parts that are not None (None: no mask at all)."""
+    present = [part for part in parts if part is not None]
+    if not present:
+        return None
+    combined = present[0]
+    for part in present[1:]:
+        combined = combined & part
+    return combined
+
+
+def padding_mask(attention_mask: Tensor | None):
+    """``masks.from_attention_mask``: key padding from an HF-style mask (None: no padding)."""
+    return masks.from_attention_mask(attention_mask)
+
+
+def recording(output_attentions: bool, output_hidden_states: bool, intermediates):
+    """The ``Intermediates`` a forward pass fills: the caller's, or a private one when only
+    ``output_attentions`` / ``output_hidden_states`` was asked for, or None."""
+    if intermediates is not None:
+        if output_hidden_states:
+            intermediates.keep_hidden_states = True
+        return intermediates
+    if output_attentions or output_hidden_states:
+        return Intermediates(keep_hidden_states=output_hidden_states)
+    return None
+
+
+def records(intermediates, kind: str = "attention"):
+    """The list an attention layer appends its record to (None when not recording)."""
+    return None if intermediates is None else getattr(intermediates, kind)
+
+
+def init_weights(module: torch.nn.Module, std: float = 0.02) -> None:
+    """GPT-2 / BERT initialisation: normal(0, 0.02) weights, zero biases, unit norms; the
+    padding row of an embedding stays zero. Use as ``model.apply(init_weights)``."""
+    if isinstance(module, torch.nn.Linear):
+        torch.nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            torch.nn.init.zeros_(module.bias)
+    elif isinstance(module, torch.nn.Embedding):
+        torch.nn.init.normal_(module.weight, std=std)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+
+class Pretrained:
+    """``model.save_pretrained(folder, tokenizer=None, format="auto")`` for atenea models."""
+
+    def save_pretrained(self, folder, tokenizer=None, format: str = "auto"):
+        from atenea.models.checkpoints import save_pretrained
+
+        return save_pretrained(self, folder, tokenizer, format)

@@ -1,0 +1,179 @@
+"""Model configurations: one typed dataclass per family, with named presets.
+
+    EncoderConfig          BERT-style encoders (bert-base, minilm-l6, bert-tiny)
+    DecoderConfig          GPT-2 and Llama-style decoders from one config (gpt2-small, llama-tiny)
+    EncoderDecoderConfig   the original Transformer (transformer-base, transformer-tiny)
+
+A model is built from its config alone: ``DecoderModel(DecoderConfig.from_name("gpt2-small"))``.
+``from_name(name, **overrides)`` starts from a preset and changes any field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from atenea.nn.block import BlockConfig
+
+
+class _Presets:
+    """``from_name`` and ``presets()`` for a config dataclass with a ``PRESETS`` table."""
+
+    PRESETS: dict = {}
+
+    @classmethod
+    def from_name(cls, name: str, **overrides):
+        if name not in cls.PRESETS:
+            known = ", ".join(sorted(cls.PRESETS))
+            raise ValueError(f"{cls.__name__}: unknown preset {name!r}; known presets: {known}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown fields {', '.join(unknown)}")
+        return cls(**{**cls.PRESETS[name], **overrides})
+
+    @classmethod
+    def presets(cls) -> list[str]:
+        return sorted(cls.PRESETS)
+
+
+@dataclass
+class EncoderConfig(_Presets):
+    """A bidirectional encoder: token + position (+ segment) embeddings, ``num_layers`` blocks.
+    Defaults are BERT-base's."""
+
+    vocab_size: int = 30522
+    dim: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    ffn_hidden: int = 3072
+    max_positions: int = 512
+    type_vocab_size: int = 2  # segments (sentence A / B); 0 for none
+    positions: str = "learned"  # learned | sinusoidal
+    activation: str = "gelu"
+    norm_eps: float = 1e-12
+    norm_position: str = "post"  # BERT is post-norm; "pre" adds a final norm instead
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    pooler: bool = True  # BERT's dense + tanh on the [CLS] state
+    pad_token_id: int = 0
+
+    PRESETS = {
+        "bert-base": {},
+        "minilm-l6": dict(dim=384, num_layers=6, num_heads=12, ffn_hidden=1536),
+        "bert-tiny": dict(dim=128, num_layers=2, num_heads=2, ffn_hidden=512),
+    }
+
+    def block(self) -> BlockConfig:
+        return BlockConfig(
+            dim=self.dim, num_heads=self.num_heads, ffn_hidden=self.ffn_hidden,
+            activation=self.activation, norm="layernorm", norm_eps=self.norm_eps,
+            norm_position=self.norm_position, bias=True, dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+        )  # fmt: skip
+
+
+@dataclass
+class DecoderConfig(_Presets):
+    """A causal decoder with a language-model head. One config covers GPT-2 (learned positions,
+    LayerNorm, GELU, biases, fused q/k/v, tied head) and Llama (rotary positions, RMSNorm,
+    SwiGLU, no biases, grouped-query attention, untied head). Defaults are GPT-2 small's."""
+
+    vocab_size: int = 50257
+    dim: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    num_kv_heads: int | None = None  # None: as many as num_heads
+    head_dim: int | None = None  # None: dim // num_heads
+    ffn_hidden: int = 3072
+    max_positions: int = 1024
+    positions: str = "learned"  # learned | rotary
+    rope_theta: float = 10000.0
+    rope_layout: str = "half"  # half (NeoX / Llama / HF) | interleaved (GPT-J)
+    rope_scaling: dict | None = None  # e.g. Llama 3's {"rope_type": "llama3", ...}
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    norm_eps: float = 1e-5
+    activation: str = "gelu_tanh"  # gelu_tanh | gelu | relu | silu | swiglu
+    bias: bool = True
+    fused_qkv: bool = True
+    tie_embeddings: bool = True
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    bos_token_id: int | None = 50256
+    eos_token_id: int | None = 50256
+    pad_token_id: int | None = None
+
+    PRESETS = {
+        "gpt2-small": {},
+        "gpt2-tiny": dict(dim=64, num_layers=2, num_heads=4, ffn_hidden=256, max_positions=256),
+        "llama-tiny": dict(
+            vocab_size=32000, dim=64, num_layers=2, num_heads=4, num_kv_heads=2, ffn_hidden=172,
+            max_positions=2048, positions="rotary", norm="rmsnorm", norm_eps=1e-6,
+            activation="swiglu", bias=False, fused_qkv=False, tie_embeddings=False,
+            rope_theta=10000.0, bos_token_id=1, eos_token_id=2,
+        ),
+        "llama-3.2-1b": dict(
+            vocab_size=128256, dim=2048, num_layers=16, num_heads=32, num_kv_heads=8,
+            ffn_hidden=8192, max_positions=131072, positions="rotary", norm="rmsnorm",
+            norm_eps=1e-5, activation="swiglu", bias=False, fused_qkv=False,
+            tie_embeddings=True, rope_theta=500000.0, bos_token_id=128000, eos_token_id=128001,
+            rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0,
+                              high_freq_factor=4.0, original_max_position_embeddings=8192),
+        ),
+    }  # fmt: skip
+
+    def block(self) -> BlockConfig:
+        return BlockConfig(
+            dim=self.dim, num_heads=self.num_heads, ffn_hidden=self.ffn_hidden,
+            num_kv_heads=self.num_kv_heads, head_dim=self.head_dim, activation=self.activation,
+            norm=self.norm, norm_eps=self.norm_eps, norm_position="pre", bias=self.bias,
+            fused_qkv=self.fused_qkv, dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+        )  # fmt: skip
+
+    @property
+    def resolved_head_dim(self) -> int:
+        return self.head_dim or self.dim // self.num_heads
+
+
+@dataclass
+class EncoderDecoderConfig(_Presets):
+    """The original Transformer (Vaswani et al. 2017): an encoder, and a decoder with causal
+    self-attention and cross-attention to the encoder's output. Sinusoidal positions, embeddings
+    scaled by sqrt(dim), post-norm (``norm_position="pre"`` for the modern variant), ReLU.
+    Defaults are the paper's base model."""
+
+    src_vocab_size: int = 32000
+    tgt_vocab_size: int = 32000
+    dim: int = 512
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    num_heads: int = 8
+    ffn_hidden: int = 2048
+    max_positions: int = 1024
+    activation: str = "relu"
+    norm_eps: float = 1e-6
+    norm_position: str = "post"
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    share_embeddings: bool = False  # one table for source, target and output (shared vocab)
+    tie_output: bool = True  # output projection = target embedding
+    pad_token_id: int = 0
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+
+    PRESETS = {
+        "transformer-base": {},
+        "transformer-tiny": dict(
+            src_vocab_size=1000, tgt_vocab_size=1000, dim=64, num_encoder_layers=2,
+            num_decoder_layers=2, num_heads=4, ffn_hidden=128, max_positions=256,
+        ),
+    }  # fmt: skip
+
+    def block(self, cross: bool) -> BlockConfig:
+        return BlockConfig(
+            dim=self.dim, num_heads=self.num_heads, ffn_hidden=self.ffn_hidden,
+            activation=self.activation, norm="layernorm", norm_eps=self.norm_eps,
+            norm_position=self.norm_position, bias=True, dropout=self.dropout,
+            attention_dropout=self.attention_dropout, cross_attention=cross,
+        )  # fmt: skip

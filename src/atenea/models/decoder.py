@@ -1,0 +1,152 @@
+"""A causal decoder with a language-model head: GPT-2 and Llama from one config.
+
+    ids (B, L) -> token (+ learned position) embeddings -> N pre-norm causal blocks
+               -> final norm -> logits over the vocabulary (B, L, V)
+
+Left-padded batches (batched generation) get per-row positions: each row's first real token is
+position 0 wherever the padding puts it. With a ``Cache`` (``new_cache``) the model decodes
+incrementally: a prefill of the whole prompt, then one token at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from atenea.attention import masks
+from atenea.models.common import (
+    Pretrained,
+    and_masks,
+    check_attention_mask,
+    check_ids,
+    init_weights,
+    padding_mask,
+    recording,
+    records,
+)
+from atenea.models.config import DecoderConfig
+from atenea.models.outputs import ModelOutput
+from atenea.nn.block import TransformerBlock
+from atenea.nn.cache import Cache, KVCache
+from atenea.nn.norms import make_norm
+from atenea.nn.positions import LearnedPositions, RotaryEmbedding, positions_from_mask
+
+
+class DecoderModel(Pretrained, nn.Module):
+    """Causal language model: ``input_ids (B, L)`` -> ``logits (B, L, vocab)``."""
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        c = self.config = config
+        self.token_embedding = nn.Embedding(c.vocab_size, c.dim)
+        self.position_embedding = None
+        self.rotary = None
+        if c.positions == "learned":
+            self.position_embedding = LearnedPositions(c.max_positions, c.dim)
+        elif c.positions == "rotary":
+            self.rotary = RotaryEmbedding(
+                c.resolved_head_dim, base=c.rope_theta, layout=c.rope_layout, scaling=c.rope_scaling
+            )
+        else:
+            raise ValueError(f"positions: expected 'learned' or 'rotary', got {c.positions!r}")
+        self.dropout = nn.Dropout(c.dropout)
+        self.layers = nn.ModuleList(
+            [TransformerBlock(c.block(), rotary=self.rotary) for _ in range(c.num_layers)]
+        )
+        self.final_norm = make_norm(c.norm, c.dim, c.norm_eps)
+        self.lm_head = None if c.tie_embeddings else nn.Linear(c.dim, c.vocab_size, bias=False)
+        self.apply(init_weights)
+
+    @property
+    def output_weight(self) -> Tensor:
+        """The ``(vocab, dim)`` matrix that turns states into logits (tied or not)."""
+        return self.token_embedding.weight if self.lm_head is None else self.lm_head.weight
+
+    def new_cache(self, batch: int, capacity: int, dtype=None, device=None) -> Cache:
+        """An empty ``Cache`` for ``batch`` rows of up to ``capacity`` tokens (prompt + new)."""
+        c = self.config
+        weight = self.token_embedding.weight
+        dtype, device = dtype or weight.dtype, device or weight.device
+        head_dim = c.resolved_head_dim
+        kv_heads = c.num_kv_heads or c.num_heads
+        layers = [
+            KVCache(batch, kv_heads, capacity, head_dim, head_dim, dtype, device)
+            for _ in range(c.num_layers)
+        ]
+        return Cache(layers)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        *,
+        cache: Cache | None = None,
+        labels: Tensor | None = None,
+        logits_to_keep: int = 0,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        intermediates=None,
+    ) -> ModelOutput:
+        """Args:
+        input_ids: ``(B, L)`` token ids (with a cache: the new tokens only).
+        attention_mask: ``(B, L)``, 1 for tokens, 0 for padding (left padding for batched
+            generation). With a cache it covers the new tokens only.
+        position_ids: ``(B, L)``; default: counted from the mask (or from the cache).
+        cache: a ``Cache`` from ``new_cache``; the new keys/values are appended to it.
+        labels: ``(B, L)`` next-token targets (usually ``input_ids``; -100 = ignore): the
+            loss compares position ``t``'s logits with ``labels[t + 1]``.
+        logits_to_keep: compute logits for the last N positions only (0 = all).
+        """
+        c = self.config
+        check_ids(input_ids, c.vocab_size)
+        check_attention_mask(attention_mask, input_ids)
+        inter = recording(output_attentions, output_hidden_states, intermediates)
+
+        if cache is not None:
+            new_tokens = (
+                attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+            )
+            positions, key_mask = cache.advance(new_tokens)
+            mask = and_masks(masks.causal(), padding_mask(key_mask))
+        else:
+            if position_ids is not None:
+                positions = position_ids
+            elif attention_mask is not None:
+                positions = positions_from_mask(attention_mask)
+            else:
+                positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+                positions = positions.expand_as(input_ids)
+            mask = and_masks(masks.causal(), padding_mask(attention_mask))
+        if position_ids is not None:
+            positions = position_ids
+
+        x = self.token_embedding(input_ids)
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(positions)
+        x = self.dropout(x)
+        for index, layer in enumerate(self.layers):
+            if inter is not None and inter.keep_hidden_states:
+                inter.hidden_states.append(x)
+            layer_cache = cache.layers[index] if cache is not None else None
+            x = layer(x, mask=mask, positions=positions, cache=layer_cache, record=records(inter))
+        x = self.final_norm(x)
+        if inter is not None and inter.keep_hidden_states:
+            inter.hidden_states.append(x)
+
+        kept = x[:, -logits_to_keep:] if logits_to_keep else x
+        logits = F.linear(kept, self.output_weight)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100
+            )
+        return ModelOutput(
+            logits=logits,
+            last_hidden_state=x,
+            attentions=inter.attentions() if output_attentions else None,
+            hidden_states=tuple(inter.hidden_states) if output_hidden_states else None,
+            loss=loss,
+            intermediates=intermediates,
+        )

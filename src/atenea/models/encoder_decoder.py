@@ -1,0 +1,182 @@
+"""The original Transformer (Vaswani et al. 2017): an encoder reads the source; a decoder writes
+the target one token at a time, with causal self-attention over what it has written and
+cross-attention to the encoder's output (the *memory*).
+
+    source (B, S) -> embeddings * sqrt(dim) + sinusoids -> N encoder blocks -> memory (B, S, dim)
+    target (B, T) -> embeddings * sqrt(dim) + sinusoids -> N decoder blocks (self + cross)
+                  -> logits (B, T, tgt_vocab)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from atenea.attention import masks
+from atenea.models.common import (
+    Pretrained,
+    and_masks,
+    check_attention_mask,
+    check_ids,
+    init_weights,
+    padding_mask,
+    recording,
+    records,
+)
+from atenea.models.config import EncoderDecoderConfig
+from atenea.models.outputs import Intermediates, ModelOutput
+from atenea.nn.block import TransformerBlock
+from atenea.nn.cache import Cache, KVCache
+from atenea.nn.positions import SinusoidalPositions
+
+
+class EncoderDecoderModel(Pretrained, nn.Module):
+    """``forward(src_ids, tgt_ids)`` -> logits ``(B, T, tgt_vocab)``; ``encode`` and ``decode``
+    separately for generation (the encoder runs once)."""
+
+    def __init__(self, config: EncoderDecoderConfig):
+        super().__init__()
+        c = self.config = config
+        if c.share_embeddings and c.src_vocab_size != c.tgt_vocab_size:
+            raise ValueError(
+                f"share_embeddings needs one vocabulary, got src_vocab_size {c.src_vocab_size} "
+                f"and tgt_vocab_size {c.tgt_vocab_size}"
+            )
+        self.source_embedding = nn.Embedding(c.src_vocab_size, c.dim, padding_idx=c.pad_token_id)
+        if c.share_embeddings:
+            self.target_embedding = self.source_embedding
+        else:
+            self.target_embedding = nn.Embedding(
+                c.tgt_vocab_size, c.dim, padding_idx=c.pad_token_id
+            )
+        self.positions = SinusoidalPositions(c.dim)
+        self.dropout = nn.Dropout(c.dropout)
+        self.encoder_layers = nn.ModuleList(
+            [TransformerBlock(c.block(cross=False)) for _ in range(c.num_encoder_layers)]
+        )
+        self.decoder_layers = nn.ModuleList(
+            [TransformerBlock(c.block(cross=True)) for _ in range(c.num_decoder_layers)]
+        )
+        pre = c.norm_position == "pre"  # pre-norm stacks end with a norm; post-norm ones do not
+        self.encoder_norm = nn.LayerNorm(c.dim, eps=c.norm_eps) if pre else None
+        self.decoder_norm = nn.LayerNorm(c.dim, eps=c.norm_eps) if pre else None
+        self.output = None if c.tie_output else nn.Linear(c.dim, c.tgt_vocab_size, bias=False)
+        self.apply(init_weights)
+
+    @property
+    def output_weight(self) -> Tensor:
+        return self.target_embedding.weight if self.output is None else self.output.weight
+
+    def _embed(self, table: nn.Embedding, ids: Tensor, positions: Tensor) -> Tensor:
+        # The paper scales embeddings by sqrt(dim) so they are not drowned by the sinusoids.
+        x = table(ids) * math.sqrt(self.config.dim) + self.positions(positions).to(
+            table.weight.dtype
+        )
+        return self.dropout(x)
+
+    def encode(self, src_ids: Tensor, src_mask: Tensor | None = None, intermediates=None) -> Tensor:
+        """``src_ids (B, S)``, ``src_mask (B, S)`` (1 = token) -> memory ``(B, S, dim)``."""
+        c = self.config
+        check_ids(src_ids, c.src_vocab_size, "src_ids")
+        check_attention_mask(src_mask, src_ids)
+        mask = padding_mask(src_mask)
+        positions = torch.arange(src_ids.shape[1], device=src_ids.device).expand_as(src_ids)
+        x = self._embed(self.source_embedding, src_ids, positions)
+        for layer in self.encoder_layers:
+            if intermediates is not None and intermediates.keep_hidden_states:
+                intermediates.encoder_hidden_states.append(x)
+            x = layer(x, mask=mask, record=records(intermediates, "encoder_attention"))
+        return self.encoder_norm(x) if self.encoder_norm is not None else x
+
+    def new_cache(self, batch: int, capacity: int, memory_length: int, dtype=None, device=None):
+        """A ``Cache`` for decoding ``capacity`` target tokens against a memory of
+        ``memory_length`` source positions (cross-attention keys are computed once)."""
+        c = self.config
+        weight = self.target_embedding.weight
+        dtype, device = dtype or weight.dtype, device or weight.device
+        head_dim = c.dim // c.num_heads
+
+        def caches(length):
+            return [
+                KVCache(batch, c.num_heads, length, head_dim, head_dim, dtype, device)
+                for _ in range(c.num_decoder_layers)
+            ]
+
+        return Cache(caches(capacity), cross=caches(memory_length))
+
+    def decode(
+        self,
+        tgt_ids: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor | None = None,
+        tgt_mask: Tensor | None = None,
+        *,
+        cache: Cache | None = None,
+        logits_to_keep: int = 0,
+        intermediates=None,
+    ) -> tuple[Tensor, Tensor]:
+        """``tgt_ids (B, T)`` (with a cache: the new tokens) attending to ``memory (B, S, dim)``;
+        ``memory_mask (B, S)`` and ``tgt_mask (B, T)``: 1 = token. Returns ``(logits, states)``."""
+        c = self.config
+        check_ids(tgt_ids, c.tgt_vocab_size, "tgt_ids")
+        check_attention_mask(tgt_mask, tgt_ids)
+        if cache is not None:
+            new_tokens = tgt_mask if tgt_mask is not None else torch.ones_like(tgt_ids)
+            positions, key_mask = cache.advance(new_tokens)
+            self_mask = and_masks(masks.causal(), padding_mask(key_mask))
+        else:
+            positions = torch.arange(tgt_ids.shape[1], device=tgt_ids.device).expand_as(tgt_ids)
+            self_mask = and_masks(masks.causal(), padding_mask(tgt_mask))
+        cross_mask = padding_mask(memory_mask)
+        x = self._embed(self.target_embedding, tgt_ids, positions)
+        for index, layer in enumerate(self.decoder_layers):
+            if intermediates is not None and intermediates.keep_hidden_states:
+                intermediates.hidden_states.append(x)
+            x = layer(
+                x, mask=self_mask, memory=memory, memory_mask=cross_mask,
+                cache=cache.layers[index] if cache is not None else None,
+                cross_cache=cache.cross[index] if cache is not None else None,
+                record=records(intermediates),
+                cross_record=records(intermediates, "cross_attention"),
+            )  # fmt: skip
+        if self.decoder_norm is not None:
+            x = self.decoder_norm(x)
+        kept = x[:, -logits_to_keep:] if logits_to_keep else x
+        return F.linear(kept, self.output_weight), x
+
+    def forward(
+        self,
+        src_ids: Tensor,
+        tgt_ids: Tensor,
+        src_mask: Tensor | None = None,
+        tgt_mask: Tensor | None = None,
+        *,
+        labels: Tensor | None = None,
+        output_attentions: bool = False,
+        intermediates: Intermediates | None = None,
+    ) -> ModelOutput:
+        """Teacher forcing: ``tgt_ids`` is the target shifted right (starting with BOS);
+        ``labels (B, T)`` the tokens to predict at each position (-100 = ignore)."""
+        inter = recording(output_attentions, False, intermediates)
+        memory = self.encode(src_ids, src_mask, inter)
+        logits, states = self.decode(tgt_ids, memory, src_mask, tgt_mask, intermediates=inter)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+        def weights(kind):
+            return tuple(r.weights() for r in getattr(inter, kind)) if output_attentions else None
+
+        return ModelOutput(
+            logits=logits,
+            last_hidden_state=states,
+            encoder_last_hidden_state=memory,
+            attentions=weights("attention"),
+            cross_attentions=weights("cross_attention"),
+            encoder_attentions=weights("encoder_attention"),
+            loss=loss,
+            intermediates=intermediates,
+        )

@@ -1,0 +1,165 @@
+"""Multi-head attention as a module: it projects and reshapes; ``atenea.attention`` does the math.
+
+    q = x W_Q, k = m W_K, v = m W_V       (m = x for self-attention, the encoder memory for cross)
+    split into heads -> (B, H, L, Dh), rotate q and k (RoPE, optional)
+    o = atenea.attention(q, k, v, mask, score_mod)   -> (B, Hq, L, Dh)
+    merge heads -> o W_O
+
+Grouped-query attention uses fewer key/value heads (``num_kv_heads``); multi-query uses one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+import atenea
+from atenea.attention.weights import attention_weights
+from atenea.nn.cache import KVCache
+from atenea.nn.positions import RotaryEmbedding
+
+
+@dataclass
+class AttentionRecord:
+    """What one attention call needs to rebuild any of its weights later, without having kept
+    the ``Lq x Lk`` matrix: queries, keys, the log-sum-exp and the call's mask / modifier.
+    ``q (B, Hq, Lq, D)``, ``k (B, Hkv, Lk, D)``, ``lse (B, Hq, Lq)``."""
+
+    q: Tensor
+    k: Tensor
+    lse: Tensor
+    mask: object
+    score_mod: object
+    scale: float
+
+    def weights(self, rows=None, heads=None) -> Tensor:
+        """Attention probabilities ``(B, len(heads), len(rows), Lk)`` (all by default)."""
+        return attention_weights(
+            self.q, self.k, lse=self.lse, mask=self.mask, score_mod=self.score_mod,
+            scale=self.scale, rows=rows, heads=heads,
+        )  # fmt: skip
+
+
+class MultiHeadAttention(nn.Module):
+    """Self- or cross-attention with ``num_heads`` query heads and ``num_kv_heads`` key/value
+    heads (default: as many; 1 = multi-query).
+
+    Args:
+        dim: model width of ``x``.
+        num_heads, num_kv_heads, head_dim: heads and their size (default ``dim // num_heads``).
+        memory_dim: width of the memory attended to in cross-attention (default ``dim``).
+        bias / out_bias: biases of the q/k/v and output projections.
+        fused_qkv: one ``qkv_proj`` matrix instead of ``q_proj``, ``k_proj``, ``v_proj``
+            (self-attention only; GPT-2 stores its weights so).
+        dropout: dropout on the attention weights while training.
+        rotary: a ``RotaryEmbedding`` applied to q and k (self-attention).
+        score_mod: a score modifier (``atenea.scores``) for every call.
+        backend: passed to ``atenea.attention``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        num_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        memory_dim: int | None = None,
+        bias: bool = True,
+        out_bias: bool | None = None,
+        fused_qkv: bool = False,
+        dropout: float = 0.0,
+        rotary: RotaryEmbedding | None = None,
+        score_mod=None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if head_dim is None:
+            if dim % num_heads:
+                raise ValueError(
+                    f"attention: dim {dim} is not divisible by num_heads {num_heads}; give head_dim"
+                )
+            head_dim = dim // num_heads
+        if num_heads % num_kv_heads:
+            raise ValueError(
+                f"attention: num_heads {num_heads} must be a multiple of num_kv_heads "
+                f"{num_kv_heads}"
+            )
+        if fused_qkv and memory_dim is not None:
+            raise ValueError("attention: fused_qkv is for self-attention (no memory_dim)")
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        q_width, kv_width = num_heads * head_dim, num_kv_heads * head_dim
+        if fused_qkv:
+            self.qkv_proj = nn.Linear(dim, q_width + 2 * kv_width, bias=bias)
+        else:
+            source = dim if memory_dim is None else memory_dim
+            self.q_proj = nn.Linear(dim, q_width, bias=bias)
+            self.k_proj = nn.Linear(source, kv_width, bias=bias)
+            self.v_proj = nn.Linear(source, kv_width, bias=bias)
+        self.o_proj = nn.Linear(q_width, dim, bias=bias if out_bias is None else out_bias)
+        self.fused_qkv, self.dropout, self.rotary = fused_qkv, dropout, rotary
+        self.score_mod, self.backend = score_mod, backend
+
+    def _heads(self, t: Tensor, heads: int) -> Tensor:
+        """``(B, L, heads * Dh)`` -> ``(B, heads, L, Dh)``."""
+        return t.unflatten(-1, (heads, self.head_dim)).transpose(1, 2)
+
+    def _project(self, x: Tensor, memory: Tensor | None, cache: KVCache | None):
+        """Queries of ``x``; keys/values of ``x`` or of the memory (once, for a cross cache)."""
+        if self.fused_qkv:
+            q_width, kv_width = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+            q, k, v = self.qkv_proj(x).split([q_width, kv_width, kv_width], dim=-1)
+            return (
+                self._heads(q, self.num_heads),
+                self._heads(k, self.num_kv_heads),
+                self._heads(v, self.num_kv_heads),
+            )
+        q = self._heads(self.q_proj(x), self.num_heads)
+        if memory is not None and cache is not None and cache.length:
+            return q, None, None  # cross-attention memory already projected and cached
+        source = x if memory is None else memory
+        return (
+            q,
+            self._heads(self.k_proj(source), self.num_kv_heads),
+            self._heads(self.v_proj(source), self.num_kv_heads),
+        )
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        *,
+        mask=None,
+        positions: Tensor | None = None,
+        cache: KVCache | None = None,
+        record: list | None = None,
+    ) -> Tensor:
+        """``x (B, L, dim)`` -> ``(B, L, dim)``.
+
+        Args:
+            memory: ``(B, S, memory_dim)`` for cross-attention; None for self-attention.
+            mask: an ``atenea.masks`` mask (True = may attend) over ``(L, keys)``.
+            positions: ``(B, L)`` positions of ``x`` for the rotary embedding.
+            cache: this layer's ``KVCache``: new keys/values are appended (self-attention) or,
+                for cross-attention, the memory's are computed on the first call and reused.
+            record: a list to which an ``AttentionRecord`` is appended (for weights later).
+        """
+        q, k, v = self._project(x, memory, cache)
+        if self.rotary is not None and memory is None:
+            if positions is None:
+                raise ValueError("attention: a rotary embedding needs the token positions")
+            q, k = self.rotary(q, positions), self.rotary(k, positions)
+        if cache is not None:
+            k, v = cache.append(k, v) if k is not None else cache.filled()
+        result = atenea.attention(
+            q, k, v, mask=mask, score_mod=self.score_mod,
+            dropout_p=self.dropout if self.training else 0.0,
+            return_lse=record is not None, backend=self.backend,
+        )  # fmt: skip
+        if record is not None:
+            result, lse = result
+            scale = self.head_dim**-0.5
+            record.append(AttentionRecord(q.detach(), k.detach(), lse, mask, self.score_mod, scale))
+        return self.o_proj(result.transpose(1, 2).flatten(2))

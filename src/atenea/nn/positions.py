@@ -1,0 +1,179 @@
+"""Positional information: attention alone does not know the order of its inputs.
+
+- ``SinusoidalPositions``: the fixed encoding of "Attention is all you need", added to the
+  token embeddings.
+- ``LearnedPositions``: one trained vector per position (BERT, GPT-2), added likewise.
+- ``RotaryEmbedding``: RoPE rotates each query/key pair of dimensions by an angle proportional
+  to the position, so ``q . k`` depends on the *distance* (Llama, GPT-NeoX, GPT-J). Both pairing
+  layouts and Llama-3 frequency scaling.
+- ALiBi and T5 relative buckets bias the scores instead: ``atenea.scores.alibi`` and
+  ``RelativePositionBias`` below (the same module as ``atenea.scores.relative_bias``).
+
+Positions are integer tensors ``(B, L)`` (or ``(L,)``): with left padding each row has its own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from atenea.attention.scores import RelativeBias
+
+
+class RelativePositionBias(RelativeBias):
+    """T5 bucketed relative position bias as a score modifier (learned per head)."""
+
+
+def sinusoidal_table(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
+    """``PE[p, 2i] = sin(p / base^(2i/dim))``, ``PE[p, 2i+1] = cos(p / base^(2i/dim))``:
+    ``(..., dim)`` float32 for integer positions ``(...)``."""
+    half = torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device)
+    frequencies = torch.exp(-math.log(base) * half / dim)  # 1 / base^(2i/dim)
+    angles = positions.to(torch.float32).unsqueeze(-1) * frequencies  # (..., ceil(dim/2))
+    table = torch.zeros(*positions.shape, dim, device=positions.device)
+    table[..., 0::2] = torch.sin(angles)
+    table[..., 1::2] = torch.cos(angles[..., : dim // 2])
+    return table
+
+
+class SinusoidalPositions(nn.Module):
+    """The fixed sine/cosine encoding (Vaswani et al. 2017): no parameters, any length."""
+
+    def __init__(self, dim: int, base: float = 10000.0):
+        super().__init__()
+        self.dim, self.base = dim, base
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """``positions (B, L)`` -> ``(B, L, dim)`` float32."""
+        return sinusoidal_table(positions, self.dim, self.base)
+
+    def extra_repr(self):
+        return f"dim={self.dim}, base={self.base}"
+
+
+class LearnedPositions(nn.Module):
+    """One trained vector per position up to ``max_positions`` (BERT, GPT-2)."""
+
+    def __init__(self, max_positions: int, dim: int):
+        super().__init__()
+        self.max_positions = max_positions
+        self.table = nn.Embedding(max_positions, dim)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """``positions (B, L)`` -> ``(B, L, dim)``."""
+        if positions.numel() and int(positions.max()) >= self.max_positions:
+            raise ValueError(
+                f"positions: this model has learned positions 0..{self.max_positions - 1}, got "
+                f"position {int(positions.max())}; shorten the input to at most "
+                f"{self.max_positions} tokens"
+            )
+        return self.table(positions)
+
+
+def llama3_scaled_frequencies(
+    inv_freq: Tensor,
+    factor: float,
+    low_freq_factor: float,
+    high_freq_factor: float,
+    original_max_positions: int,
+) -> Tensor:
+    """Llama 3.1 context extension: wavelengths longer than ``original / low_freq_factor`` are
+    slowed by ``factor``, shorter than ``original / high_freq_factor`` are kept, and the band in
+    between is interpolated smoothly."""
+    wavelength = 2 * math.pi / inv_freq
+    low_wavelength = original_max_positions / low_freq_factor
+    high_wavelength = original_max_positions / high_freq_factor
+    smooth = (original_max_positions / wavelength - low_freq_factor) / (
+        high_freq_factor - low_freq_factor
+    )
+    interpolated = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    scaled = torch.where(wavelength > low_wavelength, inv_freq / factor, inv_freq)
+    in_between = (wavelength >= high_wavelength) & (wavelength <= low_wavelength)
+    return torch.where(in_between, interpolated, scaled)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (Su et al. 2021), applied to queries and keys.
+
+    Dimension pairs ``(a, b)`` are rotated by ``position * frequency_i``:
+    ``(a, b) -> (a cos - b sin, b cos + a sin)``. Which dimensions pair up is the *layout*:
+
+    - ``"half"`` (GPT-NeoX / Llama / Hugging Face): dimension ``i`` pairs with ``i + rd/2``;
+    - ``"interleaved"`` (GPT-J / Meta's original Llama): dimension ``2i`` pairs with ``2i + 1``.
+
+    The same weights need the same layout; the two differ by a fixed permutation of the q/k
+    projection rows. ``rotary_dim < head_dim`` rotates only the first ``rotary_dim`` dimensions
+    (partial rotary). ``scaling``: ``{"rope_type": "llama3", "factor", "low_freq_factor",
+    "high_freq_factor", "original_max_position_embeddings"}`` or ``{"rope_type": "linear",
+    "factor"}``.
+    """
+
+    def __init__(
+        self,
+        head_dim: int,
+        base: float = 10000.0,
+        layout: str = "half",
+        rotary_dim: int | None = None,
+        scaling: dict | None = None,
+    ):
+        super().__init__()
+        if layout not in ("half", "interleaved"):
+            raise ValueError(f"rotary: layout must be 'half' or 'interleaved', got {layout!r}")
+        rotary_dim = head_dim if rotary_dim is None else rotary_dim
+        if rotary_dim % 2 or not 0 < rotary_dim <= head_dim:
+            raise ValueError(
+                f"rotary: rotary_dim must be even and in (0, head_dim={head_dim}], got {rotary_dim}"
+            )
+        self.head_dim, self.rotary_dim, self.base, self.layout = head_dim, rotary_dim, base, layout
+        inv_freq = 1.0 / base ** (torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
+        self.scaling = dict(scaling or {})
+        kind = self.scaling.get("rope_type", self.scaling.get("type"))
+        if kind == "llama3":
+            inv_freq = llama3_scaled_frequencies(
+                inv_freq,
+                self.scaling["factor"],
+                self.scaling["low_freq_factor"],
+                self.scaling["high_freq_factor"],
+                self.scaling["original_max_position_embeddings"],
+            )
+        elif kind == "linear":
+            inv_freq = inv_freq / self.scaling["factor"]
+        elif kind not in (None, "default"):
+            raise ValueError(f"rotary: unknown scaling type {kind!r} (known: llama3, linear)")
+        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
+
+    def angles(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """cos and sin ``(B, 1, L, rotary_dim / 2)`` in float32 for ``positions (B, L)``."""
+        angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (B, L, rd/2)
+        return torch.cos(angles).unsqueeze(1), torch.sin(angles).unsqueeze(1)
+
+    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        """Rotate ``x (B, H, L, head_dim)`` for ``positions (B, L)`` (or ``(L,)``)."""
+        if positions.dim() == 1:
+            positions = positions.unsqueeze(0)
+        cos, sin = self.angles(positions)
+        rotated, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
+        rotated = rotated.float()
+        if self.layout == "half":
+            a, b = rotated.chunk(2, dim=-1)
+            out = torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
+        else:
+            a, b = rotated[..., 0::2], rotated[..., 1::2]
+            out = torch.stack([a * cos - b * sin, b * cos + a * sin], dim=-1).flatten(-2)
+        return torch.cat([out.to(x.dtype), rest], dim=-1)
+
+    def extra_repr(self):
+        return (
+            f"head_dim={self.head_dim}, rotary_dim={self.rotary_dim}, base={self.base}, "
+            f"layout={self.layout!r}" + (f", scaling={self.scaling}" if self.scaling else "")
+        )
+
+
+def positions_from_mask(attention_mask: Tensor, start: Tensor | int = 0) -> Tensor:
+    """Positions ``(B, L)`` of the real tokens of a padded batch: a row's first real token is
+    position ``start`` wherever padding puts it (left padding shifts nothing). Padding positions
+    get 0 (they are masked anyway)."""
+    mask = attention_mask.long()
+    return ((mask.cumsum(-1) - 1).clamp(min=0) + start) * mask
