@@ -141,6 +141,12 @@ def bert_config(model: nn.Module) -> dict:
     c: EncoderConfig = model.config
     if c.positions != "learned" or c.norm_position != "post" or c.activation not in OUR_ACTIVATIONS:
         raise CheckpointError("this encoder has no BERT equivalent (positions / norm / activation)")
+    if not c.type_vocab_size:  # BERT always adds a segment embedding
+        raise CheckpointError("this encoder has no BERT equivalent (no segment embedding)")
+    if isinstance(model, EncoderForSequenceClassification) and (
+        model.head.pooling != "cls" or not c.pooler
+    ):  # BERT classifies the pooled [CLS] state
+        raise CheckpointError("this classifier has no BERT equivalent (pooling)")
     architecture = {
         EncoderModel: "BertModel",
         EncoderForMaskedLM: "BertForMaskedLM",
