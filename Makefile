@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: help install demo test test-slow test-all bench lint clean
 
 help:
-	@echo "make demo       the seven steps of attention on a small sentence"
+	@echo "make demo       what a real model (all-MiniLM-L6-v2) attends to: summary + HTML report"
 	@echo "make test       the test suite (fast tests; slow ones: make test-slow)"
 	@echo "make bench      benchmarks against PyTorch SDPA and FlexAttention"
 	@echo "make lint       ruff"
@@ -29,8 +29,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+DEMO_TEXT := The robot picked up the wrench because it was heavy.
+
 demo: $(STAMP)
-	$(BIN)/atenea steps
+	$(BIN)/atenea explain "$(DEMO_TEXT)" --focus it --out out/report.html --png out
 
 # pytest exits 5 when it collected no test: for the default suite that is a failure (the
 # suite is never empty), for the slow selection it only means there is nothing slow to run.

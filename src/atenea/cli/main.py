@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"atenea {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_steps(subparsers)
+    from atenea.cli import explain
+
+    explain.add_parser(subparsers)
     return parser
 
 

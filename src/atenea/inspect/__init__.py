@@ -1,0 +1,29 @@
+"""Inspection: attention captured on the fast path, rollout, head descriptors, heatmaps and a
+standalone HTML report (``atenea explain``)."""
+
+from atenea.inspect.analysis import (
+    HeadDescription,
+    describe_head,
+    describe_heads,
+    pool_map,
+    rollout,
+)
+from atenea.inspect.capture import capture, record
+from atenea.inspect.explain import ExplainError, Explanation, explain, report_data
+from atenea.inspect.report import render_html, safe_json
+
+__all__ = [
+    "Explanation",
+    "ExplainError",
+    "HeadDescription",
+    "capture",
+    "describe_head",
+    "describe_heads",
+    "explain",
+    "pool_map",
+    "record",
+    "render_html",
+    "report_data",
+    "rollout",
+    "safe_json",
+]

@@ -1,0 +1,139 @@
+"""``atenea explain``: what a model attends to in a text -- a terminal summary, a standalone
+HTML report and, on request, PNG heatmaps."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = "attention_report.html"
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="what a model attends to in a text: summary, HTML report, heatmaps",
+        description="Run a text through a model (default: the bundled all-MiniLM-L6-v2) and "
+        "show its attention: the focus word's strongest targets per layer and in the rollout, "
+        "what each head does, and a standalone HTML report (model view, head view, heatmaps).",
+    )
+    parser.add_argument("text", help="the text to explain")
+    parser.add_argument(
+        "--model", default="minilm", help="a checkpoint folder, or 'minilm' (default, bundled)"
+    )
+    parser.add_argument("--focus", help="a word of the text whose attention to summarise")
+    parser.add_argument("--compare", metavar="TEXT2", help="a second text, shown side by side")
+    parser.add_argument(
+        "--pair", metavar="TEXT_B", help="a second sentence read together with TEXT (BERT segments)"
+    )
+    parser.add_argument("--layer", type=int, help="layer to select first in the report")
+    parser.add_argument("--head", type=int, help="head to select first (with --layer)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"HTML report path ({DEFAULT_OUT})")
+    parser.add_argument("--png", metavar="DIR", help="also write PNG heatmaps into DIR")
+    parser.add_argument("--max-tokens", type=int, help="truncate the text to this many tokens")
+    parser.set_defaults(run=run)
+
+
+def _fail(message: str) -> int:
+    print(f"atenea explain: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args) -> int:
+    from atenea.inspect.explain import ExplainError
+    from atenea.models.safetensors_io import CheckpointError
+
+    try:
+        return _run(args)
+    except (ExplainError, CheckpointError) as error:
+        return _fail(str(error))
+
+
+def _run(args) -> int:
+    import torch
+
+    from atenea.inspect.explain import ExplainError, explain, notable_heads, report_data
+    from atenea.inspect.report import render_html
+    from atenea.models import load_pretrained
+
+    if not args.text.strip():
+        raise ExplainError("give a non-empty text to explain")
+    if args.head is not None and args.layer is None:
+        raise ExplainError("--head needs --layer")
+    out = Path(args.out)
+    if out.is_dir():
+        raise ExplainError(f"--out {out} is a folder; give a file name such as {out / DEFAULT_OUT}")
+
+    with torch.inference_mode():
+        model, tokenizer = load_pretrained(args.model)
+        if tokenizer is None:
+            raise ExplainError(f"{args.model}: the checkpoint has no tokenizer.json")
+        texts = [args.text] + ([args.compare] if args.compare else [])
+        explanations = [
+            explain(text, model, tokenizer, pair=args.pair, focus=args.focus,
+                    max_tokens=args.max_tokens)
+            for text in texts
+        ]  # fmt: skip
+
+    first = explanations[0]
+    layers, heads = first.maps.shape[:2]
+    if args.layer is not None and not 0 <= args.layer < layers:
+        raise ExplainError(f"--layer {args.layer}: this model has layers 0..{layers - 1}")
+    if args.head is not None and not 0 <= args.head < heads:
+        raise ExplainError(f"--head {args.head}: this model has heads 0..{heads - 1}")
+
+    name = "all-MiniLM-L6-v2" if args.model == "minilm" else str(args.model)
+    family = type(model).__name__
+    print(f"atenea explain: {name} ({family}, {layers} layers x {heads} heads)")
+    for e in explanations:
+        print(f"\ntext: {e.text}")
+        if e.notice:
+            print(f"note: {e.notice}")
+        print(f"tokens ({len(e.tokens)}): {' '.join(e.tokens)}")
+        if e.focus is not None:
+            print(f"focus {e.tokens[e.focus]!r} (token {e.focus}), heads averaged per layer:")
+            for line in e.summary:
+                print(f"  {line}")
+        print("heads with a clear pattern:")
+        for d in notable_heads(e, 5):
+            print(f"  {d.text}")
+
+    title = f"{name} ({layers} layers x {heads} heads)"
+    data = report_data(explanations, title, args.layer, args.head)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_html(data), encoding="utf-8")
+    except OSError as error:
+        raise ExplainError(f"cannot write the report to {out}: {error.strerror or error}") from None
+    print(f"\nreport: {out.resolve()}  (open it in a browser)")
+
+    if args.png:
+        try:
+            written = _write_pictures(explanations, data["initial"], Path(args.png), title)
+        except OSError as error:
+            reason = error.strerror or error
+            raise ExplainError(f"cannot write the pictures to {args.png}: {reason}") from None
+        print("pictures: " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def _write_pictures(explanations, initial: dict, folder: Path, title: str) -> list[Path]:
+    """The selected head's heatmap, the rollout and the model view of every text, as PNG."""
+    from atenea.inspect import plots
+
+    layer, head = initial["layer"], initial["head"]
+    label = f"L{layer} mean of heads" if head < 0 else f"L{layer} H{head}"
+    written = []
+    for index, e in enumerate(explanations):
+        suffix = f"_{index + 1}" if len(explanations) > 1 else ""
+        chosen = e.maps[layer].mean(0) if head < 0 else e.maps[layer, head]
+        head_path = folder / f"head_L{layer}_H{head}{suffix}.png"
+        written.append(
+            plots.heatmap_png(chosen, e.cell_tokens, head_path, f"{label}: {e.text[:60]}", e.causal)
+        )
+        rollout_path = folder / f"rollout{suffix}.png"
+        written.append(
+            plots.heatmap_png(e.rollout, e.cell_tokens, rollout_path, f"rollout: {e.text[:60]}")
+        )
+        written.append(plots.model_view_png(e.maps, folder / f"model_view{suffix}.png", title))
+    return written

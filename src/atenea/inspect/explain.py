@@ -1,0 +1,226 @@
+"""``explain``: one text through a model, its attention read four ways (per head, per layer,
+rolled out, described in words), ready for the terminal, an HTML report or PNG files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from atenea.inspect.analysis import HeadDescription, rollout, top_targets
+from atenea.inspect.capture import _base, record, scan
+from atenea.models.decoder import DecoderModel
+from atenea.models.encoder_decoder import EncoderDecoderModel
+
+# Past this many tokens the report pools the maps into blocks (a 512 x 512 map per head would
+# make a report of hundreds of megabytes; the numbers are still exact per block).
+REPORT_MAX_CELLS = 160
+
+
+class ExplainError(ValueError):
+    """Bad input for ``explain`` (shown to the user as one line)."""
+
+
+def display_token(token: str) -> str:
+    """A tokenizer's token as a reader expects it: no byte-level 'Ġ' or SentencePiece '▁'
+    word-start marks, visible newlines."""
+    for mark in ("Ġ", "▁"):
+        if token.startswith(mark) and len(token) > 1:
+            token = token[1:]
+    return token.replace("Ċ", "\\n").replace("\n", "\\n")
+
+
+@dataclass
+class Explanation:
+    """Everything ``explain`` found for one text.
+
+    ``maps (layers, heads, n, n)``: every head's weights, ``n = L`` tokens, or for long inputs
+    ``n`` blocks of ``block`` tokens (see ``capture.scan``); ``rollout (n, n)`` likewise;
+    ``focus_rows (layers, heads, L)``: the focus token's exact weights.
+    """
+
+    text: str
+    tokens: list[str]
+    special: list[bool]
+    maps: Tensor
+    rollout: Tensor
+    descriptions: list[HeadDescription]
+    causal: bool
+    block: int = 1
+    focus: int | None = None
+    focus_rows: Tensor | None = None
+    notice: str | None = None
+    segments: list[int] | None = None
+    summary: list[str] = field(default_factory=list)
+
+    @property
+    def cell_tokens(self) -> list[str]:
+        """Labels of the map's rows/columns: the tokens, or the first token of each block."""
+        if self.block == 1:
+            return self.tokens
+        return [f"{self.tokens[s]}…" for s in range(0, len(self.tokens), self.block)]
+
+
+def _find_focus(tokens: list[str], word: str) -> int:
+    wanted = word.strip().lower()
+    for index, token in enumerate(tokens):
+        if token.lower() == wanted:
+            return index
+    for index, token in enumerate(tokens):  # a word split into pieces: its first piece
+        if wanted.startswith(token.lower().lstrip("#")) and token.strip("#"):
+            return index
+    raise ExplainError(f"--focus {word!r} is not a token of the text; tokens: {' '.join(tokens)}")
+
+
+def explain(
+    text: str,
+    model,
+    tokenizer,
+    *,
+    pair: str | None = None,
+    focus: str | None = None,
+    max_tokens: int | None = None,
+) -> Explanation:
+    """Tokenize ``text`` (and a second sentence ``pair`` for BERT-style models), run the model
+    once, capture every layer's and head's attention from the log-sum-exp, and analyse it."""
+    if not text or not text.strip():
+        raise ExplainError("give a non-empty text to explain")
+    base = _base(model)
+    if isinstance(base, EncoderDecoderModel):
+        raise ExplainError("explain reads encoder and decoder models; this is an encoder-decoder")
+    causal = isinstance(base, DecoderModel)
+    limit = max_tokens or tokenizer.model_max_length or _model_limit(base)
+    full = tokenizer(text, pair, truncation=False)
+    batch = tokenizer(text, pair, max_length=limit) if limit else full
+    notice = None
+    if full["input_ids"].shape[1] > batch["input_ids"].shape[1]:
+        notice = (
+            f"The text has {full['input_ids'].shape[1]} tokens; the model reads at most {limit}, "
+            f"so it was cut to the first {batch['input_ids'].shape[1]}."
+        )
+    ids = batch["input_ids"]
+    raw_tokens = tokenizer.tokens(ids[0])
+    tokens = [display_token(t) for t in raw_tokens]
+    specials = set(tokenizer.special_tokens.values())
+    special = [t in specials for t in raw_tokens]
+    focus_index = None if focus is None else _find_focus(tokens, focus)
+    records = record(model, ids, batch["attention_mask"], batch.get("token_type_ids")).attention
+    maps, descriptions, focus_rows, block = scan(records, special, REPORT_MAX_CELLS, focus_index)
+    if block > 1:
+        pooled = (
+            f"The {len(tokens)} tokens are grouped in blocks of {block}: each row of a map is the "
+            f"attention of its block's middle token, summed over each block of keys."
+        )
+        notice = f"{notice} {pooled}" if notice else pooled
+    explanation = Explanation(
+        text=text if pair is None else f"{text} ‖ {pair}",
+        tokens=tokens, special=special, maps=maps, rollout=rollout(maps).float(),
+        descriptions=descriptions, causal=causal, block=block, focus=focus_index,
+        focus_rows=focus_rows, notice=notice,
+        segments=batch["token_type_ids"][0].tolist() if pair is not None else None,
+    )  # fmt: skip
+    explanation.summary = summary_lines(explanation)
+    return explanation
+
+
+def _model_limit(model) -> int | None:
+    config = model.config
+    learned = getattr(config, "positions", "learned") == "learned"
+    return config.max_positions if learned else None
+
+
+def _targets(row: Tensor, tokens: list[str], k: int = 3) -> str:
+    return ", ".join(f"{token} {weight:.2f}" for _, token, weight in top_targets(row, tokens, k))
+
+
+def summary_lines(e: Explanation) -> list[str]:
+    """The focus token's strongest targets per layer (heads averaged), in the rollout, and the
+    head that moves it most to another word."""
+    if e.focus is None:
+        return []
+    word = e.tokens[e.focus]
+    lines = [f"layer {layer}: {word} -> {_targets(rows.mean(0), e.tokens)}"
+             for layer, rows in enumerate(e.focus_rows)]  # fmt: skip
+    blocks = "" if e.block == 1 else f" (blocks of {e.block} tokens)"
+    lines.append(
+        f"rollout{blocks}: {word} -> {_targets(e.rollout[e.focus // e.block], e.cell_tokens)}"
+    )
+    layer, head, j, weight = strongest_link(e)
+    if j is not None:
+        lines.append(
+            f"strongest link beyond the neighbours: L{layer} H{head} gives {weight:.0%} of the "
+            f'attention of "{word}" to "{e.tokens[j]}"'
+        )
+    return lines
+
+
+def strongest_link(e: Explanation) -> tuple[int, int, int | None, float]:
+    """The (layer, head) whose weight from the focus token to one ordinary token further than
+    its neighbours (not itself, not next to it, not a special token) is the largest: the
+    links that carry meaning rather than position."""
+    if e.focus is None:
+        return 0, 0, None, 0.0
+    rows = e.focus_rows.clone()  # (layers, heads, L)
+    rows[..., max(e.focus - 1, 0) : e.focus + 2] = 0
+    rows[..., torch.tensor(e.special, dtype=torch.bool)] = 0
+    flat = int(rows.flatten().argmax())
+    layers, heads, length = rows.shape
+    layer, rest = divmod(flat, heads * length)
+    head, j = divmod(rest, length)
+    weight = float(rows[layer, head, j])
+    return layer, head, (j if weight > 0 else None), weight
+
+
+def notable_heads(e: Explanation, count: int = 6) -> list[HeadDescription]:
+    """Heads with the clearest named pattern (previous/next/self/special/first token): the
+    strongest of each pattern first, then the next strongest overall."""
+    named = [d for d in e.descriptions if d.pattern not in ("broad", "content")]
+
+    def strength(d: HeadDescription) -> float:
+        return {"previous": d.previous_share, "next": d.next_share, "self": d.self_share,
+                "special": d.special_share, "first": d.first_share}[d.pattern]  # fmt: skip
+
+    ranked = sorted(named, key=strength, reverse=True)
+    best_of_each = [next(d for d in ranked if d.pattern == p) for p in dict.fromkeys(
+        d.pattern for d in ranked)]  # fmt: skip
+    rest = [d for d in ranked if d not in best_of_each]
+    return (best_of_each + rest)[:count]
+
+
+def _rounded(t: Tensor) -> list:
+    return (torch.round(t.float() * 10000) / 10000).tolist()
+
+
+def panel_data(e: Explanation) -> dict:
+    """One panel of the report (JSON-ready)."""
+    descriptions = [
+        {**{k: getattr(d, k) for k in ("layer", "head", "pattern", "text", "entropy",
+                                          "mean_distance", "self_share", "previous_share",
+                                          "next_share", "special_share")},
+         "layer_index": d.layer, "head_index": d.head}
+        for d in e.descriptions
+    ]  # fmt: skip
+    return {
+        "text": e.text, "tokens": e.cell_tokens, "causal": e.causal, "notice": e.notice,
+        "focus": None if e.focus is None else e.focus // e.block, "summary": e.summary,
+        "layers": list(range(e.maps.shape[0])), "heads": list(range(e.maps.shape[1])),
+        "maps": _rounded(e.maps), "rollout": _rounded(e.rollout), "descriptions": descriptions,
+    }  # fmt: skip
+
+
+def report_data(explanations: list[Explanation], model_name: str, layer=None, head=None) -> dict:
+    """The JSON the HTML report renders. The first selected head: ``layer``/``head`` if given,
+    else the focus token's strongest link, else the last layer's mean over heads."""
+    first = explanations[0]
+    if layer is None:
+        if first.focus is not None:
+            layer, head, _, _ = strongest_link(first)
+        else:
+            layer, head = first.maps.shape[0] - 1, -1
+    head = -1 if head is None else head
+    return {
+        "model": model_name,
+        "initial": {"layer": layer, "head": head},
+        "panels": [panel_data(e) for e in explanations],
+    }

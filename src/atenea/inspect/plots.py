@@ -1,0 +1,66 @@
+"""PNG pictures of attention (matplotlib): a head's heatmap, the rollout, the model view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def heatmap_png(weights: Tensor, tokens: list[str], path, title: str, causal: bool = False) -> Path:
+    """``weights (L, L)`` with tokens on both axes (masked cells grey for causal maps)."""
+    import numpy as np
+
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = min(4 + 0.28 * len(tokens), 24)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    values = weights.float().numpy()
+    if causal:
+        values = np.ma.masked_array(values, mask=np.triu(np.ones_like(values, dtype=bool), 1))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#e4e4e4")
+    image = ax.imshow(values, cmap=cmap, vmin=0.0)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def model_view_png(maps: Tensor, path, title: str) -> Path:
+    """Every head of every layer as a thumbnail grid: ``maps (layers, heads, L, L)``."""
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    layers, heads = maps.shape[:2]
+    fig, axes = plt.subplots(layers, heads, figsize=(heads * 1.1, layers * 1.1), squeeze=False)
+    for i in range(layers):
+        for j in range(heads):
+            ax = axes[i][j]
+            ax.imshow(maps[i, j].float().numpy(), cmap="viridis", vmin=0.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"H{j}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"L{i}", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,114 @@
+"""The report in a real browser: headless Chromium (the system's, never a downloaded one)
+opens the file, finds the heads grid, clicks a head and sees the heatmap change; hostile tokens
+show as text and run nothing."""
+
+import os
+import shutil
+
+import pytest
+
+from atenea.cli.main import main
+from tests.inspect.conftest import HOSTILE
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = (
+    os.environ.get("ATENEA_CHROMIUM")
+    or shutil.which("chromium")
+    or shutil.which("chromium-browser")
+)
+if CHROMIUM is None:
+    pytest.skip(
+        "no Chromium on this machine (apt-get install chromium; .ci/run installs it)",
+        allow_module_level=True,
+    )
+playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+def open_report(browser, path):
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    return page, errors
+
+
+def canvas_data(page, selector):
+    return page.eval_on_selector(selector, "c => c.toDataURL()")
+
+
+def test_click_a_head_and_the_heatmap_changes(browser, tiny_bert, tmp_path):
+    out = tmp_path / "report.html"
+    assert (
+        main(
+            [
+                "explain",
+                "the robot picked up the wrench because it was heavy",
+                "--focus",
+                "it",
+                "--model",
+                str(tiny_bert),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    page, errors = open_report(browser, out)
+    thumbs = page.locator(".panel canvas.thumb")
+    assert thumbs.count() == 3 * 4  # layers x heads
+    before = canvas_data(page, ".panel .heatmap canvas")
+    page.locator('.panel canvas.thumb[data-layer="0"][data-head="3"]').click()
+    heatmap = page.locator(".panel .heatmap")
+    assert heatmap.get_attribute("data-layer") == "0" and heatmap.get_attribute("data-head") == "3"
+    assert canvas_data(page, ".panel .heatmap canvas") != before
+    assert page.locator("#head").input_value() == "3"
+    # a row of the head table selects too
+    page.locator('table.heads tr[data-layer="2"][data-head="1"]').click()
+    assert heatmap.get_attribute("data-layer") == "2"
+    # hovering a token dims the other tokens' lines
+    page.locator("svg.lines text.token").nth(2).hover()
+    assert page.locator("svg.lines line.dim").count() > 0
+    shot = page.screenshot(full_page=True)
+    from io import BytesIO
+
+    from PIL import Image
+
+    image = Image.open(BytesIO(shot)).convert("RGB")
+    colours = image.resize((200, 200)).getcolors(maxcolors=100000)
+    assert colours is not None and len(colours) > 200, "the screenshot looks blank"
+    assert errors == []
+
+
+def test_hostile_tokens_show_as_text_and_run_nothing(browser, tiny_bert, tmp_path):
+    out = tmp_path / "hostile.html"
+    text = " ".join(["the", *HOSTILE, "robot"])
+    assert main(["explain", text, "--model", str(tiny_bert), "--out", str(out)]) == 0
+    page, errors = open_report(browser, out)
+    labels = page.locator("svg.lines text.token").all_text_contents()
+    for token in HOSTILE:
+        assert token in labels
+    page.locator("svg.lines text.token").nth(3).hover()
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("img").count() == 0
+    assert page.locator(".panel h2.text").text_content() == text
+    assert errors == []
