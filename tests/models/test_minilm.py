@@ -54,3 +54,22 @@ def test_minilm_sentence_embeddings_match_sentence_transformers(minilm):
     # and the sentences are told apart (an embedding of constants would fail here)
     off_diagonal = (ours @ ours.T).fill_diagonal_(0)
     assert off_diagonal.max() < 0.9
+
+
+def test_encode_many_texts_keeps_their_order():
+    import torch
+
+    import atenea
+
+    model, tokenizer = atenea.load_pretrained("minilm")
+    texts = ["Hi", "A much longer sentence about a bank by the river, with many words.", "ok then"]
+    embeddings = model.encode(texts, tokenizer, batch_size=2)
+    with torch.inference_mode():
+        one_by_one = torch.cat([model.sentence_embedding(**_ids(tokenizer, [t])) for t in texts])
+    assert embeddings.shape == (3, 384)
+    assert torch.allclose(embeddings, one_by_one, atol=1e-5)
+
+
+def _ids(tokenizer, texts):
+    batch = tokenizer(texts)
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}

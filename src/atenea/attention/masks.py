@@ -95,10 +95,34 @@ class Mask:
         self, q_len: int, kv_len: int, device: torch.device | str | None = None
     ) -> Tensor:
         """The whole boolean mask ``(Bm, Hm, Lq, Lk)``; ``True`` = may attend. Builds the
-        ``Lq x Lk`` matrix: meant for small inputs, pictures and tests."""
-        rows = torch.arange(q_len, device=device)
-        cols = torch.arange(kv_len, device=device)
-        return self.allowed(rows, cols, q_len, kv_len)
+        ``Lq x Lk`` matrix: meant for small inputs, the dense backend, pictures and tests. The
+        result is remembered for the last sizes asked (every layer of a model asks for the same
+        one) and must not be modified."""
+
+        def compute():
+            rows = torch.arange(q_len, device=device)
+            cols = torch.arange(kv_len, device=device)
+            return self.allowed(rows, cols, q_len, kv_len)
+
+        return self._remember(("allowed", q_len, kv_len, str(device)), compute)
+
+    def empty_rows(self, q_len: int, kv_len: int, device=None) -> Tensor | None:
+        """Queries that may attend to nothing, ``(Bm, Hm, Lq)`` bool, or None when there are
+        none (remembered like ``materialize``)."""
+
+        def compute():
+            empty = ~self.materialize(q_len, kv_len, device).any(-1)
+            return empty if bool(empty.any()) else None
+
+        return self._remember(("empty", q_len, kv_len, str(device)), compute)
+
+    def _remember(self, key, compute):
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            if len(memo) > 4:  # one model call asks for one or two sizes: stay small
+                memo.clear()
+            memo[key] = compute()
+        return memo[key]
 
     def __and__(self, other: Mask | Tensor) -> Mask:
         return And(self, as_mask(other))

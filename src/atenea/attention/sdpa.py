@@ -71,8 +71,8 @@ def sdpa_attention(
 
     if allowed is not None:
         # A query with no allowed key: output 0 and lse -inf, whatever the kernel reports.
-        empty_rows = ~allowed.any(-1)  # (Bm, Hm, Lq)
-        if bool(empty_rows.any()):
+        empty_rows = p.mask.empty_rows(p.q_len, p.kv_len, q.device)  # (Bm, Hm, Lq) or None
+        if empty_rows is not None:
             out = out.masked_fill(empty_rows.unsqueeze(-1), 0.0)
             if lse is not None:
                 lse = lse.masked_fill(empty_rows, NEG_INF)

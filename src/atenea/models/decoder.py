@@ -102,6 +102,8 @@ class DecoderModel(Pretrained, nn.Module):
         c = self.config
         check_ids(input_ids, c.vocab_size)
         check_attention_mask(attention_mask, input_ids)
+        if labels is not None and logits_to_keep:
+            raise ValueError("labels: the loss needs every position's logits (logits_to_keep=0)")
         inter = recording(output_attentions, output_hidden_states, intermediates)
 
         if cache is not None:
@@ -139,9 +141,11 @@ class DecoderModel(Pretrained, nn.Module):
         logits = F.linear(kept, self.output_weight)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100
-            )
+            # Shift the labels, not the logits: ``logits[:, :-1]`` is a strided view whose
+            # flatten copies the whole (B, L-1, vocab) tensor (and its backward another one).
+            # The last position gets the ignored label -100 instead.
+            targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         return ModelOutput(
             logits=logits,
             last_hidden_state=x,

@@ -125,6 +125,27 @@ class EncoderModel(Pretrained, nn.Module):
         pooled = mean_pool(hidden, attention_mask)
         return F.normalize(pooled, dim=-1) if normalize else pooled
 
+    @torch.inference_mode()
+    def encode(
+        self, texts: list[str], tokenizer, batch_size: int = 64, normalize: bool = True
+    ) -> Tensor:
+        """Sentence embeddings ``(N, dim)`` of many texts, in their order. The texts are
+        tokenized once and batched longest first, so a batch carries almost no padding
+        (sentence-transformers sorts by length for the same reason)."""
+        ids = tokenizer.encode_batch(texts)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        weight = self.token_embedding.weight
+        out = torch.empty(len(ids), self.config.dim, dtype=weight.dtype, device=weight.device)
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            batch = tokenizer.pad([ids[i] for i in chosen])
+            out[chosen] = self.sentence_embedding(
+                batch["input_ids"].to(weight.device),
+                batch["attention_mask"].to(weight.device),
+                normalize,
+            )
+        return out
+
 
 class MaskedLMHead(nn.Module):
     """BERT's masked-language-model head: dense + activation + LayerNorm, then scores over the

@@ -120,6 +120,31 @@ class Tokenizer:
             ids = ids.tolist()
         return [self.backend.id_to_token(i) or f"<{i}>" for i in ids]
 
+    def _encodings(self, texts, pairs, max_length, truncation, add_special_tokens):
+        if isinstance(texts, str):
+            texts = [texts]
+        if isinstance(pairs, str):
+            pairs = [pairs]
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"pairs: expected {len(texts)} second sentences, got {len(pairs)}")
+        limit = max_length or self.model_max_length
+        if truncation and limit:
+            self.backend.enable_truncation(limit)
+        try:
+            inputs = list(zip(texts, pairs)) if pairs is not None else texts
+            return self.backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        finally:
+            self.backend.no_truncation()
+
+    def encode_batch(
+        self, texts: list[str], *, max_length: int | None = None, truncation: bool = True,
+        add_special_tokens: bool = True,
+    ) -> list[list[int]]:  # fmt: skip
+        """Token ids of many texts (tokenized in parallel), truncated like ``__call__``, not
+        padded: for callers that batch them themselves (e.g. sorted by length)."""
+        encodings = self._encodings(texts, None, max_length, truncation, add_special_tokens)
+        return [e.ids for e in encodings]
+
     def __call__(
         self,
         texts: str | list[str],
@@ -132,20 +157,7 @@ class Tokenizer:
     ) -> dict[str, torch.Tensor]:
         """A padded batch of ``(B, L)`` tensors; truncated to ``max_length`` (default: the
         model's maximum) when ``truncation``."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if isinstance(pairs, str):
-            pairs = [pairs]
-        if pairs is not None and len(pairs) != len(texts):
-            raise ValueError(f"pairs: expected {len(texts)} second sentences, got {len(pairs)}")
-        limit = max_length or self.model_max_length
-        if truncation and limit:
-            self.backend.enable_truncation(limit)
-        try:
-            inputs = list(zip(texts, pairs)) if pairs is not None else texts
-            encodings = self.backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
-        finally:
-            self.backend.no_truncation()
+        encodings = self._encodings(texts, pairs, max_length, truncation, add_special_tokens)
         return self.pad([e.ids for e in encodings], [e.type_ids for e in encodings], padding_side)
 
     def pad(self, sequences, type_ids=None, padding_side: str | None = None) -> dict:
