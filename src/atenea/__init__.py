@@ -8,8 +8,17 @@ out = atenea.attention(q, k, v, mask=masks.causal())
 
 from atenea import attention  # the core package; calling it runs attention()
 from atenea.attention import attention_weights, masks, scores
+from atenea.generation import generate
 from atenea.models import load_pretrained
 
 __version__ = "0.1.0"
 
-__all__ = ["attention", "attention_weights", "load_pretrained", "masks", "scores", "__version__"]
+__all__ = [
+    "attention",
+    "attention_weights",
+    "generate",
+    "load_pretrained",
+    "masks",
+    "scores",
+    "__version__",
+]

@@ -8,6 +8,7 @@ import os
 import sys
 
 from atenea import __version__
+from atenea.cli import generate
 
 
 def _add_steps(subparsers) -> None:
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"atenea {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_steps(subparsers)
+    generate.add_parser(subparsers)
     from atenea.cli import explain
 
     explain.add_parser(subparsers)

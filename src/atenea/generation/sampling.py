@@ -1,0 +1,48 @@
+"""Greedy decoding and sampling: one token per row per step, until every row is done.
+
+A row is done when it produces an end token or a stop string; from then on it is filled with
+``pad_token_id`` while the others continue. The loop ends when all rows are done or after
+``max_new_tokens``; the output is only as long as the longest row needed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from atenea.generation import logits as scoring
+from atenea.generation.settings import Settings
+from atenea.generation.stopping import StopCondition
+
+
+def sample(decoding, prompt: Tensor, prompt_mask: Tensor, s: Settings) -> Tensor:
+    """``prompt (B, L0)`` -> sequences ``(B, L0 + new)``; ``decoding`` runs the model."""
+    batch, length = prompt.shape
+    total = length + s.max_new_tokens
+    sequences = torch.empty(batch, total, dtype=torch.long, device=prompt.device)
+    sequences[:, :length] = prompt
+    seen = torch.ones_like(sequences, dtype=torch.bool)  # repetition penalty: not the padding
+    seen[:, :length] = prompt_mask
+    running = torch.ones(batch, dtype=torch.bool, device=prompt.device)
+    stop = StopCondition(s, prompt.device)
+    if s.streamer is not None:
+        s.streamer.put(prompt.cpu())
+    end = length
+    if s.max_new_tokens:
+        logits = decoding.first()
+    for new in range(s.max_new_tokens):
+        scores = scoring.process(logits.float(), sequences[:, :end], seen[:, :end], s)
+        tokens = scoring.choose(scores, s)
+        if s.pad_token_id is not None:
+            tokens = torch.where(running, tokens, s.pad_token_id)
+        sequences[:, end] = tokens
+        end += 1
+        if s.streamer is not None:
+            s.streamer.put(tokens.cpu())
+        running &= ~stop(sequences[:, :end])
+        if new + 1 == s.max_new_tokens or not bool(running.any()):
+            break
+        logits = decoding.step(tokens)
+    if s.streamer is not None:
+        s.streamer.end()
+    return sequences[:, :end]

@@ -1,0 +1,40 @@
+"""When a row is done: it produced an end-of-sequence token, or its text now contains a stop
+string, or it reached the length limit (the loops check that one themselves)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from atenea.generation.settings import Settings
+
+
+class StopCondition:
+    """``condition(sequences (N, T)) -> (N,)`` bool: True where the last token ends the row.
+
+    A stop string counts when the *last* token completes (or runs past) an occurrence of it, as
+    in Hugging Face: a stop string already in the prompt does not stop anything. Only the last
+    few tokens are decoded (enough to hold the longest stop string), so a step costs the same
+    whatever the length.
+    """
+
+    def __init__(self, s: Settings, device: torch.device):
+        self.eos = torch.tensor(s.eos_token_ids, dtype=torch.long, device=device)
+        self.stop_strings, self.tokenizer = s.stop_strings, s.tokenizer
+        # Every token decodes to at least one character, bar special ones: a window of
+        # len(longest) + 2 tokens holds any occurrence the last token completes.
+        self.window = max((len(text) for text in s.stop_strings), default=0) + 2
+
+    def __call__(self, sequences: Tensor) -> Tensor:
+        done = torch.isin(sequences[:, -1], self.eos)
+        if self.stop_strings:
+            done = done | self._completes_stop_string(sequences)
+        return done
+
+    def _completes_stop_string(self, sequences: Tensor) -> Tensor:
+        tails = sequences[:, -self.window :].tolist()
+        hits = []
+        for tail in tails:
+            before, after = self.tokenizer.decode(tail[:-1]), self.tokenizer.decode(tail)
+            hits.append(any(after.count(s) > before.count(s) for s in self.stop_strings))
+        return torch.tensor(hits, dtype=torch.bool, device=sequences.device)

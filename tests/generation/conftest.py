@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from tests.generation import tiny
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread is as fast as two on a quiet machine, and on a busy one OpenMP
+    threads waiting for each other turn a millisecond step into a long wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="package")
+def gpt2_pair(tmp_path_factory):
+    """(Hugging Face GPT-2, the same weights in atenea)."""
+    hf = tiny.hf_gpt2()
+    return hf, tiny.saved(hf, tmp_path_factory.mktemp("gpt2"))
+
+
+@pytest.fixture(scope="package")
+def llama_pair(tmp_path_factory):
+    """(Hugging Face Llama with grouped-query attention, the same weights in atenea)."""
+    hf = tiny.hf_llama()
+    return hf, tiny.saved(hf, tmp_path_factory.mktemp("llama"))
+
+
+@pytest.fixture(scope="package")
+def seq2seq():
+    return tiny.seq2seq()

@@ -1,0 +1,225 @@
+"""Decoding on atenea's own terms: the cache against recomputation, sampling, end tokens, stop
+strings, beams and their scores, encoder-decoder models."""
+
+import io
+
+import pytest
+import torch
+
+import atenea
+from atenea.generation import BeamSearchOutput, TextStreamer
+from atenea.generation.steps import decode_step, model_step, prefill, writes_out
+from tests.generation import tiny
+
+NEW = 12
+
+
+@pytest.fixture
+def llama(llama_pair):
+    return llama_pair[1]
+
+
+@pytest.fixture
+def gpt2(gpt2_pair):
+    return gpt2_pair[1]
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_each_cached_step_gives_the_logits_of_a_full_forward(request, name):
+    model = request.getfixturevalue(name)
+    ids, mask = tiny.left_padded()
+    cache = model.new_cache(3, ids.shape[1] + 4)
+    with torch.no_grad():
+        logits = prefill(model, ids, mask, cache)
+        for _ in range(4):
+            expected = model(ids, mask).logits[:, -1]
+            assert (logits - expected).abs().max() < 1e-4 * expected.abs().max()
+            token = logits.argmax(-1)
+            ids = torch.cat([ids, token[:, None]], 1)
+            mask = torch.cat([mask, torch.ones_like(token)[:, None]], 1)
+            logits = decode_step(model, token, cache)
+
+
+def test_the_written_out_step_and_the_model_forward_agree(gpt2):
+    # Models one_token does not cover (training mode: dropout) decode through model_step.
+    assert writes_out(gpt2)
+    gpt2.train()
+    assert not writes_out(gpt2)
+    gpt2.eval()
+    ids, mask = tiny.left_padded()
+    caches = [gpt2.new_cache(3, ids.shape[1] + 3) for _ in range(2)]
+    with torch.no_grad():
+        token = prefill(gpt2, ids, mask, caches[0]).argmax(-1)
+        prefill(gpt2, ids, mask, caches[1])
+        for _ in range(3):
+            ours, theirs = decode_step(gpt2, token, caches[0]), model_step(gpt2, token, caches[1])
+            assert (ours - theirs).abs().max() < 1e-4 * theirs.abs().max()
+            token = theirs.argmax(-1)
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+@pytest.mark.parametrize("model", ["gpt2", "llama"])
+def test_cached_decoding_equals_recomputing_every_step(request, model, num_beams):
+    model = request.getfixturevalue(model)
+    ids, mask = tiny.left_padded(seed=1)
+    kwargs = dict(attention_mask=mask, max_new_tokens=NEW, num_beams=num_beams, eos_token_id=[])
+    cached = atenea.generate(model, ids, **kwargs)
+    recomputed = atenea.generate(model, ids, use_cache=False, **kwargs)
+    assert torch.equal(cached, recomputed)
+
+
+def test_top_k_1_sampling_is_greedy(gpt2):
+    ids, mask = tiny.left_padded()
+    greedy = atenea.generate(gpt2, ids, attention_mask=mask, max_new_tokens=NEW)
+    sampled = atenea.generate(
+        gpt2, ids, attention_mask=mask, max_new_tokens=NEW, do_sample=True, top_k=1,
+        temperature=2.0,
+    )  # fmt: skip
+    assert torch.equal(sampled, greedy)
+
+
+def test_sampling_is_reproducible_from_the_seed_or_a_generator(gpt2):
+    ids, mask = tiny.left_padded()
+
+    def draw(**kwargs):
+        return atenea.generate(gpt2, ids, attention_mask=mask, max_new_tokens=NEW, do_sample=True,
+                               eos_token_id=[], **kwargs)  # fmt: skip
+
+    torch.manual_seed(7)
+    first = draw()
+    torch.manual_seed(7)
+    assert torch.equal(draw(), first)
+    a = draw(generator=torch.Generator().manual_seed(3))
+    b = draw(generator=torch.Generator().manual_seed(3))
+    c = draw(generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # The same draws, whichever generator carries the seed.
+    assert torch.equal(first, draw(generator=torch.Generator().manual_seed(7)))
+
+
+def test_a_row_that_ends_is_padded_while_the_others_go_on(llama):
+    ids, mask = tiny.left_padded()
+    free = atenea.generate(llama, ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=[])
+    eos = int(free[0, 9 + 2])  # row 0's third new token
+    assert eos not in free[1:, 9:].flatten().tolist(), "pick an end token only row 0 meets"
+    out = atenea.generate(llama, ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=eos)
+    assert torch.equal(out[0, : 9 + 3], free[0, : 9 + 3])
+    assert (out[0, 9 + 3 :] == tiny.PAD).all()
+    assert torch.equal(out[1:], free[1:])
+
+
+def test_generation_stops_when_every_row_has_ended(llama):
+    ids, mask = tiny.left_padded()
+    free = atenea.generate(llama, ids[:1], max_new_tokens=NEW, eos_token_id=[])
+    eos = int(free[0, 9 + 4])
+    out = atenea.generate(llama, ids[:1], max_new_tokens=NEW, eos_token_id=[eos, tiny.EOS])
+    assert torch.equal(out, free[:, : 9 + 5])
+    # eos_token_id=None takes the config's; it is never produced here, so the output is full
+    assert atenea.generate(llama, ids[:1], max_new_tokens=NEW).shape == (1, 9 + NEW)
+
+
+def test_stop_strings_end_rows_in_text(gpt2):
+    tokenizer = tiny.word_tokenizer()
+    ids, mask = tiny.left_padded()
+    free = atenea.generate(gpt2, ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=[])
+    # The text of row 1's 4th and 5th new tokens, e.g. "w17 w90": a stop string over 2 tokens.
+    stop = tokenizer.decode(free[1, 9 + 3 : 9 + 5])
+    assert stop not in tokenizer.decode(free[0, 9:]) and stop not in tokenizer.decode(free[2, 9:])
+    out = atenea.generate(gpt2, ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=[],
+                          stop_strings=[stop], tokenizer=tokenizer)  # fmt: skip
+    assert torch.equal(out[1, : 9 + 5], free[1, : 9 + 5])
+    assert (out[1, 9 + 5 :] == tiny.PAD).all()
+    assert torch.equal(out[[0, 2]], free[[0, 2]])
+    with pytest.raises(ValueError, match="tokenizer"):
+        atenea.generate(gpt2, ids, attention_mask=mask, stop_strings=[stop])
+
+
+def test_beam_scores_are_summed_log_probabilities_over_length_to_the_penalty(gpt2):
+    ids, mask = tiny.left_padded()
+    eos = int(atenea.generate(gpt2, ids, attention_mask=mask, max_new_tokens=4)[0, -1])
+    penalty = 0.7
+    out = atenea.generate(gpt2, ids, attention_mask=mask, max_new_tokens=NEW, num_beams=4,
+                          eos_token_id=eos, length_penalty=penalty, return_beams=True)  # fmt: skip
+    assert isinstance(out, BeamSearchOutput)
+    assert out.beams.shape[:2] == (3, 4) and out.scores.shape == (3, 4)
+    assert torch.equal(out.sequences, out.beams[:, 0, : out.sequences.shape[1]])
+    assert (out.scores[:, :-1] >= out.scores[:, 1:]).all()  # best first
+    # Recompute each beam's score from the model: sum of log p over its new tokens.
+    for row in range(3):
+        for beam in range(4):
+            new = int(out.lengths[row, beam])
+            sequence = out.beams[row, beam, : 9 + new][None]
+            full_mask = torch.cat([mask[row : row + 1], torch.ones(1, new, dtype=torch.long)], 1)
+            with torch.no_grad():
+                log_p = gpt2(sequence, full_mask).logits.log_softmax(-1)[0, 8:-1]
+            total = log_p.gather(1, sequence[0, 9:, None]).sum()
+            assert out.scores[row, beam] == pytest.approx(float(total) / new**penalty, abs=1e-4)
+
+
+def test_one_beam_is_greedy_and_beams_do_at_least_as_well(llama):
+    ids, mask = tiny.left_padded()
+    greedy = atenea.generate(llama, ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=[])
+    one = atenea.generate(llama, ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=[],
+                          num_beams=1)  # fmt: skip
+    assert torch.equal(one, greedy)
+    beams = atenea.generate(llama, ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=[],
+                            num_beams=4, return_beams=True)  # fmt: skip
+
+    def log_prob(sequences):
+        full_mask = torch.cat([mask, torch.ones(3, NEW, dtype=torch.long)], 1)
+        with torch.no_grad():
+            log_p = llama(sequences, full_mask).logits.log_softmax(-1)[:, 8:-1]
+        return log_p.gather(2, sequences[:, 9:, None]).sum((1, 2))
+
+    assert (log_prob(beams.sequences) >= log_prob(greedy) - 1e-4).all()
+
+
+def test_encoder_decoder_generates_through_cross_attention_with_its_cache(seq2seq):
+    source, _ = tiny.left_padded(seed=4)
+    source_mask = torch.ones_like(source)
+    source_mask[1, 6:] = 0  # a source may be padded on the right: the encoder only reads it
+    calls = []
+    encode = seq2seq.encode
+    seq2seq.encode = lambda *args, **kwargs: calls.append(1) or encode(*args, **kwargs)
+    try:
+        kwargs = dict(attention_mask=source_mask, max_new_tokens=NEW, eos_token_id=[])
+        cached = atenea.generate(seq2seq, source, **kwargs)
+        assert len(calls) == 1  # the encoder runs once
+    finally:
+        del seq2seq.encode
+    assert cached.shape == (3, 1 + NEW) and (cached[:, 0] == tiny.BOS).all()
+    assert torch.equal(cached, atenea.generate(seq2seq, source, use_cache=False, **kwargs))
+    beams = atenea.generate(seq2seq, source, num_beams=3, **kwargs)
+    assert torch.equal(beams, atenea.generate(seq2seq, source, num_beams=3, use_cache=False,
+                                              **kwargs))  # fmt: skip
+    # The decoder reads the source: another source, another translation.
+    other = atenea.generate(seq2seq, source.roll(1, dims=1), **kwargs)
+    assert not torch.equal(other, cached)
+
+
+def test_streamer_prints_the_continuation_as_it_comes(gpt2):
+    tokenizer = tiny.word_tokenizer()
+    ids, _ = tiny.left_padded()
+    stream = io.StringIO()
+    writes = []
+    stream.write = lambda text: writes.append(text) or len(text)
+    out = atenea.generate(gpt2, ids[:1], max_new_tokens=6, eos_token_id=[],
+                          streamer=TextStreamer(tokenizer, stream=stream))  # fmt: skip
+    assert "".join(writes) == tokenizer.decode(out[0, 9:]) + "\n"
+    assert len(writes) == 7  # one piece per token, then the end of the line
+
+
+def test_zero_new_tokens_returns_the_prompt(gpt2):
+    ids, mask = tiny.left_padded()
+    assert torch.equal(atenea.generate(gpt2, ids, attention_mask=mask, max_new_tokens=0), ids)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["gpt2", "llama"])
+def test_the_compiled_decode_step_gives_the_same_tokens(request, model):
+    model = request.getfixturevalue(model)
+    ids, mask = tiny.left_padded()
+    for num_beams, rows in ((1, slice(0, 1)), (1, slice(None)), (3, slice(None))):
+        kwargs = dict(attention_mask=mask[rows], max_new_tokens=NEW, num_beams=num_beams)
+        expected = atenea.generate(model, ids[rows], **kwargs)
+        assert torch.equal(atenea.generate(model, ids[rows], compile=True, **kwargs), expected)
