@@ -138,3 +138,22 @@ def test_scan_groups_long_inputs_into_blocks_of_exact_rows():
     stats = LayerStats(2, special, 203)
     stats.add(full[1][:, middle], middle)
     assert [d.text for d in stats.descriptions(1)] == [d.text for d in descriptions[2:]]
+
+
+def test_scan_focus_row_with_blocks_is_exact_and_changes_nothing_else():
+    from atenea.inspect import record
+    from atenea.inspect.capture import scan
+
+    torch.manual_seed(3)
+    model = EncoderModel(
+        EncoderConfig.from_name("bert-tiny", vocab_size=50, max_positions=512)
+    ).eval()
+    ids = torch.randint(0, 50, (1, 150))
+    full = capture(model, ids)
+    records = record(model, ids).attention
+    special = [False] * 150
+    plain, described, _, block = scan(records, special, size=40)
+    focused, described_too, focus_rows, _ = scan(records, special, size=40, focus=100)
+    assert block == 4 and torch.equal(plain, focused)
+    assert [d.text for d in described] == [d.text for d in described_too]
+    assert torch.allclose(focus_rows, full[:, :, 100], atol=1e-6)

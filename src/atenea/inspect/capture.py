@@ -96,6 +96,8 @@ def scan(
         chunks = torch.arange(length).split(rows_per_step)
     else:  # one representative query per block: its middle token
         chunks = [(torch.arange(cells) * block + block // 2).clamp(max=length - 1)]
+    if focus is not None and block > 1:  # the focus row rides along with the representatives
+        chunks = [torch.cat([chunks[0], torch.tensor([focus])])]
     maps, descriptions, focus_rows = [], [], []
     for layer, rec in enumerate(records):
         heads = rec.lse.shape[1]
@@ -103,6 +105,10 @@ def scan(
         rows_out = []
         for rows in chunks:
             weights = rec.weights(rows=rows)[0].float()  # (heads, rows, L)
+            if focus is not None and bool((rows == focus).any()):
+                focus_rows.append(weights[:, int((rows == focus).nonzero()[-1])])
+            if block > 1:
+                rows, weights = rows[:cells], weights[:, :cells]  # the focus row was extra
             stats.add(weights, rows)
             if block > 1:  # sum the keys of each block: every row still sums to 1
                 weights = torch.nn.functional.pad(weights, (0, -length % block))
@@ -110,7 +116,5 @@ def scan(
             rows_out.append(weights)
         maps.append(torch.cat(rows_out, dim=1))
         descriptions += stats.descriptions(layer)
-        if focus is not None:
-            focus_rows.append(rec.weights(rows=[focus])[0, :, 0].float())
     focus_rows = torch.stack(focus_rows) if focus is not None else None
     return torch.stack(maps), descriptions, focus_rows, block
