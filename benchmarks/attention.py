@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -37,28 +34,10 @@ import torch.nn.functional as F
 
 import atenea
 from atenea import masks
+from benchlib import PEAK_RSS_PRELUDE, machine, timed_together
 
 BATCH, HEADS, HEAD_DIM = 1, 8, 64
 WINDOW, DOCUMENTS = 256, 8
-
-
-def machine() -> dict:
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "atenea": atenea.__version__,
-    }
 
 
 def atenea_mask(case: str, length: int):
@@ -83,19 +62,6 @@ def flex_mask_mod(case: str, length: int):
         return (ids[q] == ids[k]) & (q >= k)
 
     return {"causal": causal, "window": window, "documents": documents}[case]
-
-
-def timed_together(functions: dict, reps: int) -> dict:
-    """Median time of each function, run in turn within every repetition, so that a slow
-    moment of a shared machine hits all contenders alike. One warm-up round first."""
-    times = {name: [] for name in functions}
-    for repetition in range(reps + 1):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            if repetition:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def inputs(length: int, requires_grad: bool = False):
@@ -176,20 +142,13 @@ FIRST_CALL = textwrap.dedent("""
     print(time.perf_counter() - start)
 """)
 
-MEMORY = textwrap.dedent("""
+MEMORY = PEAK_RSS_PRELUDE + textwrap.dedent("""
     import torch, atenea
     from atenea import masks
-    def status_kib(field):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
     q, k, v = (torch.randn(1, 8, {length}, 64) for _ in range(3))
     out = torch.empty_like(q)  # the output itself is not "extra"
     del out
-    before = status_kib("VmRSS")
-    # Reset the peak (VmHWM) to the current size: ru_maxrss would carry the *parent's* peak,
-    # which Linux keeps across fork and exec.
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    before = reset_peak()
     out, lse = atenea.attention(q, k, v, mask=masks.causal(), return_lse=True)
     print((status_kib("VmHWM") - before) / 1024 ** 2)
 """)

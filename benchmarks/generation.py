@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -41,31 +40,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 
 import atenea  # noqa: E402
+import benchlib  # noqa: E402
 
 PROMPT, NEW = 32, 64
-
-
-def machine() -> dict:
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import transformers
-
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "atenea": atenea.__version__,
-        "load_average": os.getloadavg(),
-    }
 
 
 class StepClock:
@@ -276,7 +253,7 @@ def main() -> None:
     from transformers.utils import logging
 
     logging.set_verbosity_error()
-    info = machine()
+    info = benchlib.machine("transformers")
     print(f"machine: {info}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         torch.manual_seed(0)

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from benchlib import PEAK_RSS_PRELUDE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SETUP = textwrap.dedent("""
@@ -70,20 +72,19 @@ SETUP = textwrap.dedent("""
         return hf(input_ids=ids, output_attentions=True).attentions
 """)
 
-MEMORY = SETUP + textwrap.dedent("""
-    def status_kib(field):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+MEMORY = (
+    SETUP
+    + PEAK_RSS_PRELUDE
+    + textwrap.dedent("""
     with torch.inference_mode():
         if {contender!r} == "eager":
             hf = HF.from_pretrained(path, attn_implementation="eager").eval()
         plain()  # warm up allocator and kernels
-        before = status_kib("VmRSS")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
+        before = reset_peak()
         result = {{"plain": plain, "capture": capture, "eager": eager}}[{contender!r}]()
         print((status_kib("VmHWM") - before) / 1024)
 """)
+)
 
 
 def make_decoder(folder: Path) -> None:

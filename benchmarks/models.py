@@ -37,9 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import statistics
 import tempfile
 import time
 import warnings
@@ -52,52 +50,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 import torch  # noqa: E402
 
 import atenea  # noqa: E402
-
-
-def machine() -> dict:
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import sentence_transformers
-    import tokenizers
-    import transformers
-
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "sentence_transformers": sentence_transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "python": platform.python_version(),
-        "atenea": atenea.__version__,
-    }
-
+import benchlib  # noqa: E402
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = CLOCKS["wall"]
 
 
 def timed_together(functions: dict, reps: int) -> dict:
-    """Median time of each function, run in turn within every repetition, so that a slow
-    moment of a shared machine hits all contenders alike. One warm-up round first.
-    Returns ``{name: median seconds, "samples": {name: [seconds, ...]}}``."""
-    times = {name: [] for name in functions}
-    for repetition in range(reps + 1):
-        for name, function in functions.items():
-            start = clock()
-            function()
-            if repetition:
-                times[name].append(clock() - start)
-    out: dict = {name: statistics.median(values) for name, values in times.items()}
-    out["samples"] = times
-    return out
+    """``benchlib.timed_together`` with the clock chosen on the command line."""
+    return benchlib.timed_together(functions, reps, clock)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,7 +453,7 @@ def main() -> None:
     except AttributeError:
         pass
 
-    info = machine()
+    info = benchlib.machine("transformers", "sentence-transformers", "tokenizers")
     print(f"machine: {info}", flush=True)
     started = time.perf_counter()
     minilm, gpt2, train = None, [], None

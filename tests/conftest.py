@@ -9,6 +9,12 @@ import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_one_thread():
+    """Every test starts from seed 0, on one torch thread: the suite's tensors are small, one
+    thread is as fast as two on a quiet machine, and on a busy one (shared CI runners) OpenMP
+    threads waiting for each other turn a millisecond step into a second."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
