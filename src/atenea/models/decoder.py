@@ -113,15 +113,13 @@ class DecoderModel(Pretrained, nn.Module):
             positions, key_mask = cache.advance(new_tokens)
             mask = and_masks(masks.causal(), padding_mask(key_mask))
         else:
-            if position_ids is not None:
-                positions = position_ids
-            elif attention_mask is not None:
+            if attention_mask is not None:
                 positions = positions_from_mask(attention_mask)
             else:
                 positions = torch.arange(input_ids.shape[1], device=input_ids.device)
                 positions = positions.expand_as(input_ids)
             mask = and_masks(masks.causal(), padding_mask(attention_mask))
-        if position_ids is not None:
+        if position_ids is not None:  # the caller's positions win, with or without a cache
             positions = position_ids
 
         x = self.token_embedding(input_ids)
