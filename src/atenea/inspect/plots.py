@@ -16,21 +16,27 @@ def _pyplot():
     return plt
 
 
-def heatmap_png(weights: Tensor, tokens: list[str], path, title: str, causal: bool = False) -> Path:
-    """``weights (L, L)`` with tokens on both axes (masked cells grey for causal maps)."""
+def heatmap_png(
+    weights: Tensor, tokens: list[str], path, title: str, causal: bool = False,
+    key_tokens: list[str] | None = None,
+) -> Path:  # fmt: skip
+    """``weights (Lq, Lk)`` with the query ``tokens`` down the side and the keys (``key_tokens``,
+    default the same) along the top; masked cells grey for causal maps."""
     import numpy as np
 
     plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    size = min(4 + 0.28 * len(tokens), 24)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    key_tokens = tokens if key_tokens is None else key_tokens
+    width = min(4 + 0.28 * len(key_tokens), 24)
+    height = min(4 + 0.28 * len(tokens), 24)
+    fig, ax = plt.subplots(figsize=(width + 1.5, height))
     values = weights.float().numpy()
     if causal:
         values = np.ma.masked_array(values, mask=np.triu(np.ones_like(values, dtype=bool), 1))
     cmap = plt.get_cmap("viridis").with_extremes(bad="#e4e4e4")
-    image = ax.imshow(values, cmap=cmap, vmin=0.0)
-    ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right", fontsize=8)
+    image = ax.imshow(values, cmap=cmap, vmin=0.0, aspect="auto")
+    ax.set_xticks(range(len(key_tokens)), key_tokens, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")

@@ -33,6 +33,17 @@ from atenea.nn.norms import make_norm
 from atenea.nn.positions import LearnedPositions, RotaryEmbedding, positions_from_mask
 
 
+def positions_in_documents(document_ids: Tensor) -> Tensor:
+    """``(B, L)`` position of every token within its document (0 at each document start),
+    for packed sequences whose documents are contiguous runs of one id."""
+    length = document_ids.shape[1]
+    index = torch.arange(length, device=document_ids.device).expand_as(document_ids)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    start_index = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    return index - start_index
+
+
 class DecoderModel(Pretrained, nn.Module):
     """Causal language model: ``input_ids (B, L)`` -> ``logits (B, L, vocab)``."""
 
@@ -83,6 +94,7 @@ class DecoderModel(Pretrained, nn.Module):
         position_ids: Tensor | None = None,
         *,
         cache: Cache | None = None,
+        document_ids: Tensor | None = None,
         labels: Tensor | None = None,
         logits_to_keep: int = 0,
         output_attentions: bool = False,
@@ -95,6 +107,9 @@ class DecoderModel(Pretrained, nn.Module):
             generation). With a cache it covers the new tokens only.
         position_ids: ``(B, L)``; default: counted from the mask (or from the cache).
         cache: a ``Cache`` from ``new_cache``; the new keys/values are appended to it.
+        document_ids: ``(B, L)`` packed sequences: the document of every token. A token
+            attends only within its document (``masks.document(ids) & masks.causal()``) and
+            positions restart at 0 with each document.
         labels: ``(B, L)`` next-token targets (usually ``input_ids``; -100 = ignore): the
             loss compares position ``t``'s logits with ``labels[t + 1]``.
         logits_to_keep: compute logits for the last N positions only (0 = all).
@@ -119,6 +134,14 @@ class DecoderModel(Pretrained, nn.Module):
                 positions = torch.arange(input_ids.shape[1], device=input_ids.device)
                 positions = positions.expand_as(input_ids)
             mask = and_masks(masks.causal(), padding_mask(attention_mask))
+        if document_ids is not None:
+            if cache is not None or tuple(document_ids.shape) != tuple(input_ids.shape):
+                raise ValueError(
+                    f"document_ids: expected the shape of input_ids {tuple(input_ids.shape)} and "
+                    f"no cache, got {tuple(document_ids.shape)}"
+                )
+            mask = and_masks(mask, masks.document(document_ids))
+            positions = positions_in_documents(document_ids)
         if position_ids is not None:  # the caller's positions win, with or without a cache
             positions = position_ids
 
