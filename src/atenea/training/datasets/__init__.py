@@ -1,0 +1,2 @@
+"""Built-in data made by our own code (no download): ``dates`` (translate), ``sentiment``
+(classify) and ``stdlib`` (lm / mlm: the Python standard library's source files)."""
