@@ -1,0 +1,425 @@
+"""Training checkpoints: a model folder plus everything an exact resume needs, written atomically.
+
+    root/checkpoints/checkpoint-000200/
+        config.json model.safetensors [tokenizer.json ...] task.json    (a model folder)
+        training_state.safetensors   optimizer tensors, RNG states (uint8 tensors)
+        training_state.json          step, epoch, position, run config, optimizer hyper-parameters,
+                                     scheduler state, Python's and numpy's RNG states
+        COMPLETE                     written last
+
+A checkpoint is written into ``checkpoint-000200.tmp/``, flushed to disk, renamed to
+``checkpoint-000200/``, and only then gets ``COMPLETE``; ``latest_checkpoint`` never returns a
+folder without it, so a run killed in the middle of a save resumes from the previous one.
+Nothing is pickled: the optimizer's state dict is flattened into named tensors
+(``optimizer.state.<param index>.<key>``) plus JSON for its scalars.
+
+Test hook: ``ATENEA_TEST_SAVE_DELAY=SECONDS`` (or ``SECONDS@STEP`` for the save of one step
+only) sleeps after the rename and before ``COMPLETE``, so a test can kill a run in the middle of
+a save. Nothing else reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from atenea.models.checkpoints import FAMILIES, NATIVE, convert_to_ours, load_state
+from atenea.models.checkpoints import save_pretrained as _save_pretrained
+from atenea.models.safetensors_io import CheckpointError, read_tensors
+
+STATE_TENSORS = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+COMPLETE = "COMPLETE"
+FORMAT_VERSION = 1
+_NAME = re.compile(r"checkpoint-(\d+)")
+_DELAY_VARIABLE = "ATENEA_TEST_SAVE_DELAY"
+
+__all__ = [
+    "CheckpointError",
+    "TrainingState",
+    "latest_checkpoint",
+    "load_training_state",
+    "save_checkpoint",
+    "write_model",
+]
+
+
+@dataclass
+class TrainingState:
+    """Where a run stands after ``step`` optimizer steps.
+
+    ``epoch``: the current epoch (0-based); ``position``: global batches consumed in it;
+    ``config``: the run's configuration as JSON (checked on resume). ``optimizer`` and
+    ``scheduler`` are the live objects whose state is saved with the checkpoint (and into which
+    ``load_training_state`` restored it). The process's RNG states are not fields:
+    ``save_checkpoint`` reads the generators (torch CPU and CUDA, Python's ``random``, numpy)
+    when it writes, and ``load_training_state`` sets them back. Under DDP, rank 0 writes, so
+    ``rank_rng`` carries every rank's torch states (``{"torch": uint8 tensor, "cuda": ...}`` by
+    rank) for each rank to take back its own (``restore_rank_rng``). The task's batch generators
+    need no saving: each is seeded from the step number.
+    """
+
+    step: int
+    epoch: int = 0
+    position: int = 0
+    config: dict = field(default_factory=dict)
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    rank_rng: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def write_model(folder, model: nn.Module, tokenizer, task_info: dict) -> Path:
+    """Write a model folder: ``config.json``, ``model.safetensors``, the tokenizer (if any) and
+    ``task.json`` (``task_info``, what the task needs to be rebuilt). Returns the folder."""
+    folder = Path(folder)
+    _save_pretrained(model, folder, tokenizer)
+    _write_json(folder / "task.json", task_info)
+    return folder
+
+
+def _write_json(path: Path, value) -> None:
+    try:
+        text = json.dumps(value, indent=2, allow_nan=True) + "\n"
+    except TypeError as error:
+        raise TypeError(f"{path.name}: the value is not JSON-serializable ({error})") from None
+    temporary = path.with_name(path.name + ".writing")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """The optimizer's state dict as ``(named tensors, JSON)``: no pickle, nothing lost."""
+    state_dict = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entries in state_dict["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.state.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{index}"] = state
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    rng = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+    return tensors, rng
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk (a rename is only durable once both are)."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError:  # some platforms cannot open folders; the data files were synced already
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _test_delay(step: int) -> float:
+    value = os.environ.get(_DELAY_VARIABLE, "")
+    if not value:
+        return 0.0
+    seconds, _, only_step = value.partition("@")
+    try:
+        if only_step and int(only_step) != step:
+            return 0.0
+        return float(seconds)
+    except ValueError:
+        raise ValueError(
+            f"environment variable {_DELAY_VARIABLE}: expected SECONDS or SECONDS@STEP, got "
+            f"{value!r}"
+        ) from None
+
+
+def checkpoint_dir(root, step: int) -> Path:
+    return Path(root) / "checkpoints" / f"checkpoint-{step:06d}"
+
+
+def save_checkpoint(
+    root,
+    step: int,
+    model: nn.Module,
+    tokenizer,
+    task_info: dict,
+    state: TrainingState,
+    keep: int = 2,
+) -> Path:
+    """Write ``root/checkpoints/checkpoint-{step:06d}/`` atomically and keep the newest ``keep``
+    complete checkpoints (older ones and stale ``*.tmp`` / incomplete folders are deleted).
+
+    ``model`` is the plain model (not a DDP wrapper); ``state.optimizer`` and
+    ``state.scheduler`` must be set. Returns the checkpoint folder.
+    """
+    if keep < 1:
+        raise ValueError(f"keep: expected at least 1 checkpoint to keep, got {keep}")
+    if state.optimizer is None or state.scheduler is None:
+        raise ValueError("state: save_checkpoint needs state.optimizer and state.scheduler")
+    final = checkpoint_dir(root, step)
+    temporary = final.with_name(final.name + ".tmp")
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir(parents=True)
+
+    write_model(temporary, model, tokenizer, task_info)
+    optimizer_tensors, optimizer_json = _optimizer_state(state.optimizer)
+    rng_tensors, rng_json = _rng_state()
+    for rank, states in enumerate(state.rank_rng):
+        rng_tensors.update({f"rng.rank.{rank}.{kind}": t for kind, t in states.items()})
+    save_file(
+        {
+            name: t.detach().cpu().contiguous()
+            for name, t in {**optimizer_tensors, **rng_tensors}.items()
+        },
+        str(temporary / STATE_TENSORS),
+        metadata={"format": "pt"},
+    )
+    _write_json(
+        temporary / STATE_JSON,
+        {
+            "format": FORMAT_VERSION,
+            "step": step,
+            "epoch": state.epoch,
+            "position": state.position,
+            "config": state.config,
+            "optimizer": optimizer_json,
+            "scheduler": state.scheduler.state_dict(),
+            "rng": rng_json,
+        },
+    )
+    for path in temporary.iterdir():
+        _fsync(path)
+    _fsync(temporary)
+
+    if final.exists():  # a half-written save of this step from a killed run: never complete
+        shutil.rmtree(final)
+    os.replace(temporary, final)
+    _fsync(final.parent)
+    delay = _test_delay(step)
+    if delay:
+        time.sleep(delay)
+    (final / COMPLETE).write_text(f"{step}\n", encoding="utf-8")
+    _fsync(final / COMPLETE)
+    _fsync(final)
+    _rotate(final.parent, keep, current=final)
+    return final
+
+
+def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``checkpoint-N`` folder (complete or not), oldest first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        match = _NAME.fullmatch(path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def _rotate(folder: Path, keep: int, current: Path) -> None:
+    complete = [path for _, path in _checkpoints(folder) if (path / COMPLETE).is_file()]
+    doomed = complete[:-keep] if len(complete) > keep else []
+    doomed += [p for p in folder.glob("checkpoint-*.tmp") if p.is_dir()]
+    doomed += [
+        path
+        for _, path in _checkpoints(folder)
+        if path != current and not (path / COMPLETE).is_file()
+    ]
+    for path in doomed:
+        if path != current:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def latest_checkpoint(root) -> Path | None:
+    """The newest complete checkpoint under ``root/checkpoints`` (a folder named
+    ``checkpoint-N`` holding ``COMPLETE``), or None. ``*.tmp`` and incomplete folders are never
+    returned."""
+    complete = [
+        path for _, path in _checkpoints(Path(root) / "checkpoints") if (path / COMPLETE).is_file()
+    ]
+    return complete[-1] if complete else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_state_json(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (not a training checkpoint?)")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: invalid JSON ({error})") from None
+    required = ("step", "epoch", "position", "config", "optimizer", "scheduler", "rng")
+    missing = [key for key in required if not isinstance(value, dict) or key not in value]
+    if missing:
+        raise CheckpointError(f"{path}: missing entries {missing}")
+    if value.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format {value.get('format')!r}, this atenea reads format {FORMAT_VERSION}"
+        )
+    return value
+
+
+def _read_state_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (not a training checkpoint?)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as error:  # safetensors raises SafetensorError / OSError variants
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file (truncated or corrupt?): {error}"
+        ) from None
+
+
+def load_model_weights(folder, model: nn.Module) -> None:
+    """Copy the weights of the model folder ``folder`` into ``model`` (which has the
+    architecture they were saved from), whether saved in Hugging Face or atenea format."""
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    try:
+        hf = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{config_path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{config_path}: invalid JSON ({error})") from None
+    tensors = read_tensors(folder)
+    kind = hf.get("model_type") if isinstance(hf, dict) else None
+    if kind == NATIVE:
+        load_state(model, tensors, str(folder))
+    elif kind in FAMILIES:
+        build, ignore = FAMILIES[kind]
+        rules = build(hf, set(tensors))[3]
+        load_state(model, convert_to_ours(tensors, rules, ignore), str(folder), hf_rules=rules)
+    else:
+        raise CheckpointError(f"{config_path}: unknown model_type {kind!r}")
+
+
+def _restore_optimizer(optimizer, saved: dict, tensors: dict, source: Path) -> None:
+    state: dict[int, dict] = {}
+    for name, tensor in tensors.items():
+        if name.startswith("optimizer.state."):
+            index, _, key = name.removeprefix("optimizer.state.").partition(".")
+            state.setdefault(int(index), {})[key] = tensor
+    for index, entries in saved.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(entries)
+    groups = saved["param_groups"]
+    current = optimizer.state_dict()["param_groups"]
+    if len(groups) != len(current) or any(
+        len(g["params"]) != len(c["params"]) for g, c in zip(groups, current)
+    ):
+        raise CheckpointError(
+            f"{source}: the optimizer state has groups of {[len(g['params']) for g in groups]} "
+            f"parameters, this model's optimizer {[len(c['params']) for c in current]}: a "
+            f"different model or optimizer?"
+        )
+    for group, now in zip(groups, current):  # JSON turned tuples (AdamW's betas) into lists
+        for key, value in now.items():
+            if isinstance(value, tuple) and isinstance(group.get(key), list):
+                group[key] = tuple(group[key])
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise CheckpointError(f"{source}: cannot restore the optimizer ({error})") from None
+
+
+def _restore_rng(rng: dict, tensors: dict, source: Path) -> None:
+    try:
+        torch.set_rng_state(tensors["rng.torch"])
+        cuda_names = [k for k in tensors if k.startswith("rng.cuda.")]
+        cuda = [tensors[k] for k in sorted(cuda_names, key=lambda k: int(k.rsplit(".", 1)[1]))]
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+        version, internal, gauss = rng["python"]
+        random.setstate((version, tuple(internal), gauss))
+        kind, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{source}: invalid random-number-generator state ({error})"
+        ) from None
+
+
+def load_training_state(folder, model: nn.Module, optimizer, scheduler) -> TrainingState:
+    """Restore a checkpoint folder into ``model`` (weights), ``optimizer``, ``scheduler`` and
+    the process's RNGs. Returns its ``TrainingState`` (with ``optimizer``/``scheduler`` set).
+
+    Raises ``CheckpointError`` (a ``ValueError``) naming the file when the folder is incomplete
+    or a file is missing or corrupt.
+    """
+    folder = Path(folder)
+    if not (folder / COMPLETE).is_file():
+        raise CheckpointError(f"{folder}: incomplete checkpoint (no {COMPLETE} marker)")
+    saved = _read_state_json(folder / STATE_JSON)
+    tensors = _read_state_tensors(folder / STATE_TENSORS)
+    load_model_weights(folder, model)
+    _restore_optimizer(optimizer, saved["optimizer"], tensors, folder / STATE_JSON)
+    try:
+        scheduler.load_state_dict(saved["scheduler"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{folder / STATE_JSON}: cannot restore the scheduler ({error})"
+        ) from None
+    _restore_rng(saved["rng"], tensors, folder / STATE_JSON)
+    rank_rng: list[dict[str, torch.Tensor]] = []
+    for name, tensor in sorted(tensors.items()):
+        if name.startswith("rng.rank."):
+            rank, _, kind = name.removeprefix("rng.rank.").partition(".")
+            while len(rank_rng) <= int(rank):
+                rank_rng.append({})
+            rank_rng[int(rank)][kind] = tensor
+    return TrainingState(
+        step=int(saved["step"]),
+        epoch=int(saved["epoch"]),
+        position=int(saved["position"]),
+        config=saved["config"],
+        optimizer=optimizer,
+        scheduler=scheduler,
+        rank_rng=rank_rng,
+    )
+
+
+def restore_rank_rng(state: TrainingState, rank: int, world_size: int) -> bool:
+    """Under DDP: set this rank's torch RNGs to the ones it saved (``state.rank_rng[rank]``).
+    False (nothing changed) when the checkpoint was written by a different number of ranks."""
+    if len(state.rank_rng) != world_size or world_size < 2:
+        return False
+    states = state.rank_rng[rank]
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
+    return True

@@ -1,0 +1,517 @@
+"""The training loop: one function, ``train(task, model, config)``, for every task.
+
+    for step in steps:                          G = batch_size * accumulation examples a step
+        examples [pos*G, (pos+1)*G) of the epoch's permutation, in `accumulation` micro-batches
+        (under DDP each micro-batch is cut into world-size shards, rank r takes shard r)
+        loss = task.loss(model, task.batch(indices, generator seeded from the step))
+        backward (bf16 autocast optional) -> clip -> AdamW -> scheduler
+        log {step, loss, lr, grad_norm, tokens_per_s} to metrics.jsonl
+        every eval_every steps: task.evaluate;  every save_every steps: a checkpoint
+    the end: evaluation, checkpoint, the model folder in config.output, task.finish, curves.png
+
+Sampling. Epoch ``e`` visits the examples in the order of
+``torch.randperm(N, generator=torch.Generator().manual_seed(seed + e))``; its step ``pos``
+takes positions ``[pos*G, (pos+1)*G)``. The last ``N mod G`` examples of a permutation are
+dropped (every step sees exactly G examples, so every loss is a mean over the same amount of
+data; the next epoch's permutation covers the dropped ones with high probability). Every batch
+is a pure function of ``(seed, epoch, position, micro-batch)``, and the optimizer, scheduler
+and RNG states travel with each checkpoint: a resumed run computes the same batches and the
+same losses, bit for bit, as an uninterrupted one.
+
+Evaluation never draws from the training's random stream (the RNG states are put back
+afterwards), so evaluating more or less often does not change the training. Under DDP only rank
+0 evaluates, logs and writes files, while the other ranks wait at a barrier; they return ``{}``.
+
+DDP and one process give the same losses when a task's randomness belongs to the examples, not
+to the micro-batch: every rank gets the same ``generator`` for its shard, so a task that masks
+(MLM) should draw per example, e.g. one number from ``generator`` plus the example's index seeding
+that example's generator (as ``tests/training/toy.py`` does). Rank ``r`` seeds torch with
+``seed + r`` (its own dropout masks); each checkpoint holds every rank's torch RNG states, so a
+DDP run resumed on as many ranks is exact too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from atenea.training import distributed
+from atenea.training.checkpoint import (
+    TrainingState,
+    latest_checkpoint,
+    load_training_state,
+    restore_rank_rng,
+    save_checkpoint,
+    write_model,
+)
+from atenea.training.schedule import make_optimizer, make_scheduler
+
+METRICS = "metrics.jsonl"
+CURVES = "curves.png"
+# Saved run settings that must not change on --resume: they decide batches, schedule and RNG.
+RESUME_FIELDS = ("batch_size", "accumulation", "seed", "lr", "steps", "warmup", "weight_decay")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on: non-finite loss or gradient, nothing or the wrong thing to
+    resume from. The message says which step and where the last good checkpoint is."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one run (saved with every checkpoint).
+
+    output: the folder that becomes the trained model folder (plus metrics.jsonl, curves.png,
+        checkpoints/).
+    steps: optimizer steps in the whole run (the schedule spans them).
+    batch_size: examples per micro-batch (over all ranks under DDP; divisible by the world
+        size); accumulation: micro-batches per optimizer step.
+    warmup: linear-warmup steps; clip: maximum gradient norm (0 or None: no clipping).
+    eval_every / save_every: evaluation and checkpoint intervals in steps (0: only at the end);
+        eval_limit: evaluate on at most this many validation examples.
+    bf16: autocast the forward to bfloat16 (parameters and optimizer stay float32).
+    keep: complete checkpoints kept. progress: a tqdm bar on rank 0.
+    stop_at: stop early after this many steps, with a checkpoint (for tests and time limits);
+        the schedule still spans ``steps`` and ``train(..., resume=True)`` goes on from there.
+    """
+
+    output: Path
+    steps: int = 1000
+    batch_size: int = 32
+    accumulation: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: int = 100
+    clip: float | None = 1.0
+    eval_every: int = 200
+    save_every: int = 200
+    eval_limit: int | None = None
+    seed: int = 0
+    bf16: bool = False
+    keep: int = 2
+    progress: bool = True
+    stop_at: int | None = None
+
+    def to_json(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["output"] = str(self.output)
+        return values
+
+
+def _check_config(config: TrainConfig, world_size: int) -> None:
+    positive = ("steps", "batch_size", "accumulation", "keep")
+    for name in positive:
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"TrainConfig.{name}: expected a positive integer, got {value!r}")
+    for name in ("warmup", "eval_every", "save_every", "seed"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"TrainConfig.{name}: expected an integer >= 0, got {value!r}")
+    if config.stop_at is not None and not 1 <= config.stop_at <= config.steps:
+        raise ValueError(
+            f"TrainConfig.stop_at: expected 1..steps={config.steps}, got {config.stop_at}"
+        )
+    if config.eval_limit is not None and config.eval_limit < 1:
+        raise ValueError(f"TrainConfig.eval_limit: expected None or >= 1, got {config.eval_limit}")
+    if config.batch_size % world_size:
+        raise ValueError(
+            f"TrainConfig.batch_size: {config.batch_size} does not divide among {world_size} "
+            f"processes; use a multiple of {world_size}"
+        )
+
+
+def _check_resume(saved: dict, config: TrainConfig, folder: Path) -> None:
+    now = config.to_json()
+    changed = [
+        f"{name}: {saved.get(name)!r} -> {now[name]!r}"
+        for name in RESUME_FIELDS
+        if saved.get(name) != now[name]
+    ]
+    if changed:
+        raise TrainingError(
+            f"cannot resume from {folder}: the run was started with other settings "
+            f"({'; '.join(changed)}); resume with the original settings or start a new output "
+            f"folder"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling and RNG
+# ---------------------------------------------------------------------------------------------
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
+    """The order in which epoch ``epoch`` visits the examples: a pure function of its inputs."""
+    generator = torch.Generator().manual_seed(seed + epoch)
+    return torch.randperm(num_examples, generator=generator).tolist()
+
+
+def batch_generator(seed: int, step: int, micro: int) -> torch.Generator:
+    """The generator ``task.batch`` draws from (MLM masking): seeded from the step alone."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step * 1009 + micro)
+
+
+def _seed_everything(seed: int, rank: int = 0) -> None:
+    # Each DDP rank draws its own dropout masks (rank 0 as a single process would).
+    torch.manual_seed(seed + rank)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+@contextlib.contextmanager
+def _rng_untouched():
+    """Run the block, then put every RNG back: evaluation must not shift the training stream."""
+    python, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+    random.setstate(python)
+    np.random.set_state(numpy_state)
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics.jsonl
+# ---------------------------------------------------------------------------------------------
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON object a line, buffered and appended in batches (``flush``).
+    Only rank 0 keeps one; the other ranks get ``enabled=False`` and write nothing."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled, self.pending = path, enabled, []
+
+    def add(self, record: dict) -> None:
+        if self.enabled:
+            self.pending.append(json.dumps(record))
+
+    def flush(self) -> None:
+        if self.enabled and self.pending:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write("\n".join(self.pending) + "\n")
+            self.pending = []
+
+    def truncate_after(self, step: int) -> None:
+        """Drop the records of steps after ``step`` (from a run that went on past its last
+        checkpoint), so the file reads as one run after a resume."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = [
+            line
+            for line in self.path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and _record_step(line) <= step
+        ]
+        temporary = self.path.with_name(self.path.name + ".writing")
+        temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(temporary, self.path)
+
+    def evaluation_at(self, step: int) -> dict | None:
+        """The metrics of an evaluation logged at ``step``, if the log has one."""
+        if not self.enabled:
+            return None
+        found = [
+            r["eval"]
+            for r in read_metrics(self.path.parent)
+            if r.get("step") == step and "eval" in r
+        ]
+        return found[-1] if found else None
+
+
+def _record_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return 1 << 62  # an unreadable (half-written) line: drop it
+
+
+def read_metrics(folder) -> list[dict]:
+    """The records of ``folder/metrics.jsonl`` (training and ``{"step", "eval"}`` records)."""
+    path = Path(folder) / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def plot_curves(folder, main_metric: str) -> Path:
+    """``folder/curves.png``: training loss vs step, and the main metric vs step."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: only at the end
+    from matplotlib.figure import Figure
+
+    records = read_metrics(folder)
+    train = [r for r in records if "loss" in r]
+    evals = [r for r in records if main_metric in r.get("eval", {})]
+    figure = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    left.plot([r["step"] for r in train], [r["loss"] for r in train], linewidth=1)
+    left.set(title="training loss", xlabel="step", ylabel="loss")
+    right.plot([r["step"] for r in evals], [r["eval"][main_metric] for r in evals], marker="o")
+    right.set(title=f"validation {main_metric}", xlabel="step", ylabel=main_metric)
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path = Path(folder) / CURVES
+    figure.savefig(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _progress_bar(config: TrainConfig, start: int, main: bool):
+    if not (config.progress and main):
+        return None
+    from tqdm.auto import tqdm  # lazy: only for interactive runs
+
+    return tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+
+class _Run:
+    """The state of one training run and its pieces (a step, an evaluation, a checkpoint)."""
+
+    def __init__(self, task, model: nn.Module, config: TrainConfig, world: distributed.World):
+        self.task, self.config, self.world = task, config, world
+        self.main = world.main
+        self.output = Path(config.output)
+        self.group = config.batch_size * config.accumulation
+        self.num_examples = task.num_train_examples()
+        self.batches_per_epoch = self.num_examples // self.group
+        if self.batches_per_epoch < 1:
+            raise ValueError(
+                f"TrainConfig.batch_size: a step needs batch_size * accumulation = {self.group} "
+                f"examples, the task has only {self.num_examples} training examples"
+            )
+        self.device = distributed.device()
+        if world.size > 1 or self.device.type == "cuda":
+            model = model.to(self.device)
+        else:  # one process: train where the caller put the model
+            self.device = next(model.parameters()).device
+        self.plain = model  # ``self.model`` is the DDP wrapper under torchrun
+        self.model = model
+        self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, config.warmup, config.steps)
+        self.log = MetricsLog(self.output / METRICS, enabled=self.main)
+        self.step, self.epoch, self.position = 0, 0, 0
+        self.metrics: dict = {}
+        self.evaluated_at: int | None = None
+        self.saved_at: int | None = None
+        self.last_checkpoint: Path | None = None
+        self.task_info = task.describe() if self.main else {}
+        self.bar = None
+
+    # -- starting -------------------------------------------------------------------------------
+
+    def start_fresh(self) -> None:
+        old = latest_checkpoint(self.output)
+        if old is not None:
+            raise TrainingError(
+                f"{self.output} already holds checkpoints of a run ({old.name}); resume it, or "
+                f"train into a new (or emptied) output folder"
+            )
+        distributed.barrier()  # every rank has looked before rank 0 writes anything
+        if self.main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            self.log.path.unlink(missing_ok=True)  # a fresh run starts a fresh log
+        _seed_everything(self.config.seed, self.world.rank)  # before any dropout mask is drawn
+
+    def resume(self) -> None:
+        folder = latest_checkpoint(self.output)
+        if folder is None:
+            raise TrainingError(
+                f"nothing to resume: no complete checkpoint in {self.output / 'checkpoints'}"
+            )
+        state = load_training_state(folder, self.plain, self.optimizer, self.scheduler)
+        _check_resume(state.config, self.config, folder)
+        if not restore_rank_rng(state, self.world.rank, self.world.size) and self.world.rank:
+            # saved by another number of ranks: not exact anyway, but keep the ranks apart
+            torch.manual_seed(self.config.seed + self.world.rank + 1_000_003 * state.step)
+        self.step, self.epoch, self.position = state.step, state.epoch, state.position
+        self.last_checkpoint, self.saved_at = folder, state.step
+        self.log.truncate_after(self.step)
+        evaluation = self.log.evaluation_at(self.step)
+        if evaluation is not None:  # e.g. resuming a finished run: do not evaluate it twice
+            self.metrics, self.evaluated_at = evaluation, self.step
+        distributed.barrier()  # rank 0 has truncated the log before anyone goes on
+
+    # -- the pieces of the loop -----------------------------------------------------------------
+
+    def train_step(self, order: list[int]) -> tuple[float, float, int]:
+        """One optimizer step on global batch ``self.position`` of ``order``. Returns the loss
+        (mean over the global batch), the gradient norm before clipping and the tokens."""
+        config, world = self.config, self.world
+        examples = order[self.position * self.group : (self.position + 1) * self.group]
+        shard = config.batch_size // world.size
+        self.optimizer.zero_grad(set_to_none=True)
+        totals = torch.zeros(2, dtype=torch.float64)  # loss (summed over ranks), tokens
+        autocast_device = "cuda" if self.device.type == "cuda" else "cpu"
+        for micro in range(config.accumulation):
+            micro_batch = examples[micro * config.batch_size : (micro + 1) * config.batch_size]
+            indices = micro_batch[world.rank * shard : (world.rank + 1) * shard]
+            generator = batch_generator(config.seed, self.step, micro)
+            batch = _to_device(self.task.batch(indices, generator), self.device)
+            # DDP all-reduces the gradients once a step, on the last micro-batch.
+            last = micro == config.accumulation - 1
+            sync = self.model.no_sync() if world.size > 1 and not last else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=config.bf16):
+                    loss = self.task.loss(self.model, batch)
+                (loss / config.accumulation).backward()
+            totals[0] += loss.detach().double().cpu() / config.accumulation
+            totals[1] += self.task.tokens(batch)
+        distributed.all_reduce_sum(totals)
+        loss = float(totals[0]) / world.size
+        max_norm = config.clip if config.clip else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.plain.parameters(), max_norm))
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self.log.flush()
+            raise self._non_finite(loss, grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss, grad_norm, int(totals[1])
+
+    def _non_finite(self, loss: float, grad_norm: float) -> TrainingError:
+        what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient norm", grad_norm)
+        good = self.last_checkpoint or latest_checkpoint(self.output)
+        return TrainingError(
+            f"step {self.step + 1}: {what} is {value} (loss {loss}, gradient norm {grad_norm}); "
+            f"stopped without saving. The last good checkpoint is "
+            f"{good or 'none (no checkpoint saved yet)'}; lower TrainConfig.lr, raise warmup, "
+            f"or check the data"
+        )
+
+    def evaluate(self) -> None:
+        """Rank 0 evaluates (with the RNGs put back afterwards); the others wait."""
+        if self.main:
+            with _rng_untouched():
+                self.metrics = self.task.evaluate(self.plain.eval(), limit=self.config.eval_limit)
+            self.plain.train()
+            self.log.add({"step": self.step, "eval": self.metrics})
+            self.log.flush()
+            if self.bar is not None:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in self.metrics.items())
+                self.bar.write(f"step {self.step}: {shown}")
+        self.evaluated_at = self.step
+        distributed.barrier()
+
+    def checkpoint(self) -> None:
+        """Rank 0 saves a checkpoint of the current step; the others wait."""
+        self.log.flush()  # the log holds every record up to the checkpoint's step
+        rank_rng = []
+        if self.world.size > 1:  # rank 0 writes every rank's torch RNG states
+            cpu = distributed.all_gather(torch.get_rng_state())
+            cuda = self.device.type == "cuda"
+            gpu = distributed.all_gather(torch.cuda.get_rng_state()) if cuda else None
+            rank_rng = [
+                {"torch": cpu[r], **({"cuda": gpu[r]} if gpu else {})} for r in range(len(cpu))
+            ]
+        if self.main:
+            state = TrainingState(
+                self.step, self.epoch, self.position, self.config.to_json(), self.optimizer,
+                self.scheduler, rank_rng,
+            )  # fmt: skip
+            self.last_checkpoint = save_checkpoint(
+                self.output, self.step, self.plain, self.task.tokenizer, self.task_info, state,
+                keep=self.config.keep,
+            )  # fmt: skip
+        self.saved_at = self.step
+        distributed.barrier()
+
+    def show(self, loss: float, tokens_per_s: float) -> None:
+        if self.bar is None:
+            return
+        shown = {"loss": f"{loss:.4f}", "tok/s": f"{tokens_per_s:.0f}"}
+        if self.task.main_metric in self.metrics:
+            shown[self.task.main_metric] = f"{self.metrics[self.task.main_metric]:.4g}"
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(1)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, fresh: bool) -> dict:
+        config = self.config
+        self.model = distributed.wrap(self.plain)
+        self.bar = _progress_bar(config, self.step, self.main)
+        if fresh:
+            self.evaluate()  # the untrained model: curves start from where training started
+        self.plain.train()
+        end = config.stop_at if config.stop_at is not None else config.steps
+        order = epoch_order(self.num_examples, config.seed, self.epoch)
+        while self.step < end:
+            if self.position >= self.batches_per_epoch:
+                self.epoch, self.position = self.epoch + 1, 0
+                order = epoch_order(self.num_examples, config.seed, self.epoch)
+            started = time.perf_counter()
+            lr = self.scheduler.get_last_lr()[0]
+            loss, grad_norm, tokens = self.train_step(order)
+            self.step, self.position = self.step + 1, self.position + 1
+            tokens_per_s = tokens / max(time.perf_counter() - started, 1e-9)
+            self.log.add({
+                "step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                "tokens_per_s": tokens_per_s, "tokens": tokens, "epoch": self.epoch,
+            })  # fmt: skip
+            if self.step % 10 == 0:
+                self.log.flush()
+            if (
+                config.eval_every
+                and self.step % config.eval_every == 0
+                and self.step < config.steps
+            ):
+                self.evaluate()
+            self.show(loss, tokens_per_s)
+            if config.save_every and self.step % config.save_every == 0 and self.step < end:
+                self.checkpoint()
+        if self.step == config.steps and self.evaluated_at != self.step:
+            self.evaluate()  # the final evaluation (a run stopped by stop_at has none)
+        if self.saved_at != self.step:
+            self.checkpoint()
+        self.log.flush()
+        if self.step == config.steps:
+            if self.main:
+                write_model(self.output, self.plain, self.task.tokenizer, self.task_info)
+                self.task.finish(self.plain, self.output)
+                plot_curves(self.output, self.task.main_metric)
+            distributed.barrier()
+        return self.metrics if self.main else {}
+
+
+def train(task, model: nn.Module, config: TrainConfig, resume: bool = False) -> dict:
+    """Train ``model`` on ``task`` as ``config`` says; returns the final evaluation metrics
+    (``{}`` on ranks other than 0; with ``stop_at``, the latest evaluation's).
+
+    Writes ``config.output``: ``metrics.jsonl``, ``checkpoints/``, and at the end the model
+    folder (``config.json``, ``model.safetensors``, tokenizer, ``task.json``), ``curves.png`` and
+    what ``task.finish`` makes. A fresh run refuses an output folder that already holds
+    checkpoints; ``resume=True`` goes on from the latest complete one. Under ``torchrun`` the
+    process group is joined here (``distributed.setup``) and the model wrapped in
+    ``DistributedDataParallel``; the caller calls ``distributed.teardown()`` when done.
+    """
+    world = distributed.setup()
+    _check_config(config, world.size)
+    run = _Run(task, model, config, world)
+    if resume:
+        run.resume()
+    else:
+        run.start_fresh()
+    try:
+        return run.run(fresh=not resume)
+    finally:
+        if run.bar is not None:
+            run.bar.close()

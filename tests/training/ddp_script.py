@@ -1,0 +1,44 @@
+"""Train the toy task in a process of its own (under torchrun, or alone), for the tests that
+need one: DDP with two ranks, and a run killed in the middle of a checkpoint save.
+
+    python tests/training/ddp_script.py '{"output": "...", "steps": 4, ...}'
+
+The argument is a JSON object of ``TrainConfig`` fields plus ``dropout`` (the toy model's) and
+``resume``. Each rank writes the example indices it trained on to
+``output/indices-rank{rank}.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from toy import ToyTask  # noqa: E402
+
+from atenea.training import distributed  # noqa: E402
+from atenea.training.loop import TrainConfig, train  # noqa: E402
+
+
+def main(arguments: dict) -> None:
+    torch.set_num_threads(1)  # the same numerics as the in-process tests (one thread)
+    resume = arguments.pop("resume", False)
+    task = ToyTask(dropout=arguments.pop("dropout", 0.0))
+    world = distributed.setup()
+    model = task.build_model()
+    config = TrainConfig(**{"progress": False, **arguments})
+    try:
+        train(task, model, config, resume=resume)
+    finally:
+        indices = [i for batch in task.seen for i in batch]
+        path = Path(config.output) / f"indices-rank{world.rank}.json"
+        path.write_text(json.dumps(indices))
+        distributed.teardown()
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))
