@@ -48,3 +48,53 @@ def tiny_bert(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_bert")
     EncoderModel(config).save_pretrained(folder, tokenizer)
     return folder
+
+
+SOURCE_WORDS = (
+    "el banco cerró la puerta porque era tarde . the bank closed door it was late".split()
+)
+
+
+def make_seq2seq_tokenizer() -> Tokenizer:
+    """A word-level tokenizer trained here with the ``tokenizers`` library (specials
+    ``<pad> <unk> <s> </s>``, ids 0..3: BOS and EOS are *not* the config's defaults 1 and 2,
+    so a mix-up of the two shows)."""
+    from tokenizers import trainers
+
+    backend = Backend(models.WordLevel(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.WordLevelTrainer(special_tokens=["<pad>", "<unk>", "<s>", "</s>"])
+    backend.train_from_iterator([" ".join(SOURCE_WORDS), *HOSTILE], trainer=trainer)
+    special = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>"}
+    return Tokenizer(backend, special)
+
+
+def sharpen(model, factor: float = 20.0) -> None:
+    """Scale every query and key projection: a freshly initialised model attends almost
+    uniformly (every weight 1/L, ties everywhere); scaled scores give peaked maps whose
+    strongest tokens are well defined."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                parameter.mul_(factor)
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq(tmp_path_factory):
+    """A folder with a random transformer-tiny encoder-decoder (2 + 3 layers, 4 heads,
+    pre-norm, sharpened attention) and the word-level tokenizer above."""
+    from atenea.models import EncoderDecoderConfig, EncoderDecoderModel, save_pretrained
+
+    torch.manual_seed(0)
+    tokenizer = make_seq2seq_tokenizer()
+    vocab = tokenizer.vocab_size
+    config = EncoderDecoderConfig.from_name(
+        "transformer-tiny", src_vocab_size=vocab, tgt_vocab_size=vocab, num_decoder_layers=3,
+        bos_token_id=tokenizer.token_id("bos"), eos_token_id=tokenizer.token_id("eos"),
+        dropout=0.0, norm_position="pre",
+    )  # fmt: skip
+    model = EncoderDecoderModel(config)
+    sharpen(model)
+    folder = tmp_path_factory.mktemp("tiny_seq2seq")
+    save_pretrained(model, folder, tokenizer)
+    return folder

@@ -112,3 +112,47 @@ def test_hostile_tokens_show_as_text_and_run_nothing(browser, tiny_bert, tmp_pat
     assert page.locator("img").count() == 0
     assert page.locator(".panel h2.text").text_content() == text
     assert errors == []
+
+
+def heatmap_size(page):
+    return page.eval_on_selector(".panel .heatmap canvas", "c => [c.width, c.height]")
+
+
+def test_encoder_decoder_report_draws_non_square_cross_maps(browser, tiny_seq2seq, tmp_path):
+    """Source of 5 tokens, target of 3 (2 words and EOS): the cross map is 3 rows x 5 columns;
+    switching the kind to the encoder draws a square 5 x 5 map over the encoder's 2 layers."""
+    out = tmp_path / "seq2seq.html"
+    source = "el banco cerró la puerta"
+    args = ["explain", source, "--model", str(tiny_seq2seq), "--target", "the bank"]
+    assert main([*args, "--out", str(out)]) == 0
+    page, errors = open_report(browser, out)
+    assert page.locator("#kind-label").is_visible()
+    heatmap = page.locator(".panel .heatmap")
+    assert heatmap.get_attribute("data-kind") == "cross"
+    width, height = heatmap_size(page)  # label column 100 px, key axis 80 px, square cells
+    cell = (height - 80) / 3
+    assert cell >= 6 and width - 100 == 5 * cell
+    assert page.locator(".panel canvas.thumb").count() == 3 * 4  # decoder layers x heads
+    thumb = page.locator(".panel canvas.thumb").first.bounding_box()
+    assert thumb["width"] > thumb["height"]  # a 3 x 5 thumbnail keeps its shape
+    left = page.locator("svg.lines text.token[text-anchor='end']").all_text_contents()
+    right = page.locator("svg.lines text.token[text-anchor='start']").all_text_contents()
+    assert left == ["the", "bank", "</s>"] and right == source.split()
+    before = canvas_data(page, ".panel .heatmap canvas")
+
+    page.select_option("#kind", "encoder")
+    assert heatmap.get_attribute("data-kind") == "encoder"
+    width, height = heatmap_size(page)
+    assert width - 100 == height - 80  # square
+    assert canvas_data(page, ".panel .heatmap canvas") != before
+    assert page.locator("#layer option").count() == 2  # the encoder has 2 layers, not 3
+    assert page.locator("#layer").input_value() == "1"  # layer 2 of the decoder, clamped
+    assert page.locator(".panel canvas.thumb").count() == 2 * 4
+    assert "encoder's self-attention only" in page.locator(".panel .rollout").text_content()
+
+    page.select_option("#kind", "decoder")
+    width, height = heatmap_size(page)
+    assert (width - 100, height - 80) == (3 * 30, 3 * 30)  # BOS the bank: 3 x 3, 30 px cells
+    page.locator('.panel canvas.thumb[data-layer="0"][data-head="1"]').click()
+    assert heatmap.get_attribute("data-layer") == "0" and heatmap.get_attribute("data-head") == "1"
+    assert errors == []

@@ -1,5 +1,7 @@
 """``atenea explain``: what a model attends to in a text -- a terminal summary, a standalone
-HTML report and, on request, PNG heatmaps."""
+HTML report and, on request, PNG heatmaps. Encoder and decoder models read one text; an
+encoder-decoder (translation) model reads a source and a target (given with ``--target``, or
+generated greedily) and shows its encoder, decoder and cross-attention."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_OUT = "attention_report.html"
+DEFAULT_MAX_NEW_TOKENS = 64  # as atenea.inspect.seq2seq's (not imported: keeps --help fast)
 
 
 def add_parser(subparsers) -> None:
@@ -15,7 +18,10 @@ def add_parser(subparsers) -> None:
         help="what a model attends to in a text: summary, HTML report, heatmaps",
         description="Run a text through a model (default: the bundled all-MiniLM-L6-v2) and "
         "show its attention: the focus word's strongest targets per layer and in the rollout, "
-        "what each head does, and a standalone HTML report (model view, head view, heatmaps).",
+        "what each head does, and a standalone HTML report (model view, head view, heatmaps). "
+        "For an encoder-decoder model TEXT is the source: each target token's alignment to the "
+        "source (cross-attention), and the report's kind selector shows encoder, decoder and "
+        "cross-attention.",
     )
     parser.add_argument("text", help="the text to explain")
     parser.add_argument(
@@ -25,6 +31,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--compare", metavar="TEXT2", help="a second text, shown side by side")
     parser.add_argument(
         "--pair", metavar="TEXT_B", help="a second sentence read together with TEXT (BERT segments)"
+    )
+    parser.add_argument(
+        "--target",
+        help="encoder-decoder models: the target text (default: generated greedily)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help=f"encoder-decoder models: longest generated target ({DEFAULT_MAX_NEW_TOKENS})",
     )
     parser.add_argument("--layer", type=int, help="layer to select first in the report")
     parser.add_argument("--head", type=int, help="head to select first (with --layer)")
@@ -52,9 +68,8 @@ def run(args) -> int:
 def _run(args) -> int:
     import torch
 
-    from atenea.inspect.explain import ExplainError, explain, notable_heads, report_data
-    from atenea.inspect.report import render_html
-    from atenea.models import load_pretrained
+    from atenea.inspect.explain import ExplainError, explain, notable_heads
+    from atenea.models import EncoderDecoderModel, load_pretrained
 
     if not args.text.strip():
         raise ExplainError("give a non-empty text to explain")
@@ -69,6 +84,11 @@ def _run(args) -> int:
         if tokenizer is None:
             raise ExplainError(f"{args.model}: the checkpoint has no tokenizer.json")
         texts = [args.text] + ([args.compare] if args.compare else [])
+        if isinstance(model, EncoderDecoderModel):
+            return _run_seq2seq(args, model, tokenizer, texts, out)
+        if args.target is not None:
+            raise ExplainError("--target is for encoder-decoder models; this is a " +
+                               type(model).__name__)  # fmt: skip
         explanations = [
             explain(text, model, tokenizer, pair=args.pair, focus=args.focus,
                     max_tokens=args.max_tokens)
@@ -99,6 +119,16 @@ def _run(args) -> int:
             print(f"  {d.text}")
 
     title = f"{name} ({layers} layers x {heads} heads)"
+    _write_outputs(args, explanations, title, out, _write_pictures)
+    return 0
+
+
+def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
+    """The HTML report, and the PNG files of ``pictures(explanations, initial, folder, title)``
+    when ``--png`` asks for them."""
+    from atenea.inspect.explain import ExplainError, report_data
+    from atenea.inspect.report import render_html
+
     data = report_data(explanations, title, args.layer, args.head)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,15 +136,94 @@ def _run(args) -> int:
     except OSError as error:
         raise ExplainError(f"cannot write the report to {out}: {error.strerror or error}") from None
     print(f"\nreport: {out.resolve()}  (open it in a browser)")
-
     if args.png:
         try:
-            written = _write_pictures(explanations, data["initial"], Path(args.png), title)
+            written = pictures(explanations, data["initial"], Path(args.png), title)
         except OSError as error:
             reason = error.strerror or error
             raise ExplainError(f"cannot write the pictures to {args.png}: {reason}") from None
         print("pictures: " + ", ".join(str(path) for path in written))
+
+
+def _run_seq2seq(args, model, tokenizer, texts: list[str], out: Path) -> int:
+    """``explain`` for an encoder-decoder model: source, target, the alignment summary."""
+    from atenea.inspect.explain import ExplainError
+    from atenea.inspect.seq2seq import explain_seq2seq
+
+    for flag, value in (("--focus", args.focus), ("--pair", args.pair)):
+        if value is not None:
+            raise ExplainError(f"{flag} is for encoder and decoder models; this is an "
+                               "encoder-decoder (give the target with --target)")  # fmt: skip
+    c = model.config
+    if args.layer is not None and not 0 <= args.layer < c.num_decoder_layers:
+        raise ExplainError(
+            f"--layer {args.layer}: this model's decoder (cross-attention) has layers "
+            f"0..{c.num_decoder_layers - 1}"
+        )
+    if args.head is not None and not 0 <= args.head < c.num_heads:
+        raise ExplainError(f"--head {args.head}: this model has heads 0..{c.num_heads - 1}")
+    explanations = [
+        explain_seq2seq(text, model, tokenizer, target=args.target,
+                        max_new_tokens=args.max_new_tokens, max_tokens=args.max_tokens)
+        for text in texts
+    ]  # fmt: skip
+    name = str(args.model)
+    shape = (
+        f"{c.num_encoder_layers}+{c.num_decoder_layers} layers (encoder+decoder) x "
+        f"{c.num_heads} heads"
+    )
+    print(f"atenea explain: {name} (EncoderDecoderModel, {shape})")
+    for e in explanations:
+        print(f"\nsource: {e.text}")
+        if e.notice:
+            print(f"note: {e.notice}")
+        how = "generated greedily" if e.generated else "given"
+        print(f"target ({how}): {e.target}")
+        print(f"source tokens ({len(e.source_tokens)}): {' '.join(e.source_tokens)}")
+        print(f"target tokens ({len(e.output_tokens)}): {' '.join(e.output_tokens)}")
+        last = e.cross_maps.shape[0] - 1
+        layers = f"last layer L{last}" + (
+            "" if e.sharpest_layer == last else f" | sharpest layer L{e.sharpest_layer}"
+        )
+        print(f"alignment: each target token -> the source tokens it attends to most "
+              f"(cross-attention, heads averaged; {layers}):")  # fmt: skip
+        for line in e.summary:
+            print(f"  {line}")
+        print("cross-attention heads:")
+        for d in sorted(e.cross_descriptions, key=lambda d: d.entropy)[:5]:
+            print(f"  {d.text}")
+    _write_outputs(args, explanations, f"{name} ({shape})", out, _write_seq2seq_pictures)
     return 0
+
+
+def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: str) -> list[Path]:
+    """Per source: the selected cross-attention heatmap (target rows x source columns), the
+    decoder's and the encoder's last layer (heads averaged), the encoder's rollout, and the
+    cross-attention model view."""
+    from atenea.inspect import plots
+
+    layer, head = initial["layer"], initial["head"]
+    label = f"L{layer} mean of heads" if head < 0 else f"L{layer} H{head}"
+    written = []
+    for index, e in enumerate(explanations):
+        suffix = f"_{index + 1}" if len(explanations) > 1 else ""
+        cross = e.cross_maps[layer].mean(0) if head < 0 else e.cross_maps[layer, head]
+        source, target = e.source_tokens, e.output_tokens
+        written += [
+            plots.heatmap_png(cross, target, folder / f"cross_L{layer}_H{head}{suffix}.png",
+                              f"cross-attention {label}: {e.text[:50]}", key_tokens=source),
+            plots.heatmap_png(e.decoder_maps[-1].mean(0), e.decoder_tokens,
+                              folder / f"decoder_self{suffix}.png",
+                              "decoder self-attention, last layer, mean of heads", causal=True),
+            plots.heatmap_png(e.encoder_maps[-1].mean(0), source,
+                              folder / f"encoder_self{suffix}.png",
+                              "encoder self-attention, last layer, mean of heads"),
+            plots.heatmap_png(e.rollout, source, folder / f"rollout{suffix}.png",
+                              f"encoder rollout: {e.text[:50]}"),
+            plots.model_view_png(e.cross_maps, folder / f"model_view_cross{suffix}.png",
+                                 f"cross-attention: {title}"),
+        ]  # fmt: skip
+    return written
 
 
 def _write_pictures(explanations, initial: dict, folder: Path, title: str) -> list[Path]:

@@ -1,5 +1,5 @@
 """Inspection: attention captured on the fast path, rollout, head descriptors, heatmaps and a
-standalone HTML report (``atenea explain``)."""
+standalone HTML report (``atenea explain``), for encoder, decoder and encoder-decoder models."""
 
 from atenea.inspect.analysis import (
     HeadDescription,
@@ -11,15 +11,18 @@ from atenea.inspect.analysis import (
 from atenea.inspect.capture import capture, record
 from atenea.inspect.explain import ExplainError, Explanation, explain, report_data
 from atenea.inspect.report import render_html, safe_json
+from atenea.inspect.seq2seq import Seq2SeqExplanation, explain_seq2seq
 
 __all__ = [
     "Explanation",
     "ExplainError",
     "HeadDescription",
+    "Seq2SeqExplanation",
     "capture",
     "describe_head",
     "describe_heads",
     "explain",
+    "explain_seq2seq",
     "pool_map",
     "record",
     "render_html",

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from atenea.inspect.analysis import HeadDescription, rollout, top_targets
 from atenea.inspect.capture import _base, record, scan
+from atenea.inspect.seq2seq import Seq2SeqExplanation, seq2seq_panel
 from atenea.models.decoder import DecoderModel
 from atenea.models.encoder_decoder import EncoderDecoderModel
 
@@ -88,7 +89,10 @@ def explain(
         raise ExplainError("give a non-empty text to explain")
     base = _base(model)
     if isinstance(base, EncoderDecoderModel):
-        raise ExplainError("explain reads encoder and decoder models; this is an encoder-decoder")
+        raise ExplainError(
+            "this is an encoder-decoder model: use atenea.inspect.explain_seq2seq (source and "
+            "target)"
+        )
     causal = isinstance(base, DecoderModel)
     limit = max_tokens or tokenizer.model_max_length or _model_limit(base)
     full = tokenizer(text, pair, truncation=False)
@@ -209,10 +213,18 @@ def panel_data(e: Explanation) -> dict:
     }  # fmt: skip
 
 
-def report_data(explanations: list[Explanation], model_name: str, layer=None, head=None) -> dict:
-    """The JSON the HTML report renders. The first selected head: ``layer``/``head`` if given,
-    else the focus token's strongest link, else the last layer's mean over heads."""
+def report_data(explanations: list, model_name: str, layer=None, head=None) -> dict:
+    """The JSON the HTML report renders, for ``Explanation``s or ``Seq2SeqExplanation``s. The
+    first selected head: ``layer``/``head`` if given, else the focus token's strongest link,
+    else the last layer's mean over heads (of the cross-attention for encoder-decoders)."""
     first = explanations[0]
+    if isinstance(first, Seq2SeqExplanation):  # the cross-attention is shown first
+        layer = first.cross_maps.shape[0] - 1 if layer is None else layer
+        return {
+            "model": model_name,
+            "initial": {"layer": layer, "head": -1 if head is None else head, "kind": "cross"},
+            "panels": [seq2seq_panel(e) for e in explanations],
+        }
     if layer is None:
         if first.focus is not None:
             layer, head, _, _ = strongest_link(first)

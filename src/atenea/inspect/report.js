@@ -3,7 +3,15 @@
 // Every token reaches the page through textContent or canvas text, never as markup.
 
 const DATA = JSON.parse(document.getElementById("atenea-data").textContent);
-const state = { layer: DATA.initial.layer, head: DATA.initial.head }; // head -1: mean of heads
+// head -1: mean of heads; kind: "encoder" | "decoder" | "cross" for encoder-decoder models
+const state = { layer: DATA.initial.layer, head: DATA.initial.head, kind: DATA.initial.kind || null };
+
+// The maps on show: the panel itself (encoder and decoder models: square maps, one token list),
+// or one of its kinds (encoder-decoder models). A view's rows are `tokens`; its columns are
+// `key_tokens` when they differ (cross-attention: target rows x source columns).
+function viewOf(panel) { return panel.kinds ? panel.kinds[state.kind] : panel; }
+function keyTokens(view) { return view.key_tokens || view.tokens; }
+function fixed(value, digits) { return value === null || value === undefined ? "\u2013" : value.toFixed(digits); }
 
 // Viridis, sampled at 9 stops and interpolated.
 const STOPS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
@@ -53,12 +61,13 @@ function paint(canvas, matrix, cell, masked) {
   }
 }
 
-function heatmap(container, panel, matrix, title) {
+function heatmap(container, view, matrix, title) {
   container.replaceChildren();
-  const n = matrix.length, cell = Math.max(6, Math.min(30, Math.floor(520 / Math.max(n, 1))));
-  const tokens = panel.tokens, label = 100, axis = 80;
+  const n = matrix.length, m = matrix[0].length;
+  const cell = Math.max(6, Math.min(30, Math.floor(520 / Math.max(n, m, 1))));
+  const tokens = view.tokens, keys = keyTokens(view), label = 100, axis = 80;
   const canvas = el("canvas", { class: "map" });
-  const masked = panel.causal ? (i, j) => j > i : null;
+  const masked = view.causal ? (i, j) => j > i : null;
   const body = document.createElement("canvas");
   paint(body, matrix, cell, masked);
   canvas.width = label + body.width; canvas.height = axis + body.height;
@@ -68,7 +77,7 @@ function heatmap(container, panel, matrix, title) {
   ctx.fillStyle = "#222"; ctx.font = `${Math.min(13, cell)}px sans-serif`;
   ctx.textAlign = "right"; ctx.textBaseline = "middle";
   tokens.forEach((t, i) => ctx.fillText(t.slice(0, 14), label - 4, axis + i * cell + cell / 2));
-  tokens.forEach((t, j) => {
+  keys.forEach((t, j) => {
     ctx.save(); ctx.translate(label + j * cell + cell / 2, axis - 4); ctx.rotate(-Math.PI / 3);
     ctx.textAlign = "left"; ctx.fillText(t.slice(0, 14), 0, 0); ctx.restore();
   });
@@ -76,18 +85,19 @@ function heatmap(container, panel, matrix, title) {
   canvas.addEventListener("mousemove", (e) => {
     const r = canvas.getBoundingClientRect();
     const j = Math.floor((e.clientX - r.left - label) / cell), i = Math.floor((e.clientY - r.top - axis) / cell);
-    tip.textContent = (i >= 0 && j >= 0 && i < n && j < n)
-      ? `${tokens[i]} \u2192 ${tokens[j]}: ${matrix[i][j].toFixed(3)}` : "\u00a0";
+    tip.textContent = (i >= 0 && j >= 0 && i < n && j < m)
+      ? `${tokens[i]} \u2192 ${keys[j]}: ${matrix[i][j].toFixed(3)}` : "\u00a0";
   });
   container.append(el("div", { class: "caption" }, title), canvas, tip);
 }
 
 function headView(container, panel, matrix) {
   container.replaceChildren();
-  const tokens = panel.tokens, n = tokens.length, step = 20, width = 420;
-  const view = svg("svg", { width, height: n * step + 10, class: "lines" });
+  const tokens = panel.tokens, keys = keyTokens(panel), n = tokens.length, m = keys.length;
+  const step = 20, width = 420;
+  const view = svg("svg", { width, height: Math.max(n, m) * step + 10, class: "lines" });
   const lines = [];
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+  for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) {
     const w = matrix[i][j];
     if (w < 0.01) continue;
     const line = svg("line", { x1: 150, y1: i * step + 14, x2: 270, y2: j * step + 14,
@@ -97,16 +107,16 @@ function headView(container, panel, matrix) {
   }
   const show = (side, index) => lines.forEach((l) => l.classList.toggle("dim",
     index !== null && Number(l.dataset[side]) !== index));
-  tokens.forEach((t, i) => {
-    for (const [x, anchor, side] of [[140, "end", "from"], [280, "start", "to"]]) {
+  for (const [list, x, anchor, side] of [[tokens, 140, "end", "from"], [keys, 280, "start", "to"]]) {
+    list.forEach((t, i) => {
       const label = svg("text", { x, y: i * step + 18, "text-anchor": anchor, class: "token" });
       label.textContent = t;
       if (panel.focus === i) label.classList.add("focus");
       label.addEventListener("mouseenter", () => { show(side, i); label.classList.add("hover"); });
       label.addEventListener("mouseleave", () => { show(side, null); label.classList.remove("hover"); });
       view.append(label);
-    }
-  });
+    });
+  }
   container.append(el("div", { class: "caption" }, "hover a token: its attention (left: query, right: key)"), view);
 }
 
@@ -121,8 +131,12 @@ function modelView(container, panel) {
     panel.heads.forEach((head, hi) => {
       const thumb = el("canvas", { class: "thumb", title: `layer ${layer}, head ${head}`,
                                    "data-layer": li, "data-head": hi });
-      const matrix = panel.maps[li][hi];
-      paint(thumb, matrix, Math.max(1, Math.floor(48 / matrix.length)), null);
+      const matrix = panel.maps[li][hi], n = matrix.length, m = matrix[0].length;
+      paint(thumb, matrix, Math.max(1, Math.floor(48 / Math.max(n, m))), null);
+      if (n !== m) { // keep the map's shape: the longer side is 48px
+        thumb.style.width = `${Math.round(48 * m / Math.max(n, m))}px`;
+        thumb.style.height = `${Math.round(48 * n / Math.max(n, m))}px`;
+      }
       thumb.addEventListener("click", () => select(li, hi));
       grid.append(thumb);
     });
@@ -138,9 +152,9 @@ function headTable(container, panel) {
   table.append(header);
   panel.descriptions.forEach((d) => {
     const row = el("tr", { "data-layer": d.layer_index, "data-head": d.head_index });
-    [`L${d.layer} H${d.head}`, d.text, d.entropy.toFixed(2), d.mean_distance.toFixed(1),
-     d.self_share.toFixed(2), d.previous_share.toFixed(2), d.next_share.toFixed(2),
-     d.special_share.toFixed(2)].forEach((v) => row.append(el("td", {}, v)));
+    [`L${d.layer} H${d.head}`, d.text, fixed(d.entropy, 2), fixed(d.mean_distance, 1),
+     fixed(d.self_share, 2), fixed(d.previous_share, 2), fixed(d.next_share, 2),
+     fixed(d.special_share, 2)].forEach((v) => row.append(el("td", {}, v)));
     row.addEventListener("click", () => select(d.layer_index, d.head_index));
     table.append(row);
   });
@@ -152,19 +166,24 @@ function render(panel, root) {
   root.querySelector(".notice").textContent = panel.notice || "";
   const focus = root.querySelector(".focus");
   focus.replaceChildren(...panel.summary.map((line) => el("li", {}, line)));
-  modelView(root.querySelector(".model-view"), panel);
-  heatmap(root.querySelector(".rollout"), panel, panel.rollout, "rollout: each output position's attribution to the input tokens, through all layers");
-  headTable(root.querySelector(".head-table"), panel);
+  heatmap(root.querySelector(".rollout"), panel, panel.rollout, panel.rollout_caption || "rollout: each output position's attribution to the input tokens, through all layers");
 }
 
 function update(panel, root) {
-  const matrix = matrixOf(panel, state.layer, state.head);
-  const name = state.head >= 0 ? `layer ${panel.layers[state.layer]}, head ${panel.heads[state.head]}`
-                               : `layer ${panel.layers[state.layer]}, mean of the heads`;
+  const view = viewOf(panel);
+  if (root.dataset.kind !== String(state.kind)) { // the views that depend on the kind only
+    root.dataset.kind = String(state.kind);
+    modelView(root.querySelector(".model-view"), view);
+    headTable(root.querySelector(".head-table"), view);
+  }
+  const matrix = matrixOf(view, state.layer, state.head);
+  const kind = view.name ? `${view.name}: ` : "";
+  const name = state.head >= 0 ? `${kind}layer ${view.layers[state.layer]}, head ${view.heads[state.head]}`
+                               : `${kind}layer ${view.layers[state.layer]}, mean of the heads`;
   const map = root.querySelector(".heatmap");
-  map.dataset.layer = state.layer; map.dataset.head = state.head;
-  heatmap(map, panel, matrix, name);
-  headView(root.querySelector(".head-view"), panel, matrix);
+  map.dataset.layer = state.layer; map.dataset.head = state.head; map.dataset.kind = String(state.kind);
+  heatmap(map, view, matrix, name);
+  headView(root.querySelector(".head-view"), view, matrix);
   root.querySelectorAll("canvas.thumb").forEach((t) => t.classList.toggle("selected",
     Number(t.dataset.layer) === state.layer && Number(t.dataset.head) === state.head));
   root.querySelectorAll("table.heads tr[data-layer]").forEach((r) => r.classList.toggle("selected",
@@ -172,6 +191,15 @@ function update(panel, root) {
 }
 
 const roots = [];
+function fillSelects() {
+  const view = viewOf(DATA.panels[0]);
+  const layerSelect = document.getElementById("layer"), headSelect = document.getElementById("head");
+  layerSelect.replaceChildren(); headSelect.replaceChildren();
+  view.layers.forEach((l, i) => layerSelect.append(el("option", { value: i }, `layer ${l}`)));
+  headSelect.append(el("option", { value: -1 }, "mean of heads"));
+  view.heads.forEach((h, i) => headSelect.append(el("option", { value: i }, `head ${h}`)));
+}
+
 function select(layer, head) {
   state.layer = layer; state.head = head;
   document.getElementById("layer").value = layer;
@@ -188,13 +216,24 @@ function main() {
     const root = template.content.firstElementChild.cloneNode(true);
     container.append(root); roots.push(root); render(panel, root);
   });
-  const first = DATA.panels[0];
   const layerSelect = document.getElementById("layer"), headSelect = document.getElementById("head");
-  first.layers.forEach((l, i) => layerSelect.append(el("option", { value: i }, `layer ${l}`)));
-  headSelect.append(el("option", { value: -1 }, "mean of heads"));
-  first.heads.forEach((h, i) => headSelect.append(el("option", { value: i }, `head ${h}`)));
+  fillSelects();
   layerSelect.addEventListener("change", () => select(Number(layerSelect.value), state.head));
   headSelect.addEventListener("change", () => select(state.layer, Number(headSelect.value)));
+  const first = DATA.panels[0];
+  if (first.kinds) { // encoder-decoder: choose the attention kind
+    const kindSelect = document.getElementById("kind");
+    Object.entries(first.kinds).forEach(([k, v]) => kindSelect.append(el("option", { value: k }, v.name)));
+    kindSelect.value = state.kind;
+    document.getElementById("kind-label").hidden = false;
+    kindSelect.addEventListener("change", () => {
+      state.kind = kindSelect.value;
+      // the encoder and the decoder may have different numbers of layers
+      const layers = viewOf(first).layers.length;
+      fillSelects();
+      select(Math.min(state.layer, layers - 1), state.head);
+    });
+  }
   select(state.layer, state.head);
   document.body.dataset.ready = "1";
 }

@@ -49,7 +49,8 @@ table.heads tr[data-layer] { cursor: pointer; } table.heads tr.selected { backgr
 """
 
 BODY = """<header><h1>Attention report</h1><p id="model"></p></header>
-<nav><label>Layer <select id="layer"></select></label>
+<nav><label id="kind-label" hidden>Attention <select id="kind"></select></label>
+<label>Layer <select id="layer"></select></label>
 <label>Head <select id="head"></select></label>
 <span class="caption">click a thumbnail or a row of the head table to select a head</span></nav>
 <main id="panels"></main>

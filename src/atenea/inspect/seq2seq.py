@@ -1,0 +1,279 @@
+"""``explain`` for encoder-decoder (translation) models: a source, a target (given, or generated
+greedily), and three kinds of attention captured in one forward pass.
+
+- encoder self-attention ``(layers, heads, S, S)`` over the source tokens;
+- decoder self-attention ``(layers, heads, T, T)`` over the decoder's inputs (causal);
+- cross-attention ``(layers, heads, T, S)``: each target position over the source tokens --
+  not square. Row ``t`` is the step that *produces* target token ``t`` (its decoder input is
+  the token before it, BOS first), so a row reads as Bahdanau's alignment of that word.
+
+The decoder reads ``[BOS, y1, ..., y(n-1)]`` and produces ``[y1, ..., yn]`` (``yn`` is EOS when
+the target ended): exactly what greedy generation fed it, so the maps are those of the steps
+that wrote the translation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from atenea.inspect.analysis import HeadDescription, describe_heads, rollout, top_targets
+from atenea.inspect.capture import record
+from atenea.models.encoder_decoder import EncoderDecoderModel
+
+# Longest source or target drawn in full (the report holds every weight of every head).
+MAX_TOKENS = 160
+DEFAULT_MAX_NEW_TOKENS = 64
+
+KIND_NAMES = {
+    "encoder": "encoder self-attention (source x source)",
+    "decoder": "decoder self-attention (target x target, causal)",
+    "cross": "cross-attention (target rows x source columns)",
+}
+ROLLOUT_CAPTION = (
+    "rollout of the encoder's self-attention only: each source position's attribution to the "
+    "source tokens through the encoder's layers. Rollout assumes one sequence whose residual "
+    "stream carries each token through every layer; the decoder mixes two sequences through "
+    "cross-attention, so no rollout is drawn for the decoder or the cross-attention."
+)
+
+
+def _error(message: str) -> ValueError:
+    from atenea.inspect.explain import ExplainError  # explain imports this module
+
+    return ExplainError(message)
+
+
+@dataclass
+class Seq2SeqExplanation:
+    """What ``explain_seq2seq`` found for one source.
+
+    ``encoder_maps (Le, H, S, S)``, ``decoder_maps (Ld, H, T, T)``, ``cross_maps (Ld, H, T, S)``
+    (float32, every weight); ``rollout (S, S)``: the encoder's; ``sharpest_layer``: the decoder
+    layer whose head-averaged cross-attention rows have the lowest entropy.
+    """
+
+    text: str
+    target: str
+    generated: bool
+    source_tokens: list[str]
+    source_special: list[bool]
+    decoder_tokens: list[str]  # the decoder's inputs: BOS, y1, ..., y(n-1)
+    decoder_special: list[bool]
+    output_tokens: list[str]  # what each decoder position produces: y1, ..., yn
+    encoder_maps: Tensor
+    decoder_maps: Tensor
+    cross_maps: Tensor
+    rollout: Tensor
+    encoder_descriptions: list[HeadDescription]
+    decoder_descriptions: list[HeadDescription]
+    cross_descriptions: list[HeadDescription]
+    sharpest_layer: int
+    notice: str | None = None
+    summary: list[str] = field(default_factory=list)
+
+    @property
+    def maps(self) -> Tensor:
+        """The cross-attention maps (what ``--layer`` / ``--head`` select first)."""
+        return self.cross_maps
+
+
+def explain_seq2seq(
+    text: str,
+    model: EncoderDecoderModel,
+    tokenizer,
+    *,
+    target: str | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    max_tokens: int | None = None,
+) -> Seq2SeqExplanation:
+    """Tokenize the source ``text`` as ``atenea generate`` does, take ``target`` (tokenized
+    without special tokens, between the model's BOS and EOS) or generate it greedily (at most
+    ``max_new_tokens``), run the model once on the pair and capture all three attentions."""
+    from atenea.generation import generate
+    from atenea.inspect.explain import display_token
+
+    if not text or not text.strip():
+        raise _error("give a non-empty text to explain")
+    if max_new_tokens < 1:
+        raise _error(f"--max-new-tokens: expected an integer >= 1, got {max_new_tokens}")
+    if target is not None and not target.strip():
+        raise _error("--target: the target is empty; leave it out to generate one")
+    config = model.config
+    limit = min(max_tokens or config.max_positions, config.max_positions)
+    full_length = len(tokenizer.encode(text))
+    batch = tokenizer(text, max_length=limit)
+    src_ids, src_mask = batch["input_ids"], batch["attention_mask"]
+    if src_ids.shape[1] == 0:
+        raise _error("the tokenizer turned the text into no tokens")
+    notice = None
+    if full_length > src_ids.shape[1]:
+        notice = f"The source has {full_length} tokens; it was cut to the first {src_ids.shape[1]}."
+    _check_length("source", src_ids.shape[1])
+
+    with torch.no_grad():
+        if target is None:
+            cap = min(max_new_tokens, config.max_positions - 1, MAX_TOKENS)
+            sequence = generate(model, src_ids, attention_mask=src_mask, max_new_tokens=cap)[0]
+        else:
+            ids = tokenizer.encode(target, add_special_tokens=False)
+            sequence = torch.tensor([config.bos_token_id, *ids, config.eos_token_id])
+            if len(sequence) - 1 > config.max_positions:
+                raise _error(
+                    f"--target has {len(ids)} tokens; the model reads at most "
+                    f"{config.max_positions - 1}"
+                )
+        if len(sequence) < 2:
+            raise _error("the model generated no token (raise --max-new-tokens)")
+        decoder_ids, output_ids = sequence[:-1], sequence[1:]
+        _check_length("target", len(decoder_ids))
+        inter = record(model, src_ids, src_mask, target_ids=decoder_ids[None])
+
+    def maps(records) -> Tensor:
+        return torch.stack([r.weights()[0] for r in records]).float()
+
+    encoder_maps, decoder_maps = maps(inter.encoder_attention), maps(inter.attention)
+    cross_maps = maps(inter.cross_attention)
+    specials = set(tokenizer.special_tokens.values())
+    raw_source = tokenizer.tokens(src_ids[0])
+    raw_decoder, raw_output = tokenizer.tokens(decoder_ids), tokenizer.tokens(output_ids)
+    source_special = [t in specials for t in raw_source]
+    decoder_special = [t in specials for t in raw_decoder]
+    explanation = Seq2SeqExplanation(
+        text=text, target=tokenizer.decode(output_ids), generated=target is None,
+        source_tokens=[display_token(t) for t in raw_source], source_special=source_special,
+        decoder_tokens=[display_token(t) for t in raw_decoder], decoder_special=decoder_special,
+        output_tokens=[display_token(t) for t in raw_output],
+        encoder_maps=encoder_maps, decoder_maps=decoder_maps, cross_maps=cross_maps,
+        rollout=rollout(encoder_maps).float(),
+        encoder_descriptions=describe_heads(encoder_maps, source_special),
+        decoder_descriptions=describe_heads(decoder_maps, decoder_special),
+        cross_descriptions=describe_cross(cross_maps, source_special),
+        sharpest_layer=sharpest_layer(cross_maps), notice=notice,
+    )  # fmt: skip
+    explanation.summary = alignment_lines(explanation)
+    return explanation
+
+
+def _check_length(name: str, length: int) -> None:
+    if length > MAX_TOKENS:
+        raise _error(
+            f"the {name} has {length} tokens; explain draws encoder-decoder maps of at most "
+            f"{MAX_TOKENS} (use --max-tokens for the source, --max-new-tokens for the target)"
+        )
+
+
+def _row_entropy(rows: Tensor) -> Tensor:
+    """Entropy of each row ``(..., S)``, divided by ``log S`` (0 = one key, 1 = uniform)."""
+    keys = max(rows.shape[-1], 2)
+    return -torch.special.xlogy(rows, rows).sum(-1) / torch.log(torch.tensor(float(keys)))
+
+
+def sharpest_layer(cross_maps: Tensor) -> int:
+    """The layer whose head-averaged cross-attention is most concentrated (lowest mean row
+    entropy): the layer that aligns target words to source words most clearly."""
+    return int(_row_entropy(cross_maps.mean(1)).mean(-1).argmin())
+
+
+def describe_cross(maps: Tensor, special: list[bool], threshold: float = 0.5):
+    """A ``HeadDescription`` per head of cross-attention ``maps (layers, heads, T, S)``.
+    Self / previous / next shares mean nothing across two sequences (None); ``mean_distance``
+    is the distance from the diagonal (row ``t`` of ``T`` expected near source position
+    ``t * (S - 1) / (T - 1)``): small for a head that follows the source in order."""
+    layers, heads, rows, keys = maps.shape
+    diagonal = torch.arange(rows).float() * (keys - 1) / max(rows - 1, 1)
+    distance = (diagonal.view(-1, 1) - torch.arange(keys).float().view(1, -1)).abs()
+    flags = torch.tensor((special + [False] * keys)[:keys])
+    out = []
+    for layer in range(layers):
+        for head in range(heads):
+            w = maps[layer, head].float()
+            d = HeadDescription(
+                layer=layer, head=head, entropy=float(_row_entropy(w).mean()),
+                mean_distance=float((w * distance).sum(-1).mean()), self_share=None,
+                previous_share=None, next_share=None,
+                special_share=float(w[:, flags].sum(-1).mean()), first_share=float(w[:, 0].mean()),
+                pattern="", text="",
+            )  # fmt: skip
+            d.pattern, d.text = _cross_in_words(d, threshold, keys)
+            out.append(d)
+    return out
+
+
+def _cross_in_words(d: HeadDescription, threshold: float, keys: int) -> tuple[str, str]:
+    if d.special_share >= threshold:
+        return "special", (
+            f"{d.name} attends mostly to the source's special tokens (a resting head; "
+            f"{d.special_share:.0%} of its weight)"
+        )
+    if d.entropy >= 0.8:
+        return "broad", f"{d.name} spreads its attention over the source (entropy {d.entropy:.2f})"
+    if d.mean_distance <= max(1.0, 0.1 * keys):
+        return "diagonal", (
+            f"{d.name} follows the source in order (mean distance from the diagonal "
+            f"{d.mean_distance:.1f} tokens)"
+        )
+    return "content", (
+        f"{d.name} aligns by content (mean distance from the diagonal {d.mean_distance:.1f} "
+        f"tokens, entropy {d.entropy:.2f})"
+    )
+
+
+def alignment_lines(e: Seq2SeqExplanation, k: int = 3) -> list[str]:
+    """For each target token, the source tokens it attends to most: cross-attention averaged
+    over the heads of the last layer and, when another, of the sharpest layer."""
+    last = e.cross_maps.shape[0] - 1
+    layers = [last] if e.sharpest_layer == last else [last, e.sharpest_layer]
+    width = min(max(len(t) for t in e.output_tokens), 16)
+    lines = []
+    for t, token in enumerate(e.output_tokens):
+        parts = []
+        for layer in layers:
+            row = e.cross_maps[layer, :, t].mean(0)
+            best = ", ".join(f"{s} {w:.2f}" for _, s, w in top_targets(row, e.source_tokens, k))
+            parts.append(f"L{layer}: {best}")
+        lines.append(f"{token:>{width}} -> " + " | ".join(parts))
+    return lines
+
+
+def _rounded(t: Tensor) -> list:
+    return (torch.round(t.float() * 10000) / 10000).tolist()
+
+
+def _descriptions(descriptions: list[HeadDescription]) -> list[dict]:
+    keys = ("layer", "head", "pattern", "text", "entropy", "mean_distance", "self_share",
+            "previous_share", "next_share", "special_share")  # fmt: skip
+    return [
+        {**{k: getattr(d, k) for k in keys}, "layer_index": d.layer, "head_index": d.head}
+        for d in descriptions
+    ]
+
+
+def _view(tokens, maps, descriptions, causal, name, key_tokens=None) -> dict:
+    return {
+        "name": name, "tokens": tokens, "key_tokens": key_tokens, "causal": causal,
+        "focus": None, "layers": list(range(maps.shape[0])), "heads": list(range(maps.shape[1])),
+        "maps": _rounded(maps), "descriptions": _descriptions(descriptions),
+    }  # fmt: skip
+
+
+def seq2seq_panel(e: Seq2SeqExplanation) -> dict:
+    """One report panel (JSON-ready): the encoder's rollout at the top level (as for encoder
+    models), the three attention kinds under ``kinds`` (the report's kind selector)."""
+    arrow = "→ (generated greedily)" if e.generated else "→"
+    return {
+        "text": f"{e.text} {arrow} {e.target}", "notice": e.notice, "summary": e.summary,
+        "focus": None, "tokens": e.source_tokens, "causal": False, "rollout": _rounded(e.rollout),
+        "rollout_caption": ROLLOUT_CAPTION,
+        "layers": list(range(e.cross_maps.shape[0])), "heads": list(range(e.cross_maps.shape[1])),
+        "kinds": {
+            "encoder": _view(e.source_tokens, e.encoder_maps, e.encoder_descriptions, False,
+                             KIND_NAMES["encoder"]),
+            "decoder": _view(e.decoder_tokens, e.decoder_maps, e.decoder_descriptions, True,
+                             KIND_NAMES["decoder"]),
+            "cross": _view(e.output_tokens, e.cross_maps, e.cross_descriptions, False,
+                           KIND_NAMES["cross"], key_tokens=e.source_tokens),
+        },
+    }  # fmt: skip
