@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     from atenea.cli import explain
 
     explain.add_parser(subparsers)
+    from atenea.cli import train
+
+    train.add_parsers(subparsers)
     return parser
 
 

@@ -1,0 +1,308 @@
+"""``atenea train`` and ``atenea evaluate``: the command-line front of ``atenea.training``.
+
+    atenea train translate                         the built-in dates, sensible defaults
+    atenea train classify --data reviews.csv --text-column review --label-column stars
+    atenea train lm --data 'notes/**/*.md' --size small --steps 2000 --out runs/notes
+    atenea train classify --data reviews.csv --init minilm      pretrained encoder, new head
+    atenea train lm --out runs/notes --resume                   go on from the last checkpoint
+    atenea evaluate --model runs/notes --data more_notes.txt
+
+The output folder is a model folder (``--model OUT`` works for ``generate``, ``explain`` and
+``evaluate``). Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=2 -m
+atenea train lm ...``) every rank runs this command and the loop shares the work.
+
+Bad input (a missing file or column, a bad ``--set``, nothing to resume) ends with one line
+``atenea train: ...`` and exit code 2; a run that fails while training (a non-finite loss)
+with exit code 1. Never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+TASKS = ("classify", "translate", "lm", "mlm")
+DEFAULT_OUT = "runs/{task}"
+# Settings of the run that --resume takes from the saved run unless given again.
+RUN_SETTINGS = ("steps", "batch_size", "accumulation", "lr", "warmup", "seed")
+
+
+def add_parsers(subparsers) -> None:
+    """Add ``train`` and ``evaluate`` to the ``atenea`` parser."""
+    _add_train(subparsers)
+    _add_evaluate(subparsers)
+
+
+def _add_train(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a classifier, translator, language model or masked LM on your data",
+        description="Train one of four tasks on your data (or on built-in data when --data is "
+        "not given: sentiment sentences, dates, the Python standard library). The output "
+        "folder is a model folder with metrics.jsonl, curves.png and checkpoints/.",
+    )
+    parser.add_argument("task", choices=TASKS, help="classify | translate | lm | mlm")
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        nargs="+",
+        metavar="PATH",
+        help="classify/translate: a .csv, .tsv or .jsonl file; lm/mlm: text files, folders or "
+        "globs (default: built-in data)",
+    )
+    data.add_argument(
+        "--validation", metavar="PATH", help="held-out data (default: 10%% of --data)"
+    )
+    data.add_argument("--text-column", default="text", help="classify: text column (text)")
+    data.add_argument("--label-column", default="label", help="classify: label column (label)")
+    data.add_argument("--source-column", default="source", help="translate: source column")
+    data.add_argument("--target-column", default="target", help="translate: target column")
+    model = parser.add_argument_group("model")
+    model.add_argument("--size", default="tiny", choices=("tiny", "small", "base"),
+                       help="model size preset (tiny)")  # fmt: skip
+    model.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change a model setting, e.g. --set num_layers=4 (repeatable)",
+    )
+    model.add_argument("--tokenizer", choices=("bpe", "wordpiece", "chars"),
+                       help="tokenizer kind (default: per task)")  # fmt: skip
+    model.add_argument("--vocab-size", type=int, help="tokenizer vocabulary size")
+    model.add_argument("--max-length", type=int, help="longest sequence in tokens")
+    model.add_argument(
+        "--init", metavar="PATH", help="classify: start from an mlm checkpoint or 'minilm'"
+    )
+    run = parser.add_argument_group("training (defaults: per task)")
+    run.add_argument("--steps", type=int, help="optimizer steps")
+    run.add_argument("--batch-size", type=int, help="examples per batch")
+    run.add_argument("--accumulation", type=int, help="micro-batches per step (1)")
+    run.add_argument("--lr", type=float, help="peak learning rate")
+    run.add_argument("--warmup", type=int, help="linear warmup steps")
+    run.add_argument("--eval-every", type=int, help="evaluate every N steps")
+    run.add_argument("--save-every", type=int, help="checkpoint every N steps")
+    run.add_argument("--seed", type=int, help="seed of the split, the model and the batches (0)")
+    run.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    run.add_argument("--out", help="output folder (runs/TASK)")
+    run.add_argument(
+        "--resume", action="store_true", help="go on from the last checkpoint in --out"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    parser.set_defaults(run=run_train)
+
+
+def _add_evaluate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a model folder written by atenea train on a data file",
+        description="Score a trained model on a data file of its task (default: the "
+        "validation set it was trained with) and print the metrics.",
+    )
+    parser.add_argument("--model", required=True, help="a folder written by atenea train")
+    parser.add_argument("--data", nargs="+", metavar="PATH", help="the data to score")
+    parser.add_argument("--limit", type=int, help="score at most N examples")
+    parser.add_argument("--out", help="also write the metrics to OUT/metrics.json")
+    parser.set_defaults(run=run_evaluate)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from atenea.models import CheckpointError
+
+    return (ValueError, TypeError, OSError, CheckpointError)
+
+
+def _fail(command: str, error: BaseException, code: int) -> int:
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    print(f"atenea {command}: {message}", file=sys.stderr)
+    return code
+
+
+# -- train ------------------------------------------------------------------------------------
+
+
+def run_train(args) -> int:
+    from atenea.training import distributed
+    from atenea.training.loop import TrainingError
+
+    try:
+        distributed.setup()
+        try:
+            return _train(args)
+        finally:
+            distributed.teardown()
+    except TrainingError as error:
+        return _fail("train", error, 1)
+    except _user_errors() as error:
+        return _fail("train", error, 2)
+    except KeyboardInterrupt:
+        print("\natenea train: interrupted; go on with --resume", file=sys.stderr)
+        return 130
+
+
+def _check_numbers(args) -> None:
+    for name in ("steps", "batch_size", "accumulation", "vocab_size", "max_length", "warmup",
+                 "eval_every", "save_every", "seed"):  # fmt: skip
+        value = getattr(args, name)
+        lowest = 0 if name in ("warmup", "eval_every", "save_every", "seed") else 1
+        if value is not None and value < lowest:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag}: expected an integer >= {lowest}, got {value}")
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError(f"--lr: expected a number > 0, got {args.lr}")
+
+
+def _read_task_json(folder: Path) -> dict:
+    path = folder / "task.json"
+    if not path.is_file():
+        raise ValueError(f"{folder}: no task.json; not a folder written by atenea train")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: invalid JSON ({error})") from None
+    if not isinstance(info, dict) or "task" not in info:
+        raise ValueError(f"{path}: not a task description (no 'task')")
+    return info
+
+
+def _resumed_task(args, out: Path):
+    from atenea.training import tasks
+    from atenea.training.checkpoint import latest_checkpoint
+
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is None:
+        raise ValueError(f"--resume: nothing to resume, no complete checkpoint in {out}")
+    info = _read_task_json(checkpoint)
+    if info["task"] != args.task:
+        raise ValueError(f"--resume: {out} holds a {info['task']} run, not {args.task}")
+    return tasks.from_description(info, checkpoint)
+
+
+def _new_task(args, out: Path):
+    from atenea.training import tasks
+    from atenea.training.checkpoint import latest_checkpoint
+
+    if latest_checkpoint(out) is not None:
+        raise ValueError(
+            f"--out: {out} already holds a run; add --resume to go on with it, or choose "
+            f"another --out"
+        )
+    data = args.data
+    if data is not None and args.task in ("classify", "translate"):
+        if len(data) != 1:
+            raise ValueError(f"--data: {args.task} reads one file, got {len(data)}")
+        data = data[0]
+    return tasks.build_task(
+        args.task, data=data, validation=args.validation, size=args.size,
+        overrides=tasks.parse_overrides(args.overrides), max_length=args.max_length,
+        tokenizer_kind=args.tokenizer, vocab_size=args.vocab_size, init=args.init,
+        seed=args.seed or 0, text_column=args.text_column, label_column=args.label_column,
+        source_column=args.source_column, target_column=args.target_column,
+    )  # fmt: skip
+
+
+def _train(args) -> int:
+    from atenea.training import distributed, loop, tasks
+
+    _check_numbers(args)
+    out = Path(args.out or DEFAULT_OUT.format(task=args.task))
+    main = distributed.is_main()
+    started = time.perf_counter()
+    task = _resumed_task(args, out) if args.resume else _new_task(args, out)
+    # Run settings: the flags, else (on --resume) the saved run's, else the task's defaults.
+    saved = task.info.get("training", {})
+    settings = {**tasks.DEFAULTS[args.task], "accumulation": 1, "seed": 0, **saved}
+    for name in RUN_SETTINGS:
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    task.info["training"] = {name: settings[name] for name in RUN_SETTINGS}
+    steps = settings["steps"]
+    config = loop.TrainConfig(
+        output=out, steps=steps, batch_size=settings["batch_size"],
+        accumulation=settings["accumulation"], lr=settings["lr"],
+        warmup=min(settings["warmup"], steps // 2), seed=settings["seed"],
+        eval_every=args.eval_every if args.eval_every is not None else max(steps // 5, 1),
+        save_every=args.save_every if args.save_every is not None else max(steps // 2, 1),
+        bf16=args.bf16, progress=not args.quiet and main,
+    )  # fmt: skip
+    model = task.build_model()
+    metrics = loop.train(task, model, config, resume=args.resume)
+    if main and not args.quiet:
+        _summary(task, metrics, out, time.perf_counter() - started)
+    return 0
+
+
+def _summary(task, metrics: dict, out: Path, seconds: float) -> None:
+    main = task.main_metric
+    others = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != main)
+    minutes, rest = divmod(int(round(seconds)), 60)
+    value = metrics.get(main, float("nan"))
+    extra = f" ({others})" if others else ""
+    print(f"\ntrained {task.name} in {minutes}m{rest:02d}s: {main} {value:.4g}{extra}")
+    print(f"model: {out}  (metrics.jsonl, curves.png, checkpoints/)")
+    print("next:")
+    example = _example_input(task)
+    if task.name in ("translate", "lm"):
+        print(f'  atenea generate --model {out} --prompt "{example}"')
+    print(f'  atenea explain "{example}" --model {out}')
+    data = task.info.get("data")
+    print(f"  atenea evaluate --model {out}" + (f" --data {data[0]}" if data else ""))
+
+
+def _example_input(task) -> str:
+    """A short input for the suggested commands: a validation text of the task."""
+    if task.name == "translate":
+        return task.val_sources[0].replace('"', "'")
+    if task.name == "classify":
+        text = task.tokenizer.decode(task.val_ids[0])
+    elif task.name == "lm":
+        text = task.tokenizer.decode(task.val_rows[0][0][:8].tolist())
+    else:
+        text = task.tokenizer.decode(task.val_chunks[0][:12])
+    text = " ".join(text.split())[:60]
+    return text.replace('"', "'") or "hello"
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+
+
+def run_evaluate(args) -> int:
+    try:
+        return _evaluate(args)
+    except _user_errors() as error:
+        return _fail("evaluate", error, 2)
+
+
+def _evaluate(args) -> int:
+    import atenea
+    from atenea.training import tasks
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit: expected an integer >= 1, got {args.limit}")
+    folder = Path(args.model)
+    if not folder.is_dir():
+        raise ValueError(f"--model: {folder}: no such folder")
+    info = _read_task_json(folder)
+    data = args.data
+    if data is not None and info["task"] in ("classify", "translate"):
+        if len(data) != 1:
+            raise ValueError(f"--data: {info['task']} reads one file, got {len(data)}")
+        data = data[0]
+    task = tasks.from_description(info, folder, data=data)
+    model, _ = atenea.load_pretrained(folder)
+    metrics = task.evaluate(model, limit=args.limit)
+    width = max(len(k) for k in metrics)
+    for name, value in metrics.items():
+        marker = "  (main)" if name == task.main_metric else ""
+        print(f"{name:<{width}}  {value:.4f}{marker}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"model": str(folder), "data": args.data, "limit": args.limit, **metrics}
+        (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return 0

@@ -1,0 +1,257 @@
+"""The four tasks on small hand-made data: batches, masking, packing, rebuilding, settings."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from atenea.models import Tokenizer
+from atenea.training.data import Split
+from atenea.training.tasks import (
+    IGNORE,
+    LanguageModelTask,
+    TaskError,
+    build_task,
+    parse_overrides,
+)
+
+WORDS = (
+    "the a cat dog sat ran on under mat table while because happy sad good bad not but very "
+    "quite red blue green small large house garden river bridge"
+).split()
+SMALL = {"dim": "32", "num_layers": "1", "num_heads": "2", "ffn_hidden": "64"}
+
+
+def documents(count, words, seed=0):
+    rng = random.Random(seed)
+    return [
+        {"text": " ".join(rng.choice(WORDS) for _ in range(words)), "source": f"doc{i}"}
+        for i in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def mlm_task():
+    docs = documents(12, 400)
+    return build_task("mlm", data=Split(docs[:10], docs[10:]), max_length=64, vocab_size=120,
+                      overrides=SMALL)  # fmt: skip
+
+
+def test_mlm_masking_statistics(mlm_task):
+    task = mlm_task
+    indices = list(range(task.num_train_examples())) * 8
+    batch = task.batch(indices, torch.Generator().manual_seed(0))
+    original, _ = _padded(task, indices)
+    labels, inputs, real = batch["labels"], batch["input_ids"], batch["attention_mask"].bool()
+    special = torch.isin(original, task.special_ids)
+    eligible = real & ~special
+    chosen = labels != IGNORE
+    assert eligible.sum() > 20_000
+    assert not (chosen & ~eligible).any()  # [CLS], [SEP], [PAD] never chosen
+    assert (inputs[~chosen] == original[~chosen]).all()  # only chosen tokens change
+    assert (labels[chosen] == original[chosen]).all()
+    assert abs(chosen.sum() / eligible.sum() - 0.15) < 0.01
+    to_mask = (inputs[chosen] == task.mask_id).float().mean()
+    kept = (inputs[chosen] == original[chosen]).float().mean()
+    swapped = 1 - to_mask - kept  # random tokens that differ from the original
+    assert abs(to_mask - 0.8) < 0.02
+    # A random token equals the original once in ~vocab draws: "kept" is 10% plus a little.
+    assert 0.08 < kept < 0.13 and 0.08 < swapped < 0.12
+    assert not torch.isin(inputs[chosen & (inputs != task.mask_id)], task.special_ids).any()
+
+
+def _padded(task, indices):
+    from atenea.training.tasks import _pad
+
+    return _pad([task.train_chunks[i] for i in indices], task.pad_id)
+
+
+def test_mlm_masking_comes_from_the_generator(mlm_task):
+    indices = [0, 1, 2, 3]
+    first = mlm_task.batch(indices, torch.Generator().manual_seed(5))
+    torch.manual_seed(123)  # the global RNG plays no part
+    again = mlm_task.batch(indices, torch.Generator().manual_seed(5))
+    other = mlm_task.batch(indices, torch.Generator().manual_seed(6))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["labels"], other["labels"])
+
+
+def test_mlm_chunks_are_wrapped_and_bounded(mlm_task):
+    for chunk in mlm_task.train_chunks:
+        assert chunk[0] == mlm_task.cls_id and chunk[-1] == mlm_task.sep_id
+        assert 3 <= len(chunk) <= 64
+
+
+@pytest.fixture(scope="module")
+def lm_task():
+    rng = random.Random(1)
+    docs = [
+        {"text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40))), "source": str(i)}
+        for i in range(30)
+    ]
+    return build_task("lm", data=Split(docs[:26], docs[26:]), max_length=48, vocab_size=300,
+                      overrides=SMALL)  # fmt: skip
+
+
+def test_packing_separates_documents(lm_task):
+    input_ids, document_ids, labels = lm_task.train_rows
+    eos = lm_task.model_config["eos_token_id"]
+    stream = input_ids[document_ids >= 0]
+    owners = document_ids[document_ids >= 0]
+    assert owners.tolist() == sorted(owners.tolist())  # documents in order, contiguous
+    assert int((stream == eos).sum()) == 26  # one </s> per document
+    ends = torch.nonzero(stream == eos).flatten()
+    assert (owners[ends] == torch.arange(26)).all()  # each document ends with its </s>
+    # A token whose predecessor belongs to another document is never a target, nor padding.
+    starts = torch.zeros_like(labels, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    assert starts.sum() > 10
+    assert (labels[starts] == IGNORE).all()
+    assert (labels[document_ids < 0] == IGNORE).all()
+    inner = ~starts & (document_ids >= 0)
+    assert torch.equal(labels[inner], input_ids[inner])
+
+
+def test_lm_labels_of_a_hand_made_row():
+    ids = torch.tensor([[5, 6, 7, 8, 9, 0]])
+    docs = torch.tensor([[0, 0, 1, 1, 1, -1]])
+    labels = LanguageModelTask.labels_of(ids, docs)
+    assert labels.tolist() == [[5, 6, IGNORE, 8, 9, IGNORE]]
+
+
+def test_one_document_does_not_change_another(lm_task):
+    torch.manual_seed(0)
+    model = lm_task.build_model().eval()
+    batch = lm_task.batch([0], None)
+    ids, docs = batch["input_ids"], batch["document_ids"]
+    first = docs[0, 0]
+    assert (docs[0] != first).any(), "the row should hold more than one document"
+    changed = ids.clone()
+    inside = docs == first
+    changed[inside] = (changed[inside] + 7) % lm_task.tokenizer.vocab_size
+    with torch.no_grad():
+        before = model(ids, document_ids=docs).logits
+        after = model(changed, document_ids=docs).logits
+    others = ~inside[0]
+    assert torch.allclose(before[0, others], after[0, others], atol=1e-5)
+    assert not torch.allclose(before[0, inside[0]], after[0, inside[0]], atol=1e-3)
+
+
+def test_lm_loss_and_evaluate(lm_task):
+    torch.manual_seed(0)
+    model = lm_task.build_model()
+    batch = lm_task.batch([0, 1], None)
+    loss = lm_task.loss(model, batch)
+    assert loss.requires_grad and 4 < float(loss.detach()) < 8  # about log(vocab) untrained
+    assert lm_task.tokens(batch) == int((batch["document_ids"] >= 0).sum())
+    metrics = lm_task.evaluate(model)
+    assert set(metrics) == {"perplexity", "loss"}
+    assert metrics["perplexity"] == pytest.approx(torch.tensor(metrics["loss"]).exp().item())
+    assert model.training  # evaluate puts the mode back
+
+
+CLASSIFY = [
+    {"text": f"{a} {b} {'good' if label == 'yes' else 'bad'}", "label": label}
+    for a in WORDS[:8]
+    for b in WORDS[8:14]
+    for label in ("yes", "no")
+]
+
+
+def test_classify_labels_batches_and_rebuild(tmp_path):
+    task = build_task("classify", data=Split(CLASSIFY[:80], CLASSIFY[80:]), max_length=16,
+                      vocab_size=100, overrides=SMALL)  # fmt: skip
+    info = json.loads(json.dumps(task.describe()))  # JSON-able
+    assert info["task"] == "classify" and info["labels"] == ["no", "yes"]
+    assert info["max_length"] == 16 and info["tokenizer"]["kind"] == "wordpiece"
+    assert info["model_config"]["num_layers"] == 1 and info["overrides"] == SMALL
+    batch = task.batch([0, 1, 2], None)
+    assert batch["labels"].tolist() == [task.label_ids[CLASSIFY[i]["label"]] for i in range(3)]
+    cls_id = task.tokenizer.token_id("cls")
+    assert (batch["input_ids"][:, 0] == cls_id).all()
+    model = task.build_model()
+    assert model.num_labels == 2 and model.head.pooling == "mean"
+    metrics = task.evaluate(model)
+    assert set(metrics) == {"accuracy", "macro_f1"} and 0 <= metrics["accuracy"] <= 1
+
+    task.tokenizer.save(tmp_path)  # a rebuild reads the tokenizer back, never retrains
+    rebuilt = _rebuild(info, tmp_path, Split(CLASSIFY[:80], CLASSIFY[80:]))
+    assert rebuilt.model_config == task.model_config and rebuilt.label_ids == task.label_ids
+    other = rebuilt.batch([0, 1, 2], None)
+    assert all(torch.equal(batch[k], other[k]) for k in batch)
+
+
+def _rebuild(info, folder, split):
+    """``from_description`` with the data given as a Split (what a file would give)."""
+    from atenea.training import tasks
+
+    return tasks.TASK_CLASSES[info["task"]](
+        split.train, split.validation, Tokenizer.from_folder(folder),
+        max_length=info["max_length"], model_config=info["model_config"],
+        options=info["options"], info={"labels": info["labels"]},
+    )  # fmt: skip
+
+
+def test_classify_refuses_unknown_labels(tmp_path):
+    task = build_task("classify", data=Split(CLASSIFY[:80], CLASSIFY[80:]), max_length=16,
+                      vocab_size=100, overrides=SMALL)  # fmt: skip
+    with pytest.raises(TaskError, match="'maybe'"):
+        task._encode([{"text": "hello", "label": "maybe"}])
+
+
+DATES = [
+    {"source": f"{d} de {m} de {y}", "target": f"{y}-{i + 1:02d}-{d:02d}"}
+    for i, m in enumerate(["enero", "febrero", "marzo", "abril"])
+    for d in (1, 9, 17, 25)
+    for y in (1987, 2024)
+]
+
+
+def test_translate_batch_and_alignments(tmp_path):
+    task = build_task("translate", data=Split(DATES[:28], DATES[28:]), tokenizer_kind="chars",
+                      max_length=32, overrides=SMALL)  # fmt: skip
+    batch = task.batch([0, 5], None)
+    assert (batch["tgt_ids"][:, 0] == task.bos_id).all()
+    for row in range(2):
+        target = batch["labels"][row][batch["labels"][row] != IGNORE].tolist()
+        assert target[-1] == task.eos_id
+        assert task.tokenizer.decode(target[:-1]) == DATES[[0, 5][row]]["target"]
+        # teacher forcing: the decoder input is the labels shifted right behind <s>
+        length = len(target)
+        assert batch["tgt_ids"][row, 1:length].tolist() == target[:-1]
+        source = batch["src_ids"][row][batch["src_mask"][row].bool()].tolist()
+        assert task.tokenizer.decode(source) == DATES[[0, 5][row]]["source"]
+    model = task.build_model()
+    assert model.config.share_embeddings and model.config.norm_position == "pre"
+    loss = task.loss(model, batch)
+    assert loss.requires_grad and torch.isfinite(loss)
+    metrics = task.evaluate(model)
+    assert set(metrics) == {"exact_match", "bleu", "chrf"}
+    files = task.finish(model, tmp_path)
+    assert [f.name for f in files] == [f"alignment-{i}.png" for i in range(4)]
+    assert all(f.stat().st_size > 1000 and f.parent == tmp_path / "alignments" for f in files)
+
+
+def test_overrides_are_typed_and_checked():
+    assert parse_overrides(["num_layers=3", " dropout = 0.2"]) == {
+        "num_layers": "3",
+        "dropout": "0.2",
+    }
+    for bad in (["num_layers"], ["=3"], ["num_layers="]):
+        with pytest.raises(TaskError, match="key=value"):
+            parse_overrides(bad)
+    docs = documents(6, 60)
+    split = Split(docs[:5], docs[5:])
+    task = build_task("lm", data=split, vocab_size=300, max_length=32,
+                      overrides={**SMALL, "num_layers": "3", "tie_embeddings": "false"})  # fmt: skip
+    model = task.build_model()
+    assert len(model.layers) == 3 and model.lm_head is not None
+    with pytest.raises(TaskError, match="not a setting.*num_layer\\b|num_layer"):
+        build_task("lm", data=split, overrides={"num_layer": "3"})
+    with pytest.raises(TaskError, match="expected int"):
+        build_task("lm", data=split, overrides={"num_layers": "three"})
+    with pytest.raises(TaskError, match="--size"):
+        build_task("lm", data=split, size="huge")
+    with pytest.raises(TaskError, match="task"):
+        build_task("summarize", data=split)
