@@ -120,10 +120,10 @@ def test_cli_end_to_end(tiny_seq2seq, tmp_path, capsys):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "default-src 'none'" in html and '"kinds":{' in html
     names = {p.name for p in pictures.iterdir()}
-    assert {"cross_L2_H-1.png", "rollout.png", "model_view_cross.png"} <= names
+    assert {"cross_L2_mean.png", "rollout.png", "model_view_cross.png"} <= names
     from PIL import Image
 
-    with Image.open(pictures / "cross_L2_H-1.png") as image:
+    with Image.open(pictures / "cross_L2_mean.png") as image:
         assert image.width > 0 and image.height > 0
 
     code = main([*args, "--target", "the bank", "--layer", "1", "--head", "2"])

@@ -204,13 +204,14 @@ def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: st
 
     layer, head = initial["layer"], initial["head"]
     label = f"L{layer} mean of heads" if head < 0 else f"L{layer} H{head}"
+    name = f"cross_L{layer}_mean" if head < 0 else f"cross_L{layer}_H{head}"
     written = []
     for index, e in enumerate(explanations):
         suffix = f"_{index + 1}" if len(explanations) > 1 else ""
         cross = e.cross_maps[layer].mean(0) if head < 0 else e.cross_maps[layer, head]
         source, target = e.source_tokens, e.output_tokens
         written += [
-            plots.heatmap_png(cross, target, folder / f"cross_L{layer}_H{head}{suffix}.png",
+            plots.heatmap_png(cross, target, folder / f"{name}{suffix}.png",
                               f"cross-attention {label}: {e.text[:50]}", key_tokens=source),
             plots.heatmap_png(e.decoder_maps[-1].mean(0), e.decoder_tokens,
                               folder / f"decoder_self{suffix}.png",
@@ -232,6 +233,7 @@ def _write_pictures(explanations, initial: dict, folder: Path, title: str) -> li
 
     layer, head = initial["layer"], initial["head"]
     label = f"L{layer} mean of heads" if head < 0 else f"L{layer} H{head}"
+    name = f"cross_L{layer}_mean" if head < 0 else f"cross_L{layer}_H{head}"
     written = []
     for index, e in enumerate(explanations):
         suffix = f"_{index + 1}" if len(explanations) > 1 else ""
