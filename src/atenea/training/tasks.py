@@ -109,7 +109,7 @@ TASK_OPTIONS = {
 # with no flags uses (the CLI reads them). Chosen so each default run is sensible on 2 cores.
 DEFAULTS = {
     "classify": dict(max_length=128, tokenizer="wordpiece", vocab_size=4000,
-                     steps=400, batch_size=32, lr=1e-3, warmup=40),
+                     steps=1500, batch_size=32, lr=1e-3, warmup=100),
     "translate": dict(max_length=64, tokenizer="bpe", vocab_size=2000,
                       steps=2000, batch_size=64, lr=2e-3, warmup=100),
     "lm": dict(max_length=128, tokenizer="bpe", vocab_size=4000,
