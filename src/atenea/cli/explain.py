@@ -203,15 +203,14 @@ def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: st
     from atenea.inspect import plots
 
     layer, head = initial["layer"], initial["head"]
-    label = f"L{layer} mean of heads" if head < 0 else f"L{layer} H{head}"
-    name = f"cross_L{layer}_mean" if head < 0 else f"cross_L{layer}_H{head}"
+    label, stem = _selection(layer, head)
     written = []
     for index, e in enumerate(explanations):
         suffix = f"_{index + 1}" if len(explanations) > 1 else ""
         cross = e.cross_maps[layer].mean(0) if head < 0 else e.cross_maps[layer, head]
         source, target = e.source_tokens, e.output_tokens
         written += [
-            plots.heatmap_png(cross, target, folder / f"{name}{suffix}.png",
+            plots.heatmap_png(cross, target, folder / f"cross_{stem}{suffix}.png",
                               f"cross-attention {label}: {e.text[:50]}", key_tokens=source),
             plots.heatmap_png(e.decoder_maps[-1].mean(0), e.decoder_tokens,
                               folder / f"decoder_self{suffix}.png",
@@ -227,18 +226,24 @@ def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: st
     return written
 
 
+def _selection(layer: int, head: int) -> tuple[str, str]:
+    """A title and a file-name stem for the selected head (``head < 0``: the heads' mean)."""
+    if head < 0:
+        return f"L{layer} mean of heads", f"L{layer}_mean"
+    return f"L{layer} H{head}", f"L{layer}_H{head}"
+
+
 def _write_pictures(explanations, initial: dict, folder: Path, title: str) -> list[Path]:
     """The selected head's heatmap, the rollout and the model view of every text, as PNG."""
     from atenea.inspect import plots
 
     layer, head = initial["layer"], initial["head"]
-    label = f"L{layer} mean of heads" if head < 0 else f"L{layer} H{head}"
-    name = f"cross_L{layer}_mean" if head < 0 else f"cross_L{layer}_H{head}"
+    label, stem = _selection(layer, head)
     written = []
     for index, e in enumerate(explanations):
         suffix = f"_{index + 1}" if len(explanations) > 1 else ""
         chosen = e.maps[layer].mean(0) if head < 0 else e.maps[layer, head]
-        head_path = folder / f"head_L{layer}_H{head}{suffix}.png"
+        head_path = folder / f"head_{stem}{suffix}.png"
         written.append(
             plots.heatmap_png(chosen, e.cell_tokens, head_path, f"{label}: {e.text[:60]}", e.causal)
         )

@@ -158,14 +158,11 @@ def _check_numbers(args) -> None:
 
 
 def _read_task_json(folder: Path) -> dict:
+    from atenea.models.checkpoints import read_json_object
+
     path = folder / "task.json"
-    if not path.is_file():
-        raise ValueError(f"{folder}: no task.json; not a folder written by atenea train")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: invalid JSON ({error})") from None
-    if not isinstance(info, dict) or "task" not in info:
+    info = read_json_object(path, "missing; not a folder written by atenea train")
+    if "task" not in info:
         raise ValueError(f"{path}: not a task description (no 'task')")
     return info
 

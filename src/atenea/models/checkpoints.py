@@ -57,9 +57,11 @@ def resolve(path: str | Path | None) -> Path:
     return folder
 
 
-def _read_json(path: Path) -> dict:
+def read_json_object(path: Path, missing: str = "missing") -> dict:
+    """A JSON object from ``path``; a ``CheckpointError`` naming the file when it is absent
+    (``missing`` says what that means), not JSON, or not an object."""
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing")
+        raise CheckpointError(f"{path}: {missing}")
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -125,7 +127,7 @@ def load_pretrained(
     ``path``: a folder, or ``None`` / ``"minilm"`` for the bundled all-MiniLM-L6-v2.
     """
     folder = resolve(path)
-    hf = _read_json(folder / "config.json")
+    hf = read_json_object(folder / "config.json")
     tensors = read_tensors(folder)
     kind = hf.get("model_type")
     source = str(folder)
@@ -159,7 +161,7 @@ def _sentence_transformers_limit(folder: Path) -> int | None:
     """sentence-transformers folders cap the input length (256 for all-MiniLM-L6-v2)."""
     path = folder / "sentence_bert_config.json"
     if path.is_file():
-        value = _read_json(path).get("max_seq_length")
+        value = read_json_object(path).get("max_seq_length")
         return value if isinstance(value, int) else None
     return None
 

@@ -35,7 +35,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from atenea.models.checkpoints import FAMILIES, NATIVE, convert_to_ours, load_state
+from atenea.models.checkpoints import (
+    FAMILIES,
+    NATIVE,
+    convert_to_ours,
+    load_state,
+    read_json_object,
+)
 from atenea.models.checkpoints import save_pretrained as _save_pretrained
 from atenea.models.safetensors_io import CheckpointError, read_tensors
 
@@ -277,14 +283,9 @@ def latest_checkpoint(root) -> Path | None:
 
 
 def _read_state_json(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (not a training checkpoint?)")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: invalid JSON ({error})") from None
+    value = read_json_object(path, "missing (not a training checkpoint?)")
     required = ("step", "epoch", "position", "config", "optimizer", "scheduler", "rng")
-    missing = [key for key in required if not isinstance(value, dict) or key not in value]
+    missing = [key for key in required if key not in value]
     if missing:
         raise CheckpointError(f"{path}: missing entries {missing}")
     if value.get("format") != FORMAT_VERSION:
