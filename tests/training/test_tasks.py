@@ -83,15 +83,21 @@ def test_mlm_chunks_are_wrapped_and_bounded(mlm_task):
         assert 3 <= len(chunk) <= 64
 
 
-@pytest.fixture(scope="module")
-def lm_task():
+def _lm_documents():
     rng = random.Random(1)
-    docs = [
+    return [
         {"text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40))), "source": str(i)}
         for i in range(30)
     ]
-    return build_task("lm", data=Split(docs[:26], docs[26:]), max_length=48, vocab_size=300,
-                      overrides=SMALL)  # fmt: skip
+
+
+LM_DOCS = _lm_documents()
+
+
+@pytest.fixture(scope="module")
+def lm_task():
+    return build_task("lm", data=Split(LM_DOCS[:26], LM_DOCS[26:]), max_length=48,
+                      vocab_size=300, overrides=SMALL)  # fmt: skip
 
 
 def test_packing_separates_documents(lm_task):
@@ -144,10 +150,25 @@ def test_lm_loss_and_evaluate(lm_task):
     batch = lm_task.batch([0, 1], None)
     loss = lm_task.loss(model, batch)
     assert loss.requires_grad and 4 < float(loss.detach()) < 8  # about log(vocab) untrained
-    assert lm_task.tokens(batch) == int((batch["document_ids"] >= 0).sum())
+    # Counted independently: every training document's tokens plus its </s>, over all rows.
+    everything = lm_task.batch(range(lm_task.num_train_examples()), None)
+    encoded = lm_task.tokenizer.encode_batch(
+        [d["text"] for d in LM_DOCS[:26]], truncation=False, add_special_tokens=False
+    )
+    assert lm_task.tokens(everything) == sum(len(ids) + 1 for ids in encoded)
+    assert lm_task.tokens(batch) < lm_task.tokens(everything)
     metrics = lm_task.evaluate(model)
     assert set(metrics) == {"perplexity", "loss"}
     assert metrics["perplexity"] == pytest.approx(torch.tensor(metrics["loss"]).exp().item())
+    rows = lm_task.val_rows
+    with torch.no_grad():
+        logits = model.eval()(rows[0], document_ids=rows[1]).logits.double()
+    model.train()
+    log_probs = logits[:, :-1].log_softmax(-1)
+    targets = rows[2][:, 1:]
+    kept = targets != IGNORE
+    expected = -log_probs[kept].gather(-1, targets[kept][:, None]).mean()
+    assert metrics["loss"] == pytest.approx(float(expected), rel=1e-5)
     assert model.training  # evaluate puts the mode back
 
 

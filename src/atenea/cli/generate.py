@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import sys
 
-# Bad input of ours or of the library; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, TypeError, OSError)
+from atenea.cli.errors import USER_ERRORS, fail
 
 
 def add_parser(subparsers) -> None:
@@ -54,9 +53,7 @@ def run(args) -> int:
         _check(args)
         return _generate(args)
     except USER_ERRORS as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"atenea generate: {message}", file=sys.stderr)
-        return 2
+        return fail("generate", error)
     except KeyboardInterrupt:  # Ctrl-C while the text streams: stop quietly
         print(file=sys.stderr)
         return 130

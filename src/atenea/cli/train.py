@@ -108,25 +108,11 @@ def _add_evaluate(subparsers) -> None:
     parser.set_defaults(run=run_evaluate)
 
 
-# -- errors -----------------------------------------------------------------------------------
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from atenea.models import CheckpointError
-
-    return (ValueError, TypeError, OSError, CheckpointError)
-
-
-def _fail(command: str, error: BaseException, code: int) -> int:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    print(f"atenea {command}: {message}", file=sys.stderr)
-    return code
-
-
 # -- train ------------------------------------------------------------------------------------
 
 
 def run_train(args) -> int:
+    from atenea.cli.errors import USER_ERRORS, fail
     from atenea.training import distributed
     from atenea.training.loop import TrainingError
 
@@ -137,9 +123,9 @@ def run_train(args) -> int:
         finally:
             distributed.teardown()
     except TrainingError as error:
-        return _fail("train", error, 1)
-    except _user_errors() as error:
-        return _fail("train", error, 2)
+        return fail("train", error, 1)
+    except USER_ERRORS as error:
+        return fail("train", error)
     except KeyboardInterrupt:
         print("\natenea train: interrupted; go on with --resume", file=sys.stderr)
         return 130
@@ -189,13 +175,8 @@ def _new_task(args, out: Path):
             f"--out: {out} already holds a run; add --resume to go on with it, or choose "
             f"another --out"
         )
-    data = args.data
-    if data is not None and args.task in ("classify", "translate"):
-        if len(data) != 1:
-            raise ValueError(f"--data: {args.task} reads one file, got {len(data)}")
-        data = data[0]
     return tasks.build_task(
-        args.task, data=data, validation=args.validation, size=args.size,
+        args.task, data=args.data, validation=args.validation, size=args.size,
         overrides=tasks.parse_overrides(args.overrides), max_length=args.max_length,
         tokenizer_kind=args.tokenizer, vocab_size=args.vocab_size, init=args.init,
         seed=args.seed or 0, text_column=args.text_column, label_column=args.label_column,
@@ -269,10 +250,12 @@ def _example_input(task) -> str:
 
 
 def run_evaluate(args) -> int:
+    from atenea.cli.errors import USER_ERRORS, fail
+
     try:
         return _evaluate(args)
-    except _user_errors() as error:
-        return _fail("evaluate", error, 2)
+    except USER_ERRORS as error:
+        return fail("evaluate", error)
 
 
 def _evaluate(args) -> int:
@@ -285,12 +268,7 @@ def _evaluate(args) -> int:
     if not folder.is_dir():
         raise ValueError(f"--model: {folder}: no such folder")
     info = _read_task_json(folder)
-    data = args.data
-    if data is not None and info["task"] in ("classify", "translate"):
-        if len(data) != 1:
-            raise ValueError(f"--data: {info['task']} reads one file, got {len(data)}")
-        data = data[0]
-    task = tasks.from_description(info, folder, data=data)
+    task = tasks.from_description(info, folder, data=args.data)
     model, _ = atenea.load_pretrained(folder)
     metrics = task.evaluate(model, limit=args.limit)
     width = max(len(k) for k in metrics)

@@ -129,23 +129,13 @@ def load_pretrained(
     folder = resolve(path)
     hf = read_json_object(folder / "config.json")
     tensors = read_tensors(folder)
-    kind = hf.get("model_type")
-    source = str(folder)
+    kind = _model_type(hf, folder)
     if kind == NATIVE:
         model = _build_native(hf, folder)
-        load_state(model, tensors, source)
-    elif kind in FAMILIES:
-        build, ignore = FAMILIES[kind]
-        model_class, config, kwargs, rules = build(hf, set(tensors))
-        model = model_class(config, **kwargs)
-        state = convert_to_ours(tensors, rules, ignore)
-        load_state(model, state, source, hf_rules=rules)
     else:
-        known = ", ".join([*FAMILIES, NATIVE])
-        raise CheckpointError(
-            f"{folder / 'config.json'}: unknown architecture model_type={kind!r}; atenea reads: "
-            f"{known}"
-        )
+        model_class, config, kwargs, _ = FAMILIES[kind][0](hf, set(tensors))
+        model = model_class(config, **kwargs)
+    _load_tensors(model, hf, tensors, folder)
     model = model.to(dtype=dtype, device=device).eval()
     tokenizer = None
     if (folder / "tokenizer.json").is_file():
@@ -155,6 +145,39 @@ def load_pretrained(
         if limit:
             tokenizer.model_max_length = limit
     return model, tokenizer
+
+
+def load_weights(folder: str | Path, model: nn.Module) -> None:
+    """Copy the weights of a checkpoint folder (Hugging Face or atenea format) into ``model``,
+    which has the architecture they were saved from (e.g. to resume training in place)."""
+    folder = Path(folder)
+    hf = read_json_object(folder / "config.json")
+    _model_type(hf, folder)
+    _load_tensors(model, hf, read_tensors(folder), folder)
+
+
+def _model_type(hf: dict, folder: Path) -> str:
+    """``config.json``'s ``model_type``, when atenea reads it."""
+    kind = hf.get("model_type")
+    if kind != NATIVE and kind not in FAMILIES:
+        known = ", ".join([*FAMILIES, NATIVE])
+        raise CheckpointError(
+            f"{folder / 'config.json'}: unknown architecture model_type={kind!r}; atenea reads: "
+            f"{known}"
+        )
+    return kind
+
+
+def _load_tensors(model: nn.Module, hf: dict, tensors: dict, folder: Path) -> None:
+    """Load a checkpoint's tensors into ``model``, renamed from Hugging Face's names when the
+    folder is in Hugging Face format."""
+    kind = hf["model_type"]
+    if kind == NATIVE:
+        load_state(model, tensors, str(folder))
+        return
+    build, ignore = FAMILIES[kind]
+    rules = build(hf, set(tensors))[3]
+    load_state(model, convert_to_ours(tensors, rules, ignore), str(folder), hf_rules=rules)
 
 
 def _sentence_transformers_limit(folder: Path) -> int | None:

@@ -23,7 +23,9 @@ class CheckpointError(ValueError):
     """A checkpoint folder or file atenea refuses to read (the message says which and why)."""
 
 
-def _read_file(path: Path) -> dict[str, torch.Tensor]:
+def read_file(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of one safetensors file; a ``CheckpointError`` naming it when it is missing,
+    truncated or corrupt."""
     try:
         tensors = {}
         with safe_open(str(path), framework="pt") as handle:
@@ -49,7 +51,7 @@ def read_tensors(folder: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{folder / INDEX}: not a valid shard index ({error})") from None
         tensors: dict[str, torch.Tensor] = {}
         for shard in sorted(set(weight_map.values())):
-            tensors.update(_read_file(folder / shard))
+            tensors.update(read_file(folder / shard))
         for name, shard in weight_map.items():
             if name not in tensors:
                 raise CheckpointError(
@@ -58,7 +60,7 @@ def read_tensors(folder: str | Path) -> dict[str, torch.Tensor]:
                 )
         return tensors
     if (folder / SINGLE).is_file():
-        return _read_file(folder / SINGLE)
+        return read_file(folder / SINGLE)
     pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt*")]
     if pickles:
         raise CheckpointError(

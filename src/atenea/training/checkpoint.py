@@ -31,19 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from atenea.models.checkpoints import (
-    FAMILIES,
-    NATIVE,
-    convert_to_ours,
-    load_state,
-    read_json_object,
-)
+from atenea.models.checkpoints import load_weights, read_json_object
 from atenea.models.checkpoints import save_pretrained as _save_pretrained
-from atenea.models.safetensors_io import CheckpointError, read_tensors
+from atenea.models.safetensors_io import CheckpointError, read_file
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -298,36 +291,7 @@ def _read_state_json(path: Path) -> dict:
 def _read_state_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (not a training checkpoint?)")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {name: handle.get_tensor(name) for name in handle.keys()}
-    except Exception as error:  # safetensors raises SafetensorError / OSError variants
-        raise CheckpointError(
-            f"{path}: not a readable safetensors file (truncated or corrupt?): {error}"
-        ) from None
-
-
-def load_model_weights(folder, model: nn.Module) -> None:
-    """Copy the weights of the model folder ``folder`` into ``model`` (which has the
-    architecture they were saved from), whether saved in Hugging Face or atenea format."""
-    folder = Path(folder)
-    config_path = folder / "config.json"
-    try:
-        hf = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{config_path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{config_path}: invalid JSON ({error})") from None
-    tensors = read_tensors(folder)
-    kind = hf.get("model_type") if isinstance(hf, dict) else None
-    if kind == NATIVE:
-        load_state(model, tensors, str(folder))
-    elif kind in FAMILIES:
-        build, ignore = FAMILIES[kind]
-        rules = build(hf, set(tensors))[3]
-        load_state(model, convert_to_ours(tensors, rules, ignore), str(folder), hf_rules=rules)
-    else:
-        raise CheckpointError(f"{config_path}: unknown model_type {kind!r}")
+    return read_file(path)
 
 
 def _restore_optimizer(optimizer, saved: dict, tensors: dict, source: Path) -> None:
@@ -387,7 +351,7 @@ def load_training_state(folder, model: nn.Module, optimizer, scheduler) -> Train
         raise CheckpointError(f"{folder}: incomplete checkpoint (no {COMPLETE} marker)")
     saved = _read_state_json(folder / STATE_JSON)
     tensors = _read_state_tensors(folder / STATE_TENSORS)
-    load_model_weights(folder, model)
+    load_weights(folder, model)
     _restore_optimizer(optimizer, saved["optimizer"], tensors, folder / STATE_JSON)
     try:
         scheduler.load_state_dict(saved["scheduler"])

@@ -222,11 +222,6 @@ def _pad(rows: list[list[int]], value: int) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel wrapper (evaluation needs the real class)."""
-    return getattr(model, "module", model)
-
-
 class _Evaluating:
     """``with _Evaluating(model):`` eval mode and no gradients, the previous mode restored."""
 
@@ -442,8 +437,9 @@ class TranslateTask(Task):
     def translate(self, model, sources: list[list[int]]) -> list[list[int]]:
         """Greedy translations (ids, without ``<s>``/``</s>``/padding) of source ids."""
         import atenea
+        from atenea.training.distributed import unwrap
 
-        model = _unwrap(model)
+        model = unwrap(model)
         outputs = []
         with _Evaluating(model):
             device = _device(model)
@@ -476,8 +472,10 @@ class TranslateTask(Task):
         the decoder's cross-attention on (source, generated target), heads averaged, of the
         sharpest layer. Rows: each generated token (the row that wrote it); columns: source."""
         from atenea.inspect.plots import heatmap_png
+        from atenea.inspect.seq2seq import sharpest_layer
+        from atenea.training.distributed import unwrap
 
-        model = _unwrap(model)
+        model = unwrap(model)
         sources = self.val_src[:count]
         generated = self.translate(model, sources)
         paths = []
@@ -488,9 +486,8 @@ class TranslateTask(Task):
                 src_ids = torch.tensor([src], device=device)
                 tgt_ids = torch.tensor([[self.bos_id] + out], device=device)
                 cross = model(src_ids, tgt_ids, output_attentions=True).cross_attentions
-                maps = torch.stack([w[0].float().mean(0) for w in cross])  # (layers, T, S)
-                entropy = -(maps * maps.clamp_min(1e-12).log()).sum(-1).mean(-1)
-                layer = int(entropy.argmin())
+                maps = torch.stack([w[0].float() for w in cross])  # (layers, heads, T, S)
+                layer = sharpest_layer(maps)
                 title = (
                     f"{self.val_sources[i]!r} -> {self.tokenizer.decode(out)!r}\n"
                     f"cross-attention, decoder layer {layer + 1}/{len(cross)}, heads averaged"
@@ -498,7 +495,7 @@ class TranslateTask(Task):
                 path = Path(folder) / "alignments" / f"alignment-{i}.png"
                 paths.append(
                     heatmap_png(
-                        maps[layer].cpu(),
+                        maps[layer].mean(0).cpu(),
                         self._pieces(written),
                         path,
                         title,
@@ -596,12 +593,15 @@ class LanguageModelTask(Task):
             device = _device(model)
             for start in range(0, count, EVAL_BATCH):
                 b = self._batch(self.val_rows, range(start, min(start + EVAL_BATCH, count)))
-                logits = model(b["input_ids"].to(device),
-                               document_ids=b["document_ids"].to(device)).logits  # fmt: skip
-                targets = F.pad(b["labels"][:, 1:], (0, 1), value=IGNORE).to(device)
-                nll += float(F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
-                                             ignore_index=IGNORE, reduction="sum"))  # fmt: skip
-                predicted += int((targets != IGNORE).sum())
+                # The model's loss shifts the labels itself (position t predicts labels[t + 1]):
+                # its mean over the predicted tokens, times their number, is the batch's sum.
+                targets = int((b["labels"][:, 1:] != IGNORE).sum())
+                if targets:
+                    b = {key: value.to(device) for key, value in b.items()}
+                    loss = model(b["input_ids"], document_ids=b["document_ids"],
+                                 labels=b["labels"]).loss  # fmt: skip
+                    nll += float(loss) * targets
+                    predicted += targets
         return {"perplexity": metrics.perplexity(nll, predicted),
                 "loss": nll / max(predicted, 1)}  # fmt: skip
 
@@ -881,7 +881,9 @@ def from_description(info: dict, folder, data=None) -> Task:
     seed = info.get("seed", 0)
     if data is not None:
         # Read the file as both train and validation: all of it is scored.
-        split = _read(name, data, data if name in ("classify", "translate") else None,
+        paths = _paths(data)
+        one_file = name in ("classify", "translate") and len(paths) == 1
+        split = _read(name, paths, paths[0] if one_file else None,
                       {"text": "text", "label": "label", "source": "source", "target": "target",
                        **columns}, seed)  # fmt: skip
         if name in ("lm", "mlm"):
