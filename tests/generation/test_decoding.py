@@ -8,7 +8,7 @@ import torch
 
 import atenea
 from atenea.generation import BeamSearchOutput, TextStreamer
-from atenea.generation.steps import decode_step, model_step, prefill, writes_out
+from atenea.generation.steps import decode_step, model_step, prefill, static_step
 from tests.generation import tiny
 
 NEW = 12
@@ -41,10 +41,10 @@ def test_each_cached_step_gives_the_logits_of_a_full_forward(request, name):
 
 
 def test_the_written_out_step_and_the_model_forward_agree(gpt2):
-    # Models one_token does not cover (training mode: dropout) decode through model_step.
-    assert writes_out(gpt2)
+    # Models DecoderModel.step does not cover (training mode: dropout) decode through model_step.
+    assert static_step(gpt2)
     gpt2.train()
-    assert not writes_out(gpt2)
+    assert not static_step(gpt2)
     gpt2.eval()
     ids, mask = tiny.left_padded()
     caches = [gpt2.new_cache(3, ids.shape[1] + 3) for _ in range(2)]

@@ -13,59 +13,50 @@ from torch import Tensor
 
 from atenea.generation.steps import (
     decode_step,
+    model_static_step,
     model_step,
-    one_token,
     prefill,
     seq2seq_step,
-    writes_out,
+    static_step,
 )
 from atenea.models.decoder import DecoderModel
 
-_compiled_one_token = None
+_compiled_step = None
 
 
-def compiled_one_token(model, tokens, *tensors) -> Tensor:
-    """``one_token`` through ``torch.compile`` (compiled on the first call, again for new
-    shapes), with ``freezing``: the weights are folded into the graph as constants, prepacked
-    for the CPU's matrix kernels (oneDNN runs bfloat16 near memory speed). The inductor reads
-    that setting when it compiles, inside a call. A model whose weights change afterwards
-    needs ``torch._dynamo.reset()``.
-
-    One float32 row on a CPU: the projections become multiply-and-sum kernels (``linear``),
-    which read the weights faster than MKL's matrix-vector product (measured: 23 vs 16 GB/s
-    on the benchmark's 2-core EPYC; for bfloat16, oneDNN's prepacked product is the faster)."""
-    global _compiled_one_token
-    if _compiled_one_token is None:
-        _compiled_one_token = torch.compile(one_token, fullgraph=True)
-    matvec = (
-        tokens.shape[0] == 1
-        and tokens.device.type == "cpu"
-        and model.output_weight.dtype == torch.float32
-    )
+def compiled_step(model, *tensors) -> Tensor:
+    """``DecoderModel.step`` through ``torch.compile`` (compiled on the first call, again for
+    new shapes or models), with ``freezing``: the weights are folded into the graph as
+    constants, prepacked for the CPU's matrix kernels. The inductor reads that setting when it
+    compiles, inside a call. A model whose weights change afterwards needs
+    ``torch._dynamo.reset()``."""
+    global _compiled_step
+    if _compiled_step is None:
+        _compiled_step = torch.compile(model_static_step, fullgraph=True)
     with torch._inductor.config.patch(freezing=True):
-        return _compiled_one_token(model, tokens, *tensors, matvec=matvec)
+        return _compiled_step(model, *tensors)
 
 
 class CachedDecoder:
-    """A decoder-only model and its KV cache. Decode steps run ``one_token`` (compiled or not)
-    when it covers the model, else the model's forward."""
+    """A decoder-only model and its KV cache. Decode steps run ``DecoderModel.step`` (compiled
+    or not) when it covers the model, else the model's forward."""
 
     def __init__(self, model: DecoderModel, input_ids, attention_mask, max_new_tokens: int,
                  compile: bool = False):  # fmt: skip
         self.model, self.input_ids, self.attention_mask = model, input_ids, attention_mask
         batch, length = input_ids.shape
         self.cache = model.new_cache(batch, length + max_new_tokens, device=input_ids.device)
-        self.one_token = None
-        if writes_out(model):
-            self.one_token = compiled_one_token if compile else one_token
+        self.static_step = None
+        if static_step(model):
+            self.static_step = compiled_step if compile else model_static_step
 
     def first(self) -> Tensor:
         return prefill(self.model, self.input_ids, self.attention_mask, self.cache)
 
     def step(self, tokens: Tensor) -> Tensor:
-        if self.one_token is None:
+        if self.static_step is None:
             return model_step(self.model, tokens, self.cache)
-        return decode_step(self.model, tokens, self.cache, self.one_token)
+        return decode_step(self.model, tokens, self.cache, self.static_step)
 
     def select(self, rows: Tensor) -> None:
         self.cache.select(rows)

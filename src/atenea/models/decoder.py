@@ -29,6 +29,7 @@ from atenea.models.config import DecoderConfig
 from atenea.models.outputs import ModelOutput
 from atenea.nn.block import TransformerBlock
 from atenea.nn.cache import Cache, KVCache
+from atenea.nn.linear import Linear, linear
 from atenea.nn.norms import make_norm
 from atenea.nn.positions import LearnedPositions, RotaryEmbedding, positions_from_mask
 
@@ -66,7 +67,7 @@ class DecoderModel(Pretrained, nn.Module):
             [TransformerBlock(c.block(), rotary=self.rotary) for _ in range(c.num_layers)]
         )
         self.final_norm = make_norm(c.norm, c.dim, c.norm_eps)
-        self.lm_head = None if c.tie_embeddings else nn.Linear(c.dim, c.vocab_size, bias=False)
+        self.lm_head = None if c.tie_embeddings else Linear(c.dim, c.vocab_size, bias=False)
         self.apply(init_weights)
 
     @property
@@ -159,7 +160,7 @@ class DecoderModel(Pretrained, nn.Module):
             inter.hidden_states.append(x)
 
         kept = x[:, -logits_to_keep:] if logits_to_keep else x
-        logits = F.linear(kept, self.output_weight)
+        logits = linear(kept, self.output_weight)
         loss = None
         if labels is not None:
             # Shift the labels, not the logits: ``logits[:, :-1]`` is a strided view whose
@@ -175,3 +176,38 @@ class DecoderModel(Pretrained, nn.Module):
             loss=loss,
             intermediates=intermediates,
         )
+
+    def steps_on_static_cache(self) -> bool:
+        """Can ``step`` compute this model's forward? In eval mode (no dropout), with no score
+        modifier in any layer: every ``DecoderModel`` of today's configs once ``eval()``."""
+        return not self.training and all(layer.attention.score_mod is None for layer in self.layers)
+
+    def step(
+        self,
+        tokens: Tensor,
+        positions: Tensor,
+        slot: Tensor,
+        keys: list[Tensor],
+        values: list[Tensor],
+        key_mask: Tensor,
+    ) -> Tensor:
+        """``forward`` for one new token per row on a preallocated cache, with the same shapes
+        at every step (``torch.compile`` makes one graph of it): the decode step of generation.
+
+        Args:
+            tokens, positions: ``(B,)`` the new tokens and their positions.
+            slot: ``(1,)`` the cache index their keys and values are written to.
+            keys, values: per layer ``(B, Hkv, capacity, D)``, written in place.
+            key_mask: ``(B, capacity)``, True where a position holds a real token written so far,
+                the new one included.
+        Returns the logits for the token after each new one ``(B, vocab)``.
+        """
+        x = self.token_embedding(tokens)[:, None]  # (B, 1, dim)
+        if self.position_embedding is not None:
+            # The table itself: the range check of ``LearnedPositions`` reads a value, which
+            # would break the graph; ``generate`` checks the lengths before it starts.
+            x = x + self.position_embedding.table(positions)[:, None]
+        positions = positions[:, None]
+        for layer, layer_keys, layer_values in zip(self.layers, keys, values):
+            x = layer.decode(x, positions, slot, layer_keys, layer_values, key_mask)
+        return linear(self.final_norm(x)[:, 0], self.output_weight)

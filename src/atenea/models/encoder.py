@@ -26,6 +26,7 @@ from atenea.models.config import EncoderConfig
 from atenea.models.outputs import ModelOutput
 from atenea.nn.block import TransformerBlock
 from atenea.nn.feedforward import ACTIVATIONS
+from atenea.nn.linear import Linear, linear
 from atenea.nn.positions import LearnedPositions, SinusoidalPositions
 
 
@@ -59,7 +60,7 @@ class EncoderModel(Pretrained, nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList([TransformerBlock(c.block()) for _ in range(c.num_layers)])
         self.final_norm = None if post else nn.LayerNorm(c.dim, eps=c.norm_eps)
-        self.pooler = nn.Linear(c.dim, c.dim) if c.pooler else None
+        self.pooler = Linear(c.dim, c.dim) if c.pooler else None
         self.apply(init_weights)
 
     def embed(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
@@ -153,14 +154,14 @@ class MaskedLMHead(nn.Module):
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
-        self.dense = nn.Linear(config.dim, config.dim)
+        self.dense = Linear(config.dim, config.dim)
         self.activation = ACTIVATIONS[config.activation]
         self.norm = nn.LayerNorm(config.dim, eps=config.norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden: Tensor, embedding_weight: Tensor) -> Tensor:
         """``hidden (B, L, dim)`` -> logits ``(B, L, vocab)``."""
-        return F.linear(self.norm(self.activation(self.dense(hidden))), embedding_weight, self.bias)
+        return linear(self.norm(self.activation(self.dense(hidden))), embedding_weight, self.bias)
 
 
 class EncoderForMaskedLM(Pretrained, nn.Module):
@@ -196,7 +197,7 @@ class ClassificationHead(nn.Module):
             raise ValueError(f"pooling: expected 'cls' or 'mean', got {pooling!r}")
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(dim, num_labels)
+        self.classifier = Linear(dim, num_labels)
 
     def forward(self, output: ModelOutput, attention_mask: Tensor | None) -> Tensor:
         if self.pooling == "mean":

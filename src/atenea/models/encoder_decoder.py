@@ -30,6 +30,7 @@ from atenea.models.config import EncoderDecoderConfig
 from atenea.models.outputs import Intermediates, ModelOutput
 from atenea.nn.block import TransformerBlock
 from atenea.nn.cache import Cache, KVCache
+from atenea.nn.linear import Linear, linear
 from atenea.nn.positions import SinusoidalPositions
 
 
@@ -63,7 +64,7 @@ class EncoderDecoderModel(Pretrained, nn.Module):
         pre = c.norm_position == "pre"  # pre-norm stacks end with a norm; post-norm ones do not
         self.encoder_norm = nn.LayerNorm(c.dim, eps=c.norm_eps) if pre else None
         self.decoder_norm = nn.LayerNorm(c.dim, eps=c.norm_eps) if pre else None
-        self.output = None if c.tie_output else nn.Linear(c.dim, c.tgt_vocab_size, bias=False)
+        self.output = None if c.tie_output else Linear(c.dim, c.tgt_vocab_size, bias=False)
         self.apply(init_weights)
 
     @property
@@ -145,7 +146,7 @@ class EncoderDecoderModel(Pretrained, nn.Module):
         if self.decoder_norm is not None:
             x = self.decoder_norm(x)
         kept = x[:, -logits_to_keep:] if logits_to_keep else x
-        return F.linear(kept, self.output_weight), x
+        return linear(kept, self.output_weight), x
 
     def forward(
         self,

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from atenea.attention.masks import as_mask
 from atenea.attention.reference import safe_softmax
+from atenea.nn.linear import Linear
 
 
 class AdditiveAttention(nn.Module):
@@ -21,9 +22,9 @@ class AdditiveAttention(nn.Module):
 
     def __init__(self, query_dim: int, key_dim: int, hidden_dim: int):
         super().__init__()
-        self.query_proj = nn.Linear(query_dim, hidden_dim, bias=False)  # W_q
-        self.key_proj = nn.Linear(key_dim, hidden_dim, bias=True)  # W_k (+ b)
-        self.score = nn.Linear(hidden_dim, 1, bias=False)  # v
+        self.query_proj = Linear(query_dim, hidden_dim, bias=False)  # W_q
+        self.key_proj = Linear(key_dim, hidden_dim, bias=True)  # W_k (+ b)
+        self.score = Linear(hidden_dim, 1, bias=False)  # v
 
     def forward(
         self, query: Tensor, keys: Tensor, values: Tensor | None = None, mask=None

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 import atenea
+from atenea.attention.single_query import single_query_attention
 from atenea.attention.weights import attention_weights
 from atenea.nn.cache import KVCache
+from atenea.nn.linear import Linear
 from atenea.nn.positions import RotaryEmbedding
 
 
@@ -92,13 +94,13 @@ class MultiHeadAttention(nn.Module):
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         q_width, kv_width = num_heads * head_dim, num_kv_heads * head_dim
         if fused_qkv:
-            self.qkv_proj = nn.Linear(dim, q_width + 2 * kv_width, bias=bias)
+            self.qkv_proj = Linear(dim, q_width + 2 * kv_width, bias=bias)
         else:
             source = dim if memory_dim is None else memory_dim
-            self.q_proj = nn.Linear(dim, q_width, bias=bias)
-            self.k_proj = nn.Linear(source, kv_width, bias=bias)
-            self.v_proj = nn.Linear(source, kv_width, bias=bias)
-        self.o_proj = nn.Linear(q_width, dim, bias=bias if out_bias is None else out_bias)
+            self.q_proj = Linear(dim, q_width, bias=bias)
+            self.k_proj = Linear(source, kv_width, bias=bias)
+            self.v_proj = Linear(source, kv_width, bias=bias)
+        self.o_proj = Linear(q_width, dim, bias=bias if out_bias is None else out_bias)
         self.fused_qkv, self.dropout, self.rotary = fused_qkv, dropout, rotary
         self.score_mod, self.backend = score_mod, backend
 
@@ -163,3 +165,32 @@ class MultiHeadAttention(nn.Module):
             scale = self.head_dim**-0.5
             record.append(AttentionRecord(q.detach(), k.detach(), lse, mask, self.score_mod, scale))
         return self.o_proj(result.transpose(1, 2).flatten(2))
+
+    def decode(
+        self,
+        x: Tensor,
+        positions: Tensor,
+        slot: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        key_mask: Tensor,
+    ) -> Tensor:
+        """Self-attention of one new token per row on a preallocated cache, with shapes that do
+        not change from step to step (``torch.compile`` makes one graph of it). No score
+        modifier, no record.
+
+        Args:
+            x: ``(B, 1, dim)`` the new tokens; ``positions``: ``(B, 1)`` their positions.
+            slot: ``(1,)`` the cache index their keys and values are written to.
+            keys, values: this layer's cache ``(B, Hkv, capacity, D)``, written in place.
+            key_mask: ``(B, capacity)``, True where a position holds a real token written so
+                far (the new one included).
+        Returns ``(B, 1, dim)``.
+        """
+        q, k, v = self._project(x, None, None)
+        if self.rotary is not None:
+            q, k = self.rotary(q, positions), self.rotary(k, positions)
+        keys.index_copy_(2, slot, k)
+        values.index_copy_(2, slot, v)
+        out = single_query_attention(q, keys, values, key_mask)
+        return self.o_proj(out.transpose(1, 2).flatten(2))

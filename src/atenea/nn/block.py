@@ -105,3 +105,14 @@ class TransformerBlock(nn.Module):
                 ),
             )  # fmt: skip
         return self._sublayer(x, self.ffn_norm, self.feed_forward)
+
+    def decode(self, x: Tensor, positions, slot, keys, values, key_mask) -> Tensor:
+        """One new token per row on a preallocated cache (see ``MultiHeadAttention.decode`` for
+        the arguments): ``x (B, 1, dim)`` -> ``(B, 1, dim)``. Blocks without cross-attention."""
+        if self.cross_attention is not None:
+            raise ValueError("block: decode() is for blocks without cross-attention")
+        x = self._sublayer(
+            x, self.attention_norm,
+            lambda h: self.attention.decode(h, positions, slot, keys, values, key_mask),
+        )  # fmt: skip
+        return self._sublayer(x, self.ffn_norm, self.feed_forward)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from atenea.nn.linear import Linear
+
 ACTIVATIONS = {
     "gelu": F.gelu,  # exact (erf) GELU: BERT
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's "gelu_new"
@@ -32,9 +34,9 @@ class FeedForward(nn.Module):
                 f"got {activation!r}"
             )
         self.activation = activation
-        self.up = nn.Linear(dim, hidden, bias=bias)
-        self.gate = nn.Linear(dim, hidden, bias=bias) if activation == "swiglu" else None
-        self.down = nn.Linear(hidden, dim, bias=bias)
+        self.up = Linear(dim, hidden, bias=bias)
+        self.gate = Linear(dim, hidden, bias=bias) if activation == "swiglu" else None
+        self.down = Linear(hidden, dim, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:

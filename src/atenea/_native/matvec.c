@@ -1,0 +1,107 @@
+/* Matrix-vector products for the decode step: y = W x + b, W (m, n) row-major.
+ *
+ * One new token per step multiplies every weight matrix by a single vector, so the step is
+ * bound by reading the weights from memory. Each weight is read once, ROWS rows at a time
+ * against the same slice of x (kept in L1), with sixteen-lane partial sums per row held in
+ * registers: ROWS independent chains of fused multiply-adds keep enough loads in flight to
+ * stream memory near the speed of a plain sum (on the 2-core AMD EPYC atenea is measured on:
+ * 29 GB/s on one thread where a sum reads 34, MKL's product 16 and oneDNN's 22).
+ *
+ * Plain C with GCC/Clang vector extensions: the compiler maps `vec` to the machine's widest
+ * SIMD registers (one AVX-512 register, two AVX2 ones, four NEON ones). Accumulation is in
+ * float32 for both storage types; bfloat16 weights are widened by a 16-bit shift.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#define LANES 16
+/* As many rows as the accumulators fit in registers: 32 AVX-512 registers hold 16 rows of 16
+ * lanes; 16 AVX2 (or 32 NEON) registers hold 4 rows of two (four) registers each. */
+#ifdef __AVX512F__
+#define ROWS 16
+#else
+#define ROWS 4
+#endif
+
+typedef float vec __attribute__((vector_size(LANES * 4)));
+typedef uint32_t uvec __attribute__((vector_size(LANES * 4)));
+typedef uint16_t hvec __attribute__((vector_size(LANES * 2)));
+
+static inline vec load_f32(const float *p) {
+    vec v;
+    memcpy(&v, p, sizeof v); /* unaligned load */
+    return v;
+}
+
+static inline vec load_bf16(const uint16_t *p) {
+    hvec h;
+    memcpy(&h, p, sizeof h);
+    uvec wide = __builtin_convertvector(h, uvec) << 16;
+    vec v;
+    memcpy(&v, &wide, sizeof v);
+    return v;
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline float lane_sum(vec v) {
+    float s = 0.0f;
+    for (int l = 0; l < LANES; l++) s += v[l];
+    return s;
+}
+
+/* Rows [o, o + count) of y, count <= ROWS. */
+#define ROW_BLOCK(NAME, T, LOAD, SCALAR)                                                     \
+    static void NAME(const T *restrict W, const float *restrict x, const float *restrict b, \
+                     float *restrict y, long o, long count, long n) {                        \
+        long nv = n - n % LANES;                                                             \
+        const T *w = W + o * n;                                                              \
+        if (count == ROWS) {                                                                 \
+            vec acc[ROWS];                                                                   \
+            for (int r = 0; r < ROWS; r++) acc[r] = (vec){0};                                \
+            for (long i = 0; i < nv; i += LANES) {                                           \
+                vec xv = load_f32(x + i);                                                    \
+                const T *p = w + i; /* one pointer walked down the rows: few registers */    \
+                for (int r = 0; r < ROWS; r++, p += n) acc[r] += LOAD(p) * xv;               \
+            }                                                                                \
+            for (int r = 0; r < ROWS; r++) {                                                 \
+                float s = lane_sum(acc[r]);                                                  \
+                for (long i = nv; i < n; i++) s += SCALAR(w[r * n + i]) * x[i];              \
+                y[o + r] = s + (b ? b[o + r] : 0.0f);                                        \
+            }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        for (long r = 0; r < count; r++) { /* the last, partial block */                    \
+            vec acc = (vec){0};                                                              \
+            for (long i = 0; i < nv; i += LANES) acc += LOAD(w + r * n + i) * load_f32(x + i); \
+            float s = lane_sum(acc);                                                         \
+            for (long i = nv; i < n; i++) s += SCALAR(w[r * n + i]) * x[i];                  \
+            y[o + r] = s + (b ? b[o + r] : 0.0f);                                            \
+        }                                                                                    \
+    }
+
+/* y (m,) = W (m, n) x (n,) + b (m,) (b may be NULL). With `threads` > 1 (and OpenMP), the
+ * row blocks are shared out in contiguous ranges, one per thread. Built with -fopenmp after
+ * PyTorch is loaded, this is PyTorch's own OpenMP runtime and thread pool. */
+#define MATVEC(NAME, BLOCK, T)                                                               \
+    void NAME(const T *restrict W, const float *restrict x, const float *restrict b,         \
+              float *restrict y, long m, long n, int threads) {                              \
+        long blocks = (m + ROWS - 1) / ROWS;                                                 \
+        (void)threads;                                                                       \
+        _Pragma("omp parallel for num_threads(threads) schedule(static) if(threads > 1)")    \
+        for (long k = 0; k < blocks; k++) {                                                  \
+            long o = k * ROWS;                                                               \
+            BLOCK(W, x, b, y, o, m - o < ROWS ? m - o : ROWS, n);                            \
+        }                                                                                    \
+    }
+
+#define AS_IS(v) (v)
+ROW_BLOCK(rows_f32, float, load_f32, AS_IS)
+ROW_BLOCK(rows_bf16, uint16_t, load_bf16, bf16_to_f32)
+MATVEC(atenea_matvec_f32, rows_f32, float)
+MATVEC(atenea_matvec_bf16, rows_bf16, uint16_t)

@@ -1,0 +1,117 @@
+"""``atenea.nn.linear``: the same function as ``F.linear`` on whichever kernel it picks (atenea's
+matvec for one row, oneDNN for more, PyTorch's otherwise), checked against float64."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import atenea.nn.linear as linear_module
+from atenea import _native
+from atenea.nn.linear import Linear, linear, route
+
+NATIVE = _native.unavailable() is None
+needs_native = pytest.mark.skipif(not NATIVE, reason=f"native kernels: {_native.unavailable()}")
+
+
+def reference(x, weight, bias):
+    out = x.double() @ weight.double().T
+    return out if bias is None else out + bias.double()
+
+
+def relative_error(out, x, weight, bias):
+    expected = reference(x, weight, bias)
+    return ((out.double() - expected).abs().max() / expected.abs().max()).item()
+
+
+def close_to_float64(out, x, weight, bias) -> bool:
+    """Within 2e-6 relative, or within twice PyTorch's own error (long sums in float32)."""
+    error = relative_error(out, x, weight, bias)
+    return error < max(2e-6, 2 * relative_error(F.linear(x, weight, bias), x, weight, bias))
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "out_features, in_features", [(768, 768), (1000, 777), (33, 9000), (5, 70000)]
+)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_one_row_goes_to_matvec_and_matches_float64(out_features, in_features, with_bias):
+    # Row counts that are not a multiple of the kernel's row block (16 or 4) and widths that are
+    # not a multiple of its 16 lanes exercise the tails.
+    weight = torch.randn(out_features, in_features)
+    bias = torch.randn(out_features) if with_bias else None
+    for x in (torch.randn(1, in_features), torch.randn(1, 1, in_features)):
+        assert route(x, weight, bias) == "matvec"
+        out = linear(x, weight, bias)
+        assert out.shape == (*x.shape[:-1], out_features) and out.dtype == torch.float32
+        assert close_to_float64(out, x, weight, bias)
+
+
+@needs_native
+def test_matvec_on_two_threads_gives_the_one_thread_result():
+    weight, x = torch.randn(4099, 1030), torch.randn(1, 1030)  # above the threshold for threads
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = linear(x, weight)
+        torch.set_num_threads(2)
+        two = linear(x, weight)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)  # rows are split between threads, sums are not
+
+
+@needs_native
+def test_bfloat16_one_row_accumulates_in_float32():
+    weight, x, bias = torch.randn(2000, 1536), torch.randn(1, 1536), torch.randn(2000)
+    weight, x, bias = weight.bfloat16(), x.bfloat16(), bias.bfloat16()
+    assert route(x, weight, bias) == "matvec"
+    out = linear(x, weight, bias)
+    assert out.dtype == torch.bfloat16
+    # Exact products summed in float32, then one rounding to bfloat16 (2^-8 relative).
+    expected = reference(x, weight, bias)
+    assert ((out.double() - expected).abs() <= expected.abs() * 2**-8 + 1e-2).all()
+
+
+@pytest.mark.skipif(not linear_module.ONEDNN, reason="PyTorch built without oneDNN")
+@pytest.mark.parametrize("shape", [(2, 512), (3, 7, 512), (64, 512)])
+def test_several_rows_go_to_onednn_and_match_float64(shape):
+    weight, bias = torch.randn(1025, 512), torch.randn(1025)
+    x = torch.randn(*shape)
+    assert route(x, weight, bias) == "onednn"
+    out = linear(x, weight, bias)
+    assert out.shape == (*shape[:-1], 1025)
+    assert relative_error(out, x, weight, bias) < 2e-6
+
+
+def test_pytorch_keeps_what_the_fast_kernels_do_not_cover(monkeypatch):
+    big = torch.randn(1024, 1024)
+    assert route(torch.randn(1, 64), torch.randn(64, 64)) == "aten"  # tiny: call overhead
+    assert route(torch.randn(1, 1024, dtype=torch.float64), big.double()) == "aten"
+    assert route(torch.randn(2, 1024).half(), big.half()) == "aten"
+    assert route(torch.randn(1024), big) == "aten"  # a 1-d input: F.linear's own semantics
+    monkeypatch.setenv("ATENEA_LINEAR", "aten")
+    assert route(torch.randn(1, 1024), big) == "aten"
+
+
+def test_gradients_are_pytorch_s_when_wanted():
+    # Neither fast kernel has a backward: with a gradient wanted, linear must be F.linear.
+    weight = torch.randn(1024, 1024, requires_grad=True)
+    x = torch.randn(1, 1024, requires_grad=True)
+    assert route(x, weight) == "aten"
+    linear(x, weight).square().sum().backward()
+    expected_weight_grad, expected_x_grad = weight.grad.clone(), x.grad.clone()
+    weight.grad = x.grad = None
+    F.linear(x, weight).square().sum().backward()
+    assert torch.equal(weight.grad, expected_weight_grad) and torch.equal(x.grad, expected_x_grad)
+    with torch.no_grad():  # no gradient wanted: the fast route, even for trainable weights
+        assert route(x, weight) != "aten" or not (NATIVE or linear_module.ONEDNN)
+
+
+def test_linear_module_has_nn_linear_s_parameters_and_output():
+    module = Linear(700, 600)
+    assert isinstance(module, torch.nn.Linear)
+    assert [name for name, _ in module.named_parameters()] == ["weight", "bias"]
+    x = torch.randn(4, 700)
+    with torch.no_grad():
+        assert relative_error(module(x), x, module.weight, module.bias) < 2e-6
+        assert relative_error(module(x[:1]), x[:1], module.weight, module.bias) < 2e-6

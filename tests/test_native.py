@@ -1,0 +1,69 @@
+"""``atenea._native``: the C kernels are built once per machine into the cache folder, reused by
+later processes, and everything falls back to PyTorch's kernels when no compiler works."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from atenea import _native
+
+PROBE = """
+import json, torch
+from atenea import _native
+from atenea.nn.linear import route
+reason = _native.unavailable()
+x, w = torch.randn(1, 1024), torch.randn(1024, 1024)
+print(json.dumps({"reason": reason, "route": route(x, w),
+                  "files": sorted(p.name for p in _native.cache_dir().glob("*"))}))
+"""
+
+
+def probe(tmp_path, **env):
+    environment = {**os.environ, "ATENEA_CACHE": str(tmp_path), **env}
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                          env=environment, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(_native.unavailable() is not None, reason="no working C compiler here")
+def test_built_once_then_reused(tmp_path):
+    first = probe(tmp_path)
+    assert first["reason"] is None and first["route"] == "matvec"
+    [library] = first["files"]
+    assert library.startswith("matvec-") and library.endswith(".so")
+    built = (tmp_path / "kernels" / library).stat().st_mtime_ns
+    assert probe(tmp_path)["files"] == [library]  # no second build, no leftover temporary file
+    assert (tmp_path / "kernels" / library).stat().st_mtime_ns == built
+
+
+def test_without_a_compiler_pytorch_s_kernels_are_used(tmp_path):
+    result = probe(tmp_path, CC=str(tmp_path / "no-such-compiler"))
+    assert result["reason"] and "no-such-compiler" in result["reason"]
+    assert result["route"] in ("onednn", "aten") and result["files"] == []
+
+
+def test_turned_off_by_the_environment(tmp_path):
+    result = probe(tmp_path, ATENEA_NATIVE="0")
+    assert result["reason"] == "turned off by ATENEA_NATIVE=0" and result["route"] != "matvec"
+
+
+@pytest.mark.skipif(_native.unavailable() is not None, reason="no working C compiler here")
+def test_matvec_operator_for_torch_compile_passes_pytorch_s_checks():
+    weight, x, bias = torch.randn(40, 33), torch.randn(33), torch.randn(40)
+    torch.library.opcheck(_native.matvec_op, (x, weight, bias))
+    assert torch.allclose(_native.matvec_op(x, weight, None), weight @ x, atol=1e-5)
+
+
+@pytest.mark.skipif(_native.unavailable() is not None, reason="no working C compiler here")
+def test_matvec_rejects_what_it_cannot_compute():
+    with pytest.raises(ValueError, match="33 columns"):
+        _native.matvec(torch.randn(32), torch.randn(4, 33))
+    with pytest.raises(ValueError, match="contiguous float32 or bfloat16"):
+        _native.matvec(torch.randn(4), torch.randn(4, 3).T)
+    with pytest.raises(ValueError, match="contiguous float32 or bfloat16"):
+        _native.matvec(torch.randn(3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64))
