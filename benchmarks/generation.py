@@ -1,7 +1,8 @@
 """Generation speed: atenea.generate vs Hugging Face's generate, same weights, one process.
 
-    python benchmarks/generation.py              # the full table (about 10 minutes, 1 thread)
-    python benchmarks/generation.py --quick      # a smoke run (batch 1, 2 repetitions)
+    python benchmarks/generation.py              # the full tables, 1 and 2 threads (~25 min)
+    python benchmarks/generation.py --threads 1  # one table
+    python benchmarks/generation.py --quick      # a smoke run (1 thread, batch 1, 2 repetitions)
 
 GPT-2 124M (``GPT2Config()``, random weights, seed 0) saved by transformers and read by both.
 Prompt of 32 random tokens, 64 new tokens, greedy, no end token (every run makes all 64),
@@ -10,6 +11,8 @@ shared machine then hits all of them alike):
 
 - HF float32 / bfloat16: ``GPT2LMHeadModel.generate`` (its default: sdpa attention, dynamic cache);
 - atenea float32 / bfloat16: ``atenea.generate`` (prefill, then the one-token decode step);
+- atenea fp32, PyTorch kernels: the same with ``ATENEA_LINEAR=aten``, every product on
+  ``F.linear`` (what atenea's own matrix-vector kernel and oneDNN route are worth);
 - atenea compiled: ``atenea.generate(..., compile=True)``: the decode step through
   ``torch.compile`` with frozen weights; its compile time (the first call) is reported apart.
 
@@ -19,8 +22,10 @@ per token (``put``), in the same calls. The memory-bandwidth limit: a decode ste
 weight once (the token embedding too: GPT-2's output layer is the same matrix; the position
 table, one row of it, is not counted), so at most ``batch * bandwidth / weight bytes``
 tokens/s; the bandwidth is that of summing a 512 MiB tensor, timed as one more contender
-(the machine is shared: the median over the same repetitions). "% of limit" compares the decode
-tokens/s with it. Prints a markdown table and writes JSON (``--json``).
+(the machine is shared: the median over the same repetitions), on the same number of threads.
+"% of limit" compares the decode tokens/s with it. One table per thread count (every contender
+on the same count: Hugging Face's float32 products are MKL's, which use one thread for a
+matrix-vector product either way). Prints markdown tables and writes JSON (``--json``).
 """
 
 from __future__ import annotations
@@ -137,12 +142,17 @@ def contenders(hf, ours, ids, with_compile: bool) -> tuple[dict, dict]:
 
         return run
 
-    def ours_run(model, compile=False):
+    def ours_run(model, compile=False, linear=""):
         def run():
             clock = StepClock()
-            atenea.generate(
-                model, ids, max_new_tokens=NEW, eos_token_id=[], compile=compile, streamer=clock
-            )
+            os.environ["ATENEA_LINEAR"] = linear  # read by atenea.nn.linear at every call
+            try:
+                atenea.generate(
+                    model, ids, max_new_tokens=NEW, eos_token_id=[], compile=compile,
+                    streamer=clock,
+                )  # fmt: skip
+            finally:
+                os.environ["ATENEA_LINEAR"] = ""
             return clock
 
         return run
@@ -150,6 +160,7 @@ def contenders(hf, ours, ids, with_compile: bool) -> tuple[dict, dict]:
     runs = {
         "HF fp32": hf_run(hf["fp32"]),
         "atenea fp32": ours_run(ours["fp32"]),
+        "atenea fp32, PyTorch kernels": ours_run(ours["fp32"], linear="aten"),
         "HF bf16": hf_run(hf["bf16"]),
         "atenea bf16": ours_run(ours["bf16"]),
     }
@@ -164,7 +175,7 @@ def contenders(hf, ours, ids, with_compile: bool) -> tuple[dict, dict]:
     return runs, compile_times
 
 
-def bench_batch(hf, ours, batch, reps, with_compile) -> list[dict]:
+def bench_batch(hf, ours, batch, reps, with_compile, threads) -> list[dict]:
     generator = torch.Generator().manual_seed(batch)
     ids = torch.randint(0, hf["fp32"].config.vocab_size, (batch, PROMPT), generator=generator)
     with torch.no_grad():
@@ -182,8 +193,10 @@ def bench_batch(hf, ours, batch, reps, with_compile) -> list[dict]:
         for name in runs:
             if name.startswith("atenea"):
                 dtype = "bf16" if "bf16" in name else "fp32"
+                os.environ["ATENEA_LINEAR"] = "aten" if "PyTorch kernels" in name else ""
                 out = atenea.generate(ours[dtype], ids, max_new_tokens=NEW, eos_token_id=[],
                                       compile="compiled" in name)  # fmt: skip
+                os.environ["ATENEA_LINEAR"] = ""
                 same[name] = torch.equal(out, expected[dtype])
     rows = []
     for name, seconds in times.items():
@@ -192,7 +205,8 @@ def bench_batch(hf, ours, batch, reps, with_compile) -> list[dict]:
         tokens_per_s = batch * NEW / seconds
         decode_per_s = batch * (NEW - 1) / decode_times[name]
         rows.append({
-            "batch": batch, "contender": name, "dtype": dtype, "seconds": seconds,
+            "threads": threads, "batch": batch, "contender": name, "dtype": dtype,
+            "seconds": seconds,
             "tokens_per_s": tokens_per_s, "decode_tokens_per_s": decode_per_s,
             "vs_hf_fp32": times["HF fp32"] / seconds,
             "vs_hf_same_dtype": times[f"HF {dtype}"] / seconds,
@@ -200,20 +214,29 @@ def bench_batch(hf, ours, batch, reps, with_compile) -> list[dict]:
             "fraction_of_limit": decode_per_s / limit, "compile_s": compile_times.get(name),
             "tokens_equal_hf": same.get(name),
         })  # fmt: skip
-        print(f"  B={batch} {name:<22} {tokens_per_s:8.1f} tokens/s", flush=True)
+        print(f"  threads={threads} B={batch} {name:<28} {tokens_per_s:8.1f} tokens/s", flush=True)
     return rows
 
 
 def report(rows, info) -> str:
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, transformers "
+        f"{info['transformers']}, Python {info['python']}; load average at start "
+        f"{info['load_average'][0]:.2f} (shared machine).",
+        f"GPT-2 124M, random weights; prompt {PROMPT}, {NEW} new tokens, greedy. Limit = batch x "
+        "read bandwidth / weight bytes per step; '% of limit' uses the decode tokens/s.",
+    ]
+    for threads in dict.fromkeys(r["threads"] for r in rows):
+        lines += ["", *table([r for r in rows if r["threads"] == threads], threads)]
+    return "\n".join(lines)
+
+
+def table(rows, threads) -> list[str]:
     per_batch = {r["batch"]: r["bandwidth_bytes_per_s"] for r in rows}
     bandwidths = ", ".join(f"B={batch}: {bw / 1e9:.1f}" for batch, bw in per_batch.items())
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads), "
-        f"torch {info['torch']}, transformers {info['transformers']}, Python {info['python']}; "
-        f"load average at start {info['load_average'][0]:.2f} (shared machine).",
-        f"GPT-2 124M, random weights; prompt {PROMPT}, {NEW} new tokens, greedy. Read bandwidth "
-        f"(GB/s, sum of a 512 MiB tensor, timed among the contenders) {bandwidths}; limit = "
-        "batch x bandwidth / weight bytes per step; '% of limit' uses the decode tokens/s.",
+        f"{threads} torch thread{'s' if threads > 1 else ''}; read bandwidth (GB/s, sum of a "
+        f"512 MiB tensor, timed among the contenders) {bandwidths}.",
         "",
         "| batch | contender | tokens/s | decode tokens/s | vs HF fp32 | vs HF same dtype "
         "| % of limit | tokens = HF | compile |",
@@ -228,7 +251,7 @@ def report(rows, info) -> str:
             f"| {r['vs_hf_same_dtype']:.2f}x | {100 * r['fraction_of_limit']:.0f}% | {same} "
             f"| {compile_s} |"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
@@ -236,18 +259,15 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument(
-        "--threads", type=int, default=1,
-        help="torch threads (default 1: on a shared 2-core machine two OpenMP threads stall "
-        "waiting for each other; 0 = torch's default)",
+        "--threads", type=int, nargs="+", default=[1, 2],
+        help="torch thread counts, one table each (default: 1 2)",
     )  # fmt: skip
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="batch 1, 2 repetitions")
     parser.add_argument("--json", default="bench-results/generation.json")
     args = parser.parse_args()
     if args.quick:
-        args.batches, args.reps = [1], 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
+        args.batches, args.reps, args.threads = [1], 2, [1]
     warnings.filterwarnings("ignore")
     from transformers import GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging
@@ -260,8 +280,11 @@ def main() -> None:
         GPT2LMHeadModel(GPT2Config()).save_pretrained(folder)
         hf, ours = load(Path(folder))
     rows = []
-    for batch in args.batches:
-        rows += bench_batch(hf, ours, batch, args.reps, not args.no_compile)
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        torch._dynamo.reset()  # compile again for this thread count
+        for batch in args.batches:
+            rows += bench_batch(hf, ours, batch, args.reps, not args.no_compile, threads)
     table = report(rows, info)
     print()
     print(table)

@@ -89,6 +89,9 @@ def test_pytorch_keeps_what_the_fast_kernels_do_not_cover(monkeypatch):
     assert route(torch.randn(1, 1024, dtype=torch.float64), big.double()) == "aten"
     assert route(torch.randn(2, 1024).half(), big.half()) == "aten"
     assert route(torch.randn(1024), big) == "aten"  # a 1-d input: F.linear's own semantics
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert route(torch.randn(1, 1024), big) == "aten"  # autocast casts in F.linear
+        assert linear(torch.randn(2, 1024), big).dtype == torch.bfloat16
     monkeypatch.setenv("ATENEA_LINEAR", "aten")
     assert route(torch.randn(1, 1024), big) == "aten"
 

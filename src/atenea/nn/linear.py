@@ -10,8 +10,9 @@ the whole of a decode step -- where a plain sum reads 37. ``linear`` picks:
   which reads the weights at about 85% of a plain sum's speed;
 - more rows, float32: oneDNN's linear, called directly;
 - everything else: ``F.linear``, and in particular whenever a gradient is wanted (neither
-  kernel has a backward: autograd would silently give no gradients) and for tiny products (a
-  oneDNN call costs about 12 us, more than a 64 x 64 product takes).
+  kernel has a backward: autograd would silently give no gradients), under CPU autocast (which
+  casts through ``F.linear``), and for tiny products (a oneDNN call costs about 12 us, more
+  than a 64 x 64 product takes).
 
 Inside ``torch.compile`` one row still goes to ``matvec`` (as the operator ``atenea::matvec``);
 for more rows the compiler chooses its own kernels.
@@ -61,6 +62,7 @@ def route(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> str:
         or x.dtype != weight.dtype
         or (bias is not None and bias.dtype != weight.dtype)
         or _wants_gradient(x, weight, bias)
+        or torch.is_autocast_enabled("cpu")  # autocast chooses the dtype through F.linear
     ):
         return "aten"
     rows = x.numel() // max(x.shape[-1], 1)
