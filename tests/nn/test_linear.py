@@ -96,18 +96,48 @@ def test_pytorch_keeps_what_the_fast_kernels_do_not_cover(monkeypatch):
     assert route(torch.randn(1, 1024), big) == "aten"
 
 
-def test_gradients_are_pytorch_s_when_wanted():
-    # Neither fast kernel has a backward: with a gradient wanted, linear must be F.linear.
-    weight = torch.randn(1024, 1024, requires_grad=True)
-    x = torch.randn(1, 1024, requires_grad=True)
-    assert route(x, weight) == "aten"
-    linear(x, weight).square().sum().backward()
-    expected_weight_grad, expected_x_grad = weight.grad.clone(), x.grad.clone()
-    weight.grad = x.grad = None
-    F.linear(x, weight).square().sum().backward()
-    assert torch.equal(weight.grad, expected_weight_grad) and torch.equal(x.grad, expected_x_grad)
+def float64_gradients(x, weight, bias, grad_out):
+    leaves = [t.detach().double().requires_grad_() for t in (x, weight, bias)]
+    F.linear(*leaves).backward(grad_out.double())
+    return [t.grad for t in leaves]
+
+
+@pytest.mark.skipif(not linear_module.ONEDNN, reason="PyTorch built without oneDNN")
+@pytest.mark.parametrize("shape", [(1, 600), (5, 600), (2, 37, 600)])
+def test_gradients_on_onednn_match_float64(shape):
+    # Training products go to OneDNNLinear: forward and both backward products on oneDNN.
+    weight = torch.randn(700, 600, requires_grad=True)
+    bias = torch.randn(700, requires_grad=True)
+    x = torch.randn(*shape, requires_grad=True)
+    assert route(x, weight, bias) == "onednn+backward"
+    out = linear(x, weight, bias)
+    assert out.grad_fn is not None and close_to_float64(out, x, weight, bias)
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+    expected = float64_gradients(x, weight, bias, grad_out)
+    for ours, exact in zip((x.grad, weight.grad, bias.grad), expected):
+        assert ours.shape == exact.shape and ours.dtype == torch.float32
+        assert ((ours.double() - exact).abs().max() / exact.abs().max()) < 1e-5
+
+
+@pytest.mark.skipif(not linear_module.ONEDNN, reason="PyTorch built without oneDNN")
+def test_only_the_wanted_gradients_are_computed():
+    weight = torch.randn(512, 512, requires_grad=True)
+    x = torch.randn(4, 512)  # an input that needs no gradient (the first layer's)
+    linear(x, weight).sum().backward()
+    assert x.grad is None and weight.grad is not None
+    frozen = torch.randn(512, 512)  # a frozen weight: only the input's gradient
+    x.requires_grad_()
+    linear(x, frozen).sum().backward()
+    assert torch.allclose(x.grad, frozen.sum(0).expand(4, -1), rtol=1e-5, atol=1e-4)
+
+
+def test_no_fast_kernel_without_a_reason():
     with torch.no_grad():  # no gradient wanted: the fast route, even for trainable weights
-        assert route(x, weight) != "aten" or not (NATIVE or linear_module.ONEDNN)
+        weight = torch.randn(1024, 1024, requires_grad=True)
+        assert route(torch.randn(1, 1024), weight) != "aten" or not (NATIVE or linear_module.ONEDNN)
+    tiny = torch.randn(8, 8, requires_grad=True)
+    assert route(torch.randn(2, 8), tiny) == "aten"
 
 
 def test_linear_module_has_nn_linear_s_parameters_and_output():
