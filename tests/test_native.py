@@ -1,8 +1,11 @@
 """``atenea._native``: the C kernels are built once per machine into the cache folder, reused by
 later processes, and everything falls back to PyTorch's kernels when no compiler works."""
 
+import ctypes
 import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 
@@ -67,3 +70,32 @@ def test_matvec_rejects_what_it_cannot_compute():
         _native.matvec(torch.randn(4), torch.randn(4, 3).T)
     with pytest.raises(ValueError, match="contiguous float32 or bfloat16"):
         _native.matvec(torch.randn(3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64))
+
+
+PORTABLE = [["-O3"], ["-O3", "-march=x86-64-v3"]]  # baseline SSE2, and AVX2 (no AVX-512)
+
+
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or not shutil.which("cc"), reason="x86-64 builds with cc"
+)
+@pytest.mark.parametrize("flags", PORTABLE, ids=["baseline", "avx2"])
+def test_builds_for_other_processors_compute_the_same(tmp_path, flags):
+    # The machine's own build takes the AVX-512 (and AVX512-BF16) paths; other processors get
+    # the generic vector code, with 4-row blocks: checked here against float64 as well.
+    library_path = tmp_path / "matvec.so"
+    command = ["cc", *flags, "-fopenmp", "-shared", "-fPIC", str(_native.SOURCE), "-o"]
+    subprocess.run([*command, str(library_path)], check=True, capture_output=True)
+    library = ctypes.CDLL(str(library_path))
+    pointer, size = ctypes.c_void_p, ctypes.c_long
+    for function in (library.atenea_matvec_f32, library.atenea_matvec_bf16):
+        function.argtypes = [pointer, pointer, pointer, pointer, size, size, ctypes.c_int]
+    for rows, columns in [(1, 1), (7, 5), (17, 33), (100, 1000)]:
+        for dtype, function in ((torch.float32, library.atenea_matvec_f32),
+                                (torch.bfloat16, library.atenea_matvec_bf16)):  # fmt: skip
+            weight, x = torch.randn(rows, columns, dtype=dtype), torch.randn(columns, dtype=dtype)
+            bias, out = torch.randn(rows), torch.empty(rows)
+            function(weight.data_ptr(), x.data_ptr(), bias.data_ptr(), out.data_ptr(),
+                     rows, columns, 2)  # fmt: skip
+            exact = weight.double() @ x.double() + bias.double()
+            scale = (weight.double().abs() @ x.double().abs()).max()
+            assert (out.double() - exact).abs().max() / scale < 1e-6

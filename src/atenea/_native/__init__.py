@@ -127,7 +127,7 @@ MATVEC_DTYPES = (torch.float32, torch.bfloat16)
 
 def matvec(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``weight @ x + bias`` for one vector on the CPU: ``x (n,)``, ``weight (m, n)`` contiguous,
-    float32 or bfloat16 (``x`` and ``bias`` in the same dtype) -> ``(m,)`` in that dtype,
+    float32 or bfloat16 (``x`` is taken in that dtype) -> ``(m,)`` in that dtype,
     accumulated in float32, on ``torch.get_num_threads()`` threads when the matrix is large.
     Callers check ``unavailable()`` first."""
     if _library is None:
@@ -137,7 +137,8 @@ def matvec(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     rows, columns = weight.shape
     if x.numel() != columns:
         raise ValueError(f"matvec: x has {x.numel()} values for a weight of {columns} columns")
-    x32 = x.reshape(columns).float().contiguous()  # a copy only when x is not float32 already
+    # x in the weight's dtype (the bfloat16 kernel multiplies bfloat16 pairs); the bias in float32.
+    x = x.reshape(columns).to(weight.dtype).contiguous()
     b32 = None if bias is None else bias.float().contiguous()
     out = torch.empty(rows, dtype=torch.float32)
     function = (
@@ -145,7 +146,7 @@ def matvec(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     )
     threads = torch.get_num_threads() if weight.numel() >= _PARALLEL_MIN else 1
     function(
-        weight.data_ptr(), x32.data_ptr(), None if b32 is None else b32.data_ptr(),
+        weight.data_ptr(), x.data_ptr(), None if b32 is None else b32.data_ptr(),
         out.data_ptr(), rows, columns, threads,
     )  # fmt: skip
     return out if weight.dtype == torch.float32 else out.to(weight.dtype)
