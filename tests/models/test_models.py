@@ -352,11 +352,13 @@ def test_intermediates_hold_one_record_per_layer():
     assert len(out.attentions) == 3 and out.attentions[0].shape == (B, 6, L, L)
     for record, weights in zip(inter.attention, out.attentions):
         assert torch.equal(record.weights(), weights)
+        # Other rows, other matrix shapes: a float32 product may round the last bit differently
+        # (weights are <= 1, so 3e-7 is two or three units in the last place).
         rows, heads = [10, 3, 7], [5, 0]
         assert (
-            max_error(record.weights(rows=rows, heads=heads), weights[:, heads][:, :, rows]) < 1e-7
+            max_error(record.weights(rows=rows, heads=heads), weights[:, heads][:, :, rows]) < 3e-7
         )
-        assert max_error(record.weights(rows=slice(4, None), heads=1), weights[:, 1:2, 4:]) < 1e-7
+        assert max_error(record.weights(rows=slice(4, None), heads=1), weights[:, 1:2, 4:]) < 3e-7
     assert len(inter.hidden_states) == 4 and torch.equal(
         inter.hidden_states[-1], out.last_hidden_state
     )

@@ -94,10 +94,11 @@ def attention_weights(
     lse_heads = lse.index_select(1, head_index).to(dtype)  # (B, h, Lq)
     key_positions = torch.arange(p.kv_len, device=device)
 
-    weights = q.new_empty(p.batch, head_index.numel(), row_index.numel(), p.kv_len)
+    weights = None
     for start in range(0, row_index.numel(), ROWS_PER_CHUNK):
         chunk = row_index[start : start + ROWS_PER_CHUNK]
-        scores = q_heads[:, :, chunk].to(dtype) @ keys.transpose(-2, -1) * p.scale  # (B, h, c, Lk)
+        # The scale on the queries (c x D values), not on the scores (c x Lk).
+        scores = (q_heads[:, :, chunk].to(dtype) * p.scale) @ keys.transpose(-2, -1)  # (B,h,c,Lk)
         if p.score_mod is not None:
             grids = index_grids(p.batch, head_index, chunk + p.offset, key_positions)
             scores = p.score_mod(scores, *grids)
@@ -105,15 +106,21 @@ def attention_weights(
             allowed = p.mask.allowed(chunk, key_positions, p.q_len, p.kv_len)  # (Bm, Hm, c, Lk)
             if allowed.shape[1] > 1:
                 allowed = allowed.index_select(1, head_index)
-            scores = scores.masked_fill(~allowed, float("-inf"))
+            scores.masked_fill_(~allowed, float("-inf"))  # scores is this chunk's own tensor
         row_lse = lse_heads[:, :, chunk]
         # lse -inf marks a row with no allowed key: +inf turns its weights into exp(-inf) = 0.
         row_lse = row_lse.masked_fill(row_lse == float("-inf"), float("inf"))
-        rows_weights = torch.exp(scores - row_lse.unsqueeze(-1))  # (B, h, c, Lk)
+        rows_weights = scores.sub_(row_lse.unsqueeze(-1)).exp_()  # (B, h, c, Lk), in place
         # The lse is the exact shift in exact arithmetic; renormalising each (complete) row
         # cancels its rounding, which matters when |scores| is large (float32 lse at 1e5
         # is off by ~0.01, i.e. 1% on every weight).
         total = rows_weights.sum(-1, keepdim=True)
-        rows_weights = rows_weights / total.masked_fill(total == 0, 1.0)
+        rows_weights.div_(total.masked_fill_(total == 0, 1.0))
+        if chunk.numel() == row_index.numel() and rows_weights.dtype == q.dtype:
+            return rows_weights  # one chunk: no copy into a result tensor
+        if weights is None:
+            weights = q.new_empty(p.batch, head_index.numel(), row_index.numel(), p.kv_len)
         weights[:, :, start : start + chunk.numel()] = rows_weights
+    if weights is None:  # no rows asked for
+        return q.new_empty(p.batch, head_index.numel(), 0, p.kv_len)
     return weights

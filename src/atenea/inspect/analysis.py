@@ -78,8 +78,12 @@ class LayerStats:
         rows = rows.long()
         live = w.sum(-1) > 0  # (heads, r): queries that attend to something
         allowed = (w > 0).sum(-1).clamp(min=2).float()
-        entropy = -torch.special.xlogy(w, w).sum(-1) / torch.log(allowed)
+        # p log p, 0 where p = 0: the clamp makes log finite there (xlogy does the same at
+        # 2.5x the time).
+        scratch = w.clamp_min(torch.finfo(w.dtype).tiny)  # the one (heads, r, L) tensor made here
+        entropy = -scratch.log_().mul_(w).sum(-1) / torch.log(allowed)
         distance = (rows.view(-1, 1) - torch.arange(length).view(1, -1)).abs().float()
+        distance_sum = torch.mul(w, distance, out=scratch).sum((-1, -2))
         index = torch.arange(count)
 
         def at(columns: Tensor) -> Tensor:  # weight of each row at one column (0 outside)
@@ -88,7 +92,8 @@ class LayerStats:
 
         special = w[..., self.special_keys].sum(-1) if len(self.special_keys) else w[..., 0] * 0
         self.sums += torch.stack([
-            live.sum(-1).float(), (entropy * live).sum(-1), (w * distance).sum((-1, -2)),
+            live.sum(-1).float(), (entropy * live).sum(-1),
+            distance_sum,
             at(rows).sum(-1), at(rows - 1).sum(-1), at(rows + 1).sum(-1), special.sum(-1),
             w[..., 0].sum(-1),
         ]).double()  # fmt: skip

@@ -96,8 +96,6 @@ def scan(
         chunks = torch.arange(length).split(rows_per_step)
     else:  # one representative query per block: its middle token
         chunks = [(torch.arange(cells) * block + block // 2).clamp(max=length - 1)]
-    if focus is not None and block > 1:  # the focus row rides along with the representatives
-        chunks = [torch.cat([chunks[0], torch.tensor([focus])])]
     maps, descriptions, focus_rows = [], [], []
     for layer, rec in enumerate(records):
         heads = rec.lse.shape[1]
@@ -105,16 +103,25 @@ def scan(
         rows_out = []
         for rows in chunks:
             weights = rec.weights(rows=rows)[0].float()  # (heads, rows, L)
-            if focus is not None and bool((rows == focus).any()):
+            if focus is not None and block == 1 and bool((rows == focus).any()):
                 focus_rows.append(weights[:, int((rows == focus).nonzero()[-1])])
-            if block > 1:
-                rows, weights = rows[:cells], weights[:, :cells]  # the focus row was extra
             stats.add(weights, rows)
             if block > 1:  # sum the keys of each block: every row still sums to 1
-                weights = torch.nn.functional.pad(weights, (0, -length % block))
-                weights = weights.unflatten(-1, (cells, block)).sum(-1)
+                weights = block_sums(weights, block)
             rows_out.append(weights)
         maps.append(torch.cat(rows_out, dim=1))
+        if focus is not None and block > 1:  # not among the representatives: its own rows
+            focus_rows.append(rec.weights(rows=[focus])[0, :, 0].float())
         descriptions += stats.descriptions(layer)
     focus_rows = torch.stack(focus_rows) if focus is not None else None
     return torch.stack(maps), descriptions, focus_rows, block
+
+
+def block_sums(weights: Tensor, block: int) -> Tensor:
+    """``(..., L)`` -> ``(..., ceil(L / block))``: the sum of each run of ``block`` keys (the last
+    run may be shorter). Views of the whole blocks, no padded copy of the weights."""
+    whole = weights.shape[-1] // block * block
+    sums = [weights[..., :whole].unflatten(-1, (-1, block)).sum(-1)]
+    if whole < weights.shape[-1]:
+        sums.append(weights[..., whole:].sum(-1, keepdim=True))
+    return torch.cat(sums, dim=-1)
