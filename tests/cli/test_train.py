@@ -206,6 +206,8 @@ def test_init_from_an_mlm_checkpoint(mlm_run, data, tmp_path):
         (["lm", "--data", "{data}/texts", "--set", "layers=2"], "layers"),
         (["lm", "--resume"], "--resume"),
         (["lm", "--data", "{data}/texts", "--steps", "0"], "--steps"),
+        # A check of the training loop, named by the flag that set it.
+        (["lm", "--data", "{data}/texts", "--batch-size", "100000"], "--batch-size"),
     ],
 )
 def test_errors_are_one_line(data, tmp_path, capsys, args, expected):
@@ -213,7 +215,7 @@ def test_errors_are_one_line(data, tmp_path, capsys, args, expected):
     assert run("train", *args, "--out", tmp_path / "out", "--quiet") == 2
     message = capsys.readouterr().err.strip()
     assert message.startswith("atenea train: ") and "\n" not in message, message
-    assert expected in message
+    assert expected in message and "TrainConfig" not in message
 
 
 def test_evaluate_errors(tmp_path, capsys):

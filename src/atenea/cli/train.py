@@ -111,6 +111,21 @@ def _add_evaluate(subparsers) -> None:
 # -- train ------------------------------------------------------------------------------------
 
 
+# The loop's settings the command sets from flags: its messages name them as flags here.
+FLAG_OF_SETTING = {"TrainConfig.batch_size": "--batch-size", "TrainConfig.lr": "--lr",
+                   "TrainConfig.steps": "--steps", "TrainConfig.accumulation": "--accumulation",
+                   "TrainConfig.warmup": "--warmup", "TrainConfig.seed": "--seed"}  # fmt: skip
+
+
+def as_flags(error: BaseException) -> str:
+    """The error's message with the loop's setting names (``TrainConfig.batch_size``) written as
+    the flags that set them (``--batch-size``)."""
+    text = str(error)
+    for setting, flag in FLAG_OF_SETTING.items():
+        text = text.replace(setting, flag)
+    return text.replace(" raise warmup", " raise --warmup")
+
+
 def run_train(args) -> int:
     from atenea.cli.errors import USER_ERRORS, fail
     from atenea.training import distributed
@@ -123,9 +138,9 @@ def run_train(args) -> int:
         finally:
             distributed.teardown()
     except TrainingError as error:
-        return fail("train", error, 1)
+        return fail("train", as_flags(error), 1)
     except USER_ERRORS as error:
-        return fail("train", error)
+        return fail("train", as_flags(error))
     except KeyboardInterrupt:
         print("\natenea train: interrupted; go on with --resume", file=sys.stderr)
         return 130
