@@ -31,3 +31,14 @@ def llama_pair(tmp_path_factory):
 @pytest.fixture(scope="package")
 def seq2seq():
     return tiny.seq2seq()
+
+
+@pytest.fixture
+def every_product_on_the_fast_kernels(monkeypatch):
+    """The tiny models' products are below the size where ``atenea.nn.linear`` leaves PyTorch's
+    kernels; with the threshold at 0 every one goes to atenea's matvec (one row) or oneDNN."""
+    import atenea.nn.linear as linear_module
+
+    monkeypatch.setattr(linear_module, "_MIN_WORK", 0)
+    x = torch.zeros(1, 4)
+    assert linear_module.route(x, torch.zeros(3, 4)) in ("matvec", "onednn")

@@ -223,3 +223,26 @@ def test_the_compiled_decode_step_gives_the_same_tokens(request, model):
         kwargs = dict(attention_mask=mask[rows], max_new_tokens=NEW, num_beams=num_beams)
         expected = atenea.generate(model, ids[rows], **kwargs)
         assert torch.equal(atenea.generate(model, ids[rows], compile=True, **kwargs), expected)
+
+
+@pytest.mark.slow
+def test_the_compiled_step_on_atenea_s_matvec_gives_the_same_tokens(
+    gpt2, every_product_on_the_fast_kernels, monkeypatch
+):
+    # With the size threshold at 0 the compiled graph calls the atenea::matvec operator for
+    # every float32 product of the step (batch 1).
+    from atenea import _native
+
+    torch._dynamo.reset()  # a graph traced under the default threshold would be reused
+    ids, mask = tiny.left_padded()
+    kwargs = dict(attention_mask=mask[:1], max_new_tokens=NEW)
+    expected = atenea.generate(gpt2, ids[:1], **kwargs)
+    calls, matvec = [], _native.matvec
+    monkeypatch.setattr(_native, "matvec", lambda *args: calls.append(1) or matvec(*args))
+    try:
+        assert torch.equal(atenea.generate(gpt2, ids[:1], compile=True, **kwargs), expected)
+    finally:
+        torch._dynamo.reset()
+    # Every decode step after the first token: its products (the prefill's 9 rows are oneDNN's).
+    products = 4 * len(gpt2.layers) + 1
+    assert len(calls) >= (NEW - 1) * products

@@ -89,17 +89,6 @@ def test_seeded_sampling_draws_what_hugging_face_draws(gpt2_pair, options):
     assert torch.equal(out, expected)
 
 
-@pytest.fixture
-def every_product_on_the_fast_kernels(monkeypatch):
-    """The tiny models' products are below the size where ``atenea.nn.linear`` leaves PyTorch's
-    kernels; with the threshold at 0 every one goes to atenea's matvec (one row) or oneDNN."""
-    import atenea.nn.linear as linear_module
-
-    monkeypatch.setattr(linear_module, "_MIN_WORK", 0)
-    x = torch.zeros(1, 4)
-    assert linear_module.route(x, torch.zeros(3, 4)) in ("matvec", "onednn")
-
-
 @pytest.mark.parametrize("num_beams", [1, 4])
 def test_tokens_equal_hugging_face_on_the_fast_kernels(pair, num_beams,
                                                       every_product_on_the_fast_kernels):  # fmt: skip

@@ -152,14 +152,18 @@ def matvec(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return out if weight.dtype == torch.float32 else out.to(weight.dtype)
 
 
-@torch.library.custom_op("atenea::matvec", mutates_args=())
-def matvec_op(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``matvec`` as a PyTorch operator, so that ``torch.compile`` calls it from its graph (a
-    plain ctypes call would break the graph). Eager callers use ``matvec``: the operator's
-    dispatch costs more than the call itself."""
-    return matvec(x, weight, bias)
+# ``matvec`` as a PyTorch operator, so that ``torch.compile`` calls it from its graph (a plain
+# ctypes call would break the graph). Registered the low-level way: in a compiled graph a call
+# costs 9 us, where ``torch.library.custom_op`` costs 15 (49 calls a GPT-2 decode step). Eager
+# callers use ``matvec`` itself (5 us).
+_library_def = torch.library.Library("atenea", "DEF")
+_library_def.define("matvec(Tensor x, Tensor weight, Tensor? bias) -> Tensor")
+_library_def.impl("matvec", lambda x, weight, bias: matvec(x, weight, bias), "CPU")
 
 
-@matvec_op.register_fake
+@torch.library.register_fake("atenea::matvec")
 def _(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return weight.new_empty(weight.shape[0])
+
+
+matvec_op = torch.ops.atenea.matvec.default
