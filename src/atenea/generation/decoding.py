@@ -56,7 +56,8 @@ class CachedDecoder:
     def step(self, tokens: Tensor) -> Tensor:
         if self.static_step is None:
             return model_step(self.model, tokens, self.cache)
-        return decode_step(self.model, tokens, self.cache, self.static_step)
+        compiled = self.static_step is compiled_step
+        return decode_step(self.model, tokens, self.cache, self.static_step, whole_cache=compiled)
 
     def select(self, rows: Tensor) -> None:
         self.cache.select(rows)

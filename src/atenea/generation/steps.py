@@ -40,17 +40,23 @@ def model_static_step(model: DecoderModel, *tensors) -> Tensor:
     return model.step(*tensors)
 
 
-def decode_step(model: DecoderModel, tokens: Tensor, cache: Cache, step=None) -> Tensor:
+def decode_step(model: DecoderModel, tokens: Tensor, cache: Cache, step=None,
+                whole_cache: bool = False) -> Tensor:  # fmt: skip
     """One new token per row ``(B,)`` -> logits ``(B, V)`` for the token after it. ``step``:
-    the function doing the work (``model_static_step``, or a compiled version of it)."""
+    the function doing the work (``model_static_step``, or a compiled version of it).
+    ``whole_cache``: hand the step the whole preallocated cache, the same shapes at every step
+    (for a compiled step); otherwise views of the part filled so far, so the attention of an
+    early step does not read the empty rest (12 layers x 1024 positions: 1.8 ms a step)."""
     slot = cache.length
     if slot >= cache.key_mask.shape[1]:
         raise ValueError(f"cache: full at {slot} positions; create it with a larger capacity")
     cache.key_mask[:, slot] = True  # the new token is real in every row
+    end = cache.key_mask.shape[1] if whole_cache else slot + 1
     logits = (step or model_static_step)(
         model, tokens, cache.next_position, torch.tensor([slot], device=tokens.device),
-        [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers],
-        cache.key_mask,
+        [layer.keys[:, :, :end] for layer in cache.layers],
+        [layer.values[:, :, :end] for layer in cache.layers],
+        cache.key_mask[:, :end],
     )  # fmt: skip
     cache.next_position = cache.next_position + 1
     for layer in cache.layers:
