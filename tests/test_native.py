@@ -70,6 +70,10 @@ def test_matvec_rejects_what_it_cannot_compute():
         _native.matvec(torch.randn(4), torch.randn(4, 3).T)
     with pytest.raises(ValueError, match="contiguous float32 or bfloat16"):
         _native.matvec(torch.randn(3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"x \(1..8, 3\)"):
+        _native.matmul_rows(torch.randn(9, 3), torch.randn(4, 3))
+    with pytest.raises(ValueError, match="contiguous float32"):
+        _native.matmul_rows(torch.randn(2, 3).bfloat16(), torch.randn(4, 3).bfloat16())
 
 
 PORTABLE = [["-O3"], ["-O3", "-march=x86-64-v3"]]  # baseline SSE2, and AVX2 (no AVX-512)
@@ -89,6 +93,7 @@ def test_builds_for_other_processors_compute_the_same(tmp_path, flags):
     pointer, size = ctypes.c_void_p, ctypes.c_long
     for function in (library.atenea_matvec_f32, library.atenea_matvec_bf16):
         function.argtypes = [pointer, pointer, pointer, pointer, size, size, ctypes.c_int]
+    library.atenea_matmul_rows_f32.argtypes = [pointer] * 4 + [size] * 3 + [ctypes.c_int]
     for rows, columns in [(1, 1), (7, 5), (17, 33), (100, 1000)]:
         for dtype, function in ((torch.float32, library.atenea_matvec_f32),
                                 (torch.bfloat16, library.atenea_matvec_bf16)):  # fmt: skip
@@ -98,4 +103,12 @@ def test_builds_for_other_processors_compute_the_same(tmp_path, flags):
                      rows, columns, 2)  # fmt: skip
             exact = weight.double() @ x.double() + bias.double()
             scale = (weight.double().abs() @ x.double().abs()).max()
+            assert (out.double() - exact).abs().max() / scale < 1e-6
+        for batch in (1, 3, 8):  # a few rows at once
+            weight, x = torch.randn(rows, columns), torch.randn(batch, columns)
+            bias, out = torch.randn(rows), torch.empty(batch, rows)
+            library.atenea_matmul_rows_f32(weight.data_ptr(), x.data_ptr(), bias.data_ptr(),
+                                           out.data_ptr(), batch, rows, columns, 2)  # fmt: skip
+            exact = x.double() @ weight.double().T + bias.double()
+            scale = (x.double().abs() @ weight.double().abs().T).max()
             assert (out.double() - exact).abs().max() / scale < 1e-6

@@ -72,9 +72,25 @@ def test_bfloat16_one_row_accumulates_in_float32():
     assert ((out.double() - expected).abs() <= expected.abs() * 2**-8 + 1e-2).all()
 
 
+@needs_native
+@pytest.mark.parametrize("rows", [2, 3, 5, 8])
+@pytest.mark.parametrize("out_features, in_features", [(768, 768), (1001, 777), (13, 12000)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_a_few_rows_go_to_matmul_rows_and_match_float64(rows, out_features, in_features,
+                                                        with_bias):  # fmt: skip
+    # Row blocks (8 or 2) and input groups (2) with tails on both, and widths with a tail.
+    weight = torch.randn(out_features, in_features)
+    bias = torch.randn(out_features) if with_bias else None
+    x = torch.randn(rows, 1, in_features)  # beams: (B, 1, dim)
+    assert route(x, weight, bias) == "rows"
+    out = linear(x, weight, bias)
+    assert out.shape == (rows, 1, out_features)
+    assert close_to_float64(out, x, weight, bias)
+
+
 @pytest.mark.skipif(not linear_module.ONEDNN, reason="PyTorch built without oneDNN")
-@pytest.mark.parametrize("shape", [(2, 512), (3, 7, 512), (64, 512)])
-def test_several_rows_go_to_onednn_and_match_float64(shape):
+@pytest.mark.parametrize("shape", [(3, 7, 512), (64, 512)])
+def test_more_rows_go_to_onednn_and_match_float64(shape):
     weight, bias = torch.randn(1025, 512), torch.randn(1025)
     x = torch.randn(*shape)
     assert route(x, weight, bias) == "onednn"

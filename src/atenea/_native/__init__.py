@@ -113,6 +113,10 @@ def _load() -> None:
         for function in (library.atenea_matvec_f32, library.atenea_matvec_bf16):
             function.argtypes = [pointer, pointer, pointer, pointer, size, size, ctypes.c_int]
             function.restype = None
+        library.atenea_matmul_rows_f32.argtypes = [
+            pointer, pointer, pointer, pointer, size, size, size, ctypes.c_int,
+        ]  # fmt: skip
+        library.atenea_matmul_rows_f32.restype = None
         _library = library
 
 
@@ -150,6 +154,33 @@ def matvec(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         out.data_ptr(), rows, columns, threads,
     )  # fmt: skip
     return out if weight.dtype == torch.float32 else out.to(weight.dtype)
+
+
+FEW_ROWS = 8  # matmul_rows is for up to this many rows (beyond, oneDNN's blocking wins)
+
+
+def matmul_rows(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` for a few float32 rows: ``x (B, n)`` with ``B <= FEW_ROWS``,
+    ``weight (m, n)`` contiguous -> ``(B, m)``. The weight is read from memory once for all rows.
+    Callers check ``unavailable()`` first."""
+    if _library is None:
+        raise RuntimeError(f"atenea's native kernels are not available: {unavailable()}")
+    if weight.dtype != torch.float32 or not weight.is_contiguous() or weight.is_cuda:
+        raise ValueError("matmul_rows: expected a contiguous float32 CPU weight")
+    rows, columns = weight.shape
+    if x.dim() != 2 or x.shape[1] != columns or not 1 <= x.shape[0] <= FEW_ROWS:
+        raise ValueError(
+            f"matmul_rows: expected x (1..{FEW_ROWS}, {columns}), got {tuple(x.shape)}"
+        )
+    x = x.float().contiguous()
+    b32 = None if bias is None else bias.float().contiguous()
+    out = torch.empty(x.shape[0], rows, dtype=torch.float32)
+    threads = torch.get_num_threads() if weight.numel() >= _PARALLEL_MIN else 1
+    _library.atenea_matmul_rows_f32(
+        weight.data_ptr(), x.data_ptr(), None if b32 is None else b32.data_ptr(),
+        out.data_ptr(), x.shape[0], rows, columns, threads,
+    )  # fmt: skip
+    return out
 
 
 # ``matvec`` as a PyTorch operator, so that ``torch.compile`` calls it from its graph (a plain

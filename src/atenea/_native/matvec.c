@@ -137,3 +137,68 @@ ROW_BLOCK(rows_bf16, uint16_t, load_bf16, bf16_to_f32)
 
 MATVEC(atenea_matvec_f32, rows_f32, float)
 MATVEC(atenea_matvec_bf16, rows_bf16, uint16_t)
+
+/* Y (B, m) = X (B, n) W^T + b for a few rows of X at once (beams, a small batch). Each block
+ * of MR weight rows is read from memory once for all the rows of X, which go through it in
+ * groups of G (the block stays in L2 between groups): MR x G accumulators in registers.
+ * Measured on the EPYC, one thread, against oneDNN: 1.5x at 2 rows, 1.25x at 4, 1.1x at 8
+ * (8 x 2 beat 4 x 4, 6 x 4 and 8 x 3: more weight rows in flight matter more than reuse). */
+#ifdef __AVX512F__
+#define MR 8
+#define G 2
+#else
+#define MR 2
+#define G 2
+#endif
+
+static void block_f32(const float *restrict W, const float *restrict X, const float *restrict b,
+                      float *restrict Y, long batch, long m, long n, long o, long count) {
+    long nv = n - n % LANES;
+    const float *w = W + o * n;
+    for (long g = 0; g < batch; g += G) {
+        long inputs = batch - g < G ? batch - g : G;
+        const float *x = X + g * n;
+        if (count == MR && inputs == G) {
+            vec acc[MR][G];
+            for (int r = 0; r < MR; r++)
+                for (int j = 0; j < G; j++) acc[r][j] = (vec){0};
+            for (long i = 0; i < nv; i += LANES) {
+                vec xv[G];
+                for (int j = 0; j < G; j++) xv[j] = load_f32(x + j * n + i);
+                const float *p = w + i;
+                for (int r = 0; r < MR; r++, p += n) {
+                    vec wv = load_f32(p);
+                    for (int j = 0; j < G; j++) acc[r][j] += wv * xv[j];
+                }
+            }
+            for (int r = 0; r < MR; r++)
+                for (int j = 0; j < G; j++) {
+                    float s = lane_sum(acc[r][j]);
+                    for (long i = nv; i < n; i++) s += w[r * n + i] * x[j * n + i];
+                    Y[(g + j) * m + o + r] = s + (b ? b[o + r] : 0.0f);
+                }
+            continue;
+        }
+        for (long r = 0; r < count; r++) /* a partial block or group */
+            for (long j = 0; j < inputs; j++) {
+                vec acc = (vec){0};
+                for (long i = 0; i < nv; i += LANES)
+                    acc += load_f32(w + r * n + i) * load_f32(x + j * n + i);
+                float s = lane_sum(acc);
+                for (long i = nv; i < n; i++) s += w[r * n + i] * x[j * n + i];
+                Y[(g + j) * m + o + r] = s + (b ? b[o + r] : 0.0f);
+            }
+    }
+}
+
+void atenea_matmul_rows_f32(const float *restrict W, const float *restrict X,
+                            const float *restrict b, float *restrict Y, long batch, long m,
+                            long n, int threads) {
+    long blocks = (m + MR - 1) / MR;
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (long k = 0; k < blocks; k++) {
+        long o = k * MR;
+        block_f32(W, X, b, Y, batch, m, n, o, m - o < MR ? m - o : MR);
+    }
+}
