@@ -1,11 +1,13 @@
 """Modules built on the attention core: multi-head / cross / additive attention, positions,
-norms, feed-forward, the transformer block and the KV cache."""
+norms, feed-forward, the transformer block, the KV cache, and ``Linear`` (``nn.Linear`` on the
+CPU's fastest kernel for its shape)."""
 
 from atenea.nn.additive import AdditiveAttention
 from atenea.nn.attention import AttentionRecord, MultiHeadAttention
 from atenea.nn.block import BlockConfig, TransformerBlock
 from atenea.nn.cache import Cache, KVCache
 from atenea.nn.feedforward import FeedForward
+from atenea.nn.linear import Linear
 from atenea.nn.norms import LayerNorm, RMSNorm
 from atenea.nn.positions import (
     LearnedPositions,
@@ -24,6 +26,7 @@ __all__ = [
     "KVCache",
     "LayerNorm",
     "LearnedPositions",
+    "Linear",
     "MultiHeadAttention",
     "RMSNorm",
     "RelativePositionBias",
