@@ -109,14 +109,13 @@ def _load() -> None:
         except (OSError, RuntimeError, subprocess.SubprocessError) as error:
             _why_not = str(error)
             return
-        pointer, size = ctypes.c_void_p, ctypes.c_long
-        for function in (library.atenea_matvec_f32, library.atenea_matvec_bf16):
-            function.argtypes = [pointer, pointer, pointer, pointer, size, size, ctypes.c_int]
+        # (W, x, bias, out, sizes..., threads): two sizes (m, n), or three (B, m, n).
+        pointers, size = [ctypes.c_void_p] * 4, ctypes.c_long
+        for name, sizes in (("atenea_matvec_f32", 2), ("atenea_matvec_bf16", 2),
+                            ("atenea_matmul_rows_f32", 3)):  # fmt: skip
+            function = getattr(library, name)
+            function.argtypes = [*pointers, *[size] * sizes, ctypes.c_int]
             function.restype = None
-        library.atenea_matmul_rows_f32.argtypes = [
-            pointer, pointer, pointer, pointer, size, size, size, ctypes.c_int,
-        ]  # fmt: skip
-        library.atenea_matmul_rows_f32.restype = None
         _library = library
 
 
@@ -127,6 +126,28 @@ def unavailable() -> str | None:
 
 
 MATVEC_DTYPES = (torch.float32, torch.bfloat16)
+FEW_ROWS = 8  # matmul_rows is for up to this many rows (beyond, oneDNN's blocking wins)
+
+
+def _checked_library(name: str, weight: Tensor, dtypes) -> ctypes.CDLL:
+    if _library is None:
+        raise RuntimeError(f"atenea's native kernels are not available: {unavailable()}")
+    if weight.dtype not in dtypes or not weight.is_contiguous() or weight.is_cuda:
+        kinds = " or ".join(str(d).split(".")[-1] for d in dtypes)
+        raise ValueError(f"{name}: expected a contiguous {kinds} CPU weight")
+    return _library
+
+
+def _call(function, weight: Tensor, x: Tensor, bias: Tensor | None, out: Tensor, *sizes):
+    """``function(W, x, bias (float32 or NULL), out, *sizes, threads)``: the kernels' common
+    calling convention; threads only for a matrix large enough to share."""
+    bias = None if bias is None else bias.float().contiguous()
+    threads = torch.get_num_threads() if weight.numel() >= _PARALLEL_MIN else 1
+    function(
+        weight.data_ptr(), x.data_ptr(), None if bias is None else bias.data_ptr(),
+        out.data_ptr(), *sizes, threads,
+    )  # fmt: skip
+    return out
 
 
 def matvec(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -134,53 +155,31 @@ def matvec(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     float32 or bfloat16 (``x`` is taken in that dtype) -> ``(m,)`` in that dtype,
     accumulated in float32, on ``torch.get_num_threads()`` threads when the matrix is large.
     Callers check ``unavailable()`` first."""
-    if _library is None:
-        raise RuntimeError(f"atenea's native kernels are not available: {unavailable()}")
-    if weight.dtype not in MATVEC_DTYPES or not weight.is_contiguous() or weight.is_cuda:
-        raise ValueError("matvec: expected a contiguous float32 or bfloat16 CPU weight")
+    library = _checked_library("matvec", weight, MATVEC_DTYPES)
     rows, columns = weight.shape
     if x.numel() != columns:
         raise ValueError(f"matvec: x has {x.numel()} values for a weight of {columns} columns")
     # x in the weight's dtype (the bfloat16 kernel multiplies bfloat16 pairs); the bias in float32.
     x = x.reshape(columns).to(weight.dtype).contiguous()
-    b32 = None if bias is None else bias.float().contiguous()
     out = torch.empty(rows, dtype=torch.float32)
-    function = (
-        _library.atenea_matvec_f32 if weight.dtype == torch.float32 else _library.atenea_matvec_bf16
-    )
-    threads = torch.get_num_threads() if weight.numel() >= _PARALLEL_MIN else 1
-    function(
-        weight.data_ptr(), x.data_ptr(), None if b32 is None else b32.data_ptr(),
-        out.data_ptr(), rows, columns, threads,
-    )  # fmt: skip
-    return out if weight.dtype == torch.float32 else out.to(weight.dtype)
-
-
-FEW_ROWS = 8  # matmul_rows is for up to this many rows (beyond, oneDNN's blocking wins)
+    if weight.dtype == torch.float32:
+        return _call(library.atenea_matvec_f32, weight, x, bias, out, rows, columns)
+    return _call(library.atenea_matvec_bf16, weight, x, bias, out, rows, columns).to(weight.dtype)
 
 
 def matmul_rows(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` for a few float32 rows: ``x (B, n)`` with ``B <= FEW_ROWS``,
     ``weight (m, n)`` contiguous -> ``(B, m)``. The weight is read from memory once for all rows.
     Callers check ``unavailable()`` first."""
-    if _library is None:
-        raise RuntimeError(f"atenea's native kernels are not available: {unavailable()}")
-    if weight.dtype != torch.float32 or not weight.is_contiguous() or weight.is_cuda:
-        raise ValueError("matmul_rows: expected a contiguous float32 CPU weight")
+    library = _checked_library("matmul_rows", weight, (torch.float32,))
     rows, columns = weight.shape
     if x.dim() != 2 or x.shape[1] != columns or not 1 <= x.shape[0] <= FEW_ROWS:
         raise ValueError(
             f"matmul_rows: expected x (1..{FEW_ROWS}, {columns}), got {tuple(x.shape)}"
         )
     x = x.float().contiguous()
-    b32 = None if bias is None else bias.float().contiguous()
     out = torch.empty(x.shape[0], rows, dtype=torch.float32)
-    threads = torch.get_num_threads() if weight.numel() >= _PARALLEL_MIN else 1
-    _library.atenea_matmul_rows_f32(
-        weight.data_ptr(), x.data_ptr(), None if b32 is None else b32.data_ptr(),
-        out.data_ptr(), x.shape[0], rows, columns, threads,
-    )  # fmt: skip
-    return out
+    return _call(library.atenea_matmul_rows_f32, weight, x, bias, out, x.shape[0], rows, columns)
 
 
 # ``matvec`` as a PyTorch operator, so that ``torch.compile`` calls it from its graph (a plain

@@ -5,7 +5,6 @@ generated greedily) and shows its encoder, decoder and cross-attention."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 DEFAULT_OUT = "attention_report.html"
@@ -50,19 +49,15 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _fail(message: str) -> int:
-    print(f"atenea explain: {message}", file=sys.stderr)
-    return 2
-
-
 def run(args) -> int:
+    from atenea.cli.errors import fail
     from atenea.inspect.explain import ExplainError
     from atenea.models.safetensors_io import CheckpointError
 
     try:
         return _run(args)
     except (ExplainError, CheckpointError) as error:
-        return _fail(str(error))
+        return fail("explain", error)
 
 
 def _run(args) -> int:

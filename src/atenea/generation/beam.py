@@ -68,14 +68,15 @@ class Hypotheses:
         beams = self.scores.shape[1]
         scores = candidate_scores / (new_tokens**self.length_penalty)
         # Added, not assigned: an excluded candidate then ranks below an empty slot.
-        scores = scores + (~(ended & may_add)).float() * EXCLUDED
+        accepted = ended & may_add
+        scores = scores + (~accepted).float() * EXCLUDED
         merged_scores = torch.cat([self.scores, scores], dim=1)
         best = torch.topk(merged_scores, k=beams).indices
         self.scores = _take(merged_scores, best)
         self.sequences = _take(torch.cat([self.sequences, candidates], dim=1), best)
         lengths = torch.full_like(scores, new_tokens, dtype=torch.long)
         self.lengths = _take(torch.cat([self.lengths, lengths], dim=1), best)
-        self.full = _take(torch.cat([self.full, ended & may_add], dim=1), best)
+        self.full = _take(torch.cat([self.full, accepted], dim=1), best)
 
 
 def beam_search(decoding, prompt: Tensor, prompt_mask: Tensor, s: Settings):
@@ -102,6 +103,7 @@ def beam_search(decoding, prompt: Tensor, prompt_mask: Tensor, s: Settings):
     # The prompt is read once per row, then each row's cache is copied to its K beams.
     logits = decoding.first()
     expand = torch.arange(batch, device=device).repeat_interleave(k)
+    offsets = torch.arange(batch, device=device)[:, None] * k  # row b's beams start at b * K
     decoding.select(expand)
     logits = logits[expand]
     for end in range(length, total):
@@ -137,7 +139,6 @@ def beam_search(decoding, prompt: Tensor, prompt_mask: Tensor, s: Settings):
         done = finished.full.all() & (s.early_stopping is True)
         if not bool(improvable.any()) or bool(done) or bool(ended.all()):
             break
-        offsets = torch.arange(batch, device=device)[:, None] * k
         decoding.select((beam_parents + offsets).flatten())
         logits = decoding.step(running[:, :, end].flatten())
     return _output(finished, length, s)

@@ -49,6 +49,7 @@ class CachedDecoder:
         self.static_step = None
         if static_step(model):
             self.static_step = compiled_step if compile else model_static_step
+        self.whole_cache = compile  # a compiled step sees the same shapes at every step
 
     def first(self) -> Tensor:
         return prefill(self.model, self.input_ids, self.attention_mask, self.cache)
@@ -56,8 +57,9 @@ class CachedDecoder:
     def step(self, tokens: Tensor) -> Tensor:
         if self.static_step is None:
             return model_step(self.model, tokens, self.cache)
-        compiled = self.static_step is compiled_step
-        return decode_step(self.model, tokens, self.cache, self.static_step, whole_cache=compiled)
+        return decode_step(
+            self.model, tokens, self.cache, self.static_step, whole_cache=self.whole_cache
+        )
 
     def select(self, rows: Tensor) -> None:
         self.cache.select(rows)
@@ -94,7 +96,7 @@ class CachedSeq2Seq:
 class Recompute:
     """No cache: every step runs the model on the whole sequence so far."""
 
-    def __init__(self, model, input_ids, attention_mask, max_new_tokens: int):
+    def __init__(self, model, input_ids, attention_mask):
         self.model = model
         self.seq2seq = not isinstance(model, DecoderModel)
         if self.seq2seq:
@@ -137,7 +139,7 @@ def start(model, input_ids, attention_mask, max_new_tokens: int, use_cache: bool
     and their mask: the prompt itself (decoder), or a BOS column (encoder-decoder)."""
     seq2seq = not isinstance(model, DecoderModel)
     if not use_cache:
-        decoding = Recompute(model, input_ids, attention_mask, max_new_tokens)
+        decoding = Recompute(model, input_ids, attention_mask)
     elif seq2seq:
         decoding = CachedSeq2Seq(model, input_ids, attention_mask, max_new_tokens)
     else:

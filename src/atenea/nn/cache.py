@@ -86,6 +86,19 @@ class Cache:
         self.next_position = self.next_position + real.long().sum(-1)
         return positions, self.key_mask[:, : start + count]
 
+    def advance_one(self) -> int:
+        """Register one new real token in every row (a decode step writing its keys and values
+        itself, at the returned slot) and return that slot. Positions, the key mask and every
+        layer's length move on by one."""
+        slot = self.length
+        if slot >= self.key_mask.shape[1]:
+            raise ValueError(f"cache: full at {slot} positions; create it with a larger capacity")
+        self.key_mask[:, slot] = True
+        self.next_position = self.next_position + 1
+        for layer in self.layers:
+            layer.length = slot + 1
+        return slot
+
     def select(self, rows: Tensor) -> None:
         """Keep batch rows ``rows`` (beam search reorders its beams every step)."""
         for layer in [*self.layers, *self.cross]:

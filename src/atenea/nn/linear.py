@@ -39,8 +39,6 @@ from atenea import _native
 # (rows x out x in): a 512 x 512 matrix against one row already does.
 _MIN_WORK = 2**18
 
-ROUTES = ("matvec", "onednn", "aten")
-
 
 def _enabled() -> bool:
     return os.environ.get("ATENEA_LINEAR", "") != "aten"
@@ -72,32 +70,20 @@ def route(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> str:
     rows = x.numel() // max(x.shape[-1], 1)
     if rows * weight.numel() < _MIN_WORK:
         return "aten"
+    compiling = torch.compiler.is_compiling()  # the compiler chooses its own kernels, except...
+    float32 = weight.dtype == torch.float32
     if _wants_gradient(x, weight, bias):
-        if ONEDNN and weight.dtype == torch.float32 and not torch.compiler.is_compiling():
-            return "onednn+backward"
-        return "aten"
-    # Compiled, bfloat16 does better on the compiler's own choice (oneDNN with weights
-    # prepacked at freeze time: 76-90 tokens/s against 66 for matvec on GPT-2, one thread).
-    compiled_bf16 = weight.dtype == torch.bfloat16 and torch.compiler.is_compiling()
-    if (
-        rows == 1
-        and weight.dtype in _native.MATVEC_DTYPES
-        and not compiled_bf16
-        and weight.is_contiguous()
-        and _native.unavailable() is None
-    ):
+        return "onednn+backward" if ONEDNN and float32 and not compiling else "aten"
+    native = weight.is_contiguous() and _native.unavailable() is None
+    # ...for one float32 row: matvec (as the operator atenea::matvec). Compiled bfloat16 does
+    # better on the compiler's prepacked oneDNN (76-90 tokens/s against 66 for matvec, GPT-2).
+    if rows == 1 and native and (float32 or (weight.dtype == torch.bfloat16 and not compiling)):
         return "matvec"
-    if (
-        rows <= _native.FEW_ROWS
-        and weight.dtype == torch.float32
-        and weight.is_contiguous()
-        and not torch.compiler.is_compiling()
-        and _native.unavailable() is None
-    ):
+    if compiling or not float32:
+        return "aten"
+    if rows <= _native.FEW_ROWS and native:
         return "rows"
-    if ONEDNN and weight.dtype == torch.float32 and not torch.compiler.is_compiling():
-        return "onednn"
-    return "aten"
+    return "onednn" if ONEDNN else "aten"
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

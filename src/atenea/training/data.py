@@ -363,10 +363,11 @@ def _expand(entry) -> list[Path]:
         if not matches:
             raise DataError(f"{entry}: no file matches this pattern")
         files = []
-        for match in matches:
-            match = Path(match)
-            files.extend(_folder_files(match) if match.is_dir() else [match])
-        files = [f for f in files if not _is_binary(f)]
+        for match in map(Path, matches):  # folders' files come back already without binaries
+            if match.is_dir():
+                files.extend(_folder_files(match))
+            elif not _is_binary(match):
+                files.append(match)
         if not files:
             raise DataError(f"{entry}: the pattern matches no text file")
         return files
