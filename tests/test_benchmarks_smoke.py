@@ -19,3 +19,21 @@ def test_training_benchmark_quick(tmp_path, monkeypatch, capsys):
     assert result["fp32_max_loss_diff"] < 1e-3 and result["packing_max_logit_diff"] < 1e-3
     assert all(4 <= count <= 8 for count in result["documents_per_row"])
     assert len(result["samples"]["atenea_packed"]) == 1
+
+
+def test_kernels_benchmark_quick(tmp_path, monkeypatch, capsys):
+    from atenea import _native
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import kernels
+
+    out = tmp_path / "kernels.json"
+    expected = 0 if _native.unavailable() is None else 1
+    assert kernels.main(["--quick", "--json", str(out)]) == expected
+    if expected:
+        return
+    assert "| 1 | float32 | 4 |" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["dtype"], r["rows"]) for r in rows] == [("float32", 1), ("float32", 4),
+                                                        ("bfloat16", 1)]  # fmt: skip
+    assert all(rate > 0 for r in rows for rate in r["gb_per_s"].values())
