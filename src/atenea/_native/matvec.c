@@ -4,8 +4,8 @@
  * bound by reading the weights from memory. Each weight is read once, ROWS rows at a time
  * against the same slice of x (kept in L1), with sixteen-lane partial sums per row held in
  * registers: ROWS independent chains of fused multiply-adds keep enough loads in flight to
- * stream memory near the speed of a plain sum (on the 2-core AMD EPYC atenea is measured on:
- * 29 GB/s on one thread where a sum reads 34, MKL's product 16 and oneDNN's 22).
+ * stream memory near the speed of a plain sum (benchmarks/kernels.py on the 2-core AMD EPYC:
+ * 88% of a sum's speed on one thread and on two; MKL's product 45%, oneDNN's 58%).
  *
  * Plain C with GCC/Clang vector extensions: the compiler maps `vec` to the machine's widest
  * SIMD registers (one AVX-512 register, two AVX2 ones, four NEON ones). Accumulation is in
@@ -141,8 +141,9 @@ MATVEC(atenea_matvec_bf16, rows_bf16, uint16_t)
 /* Y (B, m) = X (B, n) W^T + b for a few rows of X at once (beams, a small batch). Each block
  * of MR weight rows is read from memory once for all the rows of X, which go through it in
  * groups of G (the block stays in L2 between groups): MR x G accumulators in registers.
- * Measured on the EPYC, one thread, against oneDNN: 1.5x at 2 rows, 1.25x at 4, 1.1x at 8
- * (8 x 2 beat 4 x 4, 6 x 4 and 8 x 3: more weight rows in flight matter more than reuse). */
+ * benchmarks/kernels.py against oneDNN, one thread: 1.6x at 2 rows, 1.4x at 4, 1.2x at 8
+ * (in development, 8 x 2 beat 4 x 4, 6 x 4 and 8 x 3: more weight rows in flight matter more
+ * than reuse). */
 #ifdef __AVX512F__
 #define MR 8
 #define G 2

@@ -1,22 +1,23 @@
 """``x W^T + b`` on the CPU's fastest kernel for its shape.
 
 Inference on the CPU is bound by the matrix products, and PyTorch's float32 ``F.linear`` goes
-to MKL, which on AMD processors takes a slow generic path: on the 2-core AMD EPYC this project
-is measured on it multiplies at 90 GF/s where oneDNN (also inside PyTorch, and already what
-bfloat16 uses) reaches 200 GF/s, and reads weights at 15-17 GB/s in a matrix-vector product --
-the whole of a decode step -- where a plain sum reads 37. ``linear`` picks:
+to MKL, which on AMD processors takes a slow generic path. ``python benchmarks/kernels.py`` on
+the 2-core AMD EPYC this project is measured on: a matrix-vector product -- the whole of a
+decode step -- reads GPT-2's weights at 13 GB/s through ``F.linear``, 16 through oneDNN (also
+inside PyTorch, and already what bfloat16 uses), 25 through atenea's kernel, where a plain sum
+reads 28 (one thread). ``linear`` picks:
 
 - one row (a decode step), float32 or bfloat16, no gradient: atenea's own ``matvec``
-  (``atenea._native``), which reads the weights at about 85% of a plain sum's speed;
+  (``atenea._native``);
 - 2 to 8 rows (beams, a small batch), float32, no gradient: ``matmul_rows``, which reads each
-  weight once for all rows (1.5x oneDNN at 2 rows, 1.1x at 8);
+  weight once for all rows (same benchmark: 1.6x oneDNN at 2 rows, 1.2x at 8);
 - more rows, float32, no gradient: oneDNN's linear, called directly;
 - float32 with a gradient wanted: oneDNN for the forward product and for both backward ones
   (``OneDNNLinear``; oneDNN's op has no backward of its own, and autograd would silently give
   no gradients through it);
 - everything else: ``F.linear``: under CPU autocast (which casts through ``F.linear``), for
-  other dtypes, and for tiny products (a oneDNN call costs about 12 us, more than a 64 x 64
-  product takes).
+  other dtypes, and for tiny products (a oneDNN call cost about 12 us in a development
+  measurement, more than a 64 x 64 product takes).
 
 Inside ``torch.compile`` one float32 row still goes to ``matvec`` (as the operator
 ``atenea::matvec``); for the rest the compiler chooses its own kernels.
@@ -75,8 +76,9 @@ def route(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> str:
     if _wants_gradient(x, weight, bias):
         return "onednn+backward" if ONEDNN and float32 and not compiling else "aten"
     native = weight.is_contiguous() and _native.unavailable() is None
-    # ...for one float32 row: matvec (as the operator atenea::matvec). Compiled bfloat16 does
-    # better on the compiler's prepacked oneDNN (76-90 tokens/s against 66 for matvec, GPT-2).
+    # ...for one float32 row: matvec (as the operator atenea::matvec). Compiled bfloat16 did
+    # better on the compiler's prepacked oneDNN (GPT-2, compile=True, a development measurement:
+    # 76-90 tokens/s against 66 with matvec; not a benchmark in the repository).
     if rows == 1 and native and (float32 or (weight.dtype == torch.bfloat16 and not compiling)):
         return "matvec"
     if compiling or not float32:
@@ -113,7 +115,8 @@ class OneDNNLinear(torch.autograd.Function):
         dW = dy^T x        (oneDNN's linear of dy^T with the weight x^T)
         db = sum of dy over the rows
 
-    On the 2-core EPYC (2 threads, 4096 rows): forward 2.3x, dx 2.1x, dW 1.4x MKL's speed."""
+    End to end: ``python benchmarks/training.py`` (the training step against Hugging Face's on
+    MKL)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
