@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import atenea
-from atenea.attention.blocks import blocks_attention
+from atenea.attention.backends.blocks import blocks_attention
 from atenea.attention.problem import check_call
 
 BACKENDS = ("reference", "sdpa", "blocks", "auto")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import atenea
 from atenea import masks
-from atenea.attention.plan import plan_groups
+from atenea.attention.backends.plan import plan_groups
 from atenea.attention.problem import check_call
 from tests.helpers import make_qkv, max_error, reference, run_blocks
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from atenea.attention.blocks import blocks_attention
+from atenea.attention.backends.blocks import blocks_attention
+from atenea.attention.backends.decode import decode_attention
+from atenea.attention.backends.reference import attention_probabilities, reference_attention
+from atenea.attention.backends.sdpa import sdpa_attention
 from atenea.attention.masks import Causal
 from atenea.attention.problem import Problem, check_call
-from atenea.attention.reference import attention_probabilities, reference_attention
 from atenea.attention.scores import parameters_of
-from atenea.attention.sdpa import sdpa_attention
 from atenea.attention.weights import attention_weights
 
 # Below this many scores (one 128 x 128 tile) there is nothing worth skipping.
@@ -19,13 +20,20 @@ _ONE_TILE = 128 * 128
 
 def select_backend(problem: Problem, requested: str) -> str:
     """The backend that runs the call. An explicit request that cannot run raises; ``"auto"``
-    takes the fastest exact path: PyTorch's fused kernel for dense and square-causal
-    attention, tiles for sparse masks and score modifiers."""
+    takes the fastest exact path: the one-query path for a decode step, PyTorch's fused kernel
+    for dense and square-causal attention, tiles for sparse masks and score modifiers."""
     p = problem
     if requested == "sdpa" and p.score_mod is not None:
         raise ValueError(
             "backend='sdpa': PyTorch's fused kernel cannot apply a score_mod; use "
             "backend='blocks' (tiled, exact) or backend='auto'"
+        )
+    one_query = p.q_len == 1 and p.score_mod is None and p.dropout_p == 0.0
+    if requested == "decode" and not one_query:
+        raise ValueError(
+            f"backend='decode': computes one query per row without score_mod or dropout, got "
+            f"Lq={p.q_len}, score_mod={p.score_mod is not None}, dropout_p={p.dropout_p}; use "
+            f"backend='auto'"
         )
     if min(p.batch, p.q_heads, p.q_len, p.kv_len) == 0:
         # Nothing to compute: the literal steps give the zeros. (PyTorch's fused CPU kernel
@@ -33,6 +41,8 @@ def select_backend(problem: Problem, requested: str) -> str:
         return "reference"
     if requested != "auto":
         return requested
+    if one_query:
+        return "decode"
     if p.score_mod is not None:
         return "blocks"
     if p.mask is None or (isinstance(p.mask, Causal) and p.q_len == p.kv_len):
@@ -73,7 +83,8 @@ def attention(
         return_weights: also return the probabilities ``(B, Hq, Lq, Lk)`` (before dropout).
         return_lse: also return the row log-sum-exp ``(B, Hq, Lq)`` in float32 (no gradient);
             ``atenea.attention_weights`` rebuilds any rows of the weights from it.
-        backend: ``"auto"`` (default), ``"reference"``, ``"sdpa"`` or ``"blocks"``.
+        backend: ``"auto"`` (default), ``"reference"``, ``"sdpa"``, ``"blocks"`` or ``"decode"``
+            (one query per row: a generation step).
 
     Returns:
         ``out (B, Hq, Lq, Dv)``, or the tuple ``(out, weights, lse)`` with only those asked for.
@@ -86,8 +97,11 @@ def attention(
         out, weights, lse = reference_attention(q, k, v, problem)
         lse = lse.detach()
     else:
+        need_lse = return_lse or return_weights
         if name == "sdpa":
-            out, lse = sdpa_attention(q, k, v, problem, need_lse=return_lse or return_weights)
+            out, lse = sdpa_attention(q, k, v, problem, need_lse)
+        elif name == "decode":
+            out, lse = decode_attention(q, k, v, problem, need_lse)
         else:
             out, lse = blocks_attention(q, k, v, problem)
         if return_weights:

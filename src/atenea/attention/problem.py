@@ -15,12 +15,13 @@ from torch import Tensor
 from atenea.attention.masks import Mask, as_mask
 from atenea.attention.scores import ScoreModFn
 
-BACKENDS = ("auto", "reference", "sdpa", "blocks")
+BACKENDS = ("auto", "reference", "sdpa", "blocks", "decode")
 
 
 @dataclass(frozen=True)
 class Problem:
-    """Sizes and options of one call. Letters as in DESIGN.md: ``(B, H, L, D)``."""
+    """Sizes and options of one call: batch, heads, lengths and head sizes (the ``(B, H, L, D)``
+    of every docstring), and the options every backend reads."""
 
     batch: int
     q_heads: int

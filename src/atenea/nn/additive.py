@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from atenea.attention.backends.reference import safe_softmax
 from atenea.attention.masks import as_mask
-from atenea.attention.reference import safe_softmax
 from atenea.nn.linear import Linear
 
 

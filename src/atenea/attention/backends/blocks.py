@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from atenea.attention import explicit
-from atenea.attention.plan import K_TILE, Q_TILE, Group, plan_groups
+from atenea.attention.backends import explicit
+from atenea.attention.backends.plan import K_TILE, Q_TILE, Group, plan_groups
 from atenea.attention.problem import Problem, compute_dtype
 from atenea.attention.scores import parameters_of
 

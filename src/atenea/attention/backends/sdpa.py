@@ -11,12 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from atenea.attention.explicit import log_sum_exp
+from atenea.attention.backends.explicit import log_sum_exp
 from atenea.attention.masks import Causal
 from atenea.attention.problem import Problem
 
 NEG_INF = float("-inf")
-_SDPA_HAS_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
 _fused_forward_op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
@@ -51,20 +50,15 @@ def sdpa_attention(
         out, lse = _fused_forward_op(q_, k_, v_, 0.0, is_causal, attn_mask=bias, scale=p.scale)
         out = out[..., : p.value_dim]
     else:
-        k_, v_, gqa = k, v, {}
-        if p.group > 1 and _SDPA_HAS_GQA:
-            gqa = {"enable_gqa": True}
-        elif p.group > 1:  # torch < 2.5 has no enable_gqa
-            k_, v_ = k.repeat_interleave(p.group, 1), v.repeat_interleave(p.group, 1)
         out = F.scaled_dot_product_attention(
             q,
-            k_,
-            v_,
+            k,
+            v,
             attn_mask=allowed,
             dropout_p=p.dropout_p,
             is_causal=is_causal,
             scale=p.scale,
-            **gqa,
+            enable_gqa=p.group > 1,
         )
         if need_lse:
             lse = log_sum_exp(q, k, p)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from atenea.attention.plan import Segment, plan_segments
+from atenea.attention.backends.plan import Segment, plan_segments
 from atenea.attention.problem import Problem, compute_dtype, index_grids
 
 # Columns of one score block: bounds the engine's memory to B x H x rows x MAX_COLS.
