@@ -99,18 +99,18 @@ def test_encoder_decoder_cached_decoding_equals_uncached(norm_position):
     forward = model(src, tgt, src_mask).logits
     assert max_error(forward, expected) < 1e-6
 
-    cache = model.new_cache(2, 7, memory_length=9)
+    cache = model.new_cache(2, 7)
     steps, start = [], 0
     for step in (3, 1, 1, 1, 1):
         logits, _ = model.decode(tgt[:, start : start + step], memory, src_mask, cache=cache)
         steps.append(logits)
         start += step
-        assert all(layer.length == 9 for layer in cache.cross)  # memory projected once
+        assert all(layer.keys.shape[2] == 9 for layer in cache.cross)  # memory projected once
     stepped = torch.cat(steps, 1)
     assert stepped.shape == (2, 7, 89)
     assert max_error(stepped, expected) < 1e-5
     # the cross-attention keys come from the cache: the memory argument is not read again
-    cache = model.new_cache(2, 7, memory_length=9)
+    cache = model.new_cache(2, 7)
     model.decode(tgt[:, :3], memory, src_mask, cache=cache)
     later, _ = model.decode(tgt[:, 3:4], torch.zeros_like(memory), src_mask, cache=cache)
     assert max_error(later, expected[:, 3:4]) < 1e-5

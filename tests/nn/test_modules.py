@@ -16,6 +16,7 @@ from atenea.nn import (
     RMSNorm,
     RotaryEmbedding,
     TransformerBlock,
+    Write,
 )
 from tests.helpers import max_error
 
@@ -140,7 +141,7 @@ def test_attention_record_rebuilds_the_weights():
     mha = double(MultiHeadAttention(DIM, HEADS, num_kv_heads=1))
     x = rand(B, L, DIM)
     record = []
-    mha(x, mask=masks.causal(), record=record)
+    mha(x, mask=masks.causal(), records=record)
     assert len(record) == 1
     (r,) = record
     q = mha.q_proj(x).unflatten(-1, (HEADS, 5)).transpose(1, 2)
@@ -404,16 +405,16 @@ def test_gradients_reach_every_parameter(name):
 # -- KV cache ------------------------------------------------------------------------------
 
 
-def test_kv_cache_appends_refuses_overflow_and_selects_rows():
+def test_kv_cache_writes_where_told_and_selects_rows():
     cache = KVCache(3, 2, 5, 4, 6, torch.float32, "cpu")
     k, v = torch.randn(3, 2, 3, 4), torch.randn(3, 2, 3, 6)
-    keys, values = cache.append(k, v)
-    assert cache.length == 3 and torch.equal(keys, k) and torch.equal(values, v)
-    k2, v2 = torch.randn(3, 2, 2, 4), torch.randn(3, 2, 2, 6)
-    keys, values = cache.append(k2, v2)
-    assert torch.equal(keys, torch.cat([k, k2], 2)) and torch.equal(values, torch.cat([v, v2], 2))
-    with pytest.raises(ValueError, match="6 positions needed but the cache holds 5"):
-        cache.append(k2[:, :, :1], v2[:, :, :1])
+    keys, values = cache.update(k, v, Write(slice(0, 3), 3))  # eager: the filled part
+    assert torch.equal(keys, k) and torch.equal(values, v)
+    k2, v2 = torch.randn(3, 2, 1, 4), torch.randn(3, 2, 1, 6)
+    keys, values = cache.update(k2, v2, Write(torch.tensor([3]), None))  # whole: every slot
+    assert keys.shape == (3, 2, 5, 4) and values.shape == (3, 2, 5, 6)
+    assert torch.equal(keys[:, :, :4], torch.cat([k, k2], 2))
+    assert torch.equal(values[:, :, :4], torch.cat([v, v2], 2))
+    assert (keys[:, :, 4] == 0).all()  # never written
     cache.select(torch.tensor([2, 0]))
-    keys, _ = cache.filled()
-    assert torch.equal(keys, torch.cat([k, k2], 2)[[2, 0]])
+    assert torch.equal(cache.keys[:, :, :4], torch.cat([k, k2], 2)[[2, 0]])

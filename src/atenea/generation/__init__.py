@@ -5,17 +5,18 @@
 
 Modules, in reading order:
 
-- ``generate``  the public function: checks the arguments, then runs one of the two loops;
-- ``settings``  argument checks and Hugging Face's defaults (end and padding tokens);
-- ``steps``     the model calls: ``prefill`` (the prompt, once) and ``decode_step`` (one token);
-- ``decoding``  a model and its cache (or none) as the loops see it;
+- ``generate``  the public function: checks the inputs, then runs one of the two loops;
+- ``config``    ``GenerationConfig``: every option, checked, with Hugging Face's defaults;
+- ``decoding``  a model and its cache (or none) as the loops see it: the prefill (the prompt
+                through the model's forward once) and ``decode_step`` (one token per row);
 - ``sampling``  the greedy / sampling loop; ``beam`` beam search;
 - ``logits``    repetition penalty, temperature, top-k, top-p, min-p, and the choice;
 - ``stopping``  end tokens and stop strings; ``streamer`` text printed while it is generated.
 """
 
 from atenea.generation.beam import BeamSearchOutput
+from atenea.generation.config import GenerationConfig
 from atenea.generation.generate import generate
 from atenea.generation.streamer import TextStreamer
 
-__all__ = ["BeamSearchOutput", "TextStreamer", "generate"]
+__all__ = ["BeamSearchOutput", "GenerationConfig", "TextStreamer", "generate"]

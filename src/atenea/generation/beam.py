@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from atenea.generation import logits as scoring
-from atenea.generation.settings import Settings
+from atenea.generation.config import GenerationConfig
+from atenea.generation.logits import adjust_scores
 from atenea.generation.stopping import StopCondition
 
 EXCLUDED = -1.0e9  # the score of a beam that must not be picked (Hugging Face's constant)
@@ -79,12 +79,12 @@ class Hypotheses:
         self.full = _take(torch.cat([self.full, accepted], dim=1), best)
 
 
-def beam_search(decoding, prompt: Tensor, prompt_mask: Tensor, s: Settings):
+def beam_search(decoding, prompt: Tensor, prompt_mask: Tensor, s: GenerationConfig):
     """``prompt (B, L0)`` -> the best sequences ``(B, L0 + new)``, or a ``BeamSearchOutput``."""
     batch, length = prompt.shape
     k, device = s.num_beams, prompt.device
     total = length + s.max_new_tokens
-    kept = max(2, 1 + len(s.eos_token_ids)) * k  # continuations looked at per row and step
+    kept = max(2, 1 + len(s.eos_token_id)) * k  # continuations looked at per row and step
     among_first_k = torch.arange(kept, device=device) < k
     fill = s.pad_token_id if s.pad_token_id is not None else 0
 
@@ -108,7 +108,7 @@ def beam_search(decoding, prompt: Tensor, prompt_mask: Tensor, s: Settings):
     logits = logits[expand]
     for end in range(length, total):
         log_probs = torch.log_softmax(logits.float(), dim=-1)
-        log_probs = scoring.process(
+        log_probs = adjust_scores(
             log_probs, running[:, :, :end].flatten(0, 1), seen[:, :end], s, keep_at_least=kept // k
         )
         vocab = log_probs.shape[-1]
@@ -144,7 +144,9 @@ def beam_search(decoding, prompt: Tensor, prompt_mask: Tensor, s: Settings):
     return _output(finished, length, s)
 
 
-def _can_improve(running_scores, finished: Hypotheses, new_tokens: int, s: Settings) -> Tensor:
+def _can_improve(
+    running_scores, finished: Hypotheses, new_tokens: int, s: GenerationConfig
+) -> Tensor:
     """``(B, 1)``: could the best running beam still beat the row's worst hypothesis?"""
     if s.early_stopping == "never" and s.length_penalty > 0:
         new_tokens = s.max_new_tokens  # the best it could do: grow to the limit
@@ -154,7 +156,7 @@ def _can_improve(running_scores, finished: Hypotheses, new_tokens: int, s: Setti
     return (best_running > worst).any(dim=-1, keepdim=True)
 
 
-def _output(finished: Hypotheses, length: int, s: Settings):
+def _output(finished: Hypotheses, length: int, s: GenerationConfig):
     lengths = finished.lengths
     best = finished.sequences[:, 0, : length + int(lengths[:, 0].max())]
     if not s.return_beams:

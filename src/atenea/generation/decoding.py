@@ -8,58 +8,61 @@ again -- the slow reference the cache must match.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
-from atenea.generation.steps import (
-    decode_step,
-    model_static_step,
-    model_step,
-    prefill,
-    seq2seq_step,
-    static_step,
-)
+from atenea.generation.config import GenerationConfig
 from atenea.models.decoder import DecoderModel
 
-_compiled_step = None
+
+def decode_step(model: DecoderModel, tokens: Tensor, cache) -> Tensor:
+    """One new token per row ``(B,)`` through the model's own forward on its cache: the logits
+    of the token after it ``(B, V)``. The hot loop of generation (gpt-fast's
+    ``decode_one_token``)."""
+    return model(tokens[:, None], cache=cache, logits_to_keep=1).logits[:, -1]
 
 
-def compiled_step(model, *tensors) -> Tensor:
-    """``DecoderModel.step`` through ``torch.compile`` (compiled on the first call, again for
-    new shapes or models), with ``freezing``: the weights are folded into the graph as
-    constants, prepacked for the CPU's matrix kernels. The inductor reads that setting when it
-    compiles, inside a call. A model whose weights change afterwards needs
+@functools.cache
+def _compiled_decode_step():
+    # One compiled function for every call: torch.compile keeps its graphs (one per model and
+    # shapes) on it, so a second ``generate`` reuses the first one's.
+    return torch.compile(decode_step, fullgraph=True)
+
+
+def compiled_decode_step(model: DecoderModel, tokens: Tensor, cache) -> Tensor:
+    """``decode_step`` through ``torch.compile``, on a cache made with ``whole=True`` (the same
+    shapes at every step), with ``freezing``: the weights are folded into the graph as
+    constants, prepacked for the CPU's matrix kernels (the inductor reads that setting when it
+    compiles, inside a call). A model whose weights change afterwards needs
     ``torch._dynamo.reset()``."""
-    global _compiled_step
-    if _compiled_step is None:
-        _compiled_step = torch.compile(model_static_step, fullgraph=True)
     with torch._inductor.config.patch(freezing=True):
-        return _compiled_step(model, *tensors)
+        return _compiled_decode_step()(model, tokens, cache)
 
 
 class CachedDecoder:
-    """A decoder-only model and its KV cache. Decode steps run ``DecoderModel.step`` (compiled
-    or not) when it covers the model, else the model's forward."""
+    """A decoder-only model and its KV cache: the prompt through the model's forward once (the
+    prefill), then one token per step through the same forward (compiled or not)."""
 
     def __init__(self, model: DecoderModel, input_ids, attention_mask, max_new_tokens: int,
                  compile: bool = False):  # fmt: skip
         self.model, self.input_ids, self.attention_mask = model, input_ids, attention_mask
+        # A compiled step attends to the whole cache (the same shapes at every step). A score
+        # modifier sees positions, which only the filled part places right: eager then.
+        self.compiled = compile and all(layer.attention.score_mod is None for layer in model.layers)
         batch, length = input_ids.shape
-        self.cache = model.new_cache(batch, length + max_new_tokens, device=input_ids.device)
-        self.static_step = None
-        if static_step(model):
-            self.static_step = compiled_step if compile else model_static_step
-        self.whole_cache = compile  # a compiled step sees the same shapes at every step
+        self.cache = model.new_cache(
+            batch, length + max_new_tokens, device=input_ids.device, whole=self.compiled
+        )
 
     def first(self) -> Tensor:
-        return prefill(self.model, self.input_ids, self.attention_mask, self.cache)
+        out = self.model(self.input_ids, self.attention_mask, cache=self.cache, logits_to_keep=1)
+        return out.logits[:, -1]
 
     def step(self, tokens: Tensor) -> Tensor:
-        if self.static_step is None:
-            return model_step(self.model, tokens, self.cache)
-        return decode_step(
-            self.model, tokens, self.cache, self.static_step, whole_cache=self.whole_cache
-        )
+        step = compiled_decode_step if self.compiled else decode_step
+        return step(self.model, tokens, self.cache)
 
     def select(self, rows: Tensor) -> None:
         self.cache.select(rows)
@@ -72,17 +75,20 @@ class CachedSeq2Seq:
     def __init__(self, model, input_ids, attention_mask, max_new_tokens: int):
         self.model, self.memory_mask = model, attention_mask
         self.memory = model.encode(input_ids, attention_mask)
-        batch, source_length = input_ids.shape
         self.cache = model.new_cache(
-            batch, 1 + max_new_tokens, source_length, device=input_ids.device
+            input_ids.shape[0], 1 + max_new_tokens, device=input_ids.device
         )
 
     def first(self) -> Tensor:
-        start = start_tokens(self.model, self.memory.shape[0], self.memory.device)
-        return seq2seq_step(self.model, start, self.memory, self.memory_mask, self.cache)
+        return self.step(start_tokens(self.model, self.memory.shape[0], self.memory.device)[:, 0])
 
     def step(self, tokens: Tensor) -> Tensor:
-        return seq2seq_step(self.model, tokens[:, None], self.memory, self.memory_mask, self.cache)
+        """Decoder tokens ``(B,)`` -> logits ``(B, V)``; the cross-attention keys and values of
+        the memory are computed on the first step and kept in the cache."""
+        logits, _ = self.model.decode(
+            tokens[:, None], self.memory, self.memory_mask, cache=self.cache, logits_to_keep=1
+        )
+        return logits[:, -1]
 
     def select(self, rows: Tensor) -> None:
         self.cache.select(rows)
@@ -134,16 +140,16 @@ def start_tokens(model, batch: int, device) -> Tensor:
     return torch.full((batch, 1), model.config.bos_token_id, dtype=torch.long, device=device)
 
 
-def start(model, input_ids, attention_mask, max_new_tokens: int, use_cache: bool, compile: bool):
+def start(model, input_ids, attention_mask, s: GenerationConfig):
     """The ``Decoding`` for this model, and the sequences the output begins with ``(B, L0)``
     and their mask: the prompt itself (decoder), or a BOS column (encoder-decoder)."""
     seq2seq = not isinstance(model, DecoderModel)
-    if not use_cache:
+    if not s.use_cache:
         decoding = Recompute(model, input_ids, attention_mask)
     elif seq2seq:
-        decoding = CachedSeq2Seq(model, input_ids, attention_mask, max_new_tokens)
+        decoding = CachedSeq2Seq(model, input_ids, attention_mask, s.max_new_tokens)
     else:
-        decoding = CachedDecoder(model, input_ids, attention_mask, max_new_tokens, compile)
+        decoding = CachedDecoder(model, input_ids, attention_mask, s.max_new_tokens, s.compile)
     if seq2seq:
         begin = start_tokens(model, input_ids.shape[0], input_ids.device)
         return decoding, begin, torch.ones_like(begin, dtype=torch.bool)

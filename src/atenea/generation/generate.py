@@ -5,10 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from atenea.generation import settings as checks
 from atenea.generation.beam import beam_search
+from atenea.generation.config import GenerationConfig
 from atenea.generation.decoding import start
 from atenea.generation.sampling import sample
+from atenea.models.common import check_ids
+from atenea.models.decoder import DecoderModel
+from atenea.models.encoder_decoder import EncoderDecoderModel
 
 
 def generate(
@@ -16,28 +19,10 @@ def generate(
     input_ids: Tensor,
     *,
     attention_mask: Tensor | None = None,
-    max_new_tokens: int = 20,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float | None = None,
-    num_beams: int = 1,
-    length_penalty: float = 1.0,
-    early_stopping: bool | str = True,
-    eos_token_id: int | list[int] | None = None,
-    pad_token_id: int | None = None,
-    stop_strings: str | list[str] | None = None,
-    tokenizer=None,
-    streamer=None,
-    generator: torch.Generator | None = None,
-    use_cache: bool = True,
-    return_beams: bool = False,
-    compile: bool = False,
+    config: GenerationConfig | None = None,
+    **options,
 ):
-    """Continue ``input_ids`` with up to ``max_new_tokens`` tokens. Arguments are named as in
-    Hugging Face's ``generate`` and mean the same.
+    """Continue ``input_ids`` with up to ``max_new_tokens`` tokens.
 
     Args:
         model: an ``atenea.models.DecoderModel`` (GPT-2, Llama) or ``EncoderDecoderModel``.
@@ -45,49 +30,93 @@ def generate(
             Encoder-decoder: the *source*; the encoder reads it once and the decoder starts
             from ``model.config.bos_token_id``.
         attention_mask: ``(B, L)``, 1 for tokens, 0 for (left) padding.
-        max_new_tokens: new tokens at most (0: ``input_ids`` back).
-        do_sample: draw each token from the distribution instead of taking the argmax;
-            ``temperature`` (> 0), ``top_k``, ``top_p`` (in (0, 1]) and ``min_p`` shape it
-            (applied in that order, sampling only). ``top_k=1`` is greedy.
-        repetition_penalty: > 1 discourages tokens already in the row (prompt included).
-        num_beams: > 1 for beam search; a beam's score is its summed log-probability over
-            ``new_tokens ** length_penalty``. ``early_stopping``: True stops a row once it has
-            ``num_beams`` finished beams; False / ``"never"`` keep going while a running beam
-            could still do better (Hugging Face's heuristics).
-        eos_token_id: token id(s) that end a row (default: the model config's; ``[]``: none).
-        pad_token_id: fills rows that ended while others go on (default: the config's, else
-            the first ``eos_token_id``).
-        stop_strings: text that ends a row once generated (needs ``tokenizer``).
-        streamer: receives the tokens as they come (``put`` / ``end``, e.g. ``TextStreamer``);
-            batch size 1, no beam search.
-        generator: the random source of sampling (default: the global one, ``torch.manual_seed``).
-        use_cache: False runs the whole sequence at every step (slow; the reference).
-        return_beams: with ``num_beams > 1``, return a ``BeamSearchOutput`` (all beams and
-            their scores) instead of the best sequences.
-        compile: run the decode step of a decoder model through ``torch.compile`` with frozen
-            weights (the first call compiles, for tens of seconds on a CPU, and again for new
-            shapes; later calls reuse it). Much faster on a CPU (see benchmarks/generation.py);
-            the prepacked weights take memory besides the model's, and a model changed
-            afterwards needs ``torch._dynamo.reset()``.
+        config: a ``GenerationConfig`` (default: its defaults).
+        **options: any field of ``GenerationConfig``, named and meaning as in Hugging Face's
+            ``generate``: ``max_new_tokens`` (20), ``do_sample``, ``temperature``, ``top_k``,
+            ``top_p``, ``min_p``, ``repetition_penalty``, ``num_beams``, ``length_penalty``,
+            ``early_stopping``, ``eos_token_id``, ``pad_token_id``, ``stop_strings``,
+            ``tokenizer``, ``streamer``, ``generator``, ``use_cache``, ``return_beams``,
+            ``compile``. They override ``config``.
 
     Returns:
         ``(B, L + new)`` token ids: the prompt followed by the new tokens (encoder-decoder:
         ``(B, 1 + new)``, starting with the BOS token). ``new <= max_new_tokens``: generation
-        stops early when every row has ended.
+        stops early when every row has ended. With ``num_beams > 1`` and ``return_beams``, a
+        ``BeamSearchOutput``.
     """
-    s = checks.resolve(
-        model, input_ids, attention_mask,
-        max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
-        top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
-        num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping,
-        eos_token_id=eos_token_id, pad_token_id=pad_token_id, stop_strings=stop_strings,
-        tokenizer=tokenizer, streamer=streamer, generator=generator, use_cache=use_cache,
-        return_beams=return_beams, compile=compile,
-    )  # fmt: skip
+    check_inputs(model, input_ids, attention_mask)
+    s = GenerationConfig.of(config, **options)
+    s = s.resolve(model, vocab_size_of(model), batch=input_ids.shape[0])
+    check_lengths(model, input_ids, s.max_new_tokens)
     with torch.no_grad():
-        decoding, prompt, prompt_mask = start(
-            model, input_ids, attention_mask, s.max_new_tokens, s.use_cache, s.compile
-        )
+        decoding, prompt, prompt_mask = start(model, input_ids, attention_mask, s)
         if s.num_beams > 1 and s.max_new_tokens > 0:
             return beam_search(decoding, prompt, prompt_mask, s)
         return sample(decoding, prompt, prompt_mask, s)
+
+
+def vocab_size_of(model) -> int:
+    """The vocabulary of the tokens ``model`` generates."""
+    c = model.config
+    return c.vocab_size if isinstance(model, DecoderModel) else c.tgt_vocab_size
+
+
+def check_inputs(model, input_ids, attention_mask) -> None:
+    """``input_ids (B, L)`` with L >= 1; ``attention_mask (B, L)`` with a real token in every
+    row, left-padded for a decoder (its real tokens at the end; a source may be padded on
+    either side)."""
+    if not isinstance(model, (DecoderModel, EncoderDecoderModel)):
+        raise TypeError(
+            f"model: expected an atenea DecoderModel or EncoderDecoderModel, got "
+            f"{type(model).__name__}"
+        )
+    if not isinstance(input_ids, Tensor):
+        raise TypeError(f"input_ids: expected a (B, L) tensor of token ids, got {type(input_ids)}")
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids: expected shape (B, L), got {tuple(input_ids.shape)}")
+    if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids: expected integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(
+            f"input_ids: the prompt is empty (shape {tuple(input_ids.shape)}); give at least one "
+            f"token per row"
+        )
+    source_vocab = model.config.vocab_size if isinstance(model, DecoderModel) else None
+    check_ids(input_ids, source_vocab or model.config.src_vocab_size)
+    if attention_mask is None:
+        return
+    if tuple(attention_mask.shape) != tuple(input_ids.shape):
+        raise ValueError(
+            f"attention_mask: expected the shape of input_ids {tuple(input_ids.shape)}, got "
+            f"{tuple(attention_mask.shape)}"
+        )
+    real = attention_mask.bool()
+    if not bool(real.any(dim=1).all()):
+        raise ValueError("attention_mask: a row has no real token (all 0)")
+    if isinstance(model, EncoderDecoderModel):
+        return  # the encoder reads the source with any padding
+    if not bool(real[:, -1].all()):
+        raise ValueError(
+            "attention_mask: every row must end with a real token (generation needs left "
+            "padding: pad on the left, as Tokenizer(padding_side='left') does)"
+        )
+    # Left padding: once a row's real tokens start, they do not stop.
+    if bool((real[:, :-1] & ~real[:, 1:]).any()):
+        raise ValueError("attention_mask: padding must all be on the left of each row (0s then 1s)")
+
+
+def check_lengths(model, input_ids: Tensor, max_new_tokens: int) -> None:
+    """The prompt (decoder) or the output (encoder-decoder) must fit the model's positions."""
+    limit = model.config.max_positions
+    length = input_ids.shape[1]
+    if length > limit:
+        raise ValueError(
+            f"input_ids: the prompt has {length} tokens but the model takes at most {limit} "
+            f"positions (max_positions); shorten it"
+        )
+    generated = length if isinstance(model, DecoderModel) else 1  # encoder-decoder: BOS + new
+    if generated + max_new_tokens > limit:
+        raise ValueError(
+            f"max_new_tokens: {generated} + {max_new_tokens} new tokens exceed the model's "
+            f"{limit} positions (max_positions); ask for at most {limit - generated}"
+        )

@@ -1,6 +1,6 @@
 """From next-token scores to the next token: penalties, warpers, and the choice itself.
 
-The order is Hugging Face's, so the same settings give the same distribution:
+The order is Hugging Face's, so the same options give the same distribution:
 
     repetition penalty (every strategy)
     -> temperature -> top-k -> top-p -> min-p   (sampling only)
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from atenea.generation.settings import Settings
+from atenea.generation.config import GenerationConfig
 
 NEG_INF = float("-inf")
 
@@ -57,10 +57,10 @@ def min_p_filter(scores: Tensor, min_p: float, keep_at_least: int = 1) -> Tensor
     return scores.masked_fill(remove, NEG_INF)
 
 
-def process(
-    scores: Tensor, sequences: Tensor, seen: Tensor, s: Settings, keep_at_least: int = 1
+def adjust_scores(
+    scores: Tensor, sequences: Tensor, seen: Tensor, s: GenerationConfig, keep_at_least: int = 1
 ) -> Tensor:
-    """Apply the settings' penalty and (when sampling) warpers to ``scores (N, V)``."""
+    """Apply the config's penalty and (when sampling) warpers to ``scores (N, V)``."""
     if s.repetition_penalty is not None:
         scores = repetition_penalty(scores, sequences, seen, s.repetition_penalty)
     if not s.do_sample:
@@ -76,7 +76,7 @@ def process(
     return scores
 
 
-def choose(scores: Tensor, s: Settings) -> Tensor:
+def choose_tokens(scores: Tensor, s: GenerationConfig) -> Tensor:
     """Next token ``(N,)``: the argmax, or one draw from ``softmax(scores)`` (``s.generator``
     or the global seed)."""
     if not s.do_sample:

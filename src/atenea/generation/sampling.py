@@ -10,12 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from atenea.generation import logits as scoring
-from atenea.generation.settings import Settings
+from atenea.generation.config import GenerationConfig
+from atenea.generation.logits import adjust_scores, choose_tokens
 from atenea.generation.stopping import StopCondition
 
 
-def sample(decoding, prompt: Tensor, prompt_mask: Tensor, s: Settings) -> Tensor:
+def sample(decoding, prompt: Tensor, prompt_mask: Tensor, s: GenerationConfig) -> Tensor:
     """``prompt (B, L0)`` -> sequences ``(B, L0 + new)``; ``decoding`` runs the model."""
     batch, length = prompt.shape
     total = length + s.max_new_tokens
@@ -31,8 +31,8 @@ def sample(decoding, prompt: Tensor, prompt_mask: Tensor, s: Settings) -> Tensor
     if s.max_new_tokens:
         logits = decoding.first()
     for new in range(s.max_new_tokens):
-        scores = scoring.process(logits.float(), sequences[:, :end], seen[:, :end], s)
-        tokens = scoring.choose(scores, s)
+        scores = adjust_scores(logits.float(), sequences[:, :end], seen[:, :end], s)
+        tokens = choose_tokens(scores, s)
         if s.pad_token_id is not None:
             tokens = torch.where(running, tokens, s.pad_token_id)
         sequences[:, end] = tokens

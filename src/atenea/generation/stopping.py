@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from atenea.generation.settings import Settings
+from atenea.generation.config import GenerationConfig
 
 
 class StopCondition:
@@ -18,8 +18,8 @@ class StopCondition:
     whatever the length.
     """
 
-    def __init__(self, s: Settings, device: torch.device):
-        self.eos = torch.tensor(s.eos_token_ids, dtype=torch.long, device=device)
+    def __init__(self, s: GenerationConfig, device: torch.device):
+        self.eos = torch.tensor(s.eos_token_id, dtype=torch.long, device=device)
         self.stop_strings, self.tokenizer = s.stop_strings, s.tokenizer
         # Every token decodes to at least one character, bar special ones: a window of
         # len(longest) + 2 tokens holds any occurrence the last token completes.

@@ -1,11 +1,11 @@
-"""Pieces every model shares: input checks, the padding mask, records for inspection."""
+"""Pieces every model shares: input checks, running a stack of blocks (with what inspection
+records on the way), weight initialisation."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from atenea.attention import masks
 from atenea.models.outputs import Intermediates
 
 
@@ -19,7 +19,9 @@ def check_ids(input_ids: Tensor, vocab_size: int, name: str = "input_ids") -> No
         raise ValueError(f"{name}: expected shape (B, L), got {tuple(input_ids.shape)}")
     if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
         raise TypeError(f"{name}: expected integer token ids, got dtype {input_ids.dtype}")
-    if input_ids.numel():
+    # The range check reads values back to the host, which a compiled graph cannot do;
+    # compiled callers (generation) check the ids before they start.
+    if input_ids.numel() and not torch.compiler.is_compiling():
         low, high = int(input_ids.min()), int(input_ids.max())
         if low < 0 or high >= vocab_size:
             raise ValueError(
@@ -47,11 +49,6 @@ def and_masks(*parts):
     return combined
 
 
-def padding_mask(attention_mask: Tensor | None):
-    """``masks.from_attention_mask``: key padding from an HF-style mask (None: no padding)."""
-    return masks.from_attention_mask(attention_mask)
-
-
 def recording(output_attentions: bool, output_hidden_states: bool, intermediates):
     """The ``Intermediates`` a forward pass fills: the caller's, or a private one when only
     ``output_attentions`` / ``output_hidden_states`` was asked for, or None."""
@@ -64,9 +61,38 @@ def recording(output_attentions: bool, output_hidden_states: bool, intermediates
     return None
 
 
-def records(intermediates, kind: str = "attention"):
-    """The list an attention layer appends its record to (None when not recording)."""
-    return None if intermediates is None else getattr(intermediates, kind)
+def run_blocks(
+    blocks, x: Tensor, intermediates=None, *, side: str = "", final_norm=None, cache=None,
+    **inputs,
+) -> Tensor:  # fmt: skip
+    """``x (B, L, dim)`` through every block, then ``final_norm`` (if any): the stack of every
+    model. ``inputs`` go to each block (``mask``, ``positions``, ``memory``, ``write``, ...);
+    ``cache``: a ``Cache``, whose per-layer parts each block gets.
+
+    With ``intermediates``, each block's attention record goes to ``{side}attention`` (its
+    cross-attention's to ``cross_attention``), and with ``keep_hidden_states`` the input of
+    every block and the final output to ``{side}hidden_states``; ``side`` is ``"encoder_"`` for
+    the encoder of an encoder-decoder model."""
+    recording = intermediates is not None
+    states = None
+    if recording and intermediates.keep_hidden_states:
+        states = getattr(intermediates, f"{side}hidden_states")
+    for index, block in enumerate(blocks):
+        if states is not None:
+            states.append(x)
+        x = block(
+            x,
+            cache=cache.layers[index] if cache is not None else None,
+            cross_cache=cache.cross[index] if cache is not None and cache.cross else None,
+            records=getattr(intermediates, f"{side}attention") if recording else None,
+            cross_records=intermediates.cross_attention if recording else None,
+            **inputs,
+        )
+    if final_norm is not None:
+        x = final_norm(x)
+    if states is not None:
+        states.append(x)
+    return x
 
 
 def init_weights(module: torch.nn.Module, std: float = 0.02) -> None:

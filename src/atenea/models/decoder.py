@@ -5,7 +5,7 @@
 
 Left-padded batches (batched generation) get per-row positions: each row's first real token is
 position 0 wherever the padding puts it. With a ``Cache`` (``new_cache``) the model decodes
-incrementally: a prefill of the whole prompt, then one token at a time.
+incrementally: the same forward runs the whole prompt (the prefill), then each new token.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from atenea.models.common import (
     check_attention_mask,
     check_ids,
     init_weights,
-    padding_mask,
     recording,
-    records,
+    run_blocks,
 )
 from atenea.models.config import DecoderConfig
 from atenea.models.outputs import ModelOutput
@@ -75,8 +74,11 @@ class DecoderModel(Pretrained, nn.Module):
         """The ``(vocab, dim)`` matrix that turns states into logits (tied or not)."""
         return self.token_embedding.weight if self.lm_head is None else self.lm_head.weight
 
-    def new_cache(self, batch: int, capacity: int, dtype=None, device=None) -> Cache:
-        """An empty ``Cache`` for ``batch`` rows of up to ``capacity`` tokens (prompt + new)."""
+    def new_cache(
+        self, batch: int, capacity: int, dtype=None, device=None, whole: bool = False
+    ) -> Cache:
+        """An empty ``Cache`` for ``batch`` rows of up to ``capacity`` tokens (prompt + new);
+        ``whole=True`` for decode steps of fixed shapes (``torch.compile``, CUDA graphs)."""
         c = self.config
         weight = self.token_embedding.weight
         dtype, device = dtype or weight.dtype, device or weight.device
@@ -86,7 +88,7 @@ class DecoderModel(Pretrained, nn.Module):
             KVCache(batch, kv_heads, capacity, head_dim, head_dim, dtype, device)
             for _ in range(c.num_layers)
         ]
-        return Cache(layers)
+        return Cache(layers, whole=whole)
 
     def forward(
         self,
@@ -122,19 +124,19 @@ class DecoderModel(Pretrained, nn.Module):
             raise ValueError("labels: the loss needs every position's logits (logits_to_keep=0)")
         inter = recording(output_attentions, output_hidden_states, intermediates)
 
-        if cache is not None:
+        write = None
+        if cache is not None:  # prefill or decode step: the cache knows the past
             new_tokens = (
                 attention_mask if attention_mask is not None else torch.ones_like(input_ids)
             )
-            positions, key_mask = cache.advance(new_tokens)
-            mask = and_masks(masks.causal(), padding_mask(key_mask))
+            positions, mask, write = cache.advance(new_tokens)
         else:
             if attention_mask is not None:
                 positions = positions_from_mask(attention_mask)
             else:
                 positions = torch.arange(input_ids.shape[1], device=input_ids.device)
                 positions = positions.expand_as(input_ids)
-            mask = and_masks(masks.causal(), padding_mask(attention_mask))
+            mask = and_masks(masks.causal(), masks.from_attention_mask(attention_mask))
         if document_ids is not None:
             if cache is not None or tuple(document_ids.shape) != tuple(input_ids.shape):
                 raise ValueError(
@@ -150,14 +152,10 @@ class DecoderModel(Pretrained, nn.Module):
         if self.position_embedding is not None:
             x = x + self.position_embedding(positions)
         x = self.dropout(x)
-        for index, layer in enumerate(self.layers):
-            if inter is not None and inter.keep_hidden_states:
-                inter.hidden_states.append(x)
-            layer_cache = cache.layers[index] if cache is not None else None
-            x = layer(x, mask=mask, positions=positions, cache=layer_cache, record=records(inter))
-        x = self.final_norm(x)
-        if inter is not None and inter.keep_hidden_states:
-            inter.hidden_states.append(x)
+        x = run_blocks(
+            self.layers, x, inter, final_norm=self.final_norm, cache=cache, write=write,
+            mask=mask, positions=positions,
+        )  # fmt: skip
 
         kept = x[:, -logits_to_keep:] if logits_to_keep else x
         logits = linear(kept, self.output_weight)
@@ -176,38 +174,3 @@ class DecoderModel(Pretrained, nn.Module):
             loss=loss,
             intermediates=intermediates,
         )
-
-    def steps_on_static_cache(self) -> bool:
-        """Can ``step`` compute this model's forward? In eval mode (no dropout), with no score
-        modifier in any layer: every ``DecoderModel`` of today's configs once ``eval()``."""
-        return not self.training and all(layer.attention.score_mod is None for layer in self.layers)
-
-    def step(
-        self,
-        tokens: Tensor,
-        positions: Tensor,
-        slot: Tensor,
-        keys: list[Tensor],
-        values: list[Tensor],
-        key_mask: Tensor,
-    ) -> Tensor:
-        """``forward`` for one new token per row on a preallocated cache, with the same shapes
-        at every step (``torch.compile`` makes one graph of it): the decode step of generation.
-
-        Args:
-            tokens, positions: ``(B,)`` the new tokens and their positions.
-            slot: ``(1,)`` the cache index their keys and values are written to.
-            keys, values: per layer ``(B, Hkv, capacity, D)``, written in place.
-            key_mask: ``(B, capacity)``, True where a position holds a real token written so far,
-                the new one included.
-        Returns the logits for the token after each new one ``(B, vocab)``.
-        """
-        x = self.token_embedding(tokens)[:, None]  # (B, 1, dim)
-        if self.position_embedding is not None:
-            # The table itself: the range check of ``LearnedPositions`` reads a value, which
-            # would break the graph; ``generate`` checks the lengths before it starts.
-            x = x + self.position_embedding.table(positions)[:, None]
-        positions = positions[:, None]
-        for layer, layer_keys, layer_values in zip(self.layers, keys, values):
-            x = layer.decode(x, positions, slot, layer_keys, layer_values, key_mask)
-        return linear(self.final_norm(x)[:, 0], self.output_weight)

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from atenea.attention import masks
 from atenea.models.common import (
     Pretrained,
     check_attention_mask,
     check_ids,
     init_weights,
-    padding_mask,
     recording,
-    records,
+    run_blocks,
 )
 from atenea.models.config import EncoderConfig
 from atenea.models.outputs import ModelOutput
@@ -98,16 +98,9 @@ class EncoderModel(Pretrained, nn.Module):
                 f"most {c.max_positions}; truncate the input"
             )
         inter = recording(output_attentions, output_hidden_states, intermediates)
-        mask = padding_mask(attention_mask)
         x = self.embed(input_ids, token_type_ids)
-        for layer in self.layers:
-            if inter is not None and inter.keep_hidden_states:
-                inter.hidden_states.append(x)
-            x = layer(x, mask=mask, record=records(inter))
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        if inter is not None and inter.keep_hidden_states:
-            inter.hidden_states.append(x)
+        mask = masks.from_attention_mask(attention_mask)
+        x = run_blocks(self.layers, x, inter, final_norm=self.final_norm, mask=mask)
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
         return ModelOutput(
             last_hidden_state=x,

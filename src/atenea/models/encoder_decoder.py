@@ -22,14 +22,13 @@ from atenea.models.common import (
     check_attention_mask,
     check_ids,
     init_weights,
-    padding_mask,
     recording,
-    records,
+    run_blocks,
 )
 from atenea.models.config import EncoderDecoderConfig
 from atenea.models.outputs import Intermediates, ModelOutput
 from atenea.nn.block import TransformerBlock
-from atenea.nn.cache import Cache, KVCache
+from atenea.nn.cache import Cache, KVCache, MemoryCache
 from atenea.nn.linear import Linear, linear
 from atenea.nn.positions import SinusoidalPositions
 
@@ -83,30 +82,25 @@ class EncoderDecoderModel(Pretrained, nn.Module):
         c = self.config
         check_ids(src_ids, c.src_vocab_size, "src_ids")
         check_attention_mask(src_mask, src_ids)
-        mask = padding_mask(src_mask)
         positions = torch.arange(src_ids.shape[1], device=src_ids.device).expand_as(src_ids)
         x = self._embed(self.source_embedding, src_ids, positions)
-        for layer in self.encoder_layers:
-            if intermediates is not None and intermediates.keep_hidden_states:
-                intermediates.encoder_hidden_states.append(x)
-            x = layer(x, mask=mask, record=records(intermediates, "encoder_attention"))
-        return self.encoder_norm(x) if self.encoder_norm is not None else x
+        return run_blocks(
+            self.encoder_layers, x, intermediates, side="encoder_", final_norm=self.encoder_norm,
+            mask=masks.from_attention_mask(src_mask),
+        )  # fmt: skip
 
-    def new_cache(self, batch: int, capacity: int, memory_length: int, dtype=None, device=None):
-        """A ``Cache`` for decoding ``capacity`` target tokens against a memory of
-        ``memory_length`` source positions (cross-attention keys are computed once)."""
+    def new_cache(self, batch: int, capacity: int, dtype=None, device=None) -> Cache:
+        """A ``Cache`` for decoding ``capacity`` target tokens; each cross-attention layer keeps
+        the memory's keys and values once its first step has computed them."""
         c = self.config
         weight = self.target_embedding.weight
         dtype, device = dtype or weight.dtype, device or weight.device
         head_dim = c.dim // c.num_heads
-
-        def caches(length):
-            return [
-                KVCache(batch, c.num_heads, length, head_dim, head_dim, dtype, device)
-                for _ in range(c.num_decoder_layers)
-            ]
-
-        return Cache(caches(capacity), cross=caches(memory_length))
+        layers = [
+            KVCache(batch, c.num_heads, capacity, head_dim, head_dim, dtype, device)
+            for _ in range(c.num_decoder_layers)
+        ]
+        return Cache(layers, cross=[MemoryCache() for _ in range(c.num_decoder_layers)])
 
     def decode(
         self,
@@ -124,27 +118,19 @@ class EncoderDecoderModel(Pretrained, nn.Module):
         c = self.config
         check_ids(tgt_ids, c.tgt_vocab_size, "tgt_ids")
         check_attention_mask(tgt_mask, tgt_ids)
+        write = None
         if cache is not None:
             new_tokens = tgt_mask if tgt_mask is not None else torch.ones_like(tgt_ids)
-            positions, key_mask = cache.advance(new_tokens)
-            self_mask = and_masks(masks.causal(), padding_mask(key_mask))
+            positions, self_mask, write = cache.advance(new_tokens)
         else:
             positions = torch.arange(tgt_ids.shape[1], device=tgt_ids.device).expand_as(tgt_ids)
-            self_mask = and_masks(masks.causal(), padding_mask(tgt_mask))
-        cross_mask = padding_mask(memory_mask)
+            self_mask = and_masks(masks.causal(), masks.from_attention_mask(tgt_mask))
         x = self._embed(self.target_embedding, tgt_ids, positions)
-        for index, layer in enumerate(self.decoder_layers):
-            if intermediates is not None and intermediates.keep_hidden_states:
-                intermediates.hidden_states.append(x)
-            x = layer(
-                x, mask=self_mask, memory=memory, memory_mask=cross_mask,
-                cache=cache.layers[index] if cache is not None else None,
-                cross_cache=cache.cross[index] if cache is not None else None,
-                record=records(intermediates),
-                cross_record=records(intermediates, "cross_attention"),
-            )  # fmt: skip
-        if self.decoder_norm is not None:
-            x = self.decoder_norm(x)
+        x = run_blocks(
+            self.decoder_layers, x, intermediates, final_norm=self.decoder_norm, cache=cache,
+            write=write, mask=self_mask, memory=memory,
+            memory_mask=masks.from_attention_mask(memory_mask),
+        )  # fmt: skip
         kept = x[:, -logits_to_keep:] if logits_to_keep else x
         return linear(kept, self.output_weight), x
 

@@ -5,13 +5,12 @@ CPU's fastest kernel for its shape)."""
 from atenea.nn.additive import AdditiveAttention
 from atenea.nn.attention import AttentionRecord, MultiHeadAttention
 from atenea.nn.block import BlockConfig, TransformerBlock
-from atenea.nn.cache import Cache, KVCache
+from atenea.nn.cache import Cache, KVCache, MemoryCache, Write
 from atenea.nn.feedforward import FeedForward
 from atenea.nn.linear import Linear
 from atenea.nn.norms import LayerNorm, RMSNorm
 from atenea.nn.positions import (
     LearnedPositions,
-    RelativePositionBias,
     RotaryEmbedding,
     SinusoidalPositions,
     positions_from_mask,
@@ -25,13 +24,14 @@ __all__ = [
     "FeedForward",
     "KVCache",
     "LayerNorm",
+    "MemoryCache",
     "LearnedPositions",
     "Linear",
     "MultiHeadAttention",
     "RMSNorm",
-    "RelativePositionBias",
     "RotaryEmbedding",
     "SinusoidalPositions",
     "TransformerBlock",
+    "Write",
     "positions_from_mask",
 ]

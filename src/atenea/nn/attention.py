@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-import atenea
-from atenea.attention.single_query import single_query_attention
+from atenea.attention.core import attention
 from atenea.attention.weights import attention_weights
-from atenea.nn.cache import KVCache
+from atenea.nn.cache import KVCache, MemoryCache, Write
 from atenea.nn.linear import Linear
 from atenea.nn.positions import RotaryEmbedding
 
@@ -108,8 +107,9 @@ class MultiHeadAttention(nn.Module):
         """``(B, L, heads * Dh)`` -> ``(B, heads, L, Dh)``."""
         return t.unflatten(-1, (heads, self.head_dim)).transpose(1, 2)
 
-    def _project(self, x: Tensor, memory: Tensor | None, cache: KVCache | None):
-        """Queries of ``x``; keys/values of ``x`` or of the memory (once, for a cross cache)."""
+    def _project(self, x: Tensor, memory: Tensor | None, cache):
+        """Queries of ``x``; keys/values of ``x``, or of the memory (computed once and kept in
+        a ``MemoryCache`` when there is one)."""
         if self.fused_qkv:
             q_width, kv_width = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
             q, k, v = self.qkv_proj(x).split([q_width, kv_width, kv_width], dim=-1)
@@ -119,14 +119,14 @@ class MultiHeadAttention(nn.Module):
                 self._heads(v, self.num_kv_heads),
             )
         q = self._heads(self.q_proj(x), self.num_heads)
-        if memory is not None and cache is not None and cache.length:
-            return q, None, None  # cross-attention memory already projected and cached
+        if memory is not None and cache is not None and cache.keys is not None:
+            return q, cache.keys, cache.values
         source = x if memory is None else memory
-        return (
-            q,
-            self._heads(self.k_proj(source), self.num_kv_heads),
-            self._heads(self.v_proj(source), self.num_kv_heads),
-        )
+        k = self._heads(self.k_proj(source), self.num_kv_heads)
+        v = self._heads(self.v_proj(source), self.num_kv_heads)
+        if memory is not None and cache is not None:
+            cache.keys, cache.values = k, v
+        return q, k, v
 
     def forward(
         self,
@@ -135,8 +135,9 @@ class MultiHeadAttention(nn.Module):
         *,
         mask=None,
         positions: Tensor | None = None,
-        cache: KVCache | None = None,
-        record: list | None = None,
+        cache: KVCache | MemoryCache | None = None,
+        write: Write | None = None,
+        records: list | None = None,
     ) -> Tensor:
         """``x (B, L, dim)`` -> ``(B, L, dim)``.
 
@@ -144,53 +145,28 @@ class MultiHeadAttention(nn.Module):
             memory: ``(B, S, memory_dim)`` for cross-attention; None for self-attention.
             mask: an ``atenea.masks`` mask (True = may attend) over ``(L, keys)``.
             positions: ``(B, L)`` positions of ``x`` for the rotary embedding.
-            cache: this layer's ``KVCache``: new keys/values are appended (self-attention) or,
-                for cross-attention, the memory's are computed on the first call and reused.
-            record: a list to which an ``AttentionRecord`` is appended (for weights later).
+            cache: self-attention: this layer's ``KVCache``, where the new keys/values go at
+                ``write`` (from ``Cache.advance``) and whose slots the queries attend to;
+                cross-attention: a ``MemoryCache`` (the memory's keys/values, computed once).
+            records: a list to which an ``AttentionRecord`` is appended (for weights later).
         """
         q, k, v = self._project(x, memory, cache)
         if self.rotary is not None and memory is None:
             if positions is None:
                 raise ValueError("attention: a rotary embedding needs the token positions")
             q, k = self.rotary(q, positions), self.rotary(k, positions)
-        if cache is not None:
-            k, v = cache.append(k, v) if k is not None else cache.filled()
-        result = atenea.attention(
+        if cache is not None and memory is None:
+            if write is None:
+                raise ValueError("attention: a KV cache needs the Write of Cache.advance")
+            k, v = cache.update(k, v, write)
+        result = attention(
             q, k, v, mask=mask, score_mod=self.score_mod,
             dropout_p=self.dropout if self.training else 0.0,
-            return_lse=record is not None, backend=self.backend,
+            return_lse=records is not None, backend=self.backend,
         )  # fmt: skip
-        if record is not None:
+        if records is not None:
             result, lse = result
             scale = self.head_dim**-0.5
-            record.append(AttentionRecord(q.detach(), k.detach(), lse, mask, self.score_mod, scale))
+            record = AttentionRecord(q.detach(), k.detach(), lse, mask, self.score_mod, scale)
+            records.append(record)
         return self.o_proj(result.transpose(1, 2).flatten(2))
-
-    def decode(
-        self,
-        x: Tensor,
-        positions: Tensor,
-        slot: Tensor,
-        keys: Tensor,
-        values: Tensor,
-        key_mask: Tensor,
-    ) -> Tensor:
-        """Self-attention of one new token per row on a preallocated cache, with shapes that do
-        not change from step to step (``torch.compile`` makes one graph of it). No score
-        modifier, no record.
-
-        Args:
-            x: ``(B, 1, dim)`` the new tokens; ``positions``: ``(B, 1)`` their positions.
-            slot: ``(1,)`` the cache index their keys and values are written to.
-            keys, values: this layer's cache ``(B, Hkv, capacity, D)``, written in place.
-            key_mask: ``(B, capacity)``, True where a position holds a real token written so
-                far (the new one included).
-        Returns ``(B, 1, dim)``.
-        """
-        q, k, v = self._project(x, None, None)
-        if self.rotary is not None:
-            q, k = self.rotary(q, positions), self.rotary(k, positions)
-        keys.index_copy_(2, slot, k)
-        values.index_copy_(2, slot, v)
-        out = single_query_attention(q, keys, values, key_mask)
-        return self.o_proj(out.transpose(1, 2).flatten(2))

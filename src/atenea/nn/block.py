@@ -85,15 +85,19 @@ class TransformerBlock(nn.Module):
         memory_mask=None,
         cache=None,
         cross_cache=None,
-        record: list | None = None,
-        cross_record: list | None = None,
+        write=None,
+        records: list | None = None,
+        cross_records: list | None = None,
     ) -> Tensor:
         """``mask``/``memory_mask``: ``atenea.masks`` masks (True = may attend) for the self- and
-        cross-attention; ``cache``/``cross_cache``: this layer's ``KVCache`` objects; ``record``
+        cross-attention; ``cache``/``cross_cache``: this layer's ``KVCache`` and
+        ``MemoryCache``, ``write``: where the new keys go (``Cache.advance``); ``records``
         lists collect ``AttentionRecord`` s for inspection."""
         x = self._sublayer(
             x, self.attention_norm,
-            lambda h: self.attention(h, mask=mask, positions=positions, cache=cache, record=record),
+            lambda h: self.attention(
+                h, mask=mask, positions=positions, cache=cache, write=write, records=records
+            ),
         )  # fmt: skip
         if self.cross_attention is not None:
             if memory is None:
@@ -101,18 +105,7 @@ class TransformerBlock(nn.Module):
             x = self._sublayer(
                 x, self.cross_norm,
                 lambda h: self.cross_attention(
-                    h, memory, mask=memory_mask, cache=cross_cache, record=cross_record
+                    h, memory, mask=memory_mask, cache=cross_cache, records=cross_records
                 ),
             )  # fmt: skip
-        return self._sublayer(x, self.ffn_norm, self.feed_forward)
-
-    def decode(self, x: Tensor, positions, slot, keys, values, key_mask) -> Tensor:
-        """One new token per row on a preallocated cache (see ``MultiHeadAttention.decode`` for
-        the arguments): ``x (B, 1, dim)`` -> ``(B, 1, dim)``. Blocks without cross-attention."""
-        if self.cross_attention is not None:
-            raise ValueError("block: decode() is for blocks without cross-attention")
-        x = self._sublayer(
-            x, self.attention_norm,
-            lambda h: self.attention.decode(h, positions, slot, keys, values, key_mask),
-        )  # fmt: skip
         return self._sublayer(x, self.ffn_norm, self.feed_forward)

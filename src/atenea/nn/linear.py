@@ -45,11 +45,8 @@ def _enabled() -> bool:
     return os.environ.get("ATENEA_LINEAR", "") != "aten"
 
 
-ONEDNN = (
-    _enabled()
-    and torch.backends.mkldnn.is_available()
-    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-)
+# What this build of PyTorch has (the environment switch above is read at every call).
+ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def _wants_gradient(*tensors) -> bool:

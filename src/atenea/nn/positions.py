@@ -7,7 +7,7 @@
   to the position, so ``q . k`` depends on the *distance* (Llama, GPT-NeoX, GPT-J). Both pairing
   layouts and Llama-3 frequency scaling.
 - ALiBi and T5 relative buckets bias the scores instead: ``atenea.scores.alibi`` and
-  ``RelativePositionBias`` below (the same module as ``atenea.scores.relative_bias``).
+  ``atenea.scores.relative_bias``.
 
 Positions are integer tensors ``(B, L)`` (or ``(L,)``): with left padding each row has its own.
 """
@@ -18,12 +18,6 @@ import math
 
 import torch
 from torch import Tensor, nn
-
-from atenea.attention.scores import RelativeBias
-
-
-class RelativePositionBias(RelativeBias):
-    """T5 bucketed relative position bias as a score modifier (learned per head)."""
 
 
 def sinusoidal_table(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
@@ -63,7 +57,10 @@ class LearnedPositions(nn.Module):
 
     def forward(self, positions: Tensor) -> Tensor:
         """``positions (B, L)`` -> ``(B, L, dim)``."""
-        if positions.numel() and int(positions.max()) >= self.max_positions:
+        # The check reads a value back to the host, which a compiled graph cannot do; compiled
+        # callers (generation) check the lengths before they start.
+        checking = positions.numel() and not torch.compiler.is_compiling()
+        if checking and int(positions.max()) >= self.max_positions:
             raise ValueError(
                 f"positions: this model has learned positions 0..{self.max_positions - 1}, got "
                 f"position {int(positions.max())}; shorten the input to at most "
