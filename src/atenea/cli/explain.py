@@ -130,6 +130,8 @@ def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
     if args.png:
         try:
             written = pictures(explanations, data["initial"], Path(args.png), title)
+        except ImportError as error:  # matplotlib missing: the report is written already
+            raise ExplainError(f"--png: {error}") from None
         except OSError as error:
             reason = error.strerror or error
             raise ExplainError(f"cannot write the pictures to {args.png}: {reason}") from None

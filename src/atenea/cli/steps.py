@@ -15,6 +15,7 @@ import torch
 
 import atenea
 from atenea import masks
+from atenea.inspect.plots import heatmap_png
 
 DEFAULT_TEXT = "el banco cerró temprano"
 MAX_TOKENS = 16
@@ -161,16 +162,19 @@ def run_steps(
         parts = [f"{tokens[j]} {w:.2f}" for w, j in zip(top.values.tolist(), top.indices.tolist())]
         echo(f"        {token:<12} -> " + ", ".join(parts))
     if png is not None:
+        title = "attention weights" + ("" if bool(allowed.all()) else " (grey: masked)")
         try:
-            written = save_heatmap(weights, tokens, png, allowed=allowed)
+            written = heatmap_png(
+                weights, tokens, png, title, allowed=allowed, show_values=True, vmax=1.0
+            )
+        except ImportError:
+            echo("        (no heatmap: matplotlib is not installed; pip install 'atenea[plot]')")
         except OSError as error:
             raise StepsError(
                 f"cannot write the heatmap to {png}: {error.strerror or error}"
             ) from None
-        if written:
-            echo(f"        heatmap written to {written}")
         else:
-            echo("        (no heatmap: matplotlib is not installed; pip install 'atenea[plot]')")
+            echo(f"        heatmap written to {written}")
     echo("")
 
     library = atenea.attention(
@@ -197,54 +201,3 @@ def run_steps(
         "y": y,
         "library": library,
     }
-
-
-def save_heatmap(
-    weights: torch.Tensor, tokens: list[str], path, allowed: torch.Tensor | None = None
-):
-    """Write the ``(L, L)`` weights as a PNG heatmap, tokens on both axes; masked-out cells
-    (``allowed`` False) are drawn grey and empty. Returns the path, or None when matplotlib is
-    missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    size = 1.2 + 0.6 * len(tokens)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    import numpy as np
-
-    if allowed is None:
-        allowed = torch.ones_like(weights, dtype=torch.bool)
-    shown = np.ma.masked_array(weights.numpy(), mask=~allowed.numpy())
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d9d9d9")
-    image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0)
-    ax.set_xticks(range(len(tokens)), tokens, rotation=45, ha="right")
-    ax.set_yticks(range(len(tokens)), tokens)
-    ax.set_xlabel("key (attended to)")
-    ax.set_ylabel("query (attending)")
-    masked = not bool(allowed.all())
-    ax.set_title("attention weights" + (" (grey: masked)" if masked else ""))
-    for i in range(len(tokens)):
-        for j in range(len(tokens)):
-            if not allowed[i, j]:
-                continue
-            value = float(weights[i, j])
-            ax.text(
-                j,
-                i,
-                f"{value:.2f}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="black" if value > 0.6 else "white",
-            )
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
