@@ -15,6 +15,7 @@ import torch
 
 import atenea
 from atenea import masks
+from atenea.cli.errors import fail
 from atenea.inspect.plots import heatmap_png
 
 DEFAULT_TEXT = "el banco cerró temprano"
@@ -23,6 +24,49 @@ MAX_TOKENS = 16
 
 class StepsError(ValueError):
     """Bad input for ``atenea steps`` (shown to the user as a one-line message)."""
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``steps`` subcommand to the ``atenea`` parser."""
+    parser = subparsers.add_parser(
+        "steps",
+        help="self-attention by hand on a few words, one printed step at a time",
+        description="Compute self-attention on a few words and print every step: embeddings, "
+        "Q/K/V, scores, scaling, mask, softmax, output; then draw the weights as a heatmap.",
+    )
+    parser.add_argument(
+        "text", nargs="?", default=DEFAULT_TEXT, help=f'the words (default: "{DEFAULT_TEXT}")'
+    )
+    parser.add_argument(
+        "--causal",
+        action="store_true",
+        help="apply a causal mask (each word sees only itself and earlier words)",
+    )
+    parser.add_argument("--d-model", type=int, default=8, help="embedding size (default 8)")
+    parser.add_argument("--d-k", type=int, default=4, help="query/key/value size (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of W_Q, W_K, W_V (default 0)")
+    parser.add_argument(
+        "--png",
+        default="attention_steps.png",
+        help="where to write the heatmap (default attention_steps.png)",
+    )
+    parser.add_argument("--no-png", action="store_true", help="do not write the heatmap")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    try:
+        run_steps(
+            args.text,
+            causal=args.causal,
+            d_model=args.d_model,
+            d_k=args.d_k,
+            seed=args.seed,
+            png=None if args.no_png else args.png,
+        )
+    except StepsError as error:
+        return fail("steps", error)
+    return 0
 
 
 def word_embedding(word: str, d_model: int) -> torch.Tensor:
