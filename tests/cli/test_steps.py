@@ -85,3 +85,11 @@ def test_unwritable_heatmap_path_is_a_message(tmp_path, capsys):
     assert main(["steps", "--png", str(blocker / "weights.png")]) == 2
     err = capsys.readouterr().err
     assert "cannot write the heatmap" in err and "Traceback" not in err
+
+
+def test_without_matplotlib_the_steps_still_print(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` fails
+    assert main(["steps", "--png", str(tmp_path / "w.png")]) == 0
+    text = capsys.readouterr().out
+    assert "no heatmap: matplotlib is not installed" in text and "Check:" in text
+    assert not (tmp_path / "w.png").exists()

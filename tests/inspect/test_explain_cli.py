@@ -144,3 +144,14 @@ def test_decoder_models_give_causal_maps(tmp_path, capsys):
     e = explain("the robot picked up the wrench", model, tokenizer, focus="wrench")
     assert e.causal and torch.equal(e.maps.triu(1), torch.zeros_like(e.maps))
     assert e.summary[0].startswith("layer 0: wrench ->")
+
+
+def test_png_without_matplotlib_is_a_message(tiny_bert, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` fails
+    out = tmp_path / "r.html"
+    args = ["the robot", "--model", str(tiny_bert), "--out", str(out), "--png", str(tmp_path)]
+    code, _, err = run(args, capsys)
+    assert code == 2 and "--png: the pictures need matplotlib" in err and "Traceback" not in err
+    assert out.exists()  # the report comes first

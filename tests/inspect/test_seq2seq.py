@@ -10,8 +10,7 @@ import torch
 
 import atenea
 from atenea.cli.main import main
-from atenea.inspect import capture, explain, explain_seq2seq, report_data
-from atenea.inspect.explain import ExplainError
+from atenea.inspect import ExplainError, capture, explain, explain_seq2seq, report_data
 
 SOURCE = "el banco cerró la puerta"  # 5 tokens
 

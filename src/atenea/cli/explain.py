@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from atenea.cli.errors import fail
+from atenea.inspect import plots
+from atenea.inspect.explain import explain, notable_heads
+from atenea.inspect.report import render_html, report_data
+from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, explain_seq2seq
+from atenea.inspect.tokens import ExplainError, check_text
+from atenea.models import CheckpointError, EncoderDecoderModel, load_pretrained
+
 DEFAULT_OUT = "attention_report.html"
-DEFAULT_MAX_NEW_TOKENS = 64  # as atenea.inspect.seq2seq's (not imported: keeps --help fast)
 
 
 def add_parser(subparsers) -> None:
@@ -50,10 +59,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from atenea.cli.errors import fail
-    from atenea.inspect.explain import ExplainError
-    from atenea.models.safetensors_io import CheckpointError
-
     try:
         return _run(args)
     except (ExplainError, CheckpointError) as error:
@@ -61,13 +66,7 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    import torch
-
-    from atenea.inspect.explain import ExplainError, explain, notable_heads
-    from atenea.models import EncoderDecoderModel, load_pretrained
-
-    if not args.text.strip():
-        raise ExplainError("give a non-empty text to explain")
+    check_text(args.text)  # before the model is read
     if args.head is not None and args.layer is None:
         raise ExplainError("--head needs --layer")
     out = Path(args.out)
@@ -121,9 +120,6 @@ def _run(args) -> int:
 def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
     """The HTML report, and the PNG files of ``pictures(explanations, initial, folder, title)``
     when ``--png`` asks for them."""
-    from atenea.inspect.explain import ExplainError, report_data
-    from atenea.inspect.report import render_html
-
     data = report_data(explanations, title, args.layer, args.head)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +130,8 @@ def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
     if args.png:
         try:
             written = pictures(explanations, data["initial"], Path(args.png), title)
+        except ImportError as error:  # matplotlib missing: the report is written already
+            raise ExplainError(f"--png: {error}") from None
         except OSError as error:
             reason = error.strerror or error
             raise ExplainError(f"cannot write the pictures to {args.png}: {reason}") from None
@@ -142,9 +140,6 @@ def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
 
 def _run_seq2seq(args, model, tokenizer, texts: list[str], out: Path) -> int:
     """``explain`` for an encoder-decoder model: source, target, the alignment summary."""
-    from atenea.inspect.explain import ExplainError
-    from atenea.inspect.seq2seq import explain_seq2seq
-
     for flag, value in (("--focus", args.focus), ("--pair", args.pair)):
         if value is not None:
             raise ExplainError(f"{flag} is for encoder and decoder models; this is an "
@@ -195,8 +190,6 @@ def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: st
     """Per source: the selected cross-attention heatmap (target rows x source columns), the
     decoder's and the encoder's last layer (heads averaged), the encoder's rollout, and the
     cross-attention model view."""
-    from atenea.inspect import plots
-
     layer, head = initial["layer"], initial["head"]
     label, stem = _selection(layer, head)
     written = []
@@ -230,8 +223,6 @@ def _selection(layer: int, head: int) -> tuple[str, str]:
 
 def _write_pictures(explanations, initial: dict, folder: Path, title: str) -> list[Path]:
     """The selected head's heatmap, the rollout and the model view of every text, as PNG."""
-    from atenea.inspect import plots
-
     layer, head = initial["layer"], initial["head"]
     label, stem = _selection(layer, head)
     written = []

@@ -15,6 +15,8 @@ import torch
 
 import atenea
 from atenea import masks
+from atenea.cli.errors import fail
+from atenea.inspect.plots import heatmap_png
 
 DEFAULT_TEXT = "el banco cerró temprano"
 MAX_TOKENS = 16
@@ -22,6 +24,49 @@ MAX_TOKENS = 16
 
 class StepsError(ValueError):
     """Bad input for ``atenea steps`` (shown to the user as a one-line message)."""
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``steps`` subcommand to the ``atenea`` parser."""
+    parser = subparsers.add_parser(
+        "steps",
+        help="self-attention by hand on a few words, one printed step at a time",
+        description="Compute self-attention on a few words and print every step: embeddings, "
+        "Q/K/V, scores, scaling, mask, softmax, output; then draw the weights as a heatmap.",
+    )
+    parser.add_argument(
+        "text", nargs="?", default=DEFAULT_TEXT, help=f'the words (default: "{DEFAULT_TEXT}")'
+    )
+    parser.add_argument(
+        "--causal",
+        action="store_true",
+        help="apply a causal mask (each word sees only itself and earlier words)",
+    )
+    parser.add_argument("--d-model", type=int, default=8, help="embedding size (default 8)")
+    parser.add_argument("--d-k", type=int, default=4, help="query/key/value size (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of W_Q, W_K, W_V (default 0)")
+    parser.add_argument(
+        "--png",
+        default="attention_steps.png",
+        help="where to write the heatmap (default attention_steps.png)",
+    )
+    parser.add_argument("--no-png", action="store_true", help="do not write the heatmap")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    try:
+        run_steps(
+            args.text,
+            causal=args.causal,
+            d_model=args.d_model,
+            d_k=args.d_k,
+            seed=args.seed,
+            png=None if args.no_png else args.png,
+        )
+    except StepsError as error:
+        return fail("steps", error)
+    return 0
 
 
 def word_embedding(word: str, d_model: int) -> torch.Tensor:
@@ -161,16 +206,19 @@ def run_steps(
         parts = [f"{tokens[j]} {w:.2f}" for w, j in zip(top.values.tolist(), top.indices.tolist())]
         echo(f"        {token:<12} -> " + ", ".join(parts))
     if png is not None:
+        title = "attention weights" + ("" if bool(allowed.all()) else " (grey: masked)")
         try:
-            written = save_heatmap(weights, tokens, png, allowed=allowed)
+            written = heatmap_png(
+                weights, tokens, png, title, allowed=allowed, show_values=True, vmax=1.0
+            )
+        except ImportError:
+            echo("        (no heatmap: matplotlib is not installed; pip install 'atenea[plot]')")
         except OSError as error:
             raise StepsError(
                 f"cannot write the heatmap to {png}: {error.strerror or error}"
             ) from None
-        if written:
-            echo(f"        heatmap written to {written}")
         else:
-            echo("        (no heatmap: matplotlib is not installed; pip install 'atenea[plot]')")
+            echo(f"        heatmap written to {written}")
     echo("")
 
     library = atenea.attention(
@@ -197,54 +245,3 @@ def run_steps(
         "y": y,
         "library": library,
     }
-
-
-def save_heatmap(
-    weights: torch.Tensor, tokens: list[str], path, allowed: torch.Tensor | None = None
-):
-    """Write the ``(L, L)`` weights as a PNG heatmap, tokens on both axes; masked-out cells
-    (``allowed`` False) are drawn grey and empty. Returns the path, or None when matplotlib is
-    missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    size = 1.2 + 0.6 * len(tokens)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    import numpy as np
-
-    if allowed is None:
-        allowed = torch.ones_like(weights, dtype=torch.bool)
-    shown = np.ma.masked_array(weights.numpy(), mask=~allowed.numpy())
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d9d9d9")
-    image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0)
-    ax.set_xticks(range(len(tokens)), tokens, rotation=45, ha="right")
-    ax.set_yticks(range(len(tokens)), tokens)
-    ax.set_xlabel("key (attended to)")
-    ax.set_ylabel("query (attending)")
-    masked = not bool(allowed.all())
-    ax.set_title("attention weights" + (" (grey: masked)" if masked else ""))
-    for i in range(len(tokens)):
-        for j in range(len(tokens)):
-            if not allowed[i, j]:
-                continue
-            value = float(weights[i, j])
-            ax.text(
-                j,
-                i,
-                f"{value:.2f}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="black" if value > 0.6 else "white",
-            )
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

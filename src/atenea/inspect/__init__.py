@@ -9,9 +9,10 @@ from atenea.inspect.analysis import (
     rollout,
 )
 from atenea.inspect.capture import capture, record
-from atenea.inspect.explain import ExplainError, Explanation, explain, report_data
-from atenea.inspect.report import render_html, safe_json
+from atenea.inspect.explain import Explanation, explain
+from atenea.inspect.report import render_html, report_data, safe_json
 from atenea.inspect.seq2seq import Seq2SeqExplanation, explain_seq2seq
+from atenea.inspect.tokens import ExplainError
 
 __all__ = [
     "Explanation",

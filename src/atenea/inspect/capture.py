@@ -11,14 +11,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from atenea.inspect.analysis import LayerStats
 from atenea.models.decoder import DecoderModel
 from atenea.models.encoder import EncoderForMaskedLM, EncoderForSequenceClassification
 from atenea.models.encoder_decoder import EncoderDecoderModel
 from atenea.models.outputs import Intermediates
 
 
-def _base(model):
-    """The encoder inside a model with a head (its attention is the encoder's)."""
+def base_model(model):
+    """The model whose attention layers run: the encoder inside a model with a task head, any
+    other model itself."""
     if isinstance(model, (EncoderForMaskedLM, EncoderForSequenceClassification)):
         return model.encoder
     return model
@@ -29,7 +31,7 @@ def record(model, input_ids: Tensor, attention_mask=None, token_type_ids=None, t
     """Run ``model`` once and return its ``Intermediates`` (records of every attention layer).
     Encoder-decoder models need ``target_ids`` (the decoder's input)."""
     inter = Intermediates()
-    model = _base(model)
+    model = base_model(model)
     if isinstance(model, EncoderDecoderModel):
         if target_ids is None:
             raise ValueError("capture: an encoder-decoder model needs target_ids for its decoder")
@@ -87,8 +89,6 @@ def scan(
 
     Memory: ``heads x rows_per_step x L`` weights at a time, never ``L x L`` per head.
     """
-    from atenea.inspect.analysis import LayerStats
-
     length = records[0].lse.shape[-1]
     block = -(-length // size) if length > size else 1
     cells = -(-length // block)

@@ -1,5 +1,6 @@
 """``explain``: one text through a model, its attention read four ways (per head, per layer,
-rolled out, described in words), ready for the terminal, an HTML report or PNG files."""
+rolled out, described in words), ready for the terminal, an HTML report
+(``atenea.inspect.report``) or PNG files (``atenea.inspect.plots``)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,10 @@ import torch
 from torch import Tensor
 
 from atenea.inspect.analysis import HeadDescription, rollout, top_targets
-from atenea.inspect.capture import _base, record, scan
-from atenea.inspect.seq2seq import Seq2SeqExplanation, seq2seq_panel
+from atenea.inspect.capture import base_model, record, scan
+from atenea.inspect.tokens import REPORT_MAX_CELLS, ExplainError, check_text, token_labels
 from atenea.models.decoder import DecoderModel
 from atenea.models.encoder_decoder import EncoderDecoderModel
-
-# Past this many tokens the report pools the maps into blocks (a 512 x 512 map per head would
-# make a report of hundreds of megabytes; the numbers are still exact per block).
-REPORT_MAX_CELLS = 160
-
-
-class ExplainError(ValueError):
-    """Bad input for ``explain`` (shown to the user as one line)."""
-
-
-def display_token(token: str) -> str:
-    """A tokenizer's token as a reader expects it: no byte-level 'Ġ' or SentencePiece '▁'
-    word-start marks, visible newlines."""
-    for mark in ("Ġ", "▁"):
-        if token.startswith(mark) and len(token) > 1:
-            token = token[1:]
-    return token.replace("Ċ", "\\n").replace("\n", "\\n")
 
 
 @dataclass
@@ -85,9 +69,8 @@ def explain(
 ) -> Explanation:
     """Tokenize ``text`` (and a second sentence ``pair`` for BERT-style models), run the model
     once, capture every layer's and head's attention from the log-sum-exp, and analyse it."""
-    if not text or not text.strip():
-        raise ExplainError("give a non-empty text to explain")
-    base = _base(model)
+    check_text(text)
+    base = base_model(model)
     if isinstance(base, EncoderDecoderModel):
         raise ExplainError(
             "this is an encoder-decoder model: use atenea.inspect.explain_seq2seq (source and "
@@ -104,12 +87,10 @@ def explain(
             f"so it was cut to the first {batch['input_ids'].shape[1]}."
         )
     ids = batch["input_ids"]
-    raw_tokens = tokenizer.tokens(ids[0])
-    tokens = [display_token(t) for t in raw_tokens]
-    specials = set(tokenizer.special_tokens.values())
-    special = [t in specials for t in raw_tokens]
+    tokens, special = token_labels(tokenizer, ids[0])
     focus_index = None if focus is None else _find_focus(tokens, focus)
     records = record(model, ids, batch["attention_mask"], batch.get("token_type_ids")).attention
+    # Past REPORT_MAX_CELLS tokens the maps are pooled into blocks (exact numbers per block).
     maps, descriptions, focus_rows, block = scan(records, special, REPORT_MAX_CELLS, focus_index)
     if block > 1:
         pooled = (
@@ -190,49 +171,3 @@ def notable_heads(e: Explanation, count: int = 6) -> list[HeadDescription]:
         d.pattern for d in ranked)]  # fmt: skip
     rest = [d for d in ranked if d not in best_of_each]
     return (best_of_each + rest)[:count]
-
-
-def _rounded(t: Tensor) -> list:
-    return (torch.round(t.float() * 10000) / 10000).tolist()
-
-
-def panel_data(e: Explanation) -> dict:
-    """One panel of the report (JSON-ready)."""
-    descriptions = [
-        {**{k: getattr(d, k) for k in ("layer", "head", "pattern", "text", "entropy",
-                                          "mean_distance", "self_share", "previous_share",
-                                          "next_share", "special_share")},
-         "layer_index": d.layer, "head_index": d.head}
-        for d in e.descriptions
-    ]  # fmt: skip
-    return {
-        "text": e.text, "tokens": e.cell_tokens, "causal": e.causal, "notice": e.notice,
-        "focus": None if e.focus is None else e.focus // e.block, "summary": e.summary,
-        "layers": list(range(e.maps.shape[0])), "heads": list(range(e.maps.shape[1])),
-        "maps": _rounded(e.maps), "rollout": _rounded(e.rollout), "descriptions": descriptions,
-    }  # fmt: skip
-
-
-def report_data(explanations: list, model_name: str, layer=None, head=None) -> dict:
-    """The JSON the HTML report renders, for ``Explanation``s or ``Seq2SeqExplanation``s. The
-    first selected head: ``layer``/``head`` if given, else the focus token's strongest link,
-    else the last layer's mean over heads (of the cross-attention for encoder-decoders)."""
-    first = explanations[0]
-    if isinstance(first, Seq2SeqExplanation):  # the cross-attention is shown first
-        layer = first.cross_maps.shape[0] - 1 if layer is None else layer
-        return {
-            "model": model_name,
-            "initial": {"layer": layer, "head": -1 if head is None else head, "kind": "cross"},
-            "panels": [seq2seq_panel(e) for e in explanations],
-        }
-    if layer is None:
-        if first.focus is not None:
-            layer, head, _, _ = strongest_link(first)
-        else:
-            layer, head = first.maps.shape[0] - 1, -1
-    head = -1 if head is None else head
-    return {
-        "model": model_name,
-        "initial": {"layer": layer, "head": head},
-        "panels": [panel_data(e) for e in explanations],
-    }

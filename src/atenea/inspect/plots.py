@@ -1,4 +1,6 @@
-"""PNG pictures of attention (matplotlib): a head's heatmap, the rollout, the model view."""
+"""PNG pictures of attention (matplotlib): heatmaps of one map (a head, the heads' mean, the
+rollout, the weights of ``atenea steps``, a translation's alignment) and the model view. Every
+picture atenea draws is drawn here."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ from torch import Tensor
 
 
 def _pyplot():
-    import matplotlib
-
+    """matplotlib's pyplot on the Agg backend (files only: no window, no display needed)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("the pictures need matplotlib: pip install 'atenea[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -18,24 +23,38 @@ def _pyplot():
 
 def heatmap_png(
     weights: Tensor, tokens: list[str], path, title: str, causal: bool = False,
-    key_tokens: list[str] | None = None,
+    key_tokens: list[str] | None = None, *, allowed: Tensor | None = None,
+    show_values: bool = False, vmax: float | None = None,
 ) -> Path:  # fmt: skip
     """``weights (Lq, Lk)`` with the query ``tokens`` down the side and the keys (``key_tokens``,
-    default the same) along the top; masked cells grey for causal maps."""
+    default the same) along the top. Cells a query may not attend are grey: above the diagonal
+    when ``causal``, and where ``allowed (Lq, Lk)`` (bool) is False. ``show_values`` writes each
+    weight in its cell (for small maps); ``vmax`` fixes the top of the colour scale (default:
+    the largest weight). Raises ImportError when matplotlib is missing."""
+    plt = _pyplot()
     import numpy as np
 
-    plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     key_tokens = tokens if key_tokens is None else key_tokens
-    width = min(4 + 0.28 * len(key_tokens), 24)
-    height = min(4 + 0.28 * len(tokens), 24)
+    cell = 0.6 if show_values else 0.28  # inches: room for a number, or compact
+    width = min(4 + cell * len(key_tokens), 24)
+    height = min(4 + cell * len(tokens), 24)
     fig, ax = plt.subplots(figsize=(width + 1.5, height))
-    values = weights.float().numpy()
+    values = weights.detach().float().cpu().numpy()
+    hidden = np.zeros_like(values, dtype=bool)
     if causal:
-        values = np.ma.masked_array(values, mask=np.triu(np.ones_like(values, dtype=bool), 1))
+        hidden |= np.triu(np.ones_like(values, dtype=bool), 1)
+    if allowed is not None:
+        hidden |= ~allowed.cpu().numpy()
     cmap = plt.get_cmap("viridis").with_extremes(bad="#e4e4e4")
-    image = ax.imshow(values, cmap=cmap, vmin=0.0, aspect="auto")
+    shown = np.ma.masked_array(values, mask=hidden)
+    image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto")
+    if show_values:
+        for (i, j), value in np.ndenumerate(values):
+            if not hidden[i, j]:  # dark text on the light (high) end of the scale
+                colour = "black" if image.norm(value) > 0.6 else "white"
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color=colour)
     ax.set_xticks(range(len(key_tokens)), key_tokens, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
     ax.set_xlabel("key (attended to)")

@@ -1,4 +1,6 @@
-"""The standalone HTML report: one file, inline CSS and JavaScript, nothing fetched.
+"""The standalone HTML report: the data it shows (``report_data``, JSON built from
+``Explanation``s or ``Seq2SeqExplanation``s) and the page itself (``render_html``: one file,
+inline CSS and JavaScript, nothing fetched).
 
 Safety. Text from the user and the tokenizer only reaches the page as data: inside a JSON
 ``<script type="application/json">`` block with ``<``, ``>``, ``&``, U+2028 and U+2029 escaped
@@ -14,6 +16,13 @@ import hashlib
 import html
 import json
 from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from atenea.inspect.analysis import HeadDescription
+from atenea.inspect.explain import Explanation, strongest_link
+from atenea.inspect.seq2seq import Seq2SeqExplanation
 
 SCRIPT = (Path(__file__).with_name("report.js")).read_text(encoding="utf-8")
 
@@ -64,6 +73,104 @@ BODY = """<header><h1>Attention report</h1><p id="model"></p></header>
 </section></template>"""
 
 
+KIND_NAMES = {
+    "encoder": "encoder self-attention (source x source)",
+    "decoder": "decoder self-attention (target x target, causal)",
+    "cross": "cross-attention (target rows x source columns)",
+}
+ROLLOUT_CAPTION = (
+    "rollout of the encoder's self-attention only: each source position's attribution to the "
+    "source tokens through the encoder's layers. Rollout assumes one sequence whose residual "
+    "stream carries each token through every layer; the decoder mixes two sequences through "
+    "cross-attention, so no rollout is drawn for the decoder or the cross-attention."
+)
+
+
+def report_data(
+    explanations: list[Explanation] | list[Seq2SeqExplanation],
+    model_name: str,
+    layer: int | None = None,
+    head: int | None = None,
+) -> dict:
+    """The JSON the HTML report renders, one panel per explanation. The first selected head:
+    ``layer``/``head`` if given, else the focus token's strongest link, else the last layer's
+    mean over heads (``head = -1``; of the cross-attention for encoder-decoders)."""
+    first = explanations[0]
+    if isinstance(first, Seq2SeqExplanation):  # the cross-attention is shown first
+        layer = first.cross_maps.shape[0] - 1 if layer is None else layer
+        return {
+            "model": model_name,
+            "initial": {"layer": layer, "head": -1 if head is None else head, "kind": "cross"},
+            "panels": [seq2seq_panel(e) for e in explanations],
+        }
+    if layer is None:
+        if first.focus is not None:
+            layer, head, _, _ = strongest_link(first)
+        else:
+            layer, head = first.maps.shape[0] - 1, -1
+    head = -1 if head is None else head
+    return {
+        "model": model_name,
+        "initial": {"layer": layer, "head": head},
+        "panels": [explanation_panel(e) for e in explanations],
+    }
+
+
+def explanation_panel(e: Explanation) -> dict:
+    """One panel of the report for an encoder or decoder model (JSON-ready)."""
+    return {
+        "text": e.text, "tokens": e.cell_tokens, "causal": e.causal, "notice": e.notice,
+        "focus": None if e.focus is None else e.focus // e.block, "summary": e.summary,
+        "layers": list(range(e.maps.shape[0])), "heads": list(range(e.maps.shape[1])),
+        "maps": _rounded(e.maps), "rollout": _rounded(e.rollout),
+        "descriptions": _descriptions(e.descriptions),
+    }  # fmt: skip
+
+
+def seq2seq_panel(e: Seq2SeqExplanation) -> dict:
+    """One panel for an encoder-decoder model (JSON-ready): the encoder's rollout at the top
+    level (as for encoder models), the three attention kinds under ``kinds`` (the report's kind
+    selector)."""
+    arrow = "→ (generated greedily)" if e.generated else "→"
+    return {
+        "text": f"{e.text} {arrow} {e.target}", "notice": e.notice, "summary": e.summary,
+        "focus": None, "tokens": e.source_tokens, "causal": False, "rollout": _rounded(e.rollout),
+        "rollout_caption": ROLLOUT_CAPTION,
+        "layers": list(range(e.cross_maps.shape[0])), "heads": list(range(e.cross_maps.shape[1])),
+        "kinds": {
+            "encoder": _view(e.source_tokens, e.encoder_maps, e.encoder_descriptions, False,
+                             KIND_NAMES["encoder"]),
+            "decoder": _view(e.decoder_tokens, e.decoder_maps, e.decoder_descriptions, True,
+                             KIND_NAMES["decoder"]),
+            "cross": _view(e.output_tokens, e.cross_maps, e.cross_descriptions, False,
+                           KIND_NAMES["cross"], key_tokens=e.source_tokens),
+        },
+    }  # fmt: skip
+
+
+def _view(tokens, maps, descriptions, causal, name, key_tokens=None) -> dict:
+    """One attention kind of an encoder-decoder panel: ``maps (layers, heads, Lq, Lk)``."""
+    return {
+        "name": name, "tokens": tokens, "key_tokens": key_tokens, "causal": causal,
+        "focus": None, "layers": list(range(maps.shape[0])), "heads": list(range(maps.shape[1])),
+        "maps": _rounded(maps), "descriptions": _descriptions(descriptions),
+    }  # fmt: skip
+
+
+def _descriptions(descriptions: list[HeadDescription]) -> list[dict]:
+    keys = ("layer", "head", "pattern", "text", "entropy", "mean_distance", "self_share",
+            "previous_share", "next_share", "special_share")  # fmt: skip
+    return [
+        {**{k: getattr(d, k) for k in keys}, "layer_index": d.layer, "head_index": d.head}
+        for d in descriptions
+    ]
+
+
+def _rounded(t: Tensor) -> list:
+    """Weights to 4 decimals: enough for the page's colours and tooltips, a smaller file."""
+    return (torch.round(t.float() * 10000) / 10000).tolist()
+
+
 def safe_json(data) -> str:
     """JSON that can sit inside a ``<script>`` element: no ``<``, ``>`` or ``&`` anywhere (so
     ``</script>`` cannot appear), and no U+2028 / U+2029 (line breaks for old JavaScript)."""
@@ -75,7 +182,7 @@ def safe_json(data) -> str:
 
 
 def render_html(data: dict, title: str = "atenea attention report") -> str:
-    """The whole report for ``data`` (see ``atenea.inspect.explain.report_data``)."""
+    """The whole report for ``data`` (see ``report_data``)."""
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode()
     policy = (
         f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "

@@ -19,31 +19,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from atenea.generation import generate
 from atenea.inspect.analysis import HeadDescription, describe_heads, rollout, top_targets
 from atenea.inspect.capture import record
+from atenea.inspect.tokens import REPORT_MAX_CELLS, ExplainError, check_text, token_labels
 from atenea.models.encoder_decoder import EncoderDecoderModel
 
-# Longest source or target drawn in full (the report holds every weight of every head).
-MAX_TOKENS = 160
+# The longest target generated when none is given (``atenea explain --max-new-tokens``).
 DEFAULT_MAX_NEW_TOKENS = 64
-
-KIND_NAMES = {
-    "encoder": "encoder self-attention (source x source)",
-    "decoder": "decoder self-attention (target x target, causal)",
-    "cross": "cross-attention (target rows x source columns)",
-}
-ROLLOUT_CAPTION = (
-    "rollout of the encoder's self-attention only: each source position's attribution to the "
-    "source tokens through the encoder's layers. Rollout assumes one sequence whose residual "
-    "stream carries each token through every layer; the decoder mixes two sequences through "
-    "cross-attention, so no rollout is drawn for the decoder or the cross-attention."
-)
-
-
-def _error(message: str) -> ValueError:
-    from atenea.inspect.explain import ExplainError  # explain imports this module
-
-    return ExplainError(message)
 
 
 @dataclass
@@ -92,22 +75,18 @@ def explain_seq2seq(
     """Tokenize the source ``text`` as ``atenea generate`` does, take ``target`` (tokenized
     without special tokens, between the model's BOS and EOS) or generate it greedily (at most
     ``max_new_tokens``), run the model once on the pair and capture all three attentions."""
-    from atenea.generation import generate
-    from atenea.inspect.explain import display_token
-
-    if not text or not text.strip():
-        raise _error("give a non-empty text to explain")
+    check_text(text)
     if max_new_tokens < 1:
-        raise _error(f"--max-new-tokens: expected an integer >= 1, got {max_new_tokens}")
+        raise ExplainError(f"--max-new-tokens: expected an integer >= 1, got {max_new_tokens}")
     if target is not None and not target.strip():
-        raise _error("--target: the target is empty; leave it out to generate one")
+        raise ExplainError("--target: the target is empty; leave it out to generate one")
     config = model.config
     limit = min(max_tokens or config.max_positions, config.max_positions)
     full_length = len(tokenizer.encode(text))
     batch = tokenizer(text, max_length=limit)
     src_ids, src_mask = batch["input_ids"], batch["attention_mask"]
     if src_ids.shape[1] == 0:
-        raise _error("the tokenizer turned the text into no tokens")
+        raise ExplainError("the tokenizer turned the text into no tokens")
     notice = None
     if full_length > src_ids.shape[1]:
         notice = f"The source has {full_length} tokens; it was cut to the first {src_ids.shape[1]}."
@@ -115,18 +94,18 @@ def explain_seq2seq(
 
     with torch.no_grad():
         if target is None:
-            cap = min(max_new_tokens, config.max_positions - 1, MAX_TOKENS)
+            cap = min(max_new_tokens, config.max_positions - 1, REPORT_MAX_CELLS)
             sequence = generate(model, src_ids, attention_mask=src_mask, max_new_tokens=cap)[0]
         else:
             ids = tokenizer.encode(target, add_special_tokens=False)
             sequence = torch.tensor([config.bos_token_id, *ids, config.eos_token_id])
             if len(sequence) - 1 > config.max_positions:
-                raise _error(
+                raise ExplainError(
                     f"--target has {len(ids)} tokens; the model reads at most "
                     f"{config.max_positions - 1}"
                 )
         if len(sequence) < 2:
-            raise _error("the model generated no token (raise --max-new-tokens)")
+            raise ExplainError("the model generated no token (raise --max-new-tokens)")
         decoder_ids, output_ids = sequence[:-1], sequence[1:]
         _check_length("target", len(decoder_ids))
         inter = record(model, src_ids, src_mask, target_ids=decoder_ids[None])
@@ -136,16 +115,14 @@ def explain_seq2seq(
 
     encoder_maps, decoder_maps = maps(inter.encoder_attention), maps(inter.attention)
     cross_maps = maps(inter.cross_attention)
-    specials = set(tokenizer.special_tokens.values())
-    raw_source = tokenizer.tokens(src_ids[0])
-    raw_decoder, raw_output = tokenizer.tokens(decoder_ids), tokenizer.tokens(output_ids)
-    source_special = [t in specials for t in raw_source]
-    decoder_special = [t in specials for t in raw_decoder]
+    source_tokens, source_special = token_labels(tokenizer, src_ids[0])
+    decoder_tokens, decoder_special = token_labels(tokenizer, decoder_ids)
+    output_tokens, _ = token_labels(tokenizer, output_ids)
     explanation = Seq2SeqExplanation(
         text=text, target=tokenizer.decode(output_ids), generated=target is None,
-        source_tokens=[display_token(t) for t in raw_source], source_special=source_special,
-        decoder_tokens=[display_token(t) for t in raw_decoder], decoder_special=decoder_special,
-        output_tokens=[display_token(t) for t in raw_output],
+        source_tokens=source_tokens, source_special=source_special,
+        decoder_tokens=decoder_tokens, decoder_special=decoder_special,
+        output_tokens=output_tokens,
         encoder_maps=encoder_maps, decoder_maps=decoder_maps, cross_maps=cross_maps,
         rollout=rollout(encoder_maps).float(),
         encoder_descriptions=describe_heads(encoder_maps, source_special),
@@ -158,10 +135,10 @@ def explain_seq2seq(
 
 
 def _check_length(name: str, length: int) -> None:
-    if length > MAX_TOKENS:
-        raise _error(
+    if length > REPORT_MAX_CELLS:
+        raise ExplainError(
             f"the {name} has {length} tokens; explain draws encoder-decoder maps of at most "
-            f"{MAX_TOKENS} (use --max-tokens for the source, --max-new-tokens for the target)"
+            f"{REPORT_MAX_CELLS} (use --max-tokens for the source, --max-new-tokens for the target)"
         )
 
 
@@ -236,44 +213,3 @@ def alignment_lines(e: Seq2SeqExplanation, k: int = 3) -> list[str]:
             parts.append(f"L{layer}: {best}")
         lines.append(f"{token:>{width}} -> " + " | ".join(parts))
     return lines
-
-
-def _rounded(t: Tensor) -> list:
-    return (torch.round(t.float() * 10000) / 10000).tolist()
-
-
-def _descriptions(descriptions: list[HeadDescription]) -> list[dict]:
-    keys = ("layer", "head", "pattern", "text", "entropy", "mean_distance", "self_share",
-            "previous_share", "next_share", "special_share")  # fmt: skip
-    return [
-        {**{k: getattr(d, k) for k in keys}, "layer_index": d.layer, "head_index": d.head}
-        for d in descriptions
-    ]
-
-
-def _view(tokens, maps, descriptions, causal, name, key_tokens=None) -> dict:
-    return {
-        "name": name, "tokens": tokens, "key_tokens": key_tokens, "causal": causal,
-        "focus": None, "layers": list(range(maps.shape[0])), "heads": list(range(maps.shape[1])),
-        "maps": _rounded(maps), "descriptions": _descriptions(descriptions),
-    }  # fmt: skip
-
-
-def seq2seq_panel(e: Seq2SeqExplanation) -> dict:
-    """One report panel (JSON-ready): the encoder's rollout at the top level (as for encoder
-    models), the three attention kinds under ``kinds`` (the report's kind selector)."""
-    arrow = "→ (generated greedily)" if e.generated else "→"
-    return {
-        "text": f"{e.text} {arrow} {e.target}", "notice": e.notice, "summary": e.summary,
-        "focus": None, "tokens": e.source_tokens, "causal": False, "rollout": _rounded(e.rollout),
-        "rollout_caption": ROLLOUT_CAPTION,
-        "layers": list(range(e.cross_maps.shape[0])), "heads": list(range(e.cross_maps.shape[1])),
-        "kinds": {
-            "encoder": _view(e.source_tokens, e.encoder_maps, e.encoder_descriptions, False,
-                             KIND_NAMES["encoder"]),
-            "decoder": _view(e.decoder_tokens, e.decoder_maps, e.decoder_descriptions, True,
-                             KIND_NAMES["decoder"]),
-            "cross": _view(e.output_tokens, e.cross_maps, e.cross_descriptions, False,
-                           KIND_NAMES["cross"], key_tokens=e.source_tokens),
-        },
-    }  # fmt: skip

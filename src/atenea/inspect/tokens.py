@@ -1,0 +1,38 @@
+"""A text's tokens as ``explain`` shows them, shared by ``explain`` (encoder and decoder models)
+and ``explain_seq2seq`` (encoder-decoder models): labels a reader can read, which tokens are
+special, how many a report draws in full, and the error that bad input raises."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+# The most rows or columns of a map the report draws in full: it holds every weight of every
+# head, and a 512 x 512 map per head would make a report of hundreds of megabytes.
+REPORT_MAX_CELLS = 160
+
+
+class ExplainError(ValueError):
+    """Bad input for ``explain`` or ``explain_seq2seq`` (shown to the user as one line)."""
+
+
+def check_text(text: str) -> None:
+    """Refuse an empty or blank text, before any model runs."""
+    if not text or not text.strip():
+        raise ExplainError("give a non-empty text to explain")
+
+
+def display_token(token: str) -> str:
+    """A tokenizer's token as a reader expects it: no byte-level 'Ġ' or SentencePiece '▁'
+    word-start marks, visible newlines."""
+    for mark in ("Ġ", "▁"):
+        if token.startswith(mark) and len(token) > 1:
+            token = token[1:]
+    return token.replace("Ċ", "\\n").replace("\n", "\\n")
+
+
+def token_labels(tokenizer, ids: Tensor) -> tuple[list[str], list[bool]]:
+    """The tokens of ``ids (L,)`` as labels for a reader, and whether each is one of the
+    tokenizer's special tokens ([CLS], [SEP], BOS, ...)."""
+    raw = tokenizer.tokens(ids)
+    specials = set(tokenizer.special_tokens.values())
+    return [display_token(token) for token in raw], [token in specials for token in raw]
