@@ -52,7 +52,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from atenea.cli.errors import fail
     from atenea.inspect.explain import ExplainError
-    from atenea.models.safetensors_io import CheckpointError
+    from atenea.models.pretrained import CheckpointError
 
     try:
         return _run(args)
