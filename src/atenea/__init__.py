@@ -9,7 +9,7 @@ out = atenea.attention(q, k, v, mask=masks.causal())
 from atenea import attention  # the core package; calling it runs attention()
 from atenea.attention import attention_weights, masks, scores
 from atenea.generation import generate
-from atenea.models import load_pretrained
+from atenea.models import load_pretrained, save_pretrained
 
 __version__ = "0.1.0"
 
@@ -19,6 +19,7 @@ __all__ = [
     "generate",
     "load_pretrained",
     "masks",
+    "save_pretrained",
     "scores",
     "__version__",
 ]

@@ -5,7 +5,7 @@ import torch
 from tokenizers import Tokenizer as Backend
 from tokenizers import models, pre_tokenizers, processors
 
-from atenea.models import EncoderConfig, EncoderModel, Tokenizer
+from atenea.models import EncoderConfig, EncoderModel, Tokenizer, save_pretrained
 
 HOSTILE = [
     "</script><script>window.__pwned=1</script>",
@@ -46,7 +46,7 @@ def tiny_bert(tmp_path_factory):
         max_positions=64,
     )
     folder = tmp_path_factory.mktemp("tiny_bert")
-    EncoderModel(config).save_pretrained(folder, tokenizer)
+    save_pretrained(EncoderModel(config), folder, tokenizer)
     return folder
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import atenea
-from atenea.models import CheckpointError, DecoderConfig, DecoderModel
+from atenea.models import CheckpointError, DecoderConfig, DecoderModel, save_pretrained
 from tests.models.tiny import VOCAB
 
 
@@ -18,7 +18,7 @@ from tests.models.tiny import VOCAB
 def folder(tmp_path):
     """A GPT-2 checkpoint in Hugging Face layout (written by atenea)."""
     model = DecoderModel(DecoderConfig.from_name("gpt2-tiny", vocab_size=VOCAB))
-    model.save_pretrained(tmp_path / "gpt2")
+    save_pretrained(model, tmp_path / "gpt2")
     return tmp_path / "gpt2"
 
 
@@ -170,8 +170,8 @@ def test_unsupported_gpt2_options(folder, edit, pattern):
 def test_unknown_native_class_and_fields(tmp_path):
     from atenea.models import EncoderDecoderConfig, EncoderDecoderModel
 
-    EncoderDecoderModel(EncoderDecoderConfig.from_name("transformer-tiny")).save_pretrained(
-        tmp_path
+    save_pretrained(
+        EncoderDecoderModel(EncoderDecoderConfig.from_name("transformer-tiny")), tmp_path
     )
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "atenea_class": "Mystery"}))
@@ -184,13 +184,13 @@ def test_unknown_native_class_and_fields(tmp_path):
 def test_unsupported_bert_and_llama_options(tmp_path):
     from atenea.models import EncoderConfig, EncoderModel
 
-    EncoderModel(EncoderConfig.from_name("bert-tiny", vocab_size=VOCAB)).save_pretrained(
-        tmp_path / "bert"
+    save_pretrained(
+        EncoderModel(EncoderConfig.from_name("bert-tiny", vocab_size=VOCAB)), tmp_path / "bert"
     )
     _edit_config(tmp_path / "bert", lambda c: c.update(position_embedding_type="relative_key"))
     _refused(tmp_path / "bert", "position_embedding_type='relative_key'; atenea reads BERT")
-    DecoderModel(DecoderConfig.from_name("llama-tiny", vocab_size=VOCAB)).save_pretrained(
-        tmp_path / "llama"
+    save_pretrained(
+        DecoderModel(DecoderConfig.from_name("llama-tiny", vocab_size=VOCAB)), tmp_path / "llama"
     )
     _edit_config(tmp_path / "llama", lambda c: c.update(hidden_act="gelu"))
     _refused(tmp_path / "llama", "Llama hidden_act='gelu' is not supported")

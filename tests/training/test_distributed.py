@@ -135,7 +135,7 @@ def test_two_ranks_with_dropout_resume_bit_for_bit(tmp_path):
     _torchrun({"output": str(tmp_path / "b"), **settings, "stop_at": 2})
     _torchrun({"output": str(tmp_path / "b"), **settings, "resume": True})
     assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
-    from atenea.models.safetensors_io import read_tensors
+    from atenea.models.pretrained import read_tensor_folder
 
-    a, b = read_tensors(tmp_path / "a"), read_tensors(tmp_path / "b")
+    a, b = read_tensor_folder(tmp_path / "a"), read_tensor_folder(tmp_path / "b")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -159,7 +159,7 @@ def _check_numbers(args) -> None:
 
 
 def _read_task_json(folder: Path) -> dict:
-    from atenea.models.checkpoints import read_json_object
+    from atenea.models.pretrained import read_json_object
 
     path = folder / "task.json"
     info = read_json_object(path, "missing; not a folder written by atenea train")

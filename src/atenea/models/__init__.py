@@ -1,6 +1,5 @@
 """Architectures, their configs, task heads, and checkpoint reading and writing."""
 
-from atenea.models.checkpoints import load_pretrained, save_pretrained
 from atenea.models.config import DecoderConfig, EncoderConfig, EncoderDecoderConfig
 from atenea.models.decoder import DecoderModel
 from atenea.models.encoder import (
@@ -13,13 +12,19 @@ from atenea.models.encoder import (
 )
 from atenea.models.encoder_decoder import EncoderDecoderModel
 from atenea.models.outputs import Intermediates, ModelOutput
-from atenea.models.safetensors_io import CheckpointError
+from atenea.models.pretrained import (
+    CheckpointError,
+    load_pretrained,
+    load_weights,
+    save_pretrained,
+)
 from atenea.models.tokenizer import Tokenizer
 
 __all__ = [
     "CheckpointError",
     "Tokenizer",
     "load_pretrained",
+    "load_weights",
     "save_pretrained",
     "ClassificationHead",
     "DecoderConfig",

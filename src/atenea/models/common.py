@@ -107,12 +107,3 @@ def init_weights(module: torch.nn.Module, std: float = 0.02) -> None:
         if module.padding_idx is not None:
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
-
-
-class Pretrained:
-    """``model.save_pretrained(folder, tokenizer=None, format="auto")`` for atenea models."""
-
-    def save_pretrained(self, folder, tokenizer=None, format: str = "auto"):
-        from atenea.models.checkpoints import save_pretrained
-
-        return save_pretrained(self, folder, tokenizer, format)

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from atenea.attention import masks
 from atenea.models.common import (
-    Pretrained,
     and_masks,
     check_attention_mask,
     check_ids,
@@ -44,7 +43,7 @@ def positions_in_documents(document_ids: Tensor) -> Tensor:
     return index - start_index
 
 
-class DecoderModel(Pretrained, nn.Module):
+class DecoderModel(nn.Module):
     """Causal language model: ``input_ids (B, L)`` -> ``logits (B, L, vocab)``."""
 
     def __init__(self, config: DecoderConfig):

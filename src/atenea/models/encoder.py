@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from atenea.attention import masks
 from atenea.models.common import (
-    Pretrained,
     check_attention_mask,
     check_ids,
     init_weights,
@@ -39,7 +38,7 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
-class EncoderModel(Pretrained, nn.Module):
+class EncoderModel(nn.Module):
     """Bidirectional encoder: ``input_ids (B, L)`` -> ``last_hidden_state (B, L, dim)``."""
 
     def __init__(self, config: EncoderConfig):
@@ -157,7 +156,7 @@ class MaskedLMHead(nn.Module):
         return linear(self.norm(self.activation(self.dense(hidden))), embedding_weight, self.bias)
 
 
-class EncoderForMaskedLM(Pretrained, nn.Module):
+class EncoderForMaskedLM(nn.Module):
     """Encoder + masked-LM head. ``labels (B, L)``: the original token where masked, -100
     elsewhere (ignored by the loss)."""
 
@@ -200,7 +199,7 @@ class ClassificationHead(nn.Module):
         return self.classifier(self.dropout(summary))
 
 
-class EncoderForSequenceClassification(Pretrained, nn.Module):
+class EncoderForSequenceClassification(nn.Module):
     """Encoder + classification head. ``labels (B,)``: class indices."""
 
     def __init__(self, config: EncoderConfig, num_labels: int, pooling: str = "cls"):

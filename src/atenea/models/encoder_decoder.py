@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from atenea.attention import masks
 from atenea.models.common import (
-    Pretrained,
     and_masks,
     check_attention_mask,
     check_ids,
@@ -33,7 +32,7 @@ from atenea.nn.linear import Linear, linear
 from atenea.nn.positions import SinusoidalPositions
 
 
-class EncoderDecoderModel(Pretrained, nn.Module):
+class EncoderDecoderModel(nn.Module):
     """``forward(src_ids, tgt_ids)`` -> logits ``(B, T, tgt_vocab)``; ``encode`` and ``decode``
     separately for generation (the encoder runs once)."""
 

@@ -34,9 +34,13 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from atenea.models.checkpoints import load_weights, read_json_object
-from atenea.models.checkpoints import save_pretrained as _save_pretrained
-from atenea.models.safetensors_io import CheckpointError, read_file
+from atenea.models.pretrained import (
+    CheckpointError,
+    load_weights,
+    read_json_object,
+    read_tensor_file,
+)
+from atenea.models.pretrained import save_pretrained as _save_pretrained
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -291,7 +295,7 @@ def _read_state_json(path: Path) -> dict:
 def _read_state_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (not a training checkpoint?)")
-    return read_file(path)
+    return read_tensor_file(path)
 
 
 def _restore_optimizer(optimizer, saved: dict, tensors: dict, source: Path) -> None:
