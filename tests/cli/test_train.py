@@ -13,7 +13,9 @@ import torch
 import atenea
 from atenea.cli.main import main
 from atenea.models import EncoderDecoderModel, EncoderForSequenceClassification
-from atenea.training.loop import read_metrics
+from atenea.training.metrics_log import read_metrics
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 SMALL = ["--set", "dim=32", "--set", "num_layers=1", "--set", "num_heads=2",
          "--set", "ffn_hidden=64"]  # fmt: skip
@@ -95,7 +97,7 @@ def test_classify_csv(classify_run):
     info = json.loads((classify_run / "task.json").read_text())
     assert info["task"] == "classify" and info["labels"] == ["bad", "good"]
     assert info["columns"]["text"] == "review" and info["training"]["steps"] == 30
-    assert (classify_run / "curves.png").is_file()
+    assert (classify_run / "curves.png").read_bytes()[:8] == PNG  # drawn by the command
     assert improved(classify_run), main_metric(classify_run)
 
 
@@ -143,9 +145,9 @@ def test_translate_tsv_then_generate(data, tmp_path, capsys):
     assert isinstance(model, EncoderDecoderModel)
     first, last = main_metric(out)
     assert first == 0 and last > 0.5, (first, last)
-    assert sorted(p.name for p in (out / "alignments").iterdir()) == [
-        f"alignment-{i}.png" for i in range(4)
-    ]
+    pictures = sorted((out / "alignments").iterdir())
+    assert [p.name for p in pictures] == [f"alignment-{i}.png" for i in range(4)]
+    assert all(p.read_bytes()[:8] == PNG and p.stat().st_size > 1000 for p in pictures)
     capsys.readouterr()
     source, target = (data / "dates.tsv").read_text().splitlines()[1].split("\t")
     assert run("generate", "--model", out, "--prompt", source, "--max-new-tokens", 20) == 0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from atenea.models import CheckpointError, load_pretrained
-from atenea.training.checkpoint import (
+from atenea.training.state import (
     TrainingState,
     latest_checkpoint,
     load_training_state,
