@@ -264,7 +264,12 @@ def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:
         )
         path = folder / "alignments" / f"alignment-{i}.png"
         weights = found.cross_maps[layer].mean(0)  # (T, S)
-        paths.append(
-            heatmap_png(weights, found.output_tokens, path, title, key_tokens=found.source_tokens)
-        )
+        rows, columns = _visible(found.output_tokens), _visible(found.source_tokens)
+        paths.append(heatmap_png(weights, rows, path, title, key_tokens=columns))
     return paths
+
+
+def _visible(tokens: list[str]) -> list[str]:
+    """Token labels with spaces shown as ``␣``: a character model's space, or the space a
+    byte-level BPE piece starts with, would otherwise be a blank tick."""
+    return [t.replace(" ", "\u2423") if t.strip() else "\u2423" for t in tokens]
