@@ -210,6 +210,11 @@ def test_init_from_an_mlm_checkpoint(mlm_run, data, tmp_path):
         (["lm", "--data", "{data}/texts", "--steps", "0"], "--steps"),
         # A check of the training loop, named by the flag that set it.
         (["lm", "--data", "{data}/texts", "--batch-size", "100000"], "--batch-size"),
+        # Checks of the task library (which names its arguments), named by their flags.
+        (["lm", "--data", "{data}/texts", "--max-length", "1"], "--max-length: "),
+        (["lm", "--data", "{data}/texts", "--init", "minilm"], "--init: "),
+        (["lm", "--validation", "{data}/texts"], "--validation: "),
+        (["classify", "--data", "{data}/reviews.csv", "{data}/more.csv"], "--data: "),
     ],
 )
 def test_errors_are_one_line(data, tmp_path, capsys, args, expected):
@@ -220,12 +225,16 @@ def test_errors_are_one_line(data, tmp_path, capsys, args, expected):
     assert expected in message and "TrainConfig" not in message
 
 
-def test_evaluate_errors(tmp_path, capsys):
+def test_evaluate_errors(classify_run, data, tmp_path, capsys):
     assert run("evaluate", "--model", tmp_path / "nothing") == 2
     assert run("evaluate", "--model", tmp_path) == 2  # a folder without task.json
+    # The task library's check, named by the flag that set it.
+    assert run("evaluate", "--model", classify_run, "--data", data / "more.csv",
+               data / "reviews.csv") == 2  # fmt: skip
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("atenea evaluate: ") for line in lines)
+    assert len(lines) == 3 and all(line.startswith("atenea evaluate: ") for line in lines)
     assert "task.json" in lines[1]
+    assert lines[2].startswith("atenea evaluate: --data: classify reads one file, got 2")
 
 
 def test_a_finished_run_is_not_overwritten(classify_run, data, capsys):

@@ -12,6 +12,7 @@ from atenea.training.schedule import make_optimizer, make_scheduler
 from atenea.training.state import latest_checkpoint, load_training_state
 
 from .toy import ToyTask
+
 # 48 examples, 8 a step: 6 steps an epoch, so 12 steps cross an epoch boundary; dropout and the
 # batch noise make every RNG matter.
 SETTINGS = dict(steps=12, batch_size=4, accumulation=2, lr=3e-3, warmup=2, eval_every=4,

@@ -14,7 +14,8 @@ folder without it, so a run killed in the middle of a save resumes from the prev
 Nothing is pickled: the optimizer's state dict is flattened into named tensors
 (``optimizer.state.<param index>.<key>``) plus JSON for its scalars.
 
-(Pretrained model folders alone, without a run's state, are ``atenea.models``' business.)
+The model folder itself is written and read by ``atenea.models``; this module adds the run's
+state beside it, and chooses, rotates and restores the checkpoints of a run.
 """
 
 from __future__ import annotations
