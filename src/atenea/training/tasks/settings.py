@@ -1,5 +1,5 @@
 """What a task is built from: its model size, the options it takes, the settings of a run with
-no flags, and the checking of ``overrides``. No torch here beyond the model configs' fields.
+no flags, and the checking of ``overrides``. Plain data and checks: nothing here builds a model.
 
 Sizes (``size``): the shape of a task's model (width, depth, heads, feed-forward) is that of a
 model preset of its family in ``atenea.models``, so a size word names the same model here as
