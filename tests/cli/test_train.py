@@ -109,6 +109,17 @@ def test_classify_jsonl(data, tmp_path):
     assert improved(out), main_metric(out)
 
 
+def test_the_same_command_trains_the_same_model(data, tmp_path):
+    """--seed decides the initial weights too, not the process's random state."""
+    for out in ("first", "second"):
+        torch.manual_seed(len(out))  # whatever state the process is in
+        assert run("train", "classify", "--data", data / "reviews.jsonl", "--steps", 2,
+                   "--batch-size", 16, "--out", tmp_path / out, *SMALL, *QUICK) == 0  # fmt: skip
+    first, second = (atenea.load_pretrained(tmp_path / out)[0] for out in ("first", "second"))
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_evaluate_a_new_file(classify_run, data, tmp_path, capsys):
     before = sorted(p.name for p in classify_run.iterdir())
     assert run("evaluate", "--model", classify_run, "--data", data / "more.csv") == 0

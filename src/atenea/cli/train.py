@@ -171,6 +171,8 @@ def _new_task(args, out: Path):
 
 
 def _train(args) -> int:
+    import torch
+
     from atenea.training import distributed, loop, tasks
 
     _check_numbers(args)
@@ -194,6 +196,9 @@ def _train(args) -> int:
         save_every=args.save_every if args.save_every is not None else max(steps // 2, 1),
         bf16=args.bf16, progress=not args.quiet and main,
     )  # fmt: skip
+    # The model's initial weights come from the run's seed, not from the process's random state
+    # (which torch seeds differently in every process): the same command, the same model.
+    torch.manual_seed(settings["seed"])
     model = task.build_model()
     metrics = loop.train(task, model, config, resume=args.resume)
     if main:  # the run is complete: draw it
