@@ -13,7 +13,9 @@ import torch
 import atenea
 from atenea.cli.main import main
 from atenea.models import EncoderDecoderModel, EncoderForSequenceClassification
-from atenea.training.loop import read_metrics
+from atenea.training.metrics_log import read_metrics
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 SMALL = ["--set", "dim=32", "--set", "num_layers=1", "--set", "num_heads=2",
          "--set", "ffn_hidden=64"]  # fmt: skip
@@ -95,7 +97,7 @@ def test_classify_csv(classify_run):
     info = json.loads((classify_run / "task.json").read_text())
     assert info["task"] == "classify" and info["labels"] == ["bad", "good"]
     assert info["columns"]["text"] == "review" and info["training"]["steps"] == 30
-    assert (classify_run / "curves.png").is_file()
+    assert (classify_run / "curves.png").read_bytes()[:8] == PNG  # drawn by the command
     assert improved(classify_run), main_metric(classify_run)
 
 
@@ -105,6 +107,17 @@ def test_classify_jsonl(data, tmp_path):
                "--batch-size", 16, "--lr", 3e-3, "--out", out, *SMALL, *QUICK)  # fmt: skip
     assert code == 0
     assert improved(out), main_metric(out)
+
+
+def test_the_same_command_trains_the_same_model(data, tmp_path):
+    """--seed decides the initial weights too, not the process's random state."""
+    for out in ("first", "second"):
+        torch.manual_seed(len(out))  # whatever state the process is in
+        assert run("train", "classify", "--data", data / "reviews.jsonl", "--steps", 2,
+                   "--batch-size", 16, "--out", tmp_path / out, *SMALL, *QUICK) == 0  # fmt: skip
+    first, second = (atenea.load_pretrained(tmp_path / out)[0] for out in ("first", "second"))
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 def test_evaluate_a_new_file(classify_run, data, tmp_path, capsys):
@@ -143,9 +156,9 @@ def test_translate_tsv_then_generate(data, tmp_path, capsys):
     assert isinstance(model, EncoderDecoderModel)
     first, last = main_metric(out)
     assert first == 0 and last > 0.5, (first, last)
-    assert sorted(p.name for p in (out / "alignments").iterdir()) == [
-        f"alignment-{i}.png" for i in range(4)
-    ]
+    pictures = sorted((out / "alignments").iterdir())
+    assert [p.name for p in pictures] == [f"alignment-{i}.png" for i in range(4)]
+    assert all(p.read_bytes()[:8] == PNG and p.stat().st_size > 1000 for p in pictures)
     capsys.readouterr()
     source, target = (data / "dates.tsv").read_text().splitlines()[1].split("\t")
     assert run("generate", "--model", out, "--prompt", source, "--max-new-tokens", 20) == 0
@@ -208,6 +221,11 @@ def test_init_from_an_mlm_checkpoint(mlm_run, data, tmp_path):
         (["lm", "--data", "{data}/texts", "--steps", "0"], "--steps"),
         # A check of the training loop, named by the flag that set it.
         (["lm", "--data", "{data}/texts", "--batch-size", "100000"], "--batch-size"),
+        # Checks of the task library (which names its arguments), named by their flags.
+        (["lm", "--data", "{data}/texts", "--max-length", "1"], "--max-length: "),
+        (["lm", "--data", "{data}/texts", "--init", "minilm"], "--init: "),
+        (["lm", "--validation", "{data}/texts"], "--validation: "),
+        (["classify", "--data", "{data}/reviews.csv", "{data}/more.csv"], "--data: "),
     ],
 )
 def test_errors_are_one_line(data, tmp_path, capsys, args, expected):
@@ -218,12 +236,16 @@ def test_errors_are_one_line(data, tmp_path, capsys, args, expected):
     assert expected in message and "TrainConfig" not in message
 
 
-def test_evaluate_errors(tmp_path, capsys):
+def test_evaluate_errors(classify_run, data, tmp_path, capsys):
     assert run("evaluate", "--model", tmp_path / "nothing") == 2
     assert run("evaluate", "--model", tmp_path) == 2  # a folder without task.json
+    # The task library's check, named by the flag that set it.
+    assert run("evaluate", "--model", classify_run, "--data", data / "more.csv",
+               data / "reviews.csv") == 2  # fmt: skip
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("atenea evaluate: ") for line in lines)
+    assert len(lines) == 3 and all(line.startswith("atenea evaluate: ") for line in lines)
     assert "task.json" in lines[1]
+    assert lines[2].startswith("atenea evaluate: --data: classify reads one file, got 2")
 
 
 def test_a_finished_run_is_not_overwritten(classify_run, data, capsys):

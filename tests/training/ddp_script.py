@@ -1,5 +1,5 @@
 """Train the toy task in a process of its own (under torchrun, or alone), for the tests that
-need one: DDP with two ranks, and a run killed in the middle of a checkpoint save.
+need one: DDP with two ranks.
 
     python tests/training/ddp_script.py '{"output": "...", "steps": 4, ...}'
 

@@ -10,7 +10,8 @@ import torch
 import torch.distributed as dist
 
 from atenea.training import distributed
-from atenea.training.loop import TrainConfig, _check_config, read_metrics, train
+from atenea.training.loop import TrainConfig, train
+from atenea.training.metrics_log import read_metrics
 
 from .toy import ToyTask
 
@@ -62,7 +63,7 @@ def test_without_torchrun_everything_is_one_process(monkeypatch):
 
 def test_batch_size_must_divide_among_the_ranks(tmp_path):
     with pytest.raises(ValueError, match="batch_size: 4 does not divide among 3 processes"):
-        _check_config(TrainConfig(output=tmp_path, batch_size=4), world_size=3)
+        TrainConfig(output=tmp_path, batch_size=4).check(world_size=3)
 
 
 def test_ddp_wrapper_in_a_group_of_one_matches_plain_training(tmp_path):

@@ -1,18 +1,71 @@
 """How the ``atenea`` commands end on bad input: one line on stderr naming the command, and an
-exit code; never a traceback."""
+exit code; never a traceback.
+
+The library names its own arguments in its errors (``size: expected one of ...``,
+``TrainConfig.batch_size: ...``); a command shows them as the flags that set them, through one
+mapping (``TRAINING_FLAGS`` for ``atenea train`` and ``atenea evaluate``) applied by ``fail``.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 
 # Bad input of ours or of the library; anything else is a bug and keeps its traceback.
 # (``CheckpointError``, ``DataError``, ``TaskError`` are ValueErrors.)
 USER_ERRORS = (ValueError, TypeError, OSError)
 
+# The arguments of ``atenea.training`` (``build_task``, ``from_description``, ``TrainConfig``,
+# ``Task.evaluate``) -> the flags of ``atenea train`` / ``atenea evaluate`` that set them.
+TRAINING_FLAGS = {
+    "data": "--data",
+    "validation": "--validation",
+    "text_column": "--text-column",
+    "label_column": "--label-column",
+    "source_column": "--source-column",
+    "target_column": "--target-column",
+    "size": "--size",
+    "overrides": "--set",
+    "tokenizer_kind": "--tokenizer",
+    "vocab_size": "--vocab-size",
+    "max_length": "--max-length",
+    "init": "--init",
+    "seed": "--seed",
+    "limit": "--limit",
+    "TrainConfig.steps": "--steps",
+    "TrainConfig.batch_size": "--batch-size",
+    "TrainConfig.accumulation": "--accumulation",
+    "TrainConfig.lr": "--lr",
+    "TrainConfig.warmup": "--warmup",
+    "TrainConfig.eval_every": "--eval-every",
+    "TrainConfig.save_every": "--save-every",
+    "TrainConfig.seed": "--seed",
+    "TrainConfig.bf16": "--bf16",
+    "TrainConfig.output": "--out",
+}
 
-def fail(command: str, error: BaseException, code: int = 2) -> int:
-    """Print ``atenea COMMAND: <first line of the error>`` to stderr; return ``code``."""
+
+def as_flags(message: str, flags: dict[str, str]) -> str:
+    """``message`` with the library's argument names written as the flags that set them: the
+    argument a message starts with (``size: ...`` -> ``--size: ...``), and a qualified setting
+    (``TrainConfig.lr``) wherever it appears. Other words are left alone ("data" in a sentence
+    is not the argument)."""
+    head, colon, rest = message.partition(":")
+    if colon and head in flags:
+        message = flags[head] + colon + rest
+    qualified = sorted((name for name in flags if "." in name), key=len, reverse=True)
+    if qualified:
+        pattern = r"(?<![\w.])(" + "|".join(map(re.escape, qualified)) + r")(?!\w)"
+        message = re.sub(pattern, lambda match: flags[match.group(1)], message)
+    return message
+
+
+def fail(command: str, error: BaseException, code: int = 2, flags: dict | None = None) -> int:
+    """Print ``atenea COMMAND: <first line of the error>`` to stderr, the library's argument
+    names written as ``flags`` say; return ``code``."""
     text = str(error).strip()
     message = text.splitlines()[0] if text else type(error).__name__
+    if flags:
+        message = as_flags(message, flags)
     print(f"atenea {command}: {message}", file=sys.stderr)
     return code

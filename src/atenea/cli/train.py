@@ -1,4 +1,5 @@
-"""``atenea train`` and ``atenea evaluate``: the command-line front of ``atenea.training``.
+"""``atenea train``: the command-line front of ``atenea.training`` (``atenea evaluate`` is in
+``cli/evaluate.py``).
 
     atenea train translate                         the built-in dates, sensible defaults
     atenea train classify --data reviews.csv --text-column review --label-column stars
@@ -8,31 +9,40 @@
     atenea evaluate --model runs/notes --data more_notes.txt
 
 The output folder is a model folder (``--model OUT`` works for ``generate``, ``explain`` and
-``evaluate``). Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=2 -m
-atenea train lm ...``) every rank runs this command and the loop shares the work.
+``evaluate``). The library writes the data of the run (``metrics.jsonl``, the model, the
+checkpoints); this command then draws it: ``curves.png`` (loss and main metric against the step)
+and, for translate, ``alignments/alignment-{i}.png`` (the cross-attention of a few validation
+sources against the translations the model writes, as ``atenea explain`` captures it).
+
+Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=2 -m atenea train lm
+...``) every rank runs this command and the loop shares the work; rank 0 draws.
 
 Bad input (a missing file or column, a bad ``--set``, nothing to resume) ends with one line
 ``atenea train: ...`` and exit code 2; a run that fails while training (a non-finite loss)
-with exit code 1. Never a traceback.
+with exit code 1. Never a traceback. The library's messages name its arguments; they are
+shown as the flags that set them (``cli/errors.py``).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
-TASKS = ("classify", "translate", "lm", "mlm")
+from atenea.cli import evaluate
+from atenea.training.tasks.settings import SIZES, TASKS
+
 DEFAULT_OUT = "runs/{task}"
 # Settings of the run that --resume takes from the saved run unless given again.
 RUN_SETTINGS = ("steps", "batch_size", "accumulation", "lr", "warmup", "seed")
+CURVES = "curves.png"
+ALIGNMENTS = 4  # translate: alignment pictures drawn after training
 
 
 def add_parsers(subparsers) -> None:
     """Add ``train`` and ``evaluate`` to the ``atenea`` parser."""
     _add_train(subparsers)
-    _add_evaluate(subparsers)
+    evaluate.add_parser(subparsers)
 
 
 def _add_train(subparsers) -> None:
@@ -60,7 +70,7 @@ def _add_train(subparsers) -> None:
     data.add_argument("--source-column", default="source", help="translate: source column")
     data.add_argument("--target-column", default="target", help="translate: target column")
     model = parser.add_argument_group("model")
-    model.add_argument("--size", default="tiny", choices=("tiny", "small", "base"),
+    model.add_argument("--size", default="tiny", choices=SIZES,
                        help="model size preset (tiny)")  # fmt: skip
     model.add_argument(
         "--set",
@@ -94,42 +104,13 @@ def _add_train(subparsers) -> None:
     parser.set_defaults(run=run_train)
 
 
-def _add_evaluate(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score a model folder written by atenea train on a data file",
-        description="Score a trained model on a data file of its task (default: the "
-        "validation set it was trained with) and print the metrics.",
-    )
-    parser.add_argument("--model", required=True, help="a folder written by atenea train")
-    parser.add_argument("--data", nargs="+", metavar="PATH", help="the data to score")
-    parser.add_argument("--limit", type=int, help="score at most N examples")
-    parser.add_argument("--out", help="also write the metrics to OUT/metrics.json")
-    parser.set_defaults(run=run_evaluate)
-
-
 # -- train ------------------------------------------------------------------------------------
 
 
-# The loop's settings the command sets from flags: its messages name them as flags here.
-FLAG_OF_SETTING = {"TrainConfig.batch_size": "--batch-size", "TrainConfig.lr": "--lr",
-                   "TrainConfig.steps": "--steps", "TrainConfig.accumulation": "--accumulation",
-                   "TrainConfig.warmup": "--warmup", "TrainConfig.seed": "--seed"}  # fmt: skip
-
-
-def as_flags(error: BaseException) -> str:
-    """The error's message with the loop's setting names (``TrainConfig.batch_size``) written as
-    the flags that set them (``--batch-size``)."""
-    text = str(error)
-    for setting, flag in FLAG_OF_SETTING.items():
-        text = text.replace(setting, flag)
-    return text.replace(" raise warmup", " raise --warmup")
-
-
 def run_train(args) -> int:
-    from atenea.cli.errors import USER_ERRORS, fail
+    from atenea.cli.errors import TRAINING_FLAGS, USER_ERRORS, fail
     from atenea.training import distributed
-    from atenea.training.loop import TrainingError
+    from atenea.training.config import TrainingError
 
     try:
         distributed.setup()
@@ -138,9 +119,9 @@ def run_train(args) -> int:
         finally:
             distributed.teardown()
     except TrainingError as error:
-        return fail("train", as_flags(error), 1)
+        return fail("train", error, 1, flags=TRAINING_FLAGS)
     except USER_ERRORS as error:
-        return fail("train", as_flags(error))
+        return fail("train", error, flags=TRAINING_FLAGS)
     except KeyboardInterrupt:
         print("\natenea train: interrupted; go on with --resume", file=sys.stderr)
         return 130
@@ -158,24 +139,14 @@ def _check_numbers(args) -> None:
         raise ValueError(f"--lr: expected a number > 0, got {args.lr}")
 
 
-def _read_task_json(folder: Path) -> dict:
-    from atenea.models.pretrained import read_json_object
-
-    path = folder / "task.json"
-    info = read_json_object(path, "missing; not a folder written by atenea train")
-    if "task" not in info:
-        raise ValueError(f"{path}: not a task description (no 'task')")
-    return info
-
-
 def _resumed_task(args, out: Path):
     from atenea.training import tasks
-    from atenea.training.checkpoint import latest_checkpoint
+    from atenea.training.state import latest_checkpoint
 
     checkpoint = latest_checkpoint(out)
     if checkpoint is None:
         raise ValueError(f"--resume: nothing to resume, no complete checkpoint in {out}")
-    info = _read_task_json(checkpoint)
+    info = tasks.read_description(checkpoint)
     if info["task"] != args.task:
         raise ValueError(f"--resume: {out} holds a {info['task']} run, not {args.task}")
     return tasks.from_description(info, checkpoint)
@@ -183,7 +154,7 @@ def _resumed_task(args, out: Path):
 
 def _new_task(args, out: Path):
     from atenea.training import tasks
-    from atenea.training.checkpoint import latest_checkpoint
+    from atenea.training.state import latest_checkpoint
 
     if latest_checkpoint(out) is not None:
         raise ValueError(
@@ -200,6 +171,8 @@ def _new_task(args, out: Path):
 
 
 def _train(args) -> int:
+    import torch
+
     from atenea.training import distributed, loop, tasks
 
     _check_numbers(args)
@@ -223,10 +196,15 @@ def _train(args) -> int:
         save_every=args.save_every if args.save_every is not None else max(steps // 2, 1),
         bf16=args.bf16, progress=not args.quiet and main,
     )  # fmt: skip
+    # The model's initial weights come from the run's seed, not from the process's random state
+    # (which torch seeds differently in every process): the same command, the same model.
+    torch.manual_seed(settings["seed"])
     model = task.build_model()
     metrics = loop.train(task, model, config, resume=args.resume)
-    if main and not args.quiet:
-        _summary(task, metrics, out, time.perf_counter() - started)
+    if main:  # the run is complete: draw it
+        draw_run(out, task)
+        if not args.quiet:
+            _summary(task, metrics, out, time.perf_counter() - started)
     return 0
 
 
@@ -248,51 +226,55 @@ def _summary(task, metrics: dict, out: Path, seconds: float) -> None:
 
 
 def _example_input(task) -> str:
-    """A short input for the suggested commands: a validation text of the task."""
-    if task.name == "translate":
-        return task.val_sources[0].replace('"', "'")
-    if task.name == "classify":
-        text = task.tokenizer.decode(task.val_ids[0])
-    elif task.name == "lm":
-        text = task.tokenizer.decode(task.val_rows[0][0][:8].tolist())
-    else:
-        text = task.tokenizer.decode(task.val_chunks[0][:12])
-    text = " ".join(text.split())[:60]
+    """A short input for the suggested commands: a validation input of the task."""
+    text = task.example_inputs(1)[0]
+    if task.name != "translate":
+        text = " ".join(text.split())[:60]
     return text.replace('"', "'") or "hello"
 
 
-# -- evaluate ---------------------------------------------------------------------------------
+# -- pictures of a finished run ---------------------------------------------------------------
 
 
-def run_evaluate(args) -> int:
-    from atenea.cli.errors import USER_ERRORS, fail
+def draw_run(out: Path, task) -> list[Path]:
+    """Draw a finished run from what the library wrote in ``out``: ``curves.png`` from
+    ``metrics.jsonl``, and for translate the alignments of a few validation sources."""
+    from atenea.inspect.plots import training_curves_png
+    from atenea.training.metrics_log import read_metrics
 
-    try:
-        return _evaluate(args)
-    except USER_ERRORS as error:
-        return fail("evaluate", error)
+    paths = [training_curves_png(read_metrics(out), task.main_metric, out / CURVES)]
+    if task.name == "translate":
+        paths += draw_alignments(out, task.example_inputs(ALIGNMENTS))
+    return paths
 
 
-def _evaluate(args) -> int:
-    import atenea
-    from atenea.training import tasks
+def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:
+    """``folder/alignments/alignment-{i}.png``: for each source, the trained model's greedy
+    translation and the cross-attention that wrote it (heads averaged) in the decoder layer whose
+    rows are sharpest: the layer that does the aligning (usually the last; the title says).
+    Rows: each generated token (the row that wrote it); columns: the source tokens."""
+    from atenea.inspect import explain_seq2seq
+    from atenea.inspect.plots import heatmap_png
+    from atenea.models import load_pretrained
 
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit: expected an integer >= 1, got {args.limit}")
-    folder = Path(args.model)
-    if not folder.is_dir():
-        raise ValueError(f"--model: {folder}: no such folder")
-    info = _read_task_json(folder)
-    task = tasks.from_description(info, folder, data=args.data)
-    model, _ = atenea.load_pretrained(folder)
-    metrics = task.evaluate(model, limit=args.limit)
-    width = max(len(k) for k in metrics)
-    for name, value in metrics.items():
-        marker = "  (main)" if name == task.main_metric else ""
-        print(f"{name:<{width}}  {value:.4f}{marker}")
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        record = {"model": str(folder), "data": args.data, "limit": args.limit, **metrics}
-        (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return 0
+    model, tokenizer = load_pretrained(folder)
+    model.eval()
+    paths = []
+    for i, source in enumerate(sources):
+        found = explain_seq2seq(source, model, tokenizer)
+        layer = found.sharpest_layer
+        title = (
+            f"{source!r} -> {found.target!r}\n"
+            f"cross-attention, decoder layer {layer + 1}/{len(found.cross_maps)}, heads averaged"
+        )
+        path = folder / "alignments" / f"alignment-{i}.png"
+        weights = found.cross_maps[layer].mean(0)  # (T, S)
+        rows, columns = _visible(found.output_tokens), _visible(found.source_tokens)
+        paths.append(heatmap_png(weights, rows, path, title, key_tokens=columns))
+    return paths
+
+
+def _visible(tokens: list[str]) -> list[str]:
+    """Token labels with spaces shown as ``␣``: a character model's space, or the space a
+    byte-level BPE piece starts with, would otherwise be a blank tick."""
+    return [t.replace(" ", "\u2423") if t.strip() else "\u2423" for t in tokens]

@@ -89,3 +89,32 @@ def model_view_png(maps: Tensor, path, title: str) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def training_curves_png(records: list[dict], main_metric: str, path) -> Path:
+    """Two panels of a training run: the training loss against the step, and the validation
+    ``main_metric`` against the step. ``records``: the lines of ``metrics.jsonl``
+    (``{"step", "loss", ...}`` for training steps, ``{"step", "eval": {...}}`` for evaluations)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    steps = [r for r in records if "loss" in r]
+    evaluations = [r for r in records if main_metric in r.get("eval", {})]
+    figure = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(figure)  # a figure of its own: no pyplot state shared with other pictures
+    left, right = figure.subplots(1, 2)
+    left.plot([r["step"] for r in steps], [r["loss"] for r in steps], linewidth=1)
+    left.set(title="training loss", xlabel="step", ylabel="loss")
+    right.plot(
+        [r["step"] for r in evaluations],
+        [r["eval"][main_metric] for r in evaluations],
+        marker="o",
+    )
+    right.set(title=f"validation {main_metric}", xlabel="step", ylabel=main_metric)
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path

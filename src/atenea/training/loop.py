@@ -7,7 +7,12 @@
         backward (bf16 autocast optional) -> clip -> AdamW -> scheduler
         log {step, loss, lr, grad_norm, tokens_per_s} to metrics.jsonl
         every eval_every steps: task.evaluate;  every save_every steps: a checkpoint
-    the end: evaluation, checkpoint, the model folder in config.output, task.finish, curves.png
+    the end: evaluation, checkpoint, the model folder in config.output
+
+The loop writes data and draws nothing: ``metrics.jsonl`` (``training.metrics_log``) holds what
+a picture of the run needs, and ``atenea train`` draws ``curves.png`` from it afterwards. The
+settings are ``TrainConfig`` (``training.config``), the random numbers come from
+``training.sampling``, the checkpoints are ``training.state``'s.
 
 Sampling. Epoch ``e`` visits the examples in the order of
 ``torch.randperm(N, generator=torch.Generator().manual_seed(seed + e))``; its step ``pos``
@@ -33,21 +38,24 @@ DDP run resumed on as many ranks is exact too.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import math
-import os
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from atenea.training import distributed
-from atenea.training.checkpoint import (
+from atenea.training.config import TrainConfig, TrainingError, check_resume
+from atenea.training.metrics_log import METRICS, MetricsLog
+from atenea.training.sampling import (
+    batch_generator,
+    epoch_order,
+    rng_untouched,
+    seed_everything,
+)
+from atenea.training.schedule import make_optimizer, make_scheduler
+from atenea.training.state import (
     TrainingState,
     latest_checkpoint,
     load_training_state,
@@ -55,221 +63,8 @@ from atenea.training.checkpoint import (
     save_checkpoint,
     write_model,
 )
-from atenea.training.schedule import make_optimizer, make_scheduler
 
-METRICS = "metrics.jsonl"
-CURVES = "curves.png"
-# Saved run settings that must not change on --resume: they decide batches, schedule and RNG.
-RESUME_FIELDS = ("batch_size", "accumulation", "seed", "lr", "steps", "warmup", "weight_decay")
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on: non-finite loss or gradient, nothing or the wrong thing to
-    resume from. The message says which step and where the last good checkpoint is."""
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one run (saved with every checkpoint).
-
-    output: the folder that becomes the trained model folder (plus metrics.jsonl, curves.png,
-        checkpoints/).
-    steps: optimizer steps in the whole run (the schedule spans them).
-    batch_size: examples per micro-batch (over all ranks under DDP; divisible by the world
-        size); accumulation: micro-batches per optimizer step.
-    warmup: linear-warmup steps; clip: maximum gradient norm (0 or None: no clipping).
-    eval_every / save_every: evaluation and checkpoint intervals in steps (0: only at the end);
-        eval_limit: evaluate on at most this many validation examples.
-    bf16: autocast the forward to bfloat16 (parameters and optimizer stay float32).
-    keep: complete checkpoints kept. progress: a tqdm bar on rank 0.
-    stop_at: stop early after this many steps, with a checkpoint (for tests and time limits);
-        the schedule still spans ``steps`` and ``train(..., resume=True)`` goes on from there.
-    """
-
-    output: Path
-    steps: int = 1000
-    batch_size: int = 32
-    accumulation: int = 1
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup: int = 100
-    clip: float | None = 1.0
-    eval_every: int = 200
-    save_every: int = 200
-    eval_limit: int | None = None
-    seed: int = 0
-    bf16: bool = False
-    keep: int = 2
-    progress: bool = True
-    stop_at: int | None = None
-
-    def to_json(self) -> dict:
-        values = dataclasses.asdict(self)
-        values["output"] = str(self.output)
-        return values
-
-
-def _check_config(config: TrainConfig, world_size: int) -> None:
-    positive = ("steps", "batch_size", "accumulation", "keep")
-    for name in positive:
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"TrainConfig.{name}: expected a positive integer, got {value!r}")
-    for name in ("warmup", "eval_every", "save_every", "seed"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"TrainConfig.{name}: expected an integer >= 0, got {value!r}")
-    if config.stop_at is not None and not 1 <= config.stop_at <= config.steps:
-        raise ValueError(
-            f"TrainConfig.stop_at: expected 1..steps={config.steps}, got {config.stop_at}"
-        )
-    if config.eval_limit is not None and config.eval_limit < 1:
-        raise ValueError(f"TrainConfig.eval_limit: expected None or >= 1, got {config.eval_limit}")
-    if config.batch_size % world_size:
-        raise ValueError(
-            f"TrainConfig.batch_size: {config.batch_size} does not divide among {world_size} "
-            f"processes; use a multiple of {world_size}"
-        )
-
-
-def _check_resume(saved: dict, config: TrainConfig, folder: Path) -> None:
-    now = config.to_json()
-    changed = [
-        f"{name}: {saved.get(name)!r} -> {now[name]!r}"
-        for name in RESUME_FIELDS
-        if saved.get(name) != now[name]
-    ]
-    if changed:
-        raise TrainingError(
-            f"cannot resume from {folder}: the run was started with other settings "
-            f"({'; '.join(changed)}); resume with the original settings or start a new output "
-            f"folder"
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Sampling and RNG
-# ---------------------------------------------------------------------------------------------
-
-
-def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
-    """The order in which epoch ``epoch`` visits the examples: a pure function of its inputs."""
-    generator = torch.Generator().manual_seed(seed + epoch)
-    return torch.randperm(num_examples, generator=generator).tolist()
-
-
-def batch_generator(seed: int, step: int, micro: int) -> torch.Generator:
-    """The generator ``task.batch`` draws from (MLM masking): seeded from the step alone."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step * 1009 + micro)
-
-
-def _seed_everything(seed: int, rank: int = 0) -> None:
-    # Each DDP rank draws its own dropout masks (rank 0 as a single process would).
-    torch.manual_seed(seed + rank)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-
-
-@contextlib.contextmanager
-def _rng_untouched():
-    """Run the block, then put every RNG back: evaluation must not shift the training stream."""
-    python, numpy_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        yield
-    random.setstate(python)
-    np.random.set_state(numpy_state)
-
-
-# ---------------------------------------------------------------------------------------------
-# metrics.jsonl
-# ---------------------------------------------------------------------------------------------
-
-
-class MetricsLog:
-    """``metrics.jsonl``: one JSON object a line, buffered and appended in batches (``flush``).
-    Only rank 0 keeps one; the other ranks get ``enabled=False`` and write nothing."""
-
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled, self.pending = path, enabled, []
-
-    def add(self, record: dict) -> None:
-        if self.enabled:
-            self.pending.append(json.dumps(record))
-
-    def flush(self) -> None:
-        if self.enabled and self.pending:
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write("\n".join(self.pending) + "\n")
-            self.pending = []
-
-    def truncate_after(self, step: int) -> None:
-        """Drop the records of steps after ``step`` (from a run that went on past its last
-        checkpoint), so the file reads as one run after a resume."""
-        if not self.enabled or not self.path.is_file():
-            return
-        kept = [
-            line
-            for line in self.path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and _record_step(line) <= step
-        ]
-        temporary = self.path.with_name(self.path.name + ".writing")
-        temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(temporary, self.path)
-
-    def evaluation_at(self, step: int) -> dict | None:
-        """The metrics of an evaluation logged at ``step``, if the log has one."""
-        if not self.enabled:
-            return None
-        found = [
-            r["eval"]
-            for r in read_metrics(self.path.parent)
-            if r.get("step") == step and "eval" in r
-        ]
-        return found[-1] if found else None
-
-
-def _record_step(line: str) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return 1 << 62  # an unreadable (half-written) line: drop it
-
-
-def read_metrics(folder) -> list[dict]:
-    """The records of ``folder/metrics.jsonl`` (training and ``{"step", "eval"}`` records)."""
-    path = Path(folder) / METRICS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def plot_curves(folder, main_metric: str) -> Path:
-    """``folder/curves.png``: training loss vs step, and the main metric vs step."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: only at the end
-    from matplotlib.figure import Figure
-
-    records = read_metrics(folder)
-    train = [r for r in records if "loss" in r]
-    evals = [r for r in records if main_metric in r.get("eval", {})]
-    figure = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2)
-    left.plot([r["step"] for r in train], [r["loss"] for r in train], linewidth=1)
-    left.set(title="training loss", xlabel="step", ylabel="loss")
-    right.plot([r["step"] for r in evals], [r["eval"][main_metric] for r in evals], marker="o")
-    right.set(title=f"validation {main_metric}", xlabel="step", ylabel=main_metric)
-    for axes in (left, right):
-        axes.grid(alpha=0.3)
-    figure.tight_layout()
-    path = Path(folder) / CURVES
-    figure.savefig(path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------
-# The loop
-# ---------------------------------------------------------------------------------------------
+__all__ = ["TrainConfig", "TrainingError", "train"]
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -330,7 +125,7 @@ class _Run:
         if self.main:
             self.output.mkdir(parents=True, exist_ok=True)
             self.log.path.unlink(missing_ok=True)  # a fresh run starts a fresh log
-        _seed_everything(self.config.seed, self.world.rank)  # before any dropout mask is drawn
+        seed_everything(self.config.seed, self.world.rank)  # before any dropout mask is drawn
 
     def resume(self) -> None:
         folder = latest_checkpoint(self.output)
@@ -339,7 +134,7 @@ class _Run:
                 f"nothing to resume: no complete checkpoint in {self.output / 'checkpoints'}"
             )
         state = load_training_state(folder, self.plain, self.optimizer, self.scheduler)
-        _check_resume(state.config, self.config, folder)
+        check_resume(state.config, self.config, folder)
         if not restore_rank_rng(state, self.world.rank, self.world.size) and self.world.rank:
             # saved by another number of ranks: not exact anyway, but keep the ranks apart
             torch.manual_seed(self.config.seed + self.world.rank + 1_000_003 * state.step)
@@ -393,14 +188,14 @@ class _Run:
         return TrainingError(
             f"step {self.step + 1}: {what} is {value} (loss {loss}, gradient norm {grad_norm}); "
             f"stopped without saving. The last good checkpoint is "
-            f"{good or 'none (no checkpoint saved yet)'}; lower TrainConfig.lr, raise warmup, "
-            f"or check the data"
+            f"{good or 'none (no checkpoint saved yet)'}; lower TrainConfig.lr, raise "
+            f"TrainConfig.warmup, or check the data"
         )
 
     def evaluate(self) -> None:
         """Rank 0 evaluates (with the RNGs put back afterwards); the others wait."""
         if self.main:
-            with _rng_untouched():
+            with rng_untouched():
                 self.metrics = self.task.evaluate(self.plain.eval(), limit=self.config.eval_limit)
             self.plain.train()
             self.log.add({"step": self.step, "eval": self.metrics})
@@ -486,8 +281,6 @@ class _Run:
         if self.step == config.steps:
             if self.main:
                 write_model(self.output, self.plain, self.task.tokenizer, self.task_info)
-                self.task.finish(self.plain, self.output)
-                plot_curves(self.output, self.task.main_metric)
             distributed.barrier()
         return self.metrics if self.main else {}
 
@@ -497,14 +290,14 @@ def train(task, model: nn.Module, config: TrainConfig, resume: bool = False) -> 
     (``{}`` on ranks other than 0; with ``stop_at``, the latest evaluation's).
 
     Writes ``config.output``: ``metrics.jsonl``, ``checkpoints/``, and at the end the model
-    folder (``config.json``, ``model.safetensors``, tokenizer, ``task.json``), ``curves.png`` and
-    what ``task.finish`` makes. A fresh run refuses an output folder that already holds
-    checkpoints; ``resume=True`` goes on from the latest complete one. Under ``torchrun`` the
-    process group is joined here (``distributed.setup``) and the model wrapped in
-    ``DistributedDataParallel``; the caller calls ``distributed.teardown()`` when done.
+    folder (``config.json``, ``model.safetensors``, tokenizer, ``task.json``); nothing is
+    drawn. A fresh run refuses an output folder that already holds checkpoints;
+    ``resume=True`` goes on from the latest complete one. Under ``torchrun`` the process group
+    is joined here (``distributed.setup``) and the model wrapped in ``DistributedDataParallel``;
+    the caller calls ``distributed.teardown()`` when done.
     """
     world = distributed.setup()
-    _check_config(config, world.size)
+    config.check(world.size)
     run = _Run(task, model, config, world)
     if resume:
         run.resume()

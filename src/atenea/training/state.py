@@ -1,4 +1,5 @@
-"""Training checkpoints: a model folder plus everything an exact resume needs, written atomically.
+"""The state of a training run: a model folder plus everything an exact resume needs (optimizer,
+scheduler, RNG states, where the run stands), written atomically as a checkpoint folder.
 
     root/checkpoints/checkpoint-000200/
         config.json model.safetensors [tokenizer.json ...] task.json    (a model folder)
@@ -13,9 +14,8 @@ folder without it, so a run killed in the middle of a save resumes from the prev
 Nothing is pickled: the optimizer's state dict is flattened into named tensors
 (``optimizer.state.<param index>.<key>``) plus JSON for its scalars.
 
-Test hook: ``ATENEA_TEST_SAVE_DELAY=SECONDS`` (or ``SECONDS@STEP`` for the save of one step
-only) sleeps after the rename and before ``COMPLETE``, so a test can kill a run in the middle of
-a save. Nothing else reads it.
+The model folder itself is written and read by ``atenea.models``; this module adds the run's
+state beside it, and chooses, rotates and restores the checkpoints of a run.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 import random
 import re
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +46,6 @@ STATE_JSON = "training_state.json"
 COMPLETE = "COMPLETE"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"checkpoint-(\d+)")
-_DELAY_VARIABLE = "ATENEA_TEST_SAVE_DELAY"
 
 __all__ = [
     "CheckpointError",
@@ -149,22 +147,6 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
-def _test_delay(step: int) -> float:
-    value = os.environ.get(_DELAY_VARIABLE, "")
-    if not value:
-        return 0.0
-    seconds, _, only_step = value.partition("@")
-    try:
-        if only_step and int(only_step) != step:
-            return 0.0
-        return float(seconds)
-    except ValueError:
-        raise ValueError(
-            f"environment variable {_DELAY_VARIABLE}: expected SECONDS or SECONDS@STEP, got "
-            f"{value!r}"
-        ) from None
-
-
 def checkpoint_dir(root, step: int) -> Path:
     return Path(root) / "checkpoints" / f"checkpoint-{step:06d}"
 
@@ -228,14 +210,16 @@ def save_checkpoint(
         shutil.rmtree(final)
     os.replace(temporary, final)
     _fsync(final.parent)
-    delay = _test_delay(step)
-    if delay:
-        time.sleep(delay)
-    (final / COMPLETE).write_text(f"{step}\n", encoding="utf-8")
-    _fsync(final / COMPLETE)
-    _fsync(final)
+    _mark_complete(final, step)
     _rotate(final.parent, keep, current=final)
     return final
+
+
+def _mark_complete(folder: Path, step: int) -> None:
+    """Write ``COMPLETE``, the last file of a save: from here on the checkpoint may be loaded."""
+    (folder / COMPLETE).write_text(f"{step}\n", encoding="utf-8")
+    _fsync(folder / COMPLETE)
+    _fsync(folder)
 
 
 def _checkpoints(folder: Path) -> list[tuple[int, Path]]:

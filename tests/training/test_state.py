@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from atenea.models import CheckpointError, load_pretrained
-from atenea.training.checkpoint import (
+from atenea.training.schedule import make_optimizer, make_scheduler
+from atenea.training.state import (
     TrainingState,
     latest_checkpoint,
     load_training_state,
     save_checkpoint,
 )
-from atenea.training.schedule import make_optimizer, make_scheduler
 
 from .toy import ToyTask
 
