@@ -72,8 +72,8 @@ def test_console_script_runs(folder):
         (["--top-p", "1.5"], "--top-p"),
         (["--num-beams", "0"], "--num-beams"),
         (["--temperature", "0"], "--temperature"),
-        (["--prompt", " ".join(["w7"] * 70)], "input_ids: the prompt has 70 tokens"),
-        (["--max-new-tokens", "200"], "max_new_tokens"),
+        (["--prompt", " ".join(["w7"] * 70)], "--prompt: the prompt has 70 tokens"),
+        (["--max-new-tokens", "200"], "--max-new-tokens: 1 + 200 new tokens exceed"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(folder, args, message, capsys):

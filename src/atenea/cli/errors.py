@@ -2,8 +2,9 @@
 exit code; never a traceback.
 
 The library names its own arguments in its errors (``size: expected one of ...``,
-``TrainConfig.batch_size: ...``); a command shows them as the flags that set them, through one
-mapping (``TRAINING_FLAGS`` for ``atenea train`` and ``atenea evaluate``) applied by ``fail``.
+``TrainConfig.batch_size: ...``, ``max_new_tokens: ...``); a command shows them as the flags
+that set them, through one mapping per command family (``TRAINING_FLAGS`` for ``atenea train``
+and ``atenea evaluate``, ``GENERATE_FLAGS``, ``EXPLAIN_FLAGS``) applied by ``fail``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ TRAINING_FLAGS = {
     "TrainConfig.seed": "--seed",
     "TrainConfig.bf16": "--bf16",
     "TrainConfig.output": "--out",
+}
+
+# ``atenea.generate`` / ``GenerationConfig`` -> ``atenea generate``.
+GENERATE_FLAGS = {
+    "input_ids": "--prompt",
+    "max_new_tokens": "--max-new-tokens",
+    "temperature": "--temperature",
+    "top_k": "--top-k",
+    "top_p": "--top-p",
+    "num_beams": "--num-beams",
+}
+
+# ``atenea.inspect.explain`` / ``explain_seq2seq`` -> ``atenea explain``.
+EXPLAIN_FLAGS = {
+    "focus": "--focus",
+    "target": "--target",
+    "max_new_tokens": "--max-new-tokens",
+    "max_tokens": "--max-tokens",
 }
 
 

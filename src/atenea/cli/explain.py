@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from atenea.cli.errors import fail
+from atenea.cli.errors import EXPLAIN_FLAGS, fail
 from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
 from atenea.inspect.report import render_html, report_data
@@ -62,7 +62,7 @@ def run(args) -> int:
     try:
         return _run(args)
     except (ExplainError, CheckpointError) as error:
-        return fail("explain", error)
+        return fail("explain", error, flags=EXPLAIN_FLAGS)
 
 
 def _run(args) -> int:

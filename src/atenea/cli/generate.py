@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from atenea.cli.errors import USER_ERRORS, fail
+from atenea.cli.errors import GENERATE_FLAGS, USER_ERRORS, fail
 
 
 def add_parser(subparsers) -> None:
@@ -34,32 +34,35 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _check(args) -> None:
-    """The flags, before the model is read."""
+def _options(args):
+    """The flags as a ``GenerationConfig``, checked before the model is read (a bad value is
+    the library's message, shown with the flag's name)."""
+    import torch
+
+    from atenea.generation import GenerationConfig
+
     if not args.prompt.strip():
         raise ValueError("--prompt: the prompt is empty; give some text to continue")
-    if args.max_new_tokens < 0:
-        raise ValueError(f"--max-new-tokens: expected an integer >= 0, got {args.max_new_tokens}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise ValueError(f"--top-p: expected a number in (0, 1], got {args.top_p}")
-    if args.temperature is not None and not args.temperature > 0:
-        raise ValueError(f"--temperature: expected a number > 0, got {args.temperature}")
-    if args.num_beams < 1:
-        raise ValueError(f"--num-beams: expected an integer >= 1, got {args.num_beams}")
+    sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))
+    return GenerationConfig.of(
+        max_new_tokens=args.max_new_tokens, do_sample=sampling,
+        temperature=1.0 if args.temperature is None else args.temperature,
+        top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams,
+        generator=torch.Generator().manual_seed(args.seed),
+    ).check()  # fmt: skip
 
 
 def run(args) -> int:
     try:
-        _check(args)
-        return _generate(args)
+        return _generate(args, _options(args))
     except USER_ERRORS as error:
-        return fail("generate", error)
+        return fail("generate", error, flags=GENERATE_FLAGS)
     except KeyboardInterrupt:  # Ctrl-C while the text streams: stop quietly
         print(file=sys.stderr)
         return 130
 
 
-def _generate(args) -> int:
+def _generate(args, config) -> int:
     import torch
 
     import atenea
@@ -73,16 +76,9 @@ def _generate(args) -> int:
     if not ids:
         raise ValueError("--prompt: the tokenizer turned the prompt into no tokens")
     input_ids = torch.tensor([ids])
-    sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))
-    beams = args.num_beams > 1
+    beams = config.num_beams > 1
     streamer = None if beams else TextStreamer(tokenizer, skip_prompt=True)
-    out = atenea.generate(
-        model, input_ids,
-        max_new_tokens=args.max_new_tokens, do_sample=sampling,
-        temperature=args.temperature or 1.0, top_k=args.top_k, top_p=args.top_p,
-        num_beams=args.num_beams, streamer=streamer,
-        generator=torch.Generator().manual_seed(args.seed),
-    )  # fmt: skip
+    out = atenea.generate(model, input_ids, config=config, streamer=streamer)
     if beams:
         # The continuation: after the prompt (decoder) or after the start token (seq2seq).
         start = input_ids.shape[1] if isinstance(model, DecoderModel) else 1

@@ -89,12 +89,46 @@ class GenerationConfig:
             )
         return dataclasses.replace(config or cls(), **options)
 
+    def check(self) -> GenerationConfig:
+        """Check the options that need no model (types and ranges) and return the config:
+        a command line can refuse a bad flag before it reads a model."""
+        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 0:
+            raise ValueError(
+                f"max_new_tokens: expected an integer >= 0, got {self.max_new_tokens!r}"
+            )
+        if not _is_number(self.temperature) or not self.temperature > 0:
+            raise ValueError(f"temperature: expected a number > 0, got {self.temperature!r}")
+        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 0):
+            raise ValueError(
+                f"top_k: expected an integer >= 1 (0 or None: off), got {self.top_k!r}"
+            )
+        if self.top_p is not None and (not _is_number(self.top_p) or not 0 < self.top_p <= 1):
+            raise ValueError(f"top_p: expected a number in (0, 1], got {self.top_p!r}")
+        if self.min_p is not None and (not _is_number(self.min_p) or not 0 <= self.min_p <= 1):
+            raise ValueError(f"min_p: expected a number in [0, 1], got {self.min_p!r}")
+        penalty = self.repetition_penalty
+        if penalty is not None and (not _is_number(penalty) or not penalty > 0):
+            raise ValueError(f"repetition_penalty: expected a number > 0, got {penalty!r}")
+        if not _is_int(self.num_beams) or self.num_beams < 1:
+            raise ValueError(f"num_beams: expected an integer >= 1, got {self.num_beams!r}")
+        if not _is_number(self.length_penalty):
+            raise ValueError(f"length_penalty: expected a number, got {self.length_penalty!r}")
+        if self.early_stopping not in (True, False, "never"):
+            raise ValueError(
+                f"early_stopping: expected True, False or 'never', got {self.early_stopping!r}"
+            )
+        if self.generator is not None and not isinstance(self.generator, torch.Generator):
+            raise TypeError(
+                f"generator: expected a torch.Generator, got {type(self.generator).__name__}"
+            )
+        return self
+
     def resolve(self, model, vocab_size: int, batch: int) -> GenerationConfig:
         """Check every option and return the config ``generate`` runs: end and padding tokens
         filled in from ``model.config``, token ids checked against ``vocab_size``, the options
         that are off normalised to None (``top_k=0``, ``top_p=1``, ``repetition_penalty=1``).
         ``batch``: rows of the prompt (with beams, rows that can stop early need a pad id)."""
-        _check_numbers(self)
+        self.check()
         eos = self.eos_token_id if self.eos_token_id is not None else model.config.eos_token_id
         eos_ids = () if eos is None else _token_ids(eos, "eos_token_id", vocab_size)
         pad = self.pad_token_id if self.pad_token_id is not None else model.config.pad_token_id
@@ -144,33 +178,6 @@ def _is_int(value) -> bool:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_numbers(c: GenerationConfig) -> None:
-    """The options that need no model: types and ranges."""
-    if not _is_int(c.max_new_tokens) or c.max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens: expected an integer >= 0, got {c.max_new_tokens!r}")
-    if not _is_number(c.temperature) or not c.temperature > 0:
-        raise ValueError(f"temperature: expected a number > 0, got {c.temperature!r}")
-    if c.top_k is not None and (not _is_int(c.top_k) or c.top_k < 0):
-        raise ValueError(f"top_k: expected an integer >= 1 (0 or None: off), got {c.top_k!r}")
-    if c.top_p is not None and (not _is_number(c.top_p) or not 0 < c.top_p <= 1):
-        raise ValueError(f"top_p: expected a number in (0, 1], got {c.top_p!r}")
-    if c.min_p is not None and (not _is_number(c.min_p) or not 0 <= c.min_p <= 1):
-        raise ValueError(f"min_p: expected a number in [0, 1], got {c.min_p!r}")
-    penalty = c.repetition_penalty
-    if penalty is not None and (not _is_number(penalty) or not penalty > 0):
-        raise ValueError(f"repetition_penalty: expected a number > 0, got {penalty!r}")
-    if not _is_int(c.num_beams) or c.num_beams < 1:
-        raise ValueError(f"num_beams: expected an integer >= 1, got {c.num_beams!r}")
-    if not _is_number(c.length_penalty):
-        raise ValueError(f"length_penalty: expected a number, got {c.length_penalty!r}")
-    if c.early_stopping not in (True, False, "never"):
-        raise ValueError(
-            f"early_stopping: expected True, False or 'never', got {c.early_stopping!r}"
-        )
-    if c.generator is not None and not isinstance(c.generator, torch.Generator):
-        raise TypeError(f"generator: expected a torch.Generator, got {type(c.generator).__name__}")
 
 
 def _token_ids(value, name: str, vocab_size: int) -> tuple[int, ...]:

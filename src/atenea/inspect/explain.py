@@ -55,7 +55,7 @@ def _find_focus(tokens: list[str], word: str) -> int:
     for index, token in enumerate(tokens):  # a word split into pieces: its first piece
         if wanted.startswith(token.lower().lstrip("#")) and token.strip("#"):
             return index
-    raise ExplainError(f"--focus {word!r} is not a token of the text; tokens: {' '.join(tokens)}")
+    raise ExplainError(f"focus: {word!r} is not a token of the text; tokens: {' '.join(tokens)}")
 
 
 def explain(

@@ -59,7 +59,7 @@ class Seq2SeqExplanation:
 
     @property
     def maps(self) -> Tensor:
-        """The cross-attention maps (what ``--layer`` / ``--head`` select first)."""
+        """The cross-attention maps (what ``atenea explain --layer / --head`` select first)."""
         return self.cross_maps
 
 
@@ -77,9 +77,9 @@ def explain_seq2seq(
     ``max_new_tokens``), run the model once on the pair and capture all three attentions."""
     check_text(text)
     if max_new_tokens < 1:
-        raise ExplainError(f"--max-new-tokens: expected an integer >= 1, got {max_new_tokens}")
+        raise ExplainError(f"max_new_tokens: expected an integer >= 1, got {max_new_tokens}")
     if target is not None and not target.strip():
-        raise ExplainError("--target: the target is empty; leave it out to generate one")
+        raise ExplainError("target: the target is empty; leave it out to generate one")
     config = model.config
     limit = min(max_tokens or config.max_positions, config.max_positions)
     full_length = len(tokenizer.encode(text))
@@ -90,7 +90,7 @@ def explain_seq2seq(
     notice = None
     if full_length > src_ids.shape[1]:
         notice = f"The source has {full_length} tokens; it was cut to the first {src_ids.shape[1]}."
-    _check_length("source", src_ids.shape[1])
+    _check_length("source", src_ids.shape[1], "max_tokens")
 
     with torch.no_grad():
         if target is None:
@@ -101,13 +101,12 @@ def explain_seq2seq(
             sequence = torch.tensor([config.bos_token_id, *ids, config.eos_token_id])
             if len(sequence) - 1 > config.max_positions:
                 raise ExplainError(
-                    f"--target has {len(ids)} tokens; the model reads at most "
-                    f"{config.max_positions - 1}"
+                    f"target: {len(ids)} tokens; the model reads at most {config.max_positions - 1}"
                 )
         if len(sequence) < 2:
-            raise ExplainError("the model generated no token (raise --max-new-tokens)")
+            raise ExplainError("max_new_tokens: the model generated no token; raise it")
         decoder_ids, output_ids = sequence[:-1], sequence[1:]
-        _check_length("target", len(decoder_ids))
+        _check_length("target", len(decoder_ids), "target" if target else "max_new_tokens")
         inter = record(model, src_ids, src_mask, target_ids=decoder_ids[None])
 
     def maps(records) -> Tensor:
@@ -134,11 +133,12 @@ def explain_seq2seq(
     return explanation
 
 
-def _check_length(name: str, length: int) -> None:
+def _check_length(name: str, length: int, argument: str) -> None:
+    """Refuse a map wider than the report draws, naming the argument that shortens it."""
     if length > REPORT_MAX_CELLS:
         raise ExplainError(
-            f"the {name} has {length} tokens; explain draws encoder-decoder maps of at most "
-            f"{REPORT_MAX_CELLS} (use --max-tokens for the source, --max-new-tokens for the target)"
+            f"{argument}: the {name} has {length} tokens; explain draws encoder-decoder maps of "
+            f"at most {REPORT_MAX_CELLS}"
         )
 
 
