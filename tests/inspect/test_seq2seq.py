@@ -102,7 +102,9 @@ def test_explain_refuses_an_encoder_decoder_and_bad_targets(loaded):
         explain_seq2seq(SOURCE, model, tokenizer, target="  ")
     with pytest.raises(ExplainError, match="^max_new_tokens: expected an integer >= 1"):
         explain_seq2seq(SOURCE, model, tokenizer, max_new_tokens=0)
-    with pytest.raises(ExplainError, match="^max_tokens: the source has 20[0-9] tokens.*at most 160"):
+    with pytest.raises(
+        ExplainError, match="^max_tokens: the source has 20[0-9] tokens.*at most 160"
+    ):
         explain_seq2seq(" ".join(["el"] * 200), model, tokenizer)
 
 
