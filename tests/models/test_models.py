@@ -402,3 +402,21 @@ def test_encoder_decoder_intermediates():
         assert (
             max_error(record.weights(rows=[6, 1], heads=[3]), weights[:, 3:4][:, :, [6, 1]]) < 1e-7
         )
+
+
+def test_a_config_s_block_fields_reach_every_block():
+    # Each model config hands its block fields (same names as BlockConfig) to its blocks; what a
+    # family fixes itself (BERT's post-norm LayerNorm with biases, decoders' pre-norm) wins.
+    decoder = DecoderModel(
+        DecoderConfig.from_name("llama-tiny", num_kv_heads=1, norm_eps=1e-3, attention_dropout=0.25)
+    )
+    for block in decoder.layers:
+        assert block.attention.num_kv_heads == 1 and block.attention.dropout == 0.25
+        assert block.attention_norm.eps == 1e-3 and block.config.norm_position == "pre"
+    encoder = EncoderModel(EncoderConfig.from_name("bert-tiny", norm_position="pre", dropout=0.0))
+    assert encoder.layers[0].config.norm_position == "pre" and encoder.layers[0].dropout.p == 0.0
+    assert encoder.layers[0].attention.q_proj.bias is not None  # BERT keeps its biases
+    seq2seq = EncoderDecoderModel(EncoderDecoderConfig.from_name("transformer-tiny", ffn_hidden=96))
+    assert seq2seq.decoder_layers[0].cross_attention is not None
+    assert seq2seq.encoder_layers[0].cross_attention is None
+    assert all(block.feed_forward.up.out_features == 96 for block in seq2seq.decoder_layers)

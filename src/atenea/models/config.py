@@ -16,6 +16,16 @@ from dataclasses import dataclass
 from atenea.nn.block import BlockConfig
 
 
+def block_config(config, **fixed) -> BlockConfig:
+    """The ``BlockConfig`` of a model config: every block field the config has, under the same
+    name, then ``fixed`` (what the family decides for itself, e.g. BERT's LayerNorm)."""
+    names = {f.name for f in dataclasses.fields(BlockConfig)}
+    shared = {
+        f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in names
+    }
+    return BlockConfig(**{**shared, **fixed})
+
+
 class _Presets:
     """``from_name`` and ``presets()`` for a config dataclass with a ``PRESETS`` table."""
 
@@ -65,12 +75,7 @@ class EncoderConfig(_Presets):
     }
 
     def block(self) -> BlockConfig:
-        return BlockConfig(
-            dim=self.dim, num_heads=self.num_heads, ffn_hidden=self.ffn_hidden,
-            activation=self.activation, norm="layernorm", norm_eps=self.norm_eps,
-            norm_position=self.norm_position, bias=True, dropout=self.dropout,
-            attention_dropout=self.attention_dropout,
-        )  # fmt: skip
+        return block_config(self, norm="layernorm", bias=True)
 
 
 @dataclass
@@ -123,13 +128,7 @@ class DecoderConfig(_Presets):
     }  # fmt: skip
 
     def block(self) -> BlockConfig:
-        return BlockConfig(
-            dim=self.dim, num_heads=self.num_heads, ffn_hidden=self.ffn_hidden,
-            num_kv_heads=self.num_kv_heads, head_dim=self.head_dim, activation=self.activation,
-            norm=self.norm, norm_eps=self.norm_eps, norm_position="pre", bias=self.bias,
-            fused_qkv=self.fused_qkv, dropout=self.dropout,
-            attention_dropout=self.attention_dropout,
-        )  # fmt: skip
+        return block_config(self, norm_position="pre")
 
     @property
     def resolved_head_dim(self) -> int:
@@ -171,9 +170,4 @@ class EncoderDecoderConfig(_Presets):
     }  # fmt: skip
 
     def block(self, cross: bool) -> BlockConfig:
-        return BlockConfig(
-            dim=self.dim, num_heads=self.num_heads, ffn_hidden=self.ffn_hidden,
-            activation=self.activation, norm="layernorm", norm_eps=self.norm_eps,
-            norm_position=self.norm_position, bias=True, dropout=self.dropout,
-            attention_dropout=self.attention_dropout, cross_attention=cross,
-        )  # fmt: skip
+        return block_config(self, norm="layernorm", bias=True, cross_attention=cross)
