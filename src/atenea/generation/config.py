@@ -49,7 +49,9 @@ class GenerationConfig:
             their scores) instead of the best sequences.
         compile: run the decode step of a decoder model through ``torch.compile`` with frozen
             weights, on a cache of fixed shapes (the first call compiles, for tens of seconds on
-            a CPU, and again for new shapes; later calls reuse it). Much faster on a CPU (see
+            a CPU, and again for new shapes; later calls reuse it). A model with a score
+            modifier (ALiBi, relative bias) decodes eagerly: its scores depend on positions
+            that only the filled part of the cache places right. Much faster on a CPU (see
             benchmarks/generation.py); the prepacked weights take memory besides the model's,
             and a model changed afterwards needs ``torch._dynamo.reset()``.
     """
