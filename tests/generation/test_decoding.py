@@ -247,3 +247,24 @@ def test_the_compiled_step_on_atenea_s_matvec_gives_the_same_tokens(
     finally:
         torch._dynamo.reset()
     assert calls, "the compiled step never reached atenea's kernel: the test proves nothing"
+
+
+def test_a_score_modifier_keeps_decoding_on_the_filled_part(gpt2):
+    # ALiBi's bias depends on the query's position, which only the filled part of the cache
+    # places right: a whole-cache step is refused, and compile=True decodes eagerly instead.
+    from atenea import scores
+
+    ids, mask = tiny.left_padded()
+    heads = gpt2.layers[0].attention.num_heads
+    try:
+        for layer in gpt2.layers:
+            layer.attention.score_mod = scores.alibi(heads)
+        with pytest.raises(ValueError, match="new_cache: whole=True .* score modifier"):
+            gpt2.new_cache(3, 16, whole=True)
+        kwargs = dict(attention_mask=mask, max_new_tokens=4, eos_token_id=[])
+        eager = atenea.generate(gpt2, ids, **kwargs)
+        assert torch.equal(atenea.generate(gpt2, ids, compile=True, **kwargs), eager)
+        assert torch.equal(atenea.generate(gpt2, ids, use_cache=False, **kwargs), eager)
+    finally:
+        for layer in gpt2.layers:
+            layer.attention.score_mod = None

@@ -78,6 +78,11 @@ class DecoderModel(nn.Module):
     ) -> Cache:
         """An empty ``Cache`` for ``batch`` rows of up to ``capacity`` tokens (prompt + new);
         ``whole=True`` for decode steps of fixed shapes (``torch.compile``, CUDA graphs)."""
+        if whole and any(layer.attention.score_mod is not None for layer in self.layers):
+            raise ValueError(
+                "new_cache: whole=True places a one-token step at the end of the buffer, but "
+                "this model's score modifier depends on the positions; use whole=False"
+            )
         c = self.config
         weight = self.token_embedding.weight
         dtype, device = dtype or weight.dtype, device or weight.device
