@@ -227,3 +227,27 @@ def test_a_finished_run_is_not_overwritten_and_resumes_to_itself(tmp_path):
     _, _, again = _run(tmp_path, resume=True, steps=4, eval_every=0, save_every=0)
     assert again == metrics
     assert _records(tmp_path) == records  # no second evaluation of step 4
+
+
+def test_initial_model_draws_its_weights_from_the_seed_alone():
+    from atenea.models import DecoderConfig, DecoderModel
+    from atenea.training.sampling import initial_model
+
+    class Task:  # a task that leaves the seeding to whoever builds its model
+        def build_model(self):
+            return DecoderModel(DecoderConfig.from_name("gpt2-tiny", num_layers=1))
+
+    task = Task()
+
+    def weights(seed):
+        torch.manual_seed(12345 + seed)  # whatever state the process is in
+        return initial_model(task, seed).state_dict()
+
+    first, again, other = weights(3), weights(3), weights(4)
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert not all(torch.equal(first[name], other[name]) for name in first)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    initial_model(task, 3)
+    assert torch.equal(torch.rand(3), expected)  # the process's random state is left alone

@@ -171,9 +171,7 @@ def _new_task(args, out: Path):
 
 
 def _train(args) -> int:
-    import torch
-
-    from atenea.training import distributed, loop, tasks
+    from atenea.training import distributed, loop, sampling, tasks
 
     _check_numbers(args)
     out = Path(args.out or DEFAULT_OUT.format(task=args.task))
@@ -196,10 +194,7 @@ def _train(args) -> int:
         save_every=args.save_every if args.save_every is not None else max(steps // 2, 1),
         bf16=args.bf16, progress=not args.quiet and main,
     )  # fmt: skip
-    # The model's initial weights come from the run's seed, not from the process's random state
-    # (which torch seeds differently in every process): the same command, the same model.
-    torch.manual_seed(settings["seed"])
-    model = task.build_model()
+    model = sampling.initial_model(task, settings["seed"])  # the same command, the same model
     metrics = loop.train(task, model, config, resume=args.resume)
     if main:  # the run is complete: draw it
         draw_run(out, task)
@@ -269,12 +264,7 @@ def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:
         )
         path = folder / "alignments" / f"alignment-{i}.png"
         weights = found.cross_maps[layer].mean(0)  # (T, S)
-        rows, columns = _visible(found.output_tokens), _visible(found.source_tokens)
-        paths.append(heatmap_png(weights, rows, path, title, key_tokens=columns))
+        paths.append(
+            heatmap_png(weights, found.output_tokens, path, title, key_tokens=found.source_tokens)
+        )
     return paths
-
-
-def _visible(tokens: list[str]) -> list[str]:
-    """Token labels with spaces shown as ``␣``: a character model's space, or the space a
-    byte-level BPE piece starts with, would otherwise be a blank tick."""
-    return [t.replace(" ", "\u2423") if t.strip() else "\u2423" for t in tokens]

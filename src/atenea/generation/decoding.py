@@ -15,6 +15,7 @@ from torch import Tensor
 
 from atenea.generation.config import GenerationConfig
 from atenea.models.decoder import DecoderModel
+from atenea.nn.cache import steps_of_fixed_shape
 
 
 def decode_step(model: DecoderModel, tokens: Tensor, cache) -> Tensor:
@@ -48,9 +49,9 @@ class CachedDecoder:
     def __init__(self, model: DecoderModel, input_ids, attention_mask, max_new_tokens: int,
                  compile: bool = False):  # fmt: skip
         self.model, self.input_ids, self.attention_mask = model, input_ids, attention_mask
-        # A compiled step attends to the whole cache (the same shapes at every step). A score
-        # modifier sees positions, which only the filled part places right: eager then.
-        self.compiled = compile and all(layer.attention.score_mod is None for layer in model.layers)
+        # A compiled step attends to the whole cache (the same shapes at every step); a model
+        # whose score modifier sees positions decodes eagerly on the filled part instead.
+        self.compiled = compile and steps_of_fixed_shape(model.layers)
         batch, length = input_ids.shape
         self.cache = model.new_cache(
             batch, length + max_new_tokens, device=input_ids.device, whole=self.compiled

@@ -70,19 +70,15 @@ def check_inputs(model, input_ids, attention_mask) -> None:
             f"model: expected an atenea DecoderModel or EncoderDecoderModel, got "
             f"{type(model).__name__}"
         )
-    if not isinstance(input_ids, Tensor):
-        raise TypeError(f"input_ids: expected a (B, L) tensor of token ids, got {type(input_ids)}")
-    if input_ids.dim() != 2:
-        raise ValueError(f"input_ids: expected shape (B, L), got {tuple(input_ids.shape)}")
-    if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
-        raise TypeError(f"input_ids: expected integer token ids, got dtype {input_ids.dtype}")
+    source_vocab = (
+        model.config.vocab_size if isinstance(model, DecoderModel) else model.config.src_vocab_size
+    )
+    check_ids(input_ids, source_vocab)  # a (B, L) tensor of known ids
     if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
         raise ValueError(
             f"input_ids: the prompt is empty (shape {tuple(input_ids.shape)}); give at least one "
             f"token per row"
         )
-    source_vocab = model.config.vocab_size if isinstance(model, DecoderModel) else None
-    check_ids(input_ids, source_vocab or model.config.src_vocab_size)
     if attention_mask is None:
         return
     if tuple(attention_mask.shape) != tuple(input_ids.shape):

@@ -21,6 +21,12 @@ def _pyplot():
     return plt
 
 
+def _tick_label(token: str) -> str:
+    """A token as a tick label: its spaces as ``␣`` (a character model's space, or the space a
+    byte-level piece starts with, would otherwise be a blank tick)."""
+    return token.replace(" ", "\u2423") if token.strip() else "\u2423" * max(len(token), 1)
+
+
 def heatmap_png(
     weights: Tensor, tokens: list[str], path, title: str, causal: bool = False,
     key_tokens: list[str] | None = None, *, allowed: Tensor | None = None,
@@ -55,8 +61,9 @@ def heatmap_png(
             if not hidden[i, j]:  # dark text on the light (high) end of the scale
                 colour = "black" if image.norm(value) > 0.6 else "white"
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color=colour)
-    ax.set_xticks(range(len(key_tokens)), key_tokens, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
+    columns, rows = [_tick_label(t) for t in key_tokens], [_tick_label(t) for t in tokens]
+    ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     ax.set_title(title)

@@ -26,7 +26,7 @@ from atenea.models.common import (
 from atenea.models.config import DecoderConfig
 from atenea.models.outputs import ModelOutput
 from atenea.nn.block import TransformerBlock
-from atenea.nn.cache import Cache, KVCache
+from atenea.nn.cache import Cache, steps_of_fixed_shape
 from atenea.nn.linear import Linear, linear
 from atenea.nn.norms import make_norm
 from atenea.nn.positions import LearnedPositions, RotaryEmbedding, positions_from_mask
@@ -78,21 +78,15 @@ class DecoderModel(nn.Module):
     ) -> Cache:
         """An empty ``Cache`` for ``batch`` rows of up to ``capacity`` tokens (prompt + new);
         ``whole=True`` for decode steps of fixed shapes (``torch.compile``, CUDA graphs)."""
-        if whole and any(layer.attention.score_mod is not None for layer in self.layers):
+        if whole and not steps_of_fixed_shape(self.layers):
             raise ValueError(
                 "new_cache: whole=True places a one-token step at the end of the buffer, but "
                 "this model's score modifier depends on the positions; use whole=False"
             )
-        c = self.config
         weight = self.token_embedding.weight
-        dtype, device = dtype or weight.dtype, device or weight.device
-        head_dim = c.resolved_head_dim
-        kv_heads = c.num_kv_heads or c.num_heads
-        layers = [
-            KVCache(batch, kv_heads, capacity, head_dim, head_dim, dtype, device)
-            for _ in range(c.num_layers)
-        ]
-        return Cache(layers, whole=whole)
+        return Cache.for_blocks(
+            self.layers, batch, capacity, dtype or weight.dtype, device or weight.device, whole
+        )
 
     def forward(
         self,

@@ -27,7 +27,7 @@ from atenea.models.common import (
 from atenea.models.config import EncoderDecoderConfig
 from atenea.models.outputs import Intermediates, ModelOutput
 from atenea.nn.block import TransformerBlock
-from atenea.nn.cache import Cache, KVCache, MemoryCache
+from atenea.nn.cache import Cache
 from atenea.nn.linear import Linear, linear
 from atenea.nn.positions import SinusoidalPositions
 
@@ -91,15 +91,10 @@ class EncoderDecoderModel(nn.Module):
     def new_cache(self, batch: int, capacity: int, dtype=None, device=None) -> Cache:
         """A ``Cache`` for decoding ``capacity`` target tokens; each cross-attention layer keeps
         the memory's keys and values once its first step has computed them."""
-        c = self.config
         weight = self.target_embedding.weight
-        dtype, device = dtype or weight.dtype, device or weight.device
-        head_dim = c.dim // c.num_heads
-        layers = [
-            KVCache(batch, c.num_heads, capacity, head_dim, head_dim, dtype, device)
-            for _ in range(c.num_decoder_layers)
-        ]
-        return Cache(layers, cross=[MemoryCache() for _ in range(c.num_decoder_layers)])
+        return Cache.for_blocks(
+            self.decoder_layers, batch, capacity, dtype or weight.dtype, device or weight.device
+        )
 
     def decode(
         self,

@@ -79,8 +79,30 @@ class MemoryCache:
             self.values = self.values.index_select(0, rows)
 
 
+def steps_of_fixed_shape(blocks) -> bool:
+    """Can one-token steps through these blocks attend to the whole buffer (``whole=True``)?
+    Not when a score modifier sees positions: the step's query would sit at the buffer's end,
+    and ALiBi or a relative bias would read the wrong distances."""
+    return all(block.attention.score_mod is None for block in blocks)
+
+
 class Cache:
     """Decoding state of a model for one batch (see the module docstring)."""
+
+    @classmethod
+    def for_blocks(
+        cls, blocks, batch: int, capacity: int, dtype, device, whole: bool = False
+    ) -> Cache:
+        """An empty cache for a stack of ``TransformerBlock`` s, sized from their attention
+        modules: a ``KVCache`` of ``capacity`` slots per block, and a ``MemoryCache`` per block
+        with cross-attention."""
+        layers = [
+            KVCache(batch, b.attention.num_kv_heads, capacity, b.attention.head_dim,
+                    b.attention.head_dim, dtype, device)
+            for b in blocks
+        ]  # fmt: skip
+        cross = [MemoryCache() for b in blocks if b.cross_attention is not None]
+        return cls(layers, cross, whole=whole)
 
     def __init__(
         self, layers: list[KVCache], cross: list[MemoryCache] | None = None, whole: bool = False

@@ -1,5 +1,6 @@
-"""Where the random numbers of a run come from: the order of each epoch, the generator of each
-batch, the seeds of each process, and a guard that keeps evaluation out of the training stream.
+"""Where the random numbers of a run come from: the starting weights, the order of each epoch,
+the generator of each batch, the seeds of each process, and a guard that keeps evaluation out
+of the training stream.
 
 Every batch is a pure function of ``(seed, epoch, position, micro-batch)``; with the RNG states
 saved in each checkpoint (``training.state``), a resumed run draws exactly what an
@@ -13,6 +14,15 @@ import random
 
 import numpy as np
 import torch
+
+
+def initial_model(task, seed: int):
+    """``task.build_model()`` with its weights drawn from ``seed``: the same run, the same
+    starting model (torch seeds its default generator differently in every process). The
+    process's random state is left as it was."""
+    with rng_untouched():
+        torch.manual_seed(seed)
+        return task.build_model()
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
