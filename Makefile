@@ -13,11 +13,12 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install demo test test-slow test-all bench lint clean
+.PHONY: help install demo test test-slow test-gpu test-all bench lint clean
 
 help:
 	@echo "make demo       what a real model (all-MiniLM-L6-v2) attends to: summary + HTML report"
 	@echo "make test       the test suite (fast tests; slow ones: make test-slow)"
+	@echo "make test-gpu   the tests that need CUDA (on a GPU machine)"
 	@echo "make bench      benchmarks against PyTorch SDPA and FlexAttention"
 	@echo "make lint       ruff"
 
@@ -42,6 +43,10 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no slow tests selected"; exit 0; fi; exit $$rc
+
+# The tests that need CUDA (marked gpu) and the device-parametrized public paths, on a GPU machine.
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -m gpu
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''

@@ -18,3 +18,20 @@ def _seed_and_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# -- devices ------------------------------------------------------------------------------------
+
+CUDA = torch.cuda.is_available()
+#: The devices the public paths are checked on: the CPU always, CUDA where there is one.
+DEVICES = ["cpu", "cuda"] if CUDA else ["cpu"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skip them, saying so, where there is none."""
+    if CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none here); run `make test-gpu` on one")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from atenea.attention.backends import flex
 from atenea.attention.backends.blocks import blocks_attention
 from atenea.attention.backends.decode import decode_attention
 from atenea.attention.backends.reference import attention_probabilities, reference_attention
@@ -18,10 +19,14 @@ from atenea.attention.weights import attention_weights
 _ONE_TILE = 128 * 128
 
 
-def select_backend(problem: Problem, requested: str) -> str:
+def select_backend(
+    problem: Problem, requested: str, device: torch.device | str = "cpu"
+) -> str:
     """The backend that runs the call. An explicit request that cannot run raises; ``"auto"``
-    takes the fastest exact path: the one-query path for a decode step, PyTorch's fused kernel
-    for dense and square-causal attention, tiles for sparse masks and score modifiers."""
+    takes the fastest exact path for the device: the one-query path for a decode step,
+    PyTorch's fused kernel for dense and square-causal attention; for sparse masks and score
+    modifiers, FlexAttention on a GPU and atenea's tiles elsewhere."""
+    device = torch.device(device)
     p = problem
     if requested == "sdpa" and p.score_mod is not None:
         raise ValueError(
@@ -35,6 +40,8 @@ def select_backend(problem: Problem, requested: str) -> str:
             f"Lq={p.q_len}, score_mod={p.score_mod is not None}, dropout_p={p.dropout_p}; use "
             f"backend='auto'"
         )
+    if requested == "flex":
+        _check_flex(p)
     if min(p.batch, p.q_heads, p.q_len, p.kv_len) == 0:
         # Nothing to compute: the literal steps give the zeros. (PyTorch's fused CPU kernel
         # kills the process with SIGFPE on a zero-length query, so no fast path may see it.)
@@ -43,13 +50,29 @@ def select_backend(problem: Problem, requested: str) -> str:
         return requested
     if one_query:
         return "decode"
+    dense = p.mask is None or (isinstance(p.mask, Causal) and p.q_len == p.kv_len)
+    if dense and p.score_mod is None:
+        return "sdpa"
+    if device.type == "cuda" and p.dropout_p == 0.0 and flex.available():
+        # A GPU: FlexAttention's block-sparse kernel, which applies score modifiers inside.
+        return "flex"
     if p.score_mod is not None:
         return "blocks"
-    if p.mask is None or (isinstance(p.mask, Causal) and p.q_len == p.kv_len):
-        return "sdpa"
     if p.q_len * p.kv_len <= _ONE_TILE:
         return "sdpa"
     return "blocks"
+
+
+def _check_flex(p: Problem) -> None:
+    if not flex.available():
+        raise ValueError(
+            f"backend='flex': this PyTorch ({torch.__version__}) has no FlexAttention with "
+            f"block masks and aux outputs (torch >= 2.9); use backend='auto'"
+        )
+    if p.dropout_p > 0.0:
+        raise ValueError(
+            "backend='flex': FlexAttention has no dropout; use backend='auto' (or 'blocks')"
+        )
 
 
 def attention(
@@ -83,14 +106,15 @@ def attention(
         return_weights: also return the probabilities ``(B, Hq, Lq, Lk)`` (before dropout).
         return_lse: also return the row log-sum-exp ``(B, Hq, Lq)`` in float32 (no gradient);
             ``atenea.attention_weights`` rebuilds any rows of the weights from it.
-        backend: ``"auto"`` (default), ``"reference"``, ``"sdpa"``, ``"blocks"`` or ``"decode"``
-            (one query per row: a generation step).
+        backend: ``"auto"`` (default), ``"reference"``, ``"sdpa"``, ``"blocks"``, ``"decode"``
+            (one query per row: a generation step) or ``"flex"`` (PyTorch's FlexAttention, fed
+            atenea's tile table; compiled on CUDA).
 
     Returns:
         ``out (B, Hq, Lq, Dv)``, or the tuple ``(out, weights, lse)`` with only those asked for.
     """
     problem = check_call(q, k, v, mask, score_mod, scale, dropout_p, backend)
-    name = select_backend(problem, backend)
+    name = select_backend(problem, backend, q.device)
 
     weights = lse = None
     if name == "reference":
@@ -102,6 +126,8 @@ def attention(
             out, lse = sdpa_attention(q, k, v, problem, need_lse)
         elif name == "decode":
             out, lse = decode_attention(q, k, v, problem, need_lse)
+        elif name == "flex":
+            out, lse = flex.flex_attention_call(q, k, v, problem, need_lse)
         else:
             out, lse = blocks_attention(q, k, v, problem)
         if return_weights:

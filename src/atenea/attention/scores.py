@@ -78,7 +78,7 @@ class ALiBi(ScoreMod):
         distance = (k_pos - q_pos).to(score.dtype)
         if self.symmetric:
             distance = -distance.abs()
-        return score + self.slopes.to(score.dtype)[head] * distance
+        return score + self.slopes.to(score.device, score.dtype)[head] * distance
 
     def extra_repr(self):
         return f"num_heads={self.num_heads}, symmetric={self.symmetric}"

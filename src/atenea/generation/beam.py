@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from atenea.generation.config import GenerationConfig
-from atenea.generation.logits import adjust_scores
+from atenea.generation.logits import adjust_scores, draw
 from atenea.generation.stopping import StopCondition
 
 EXCLUDED = -1.0e9  # the score of a beam that must not be picked (Hugging Face's constant)
@@ -114,7 +114,7 @@ def beam_search(decoding, prompt: Tensor, prompt_mask: Tensor, s: GenerationConf
         vocab = log_probs.shape[-1]
         sums = (log_probs.view(batch, k, vocab) + running_scores[:, :, None]).view(batch, -1)
         if s.do_sample:
-            picked = torch.multinomial(sums.softmax(-1), kept, generator=s.generator)
+            picked = draw(sums.softmax(-1), kept, s.generator)
             candidate_scores = sums.gather(1, picked)
         else:
             candidate_scores, picked = torch.topk(sums, kept)

@@ -81,5 +81,15 @@ def choose_tokens(scores: Tensor, s: GenerationConfig) -> Tensor:
     or the global seed)."""
     if not s.do_sample:
         return scores.argmax(dim=-1)
-    probs = scores.softmax(dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=s.generator).squeeze(1)
+    return draw(scores.softmax(dim=-1), 1, s.generator).squeeze(1)
+
+
+def draw(probs: Tensor, count: int, generator: torch.Generator | None) -> Tensor:
+    """``count`` draws without replacement per row of ``probs (N, V)`` -> ``(N, count)``.
+
+    A generator lives on one device: a CPU generator given for a GPU run draws on the CPU
+    (the same numbers as a CPU run), and the tokens go back to the probabilities' device."""
+    if generator is None or generator.device == probs.device:
+        return torch.multinomial(probs, count, generator=generator)
+    drawn = torch.multinomial(probs.to(generator.device), count, generator=generator)
+    return drawn.to(probs.device)

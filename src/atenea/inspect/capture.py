@@ -102,7 +102,8 @@ def scan(
         stats = LayerStats(heads, special, length)
         rows_out = []
         for rows in chunks:
-            weights = rec.weights(rows=rows)[0].float()  # (heads, rows, L)
+            # (heads, rows, L), rebuilt where the model ran (a GPU), summed up on the CPU
+            weights = rec.weights(rows=rows)[0].float().cpu()
             if focus is not None and block == 1 and bool((rows == focus).any()):
                 focus_rows.append(weights[:, int((rows == focus).nonzero()[-1])])
             stats.add(weights, rows)
@@ -111,7 +112,7 @@ def scan(
             rows_out.append(weights)
         maps.append(torch.cat(rows_out, dim=1))
         if focus is not None and block > 1:  # not among the representatives: its own rows
-            focus_rows.append(rec.weights(rows=[focus])[0, :, 0].float())
+            focus_rows.append(rec.weights(rows=[focus])[0, :, 0].float().cpu())
         descriptions += stats.descriptions(layer)
     focus_rows = torch.stack(focus_rows) if focus is not None else None
     return torch.stack(maps), descriptions, focus_rows, block

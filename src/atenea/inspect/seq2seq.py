@@ -110,7 +110,7 @@ def explain_seq2seq(
         inter = record(model, src_ids, src_mask, target_ids=decoder_ids[None])
 
     def maps(records) -> Tensor:
-        return torch.stack([r.weights()[0] for r in records]).float()
+        return torch.stack([r.weights()[0] for r in records]).float().cpu()
 
     encoder_maps, decoder_maps = maps(inter.encoder_attention), maps(inter.attention)
     cross_maps = maps(inter.cross_attention)

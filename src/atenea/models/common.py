@@ -20,8 +20,10 @@ def check_ids(input_ids: Tensor, vocab_size: int, name: str = "input_ids") -> No
     if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
         raise TypeError(f"{name}: expected integer token ids, got dtype {input_ids.dtype}")
     # The range check reads values back to the host, which a compiled graph cannot do;
-    # compiled callers (generation) check the ids before they start.
-    if input_ids.numel() and not torch.compiler.is_compiling():
+    # compiled callers (generation) check the ids before they start. A meta tensor (shapes
+    # only, for tracing) has no values to check.
+    readable = input_ids.device.type != "meta" and not torch.compiler.is_compiling()
+    if input_ids.numel() and readable:
         low, high = int(input_ids.min()), int(input_ids.max())
         if low < 0 or high >= vocab_size:
             raise ValueError(

@@ -58,8 +58,9 @@ class LearnedPositions(nn.Module):
     def forward(self, positions: Tensor) -> Tensor:
         """``positions (B, L)`` -> ``(B, L, dim)``."""
         # The check reads a value back to the host, which a compiled graph cannot do; compiled
-        # callers (generation) check the lengths before they start.
-        checking = positions.numel() and not torch.compiler.is_compiling()
+        # callers (generation) check the lengths before they start; meta tensors hold no values.
+        readable = positions.device.type != "meta" and not torch.compiler.is_compiling()
+        checking = positions.numel() and readable
         if checking and int(positions.max()) >= self.max_positions:
             raise ValueError(
                 f"positions: this model has learned positions 0..{self.max_positions - 1}, got "

@@ -87,6 +87,8 @@ def from_attention_mask(attention_mask: Tensor | None) -> Mask | None:
             f"{tuple(attention_mask.shape)}"
         )
     real = attention_mask.bool()
+    if real.device.type == "meta":  # shapes only (tracing): no values to find the sides from
+        return dense(real[:, None, None, :])
     if bool(real.all()):
         return None
     lengths = real.sum(-1)

@@ -83,11 +83,15 @@ class Mask:
 
     def empty_rows(self, q_len: int, kv_len: int, device=None) -> Tensor | None:
         """Queries that may attend to nothing, ``(Bm, Hm, Lq)`` bool, or None when there are
-        none (remembered like ``materialize``)."""
+        none on the CPU (remembered like ``materialize``)."""
 
         def compute():
             empty = ~self.materialize(q_len, kv_len, device).any(-1)
-            return empty if bool(empty.any()) else None
+            # Reading the flag back is free on the CPU and spares callers a fill; on a GPU it
+            # would stall for the device every call, so there callers fill with the tensor.
+            if empty.device.type == "cpu" and not bool(empty.any()):
+                return None
+            return empty
 
         return self._remember(("empty", q_len, kv_len, str(device)), compute)
 

@@ -1,0 +1,191 @@
+"""The ``"flex"`` backend: PyTorch's FlexAttention, fed from atenea's tile table.
+
+FlexAttention runs a block-sparse fused kernel that skips empty blocks, evaluates a
+``mask_mod`` only inside partial blocks and applies a ``score_mod`` inside the kernel. atenea
+gives it what it already knows:
+
+- the ``BlockMask`` comes straight from ``tile_lists`` (``BlockMask.from_kv_blocks``): the mask is
+  never evaluated over every ``(query, key)`` pair to find the empty blocks;
+- each atenea mask is translated to a ``mask_mod`` (a function of one ``(b, h, q_idx, kv_idx)``),
+  with atenea's bottom-right alignment (query row ``i`` sits at position ``i + Lk - Lq``);
+- atenea's score modifiers already have FlexAttention's signature; only the query position
+  is shifted to be absolute.
+
+On CUDA the function is compiled once (``torch.compile``) and block masks are cached with the
+tile lists, so a training loop compiles and builds once per shape. Elsewhere it runs eagerly:
+PyTorch's reference implementation, which builds the scores -- correct, for tests, not fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import torch
+from torch import Tensor
+
+from atenea.attention.backends.tile_lists import TILE, TileLists, tile_lists
+from atenea.attention.masks import Mask
+from atenea.attention.masks.base import And, Dense, Not, Or
+from atenea.attention.masks.rules import (
+    Causal,
+    Document,
+    KeyPadding,
+    PrefixLM,
+    SlidingWindow,
+)
+from atenea.attention.problem import Problem
+
+
+def available() -> bool:
+    """Whether this PyTorch has FlexAttention with the features atenea needs (torch >= 2.9)."""
+    try:
+        from torch.nn.attention.flex_attention import AuxRequest, BlockMask  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# -- masks as mask_mods -------------------------------------------------------------------------
+
+
+def mask_mod_of(mask: Mask, q_len: int, kv_len: int, device: torch.device):
+    """A FlexAttention ``mask_mod(b, h, q_idx, kv_idx) -> bool`` equal to ``mask.allowed``.
+
+    Each call sees scalars (FlexAttention vmaps it); tensors a mask carries (lengths, ids, a
+    dense pattern) are moved to ``device`` once, here, and indexed inside.
+    """
+    offset = kv_len - q_len
+
+    def pick(rows: Tensor, b):  # a per-batch tensor with 1 row broadcasts to every batch row
+        return rows[b] if rows.shape[0] > 1 else rows[0]
+
+    if isinstance(mask, Causal):
+        return lambda b, h, q, kv: q + offset >= kv
+    if isinstance(mask, SlidingWindow):
+        size = mask.size
+
+        def window(b, h, q, kv):
+            distance = q + offset - kv
+            return (distance >= 0) & (distance < size)
+
+        return window
+    if isinstance(mask, KeyPadding):
+        lengths = mask.values.to(device)
+        if mask.side == "right":
+            return lambda b, h, q, kv: kv < pick(lengths, b)
+        return lambda b, h, q, kv: kv >= kv_len - pick(lengths, b)
+    if isinstance(mask, PrefixLM):
+        prefix = mask.values.to(device)
+        return lambda b, h, q, kv: (kv < pick(prefix, b)) | (kv <= q + offset)
+    if isinstance(mask, Document):
+        ids = mask.ids.to(device)  # (Bm, Lk)
+        return lambda b, h, q, kv: pick(ids, b)[q + offset] == pick(ids, b)[kv]
+    if isinstance(mask, Dense):
+        allowed = mask.tensor.to(device)  # (Bm, Hm, Lq or 1, Lk or 1)
+
+        def dense(b, h, q, kv):
+            t = pick(allowed, b)
+            t = t[h] if t.shape[0] > 1 else t[0]
+            t = t[q] if t.shape[0] > 1 else t[0]
+            return t[kv] if t.shape[0] > 1 else t[0]
+
+        return dense
+    if isinstance(mask, Or):  # before And: Or is an And
+        left, right = (mask_mod_of(m, q_len, kv_len, device) for m in (mask.left, mask.right))
+        return lambda b, h, q, kv: left(b, h, q, kv) | right(b, h, q, kv)
+    if isinstance(mask, And):
+        left, right = (mask_mod_of(m, q_len, kv_len, device) for m in (mask.left, mask.right))
+        return lambda b, h, q, kv: left(b, h, q, kv) & right(b, h, q, kv)
+    if isinstance(mask, Not):
+        inner = mask_mod_of(mask.inner, q_len, kv_len, device)
+        return lambda b, h, q, kv: ~inner(b, h, q, kv)
+    # A mask class atenea does not know: ask it, one pair at a time.
+    return lambda b, h, q, kv: mask.allowed(q[None], kv[None], q_len, kv_len)[
+        b if mask.batch_heads()[0] > 1 else 0, h if mask.batch_heads()[1] > 1 else 0, 0, 0
+    ]
+
+
+# -- block masks, cached with their tile lists ----------------------------------------------------
+
+_BLOCK_MASKS: dict[int, tuple[TileLists, object]] = {}
+
+
+def block_mask_of(problem: Problem, device: torch.device):
+    """The ``BlockMask`` of the call's mask (``None`` for no mask): from the tile lists, with
+    the translated ``mask_mod`` for the partial blocks. Cached per tile lists."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    p = problem
+    if p.mask is None:
+        return None
+    lists = tile_lists(p.mask, p.q_len, p.kv_len, device, TILE, TILE)
+    found = _BLOCK_MASKS.get(id(lists))
+    if found is not None and found[0] is lists:
+        return found[1]
+    block_mask = BlockMask.from_kv_blocks(
+        lists.partial_counts,
+        lists.partial_indices,
+        lists.full_counts,
+        lists.full_indices,
+        BLOCK_SIZE=TILE,
+        mask_mod=mask_mod_of(p.mask, p.q_len, p.kv_len, device),
+        seq_lengths=(p.q_len, p.kv_len),
+    )
+    if len(_BLOCK_MASKS) >= 64:
+        _BLOCK_MASKS.pop(next(iter(_BLOCK_MASKS)))
+    _BLOCK_MASKS[id(lists)] = (lists, block_mask)
+    return block_mask
+
+
+# -- the call -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _compiled():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def _absolute_positions(score_mod, offset: int):
+    """atenea's score modifiers take absolute query positions; FlexAttention passes rows."""
+    if score_mod is None:
+        return None
+    if offset == 0:
+        return score_mod
+    return lambda s, b, h, q, kv: score_mod(s, b, h, q + offset, kv)
+
+
+def flex_attention_call(
+    q: Tensor, k: Tensor, v: Tensor, problem: Problem, need_lse: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Returns ``out (B, Hq, Lq, Dv)`` and, if ``need_lse``, ``lse (B, Hq, Lq)`` float32 (the
+    kernel's own; ``-inf`` on a row with no allowed key, whose output is 0)."""
+    from torch.nn.attention.flex_attention import AuxRequest, flex_attention
+
+    p = problem
+    if q.device.type != "cuda" and torch.is_grad_enabled():
+        if q.requires_grad or k.requires_grad or v.requires_grad:
+            raise ValueError(
+                f"backend='flex': FlexAttention has no backward on {q.device.type} tensors "
+                f"(CUDA only); use backend='auto' or 'blocks', or torch.no_grad()"
+            )
+    block_mask = block_mask_of(p, q.device)
+    score_mod = _absolute_positions(p.score_mod, p.offset)
+    run = _compiled() if q.device.type == "cuda" else flex_attention
+    with warnings.catch_warnings():
+        # Off CUDA the unfused reference path is the point (tests); say nothing about it.
+        warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile")
+        out, aux = run(
+            q,
+            k,
+            v,
+            score_mod=score_mod,
+            block_mask=block_mask,
+            scale=p.scale,
+            enable_gqa=p.group > 1,
+            return_aux=AuxRequest(lse=True),
+        )
+    lse = aux.lse.detach().float() if need_lse else None
+    return out, lse

@@ -1,0 +1,129 @@
+"""The ``"flex"`` backend: PyTorch's FlexAttention fed atenea's tile lists and translated masks.
+
+On the CPU FlexAttention runs its unfused reference (forward only): enough to prove that the
+block mask built from the tile lists and every translated ``mask_mod`` say what atenea's masks
+say, and that the LSE is the kernel's own. Speed and gradients are checked on CUDA (``gpu``)."""
+
+import pytest
+import torch
+
+import atenea
+from atenea import masks, scores
+from atenea.attention.backends import flex
+from atenea.attention.backends.flex import mask_mod_of
+from atenea.attention.core import select_backend
+from atenea.attention.problem import check_call
+from tests.attention.test_backends import MASKS
+from tests.helpers import make_qkv
+
+pytestmark = pytest.mark.skipif(not flex.available(), reason="this torch has no FlexAttention")
+
+# Lengths over one 128 tile, not multiples of it, Lq != Lk, GQA, Dv != D.
+SHAPE = dict(batch=2, q_heads=4, kv_heads=2, q_len=150, kv_len=270, head_dim=16, value_dim=24)
+
+
+def every_pair(mask_mod, batch, heads, q_len, kv_len):
+    from torch.nn.attention.flex_attention import create_mask
+
+    return create_mask(mask_mod, batch, heads, q_len, kv_len, device="cpu")
+
+
+EXTRA = {
+    "left_padding_per_row": lambda b, lq, lk: masks.key_padding([lk, 5], side="left"),
+    "not_window": lambda b, lq, lk: ~masks.sliding_window(40),
+    "dense_per_head": lambda b, lq, lk: masks.dense(
+        torch.rand(1, 4, lq, lk, generator=torch.Generator().manual_seed(2)) > 0.7
+    ),
+    "prefix_per_row_and_padding": lambda b, lq, lk: (
+        masks.prefix_lm([100, 7]) & masks.key_padding([lk, lk - 60])
+    ),
+}
+ALL_MASKS = {**{k: v for k, v in MASKS.items() if k != "none"}, **EXTRA}
+
+
+@pytest.mark.parametrize("name", ALL_MASKS)
+def test_every_translated_mask_mod_allows_what_the_mask_allows(name):
+    batch, heads, q_len, kv_len = 2, 4, 150, 270
+    mask = ALL_MASKS[name](batch, q_len, kv_len)
+    got = every_pair(mask_mod_of(mask, q_len, kv_len, torch.device("cpu")), batch, heads, q_len,
+                     kv_len)
+    expected = mask.materialize(q_len, kv_len).expand(batch, heads, q_len, kv_len)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("name", [*ALL_MASKS, "none"])
+def test_outputs_and_lse_equal_the_float64_reference(name):
+    q, k, v = make_qkv(**SHAPE)
+    mask = MASKS["none"](2, 150, 270) if name == "none" else ALL_MASKS[name](2, 150, 270)
+    out, lse = atenea.attention(q, k, v, mask=mask, return_lse=True, backend="flex")
+    ref, ref_lse = atenea.attention(q, k, v, mask=mask, return_lse=True, backend="reference")
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    # rows with no allowed key: output 0 and lse -inf on both
+    assert torch.equal(lse.isneginf(), ref_lse.isneginf())
+    torch.testing.assert_close(lse.nan_to_num(neginf=0), ref_lse.nan_to_num(neginf=0))
+
+
+@pytest.mark.parametrize(
+    "mod",
+    [scores.alibi(4), scores.compose(scores.softcap(3.0), scores.alibi(4, symmetric=True)),
+     scores.relative_bias(4).double()],
+    ids=["alibi", "softcap_alibi", "relative_bias"],
+)
+def test_score_modifiers_see_absolute_positions(mod):
+    q, k, v = make_qkv(**SHAPE)  # Lq < Lk: the modifier must see query rows shifted by 120
+    mask = masks.sliding_window(64)
+    with torch.no_grad():
+        out = atenea.attention(q, k, v, mask=mask, score_mod=mod, backend="flex")
+        ref = atenea.attention(q, k, v, mask=mask, score_mod=mod, backend="reference")
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_the_block_mask_skips_what_the_tile_lists_skip():
+    """The BlockMask is the tile lists, not a fresh evaluation: its block counts are theirs."""
+    from atenea.attention.backends.tile_lists import tile_lists
+
+    q, k, v = make_qkv(batch=1, q_heads=2, kv_heads=2, q_len=512, kv_len=512, head_dim=8)
+    problem = check_call(q, k, v, masks.sliding_window(100), None, None, 0.0, "flex")
+    block_mask = flex.block_mask_of(problem, q.device)
+    lists = tile_lists(problem.mask, 512, 512)
+    assert torch.equal(block_mask.kv_num_blocks, lists.partial_counts)
+    assert torch.equal(block_mask.full_kv_num_blocks, lists.full_counts)
+    assert flex.block_mask_of(problem, q.device) is block_mask  # cached
+
+
+def test_auto_keeps_flex_for_cuda_and_explicit_flex_says_what_it_cannot():
+    q, k, v = make_qkv(**SHAPE)
+    problem = check_call(q, k, v, masks.sliding_window(8), None, None, 0.0, "auto")
+    assert select_backend(problem, "auto", "cpu") == "blocks"
+    assert select_backend(problem, "auto", "cuda") == "flex"
+    modded = check_call(q, k, v, None, scores.alibi(4), None, 0.0, "auto")
+    assert select_backend(modded, "auto", "cuda") == "flex"
+    dense = check_call(q, k, v, None, None, None, 0.0, "auto")
+    assert select_backend(dense, "auto", "cuda") == "sdpa"
+    with_dropout = check_call(q, k, v, masks.sliding_window(8), None, None, 0.1, "auto")
+    assert select_backend(with_dropout, "auto", "cuda") == "blocks"
+    with pytest.raises(ValueError, match="flex.*no dropout"):
+        atenea.attention(q, k, v, dropout_p=0.1, backend="flex")
+    q.requires_grad_(True)
+    with pytest.raises(ValueError, match="no backward on cpu"):
+        atenea.attention(q, k, v, mask=masks.causal(), backend="flex")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["causal", "window5", "documents_causal", "padding", "not_window"])
+def test_cuda_gradients_equal_the_reference_with_a_learned_bias(name):
+    """float32 on the GPU (compiled FlexAttention) against the float64 reference: outputs and
+    the gradients of q, k, v and of the bias table the score modifier captures."""
+    q64, k64, v64 = make_qkv(**SHAPE)
+    mask = ALL_MASKS[name](2, 150, 270)
+    bias = scores.relative_bias(4).cuda()
+    results = []
+    for backend, dtype in (("flex", torch.float32), ("reference", torch.float64)):
+        q, k, v = (t.to("cuda", dtype).requires_grad_(True) for t in (q64, k64, v64))
+        table = bias.to(dtype)
+        table.zero_grad()
+        out = atenea.attention(q, k, v, mask=mask, score_mod=table, backend=backend)
+        grads = torch.autograd.grad(out.square().sum(), (q, k, v, table.table.weight))
+        results.append([t.double() for t in (out, *grads)])
+    for got, expected in zip(*results):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
