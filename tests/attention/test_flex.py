@@ -45,8 +45,9 @@ ALL_MASKS = {**{k: v for k, v in MASKS.items() if k != "none"}, **EXTRA}
 def test_every_translated_mask_mod_allows_what_the_mask_allows(name):
     batch, heads, q_len, kv_len = 2, 4, 150, 270
     mask = ALL_MASKS[name](batch, q_len, kv_len)
-    got = every_pair(mask_mod_of(mask, q_len, kv_len, torch.device("cpu")), batch, heads, q_len,
-                     kv_len)
+    got = every_pair(
+        mask_mod_of(mask, q_len, kv_len, torch.device("cpu")), batch, heads, q_len, kv_len
+    )
     expected = mask.materialize(q_len, kv_len).expand(batch, heads, q_len, kv_len)
     assert torch.equal(got, expected)
 
@@ -65,8 +66,11 @@ def test_outputs_and_lse_equal_the_float64_reference(name):
 
 @pytest.mark.parametrize(
     "mod",
-    [scores.alibi(4), scores.compose(scores.softcap(3.0), scores.alibi(4, symmetric=True)),
-     scores.relative_bias(4).double()],
+    [
+        scores.alibi(4),
+        scores.compose(scores.softcap(3.0), scores.alibi(4, symmetric=True)),
+        scores.relative_bias(4).double(),
+    ],
     ids=["alibi", "softcap_alibi", "relative_bias"],
 )
 def test_score_modifiers_see_absolute_positions(mod):

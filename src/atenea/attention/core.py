@@ -19,9 +19,7 @@ from atenea.attention.weights import attention_weights
 _ONE_TILE = 128 * 128
 
 
-def select_backend(
-    problem: Problem, requested: str, device: torch.device | str = "cpu"
-) -> str:
+def select_backend(problem: Problem, requested: str, device: torch.device | str = "cpu") -> str:
     """The backend that runs the call. An explicit request that cannot run raises; ``"auto"``
     takes the fastest exact path for the device: the one-query path for a decode step,
     PyTorch's fused kernel for dense and square-causal attention; for sparse masks and score

@@ -43,6 +43,8 @@ TRAINING_FLAGS = {
     "TrainConfig.seed": "--seed",
     "TrainConfig.bf16": "--bf16",
     "TrainConfig.output": "--out",
+    "device": "--device",
+    "precision": "--precision",
 }
 
 # ``atenea.generate`` / ``GenerationConfig`` -> ``atenea generate``.
@@ -53,6 +55,7 @@ GENERATE_FLAGS = {
     "top_k": "--top-k",
     "top_p": "--top-p",
     "num_beams": "--num-beams",
+    "device": "--device",
 }
 
 # ``atenea.inspect.explain`` / ``explain_seq2seq`` -> ``atenea explain``.
@@ -61,6 +64,7 @@ EXPLAIN_FLAGS = {
     "target": "--target",
     "max_new_tokens": "--max-new-tokens",
     "max_tokens": "--max-tokens",
+    "device": "--device",
 }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from atenea.cli.devices import add_device_arguments, device_of
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -22,6 +24,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data", nargs="+", metavar="PATH", help="the data to score")
     parser.add_argument("--limit", type=int, help="score at most N examples")
     parser.add_argument("--out", help="also write the metrics to OUT/metrics.json")
+    add_device_arguments(parser)
     parser.set_defaults(run=run_evaluate)
 
 
@@ -43,8 +46,10 @@ def _evaluate(args) -> int:
     folder = Path(args.model)
     if not folder.is_dir():
         raise ValueError(f"--model: {folder}: no such folder")
+    device = device_of(args)
     task = tasks.from_description(tasks.read_description(folder), folder, data=args.data)
     model, _ = atenea.load_pretrained(folder)
+    model.to(device)
     metrics = task.evaluate(model, limit=args.limit)
     width = max(len(k) for k in metrics)
     for name, value in metrics.items():

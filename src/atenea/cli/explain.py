@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from atenea.cli.devices import add_device_arguments, device_of
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
 from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
@@ -55,6 +56,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"HTML report path ({DEFAULT_OUT})")
     parser.add_argument("--png", metavar="DIR", help="also write PNG heatmaps into DIR")
     parser.add_argument("--max-tokens", type=int, help="truncate the text to this many tokens")
+    add_device_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -63,6 +65,10 @@ def run(args) -> int:
         return _run(args)
     except (ExplainError, CheckpointError) as error:
         return fail("explain", error, flags=EXPLAIN_FLAGS)
+    except ValueError as error:
+        if str(error).startswith("device:"):  # --device names a device that is not there
+            return fail("explain", error, flags=EXPLAIN_FLAGS)
+        raise
 
 
 def _run(args) -> int:
@@ -73,8 +79,10 @@ def _run(args) -> int:
     if out.is_dir():
         raise ExplainError(f"--out {out} is a folder; give a file name such as {out / DEFAULT_OUT}")
 
+    device = device_of(args)
     with torch.inference_mode():
         model, tokenizer = load_pretrained(args.model)
+        model.to(device)
         if tokenizer is None:
             raise ExplainError(f"{args.model}: the checkpoint has no tokenizer.json")
         texts = [args.text] + ([args.compare] if args.compare else [])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+from atenea.cli.devices import add_device_arguments, device_of
 from atenea.cli.errors import GENERATE_FLAGS, USER_ERRORS, fail
 
 
@@ -31,6 +32,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--top-p", type=float, help="sample from the nucleus of mass p in (0, 1]")
     parser.add_argument("--num-beams", type=int, default=1, help="beam search with K beams")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    add_device_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -69,13 +71,15 @@ def _generate(args, config) -> int:
     from atenea.generation import TextStreamer
     from atenea.models import DecoderModel
 
+    device = device_of(args)
     model, tokenizer = atenea.load_pretrained(args.model)
     if tokenizer is None:
         raise ValueError(f"--model: {args.model} has no tokenizer.json; it is needed for text")
     ids = tokenizer.encode(args.prompt)
     if not ids:
         raise ValueError("--prompt: the tokenizer turned the prompt into no tokens")
-    input_ids = torch.tensor([ids])
+    model.to(device)
+    input_ids = torch.tensor([ids], device=device)
     beams = config.num_beams > 1
     streamer = None if beams else TextStreamer(tokenizer, skip_prompt=True)
     out = atenea.generate(model, input_ids, config=config, streamer=streamer)

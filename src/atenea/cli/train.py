@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from atenea.cli import evaluate
+from atenea.cli.devices import add_device_arguments, device_of
 from atenea.training.tasks.settings import SIZES, TASKS
 
 DEFAULT_OUT = "runs/{task}"
@@ -95,12 +96,13 @@ def _add_train(subparsers) -> None:
     run.add_argument("--eval-every", type=int, help="evaluate every N steps")
     run.add_argument("--save-every", type=int, help="checkpoint every N steps")
     run.add_argument("--seed", type=int, help="seed of the split, the model and the batches (0)")
-    run.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    run.add_argument("--bf16", action="store_true", help="bfloat16 autocast (= --precision bf16)")
     run.add_argument("--out", help="output folder (runs/TASK)")
     run.add_argument(
         "--resume", action="store_true", help="go on from the last checkpoint in --out"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    add_device_arguments(parser, training=True)
     parser.set_defaults(run=run_train)
 
 
@@ -172,8 +174,12 @@ def _new_task(args, out: Path):
 
 def _train(args) -> int:
     from atenea.training import distributed, loop, sampling, tasks
+    from atenea.training.devices import uses_bf16
 
     _check_numbers(args)
+    # One process trains on --device; under torchrun each rank takes its own GPU (or the CPU).
+    device = device_of(args) if distributed.world().size == 1 else distributed.device()
+    bf16 = args.bf16 or uses_bf16(args.precision, device)
     out = Path(args.out or DEFAULT_OUT.format(task=args.task))
     main = distributed.is_main()
     started = time.perf_counter()
@@ -192,9 +198,10 @@ def _train(args) -> int:
         warmup=min(settings["warmup"], steps // 2), seed=settings["seed"],
         eval_every=args.eval_every if args.eval_every is not None else max(steps // 5, 1),
         save_every=args.save_every if args.save_every is not None else max(steps // 2, 1),
-        bf16=args.bf16, progress=not args.quiet and main,
+        bf16=bf16, compile=args.compile, progress=not args.quiet and main,
     )  # fmt: skip
     model = sampling.initial_model(task, settings["seed"])  # the same command, the same model
+    model.to(device)
     metrics = loop.train(task, model, config, resume=args.resume)
     if main:  # the run is complete: draw it
         draw_run(out, task)

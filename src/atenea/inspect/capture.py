@@ -32,6 +32,11 @@ def record(model, input_ids: Tensor, attention_mask=None, token_type_ids=None, t
     Encoder-decoder models need ``target_ids`` (the decoder's input)."""
     inter = Intermediates()
     model = base_model(model)
+    device = next(model.parameters()).device  # the inputs go where the model is (a GPU)
+    input_ids, attention_mask, token_type_ids, target_ids = (
+        None if t is None else t.to(device)
+        for t in (input_ids, attention_mask, token_type_ids, target_ids)
+    )
     if isinstance(model, EncoderDecoderModel):
         if target_ids is None:
             raise ValueError("capture: an encoder-decoder model needs target_ids for its decoder")

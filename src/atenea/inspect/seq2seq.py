@@ -95,7 +95,10 @@ def explain_seq2seq(
     with torch.no_grad():
         if target is None:
             cap = min(max_new_tokens, config.max_positions - 1, REPORT_MAX_CELLS)
-            sequence = generate(model, src_ids, attention_mask=src_mask, max_new_tokens=cap)[0]
+            device = next(model.parameters()).device
+            sequence = generate(
+                model, src_ids.to(device), attention_mask=src_mask.to(device), max_new_tokens=cap
+            )[0].cpu()
         else:
             ids = tokenizer.encode(target, add_special_tokens=False)
             sequence = torch.tensor([config.bos_token_id, *ids, config.eos_token_id])

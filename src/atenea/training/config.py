@@ -33,6 +33,8 @@ class TrainConfig:
     eval_every / save_every: evaluation and checkpoint intervals in steps (0: only at the end);
         eval_limit: evaluate on at most this many validation examples.
     bf16: autocast the forward to bfloat16 (parameters and optimizer stay float32).
+    compile: run the training steps through ``torch.compile`` (the saved model is the plain
+        one; evaluation runs eagerly).
     keep: complete checkpoints kept. progress: a tqdm bar on rank 0.
     stop_at: stop early after this many steps, with a checkpoint (for tests and time limits);
         the schedule still spans ``steps`` and ``train(..., resume=True)`` goes on from there.
@@ -54,6 +56,7 @@ class TrainConfig:
     eval_limit: int | None = None
     seed: int = 0
     bf16: bool = False
+    compile: bool = False
     keep: int = 2
     progress: bool = True
     stop_at: int | None = None

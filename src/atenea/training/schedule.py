@@ -17,7 +17,9 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def make_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, fused: bool = False
+) -> torch.optim.AdamW:
     """AdamW over the trainable parameters of ``model``, in two groups:
 
     - group 0, decayed: weights with two or more dimensions that are not embeddings (the
@@ -29,6 +31,8 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     and an embedding row is only updated when its token appears, so decay would shrink rare
     tokens' vectors every step regardless of the data (GPT-2/nanoGPT and BERT make the same
     split). A tied output head shares the embedding's tensor and is not decayed either.
+
+    ``fused``: AdamW's single-kernel update (for parameters on a GPU).
     """
     if lr <= 0:
         raise ValueError(f"lr: expected a positive learning rate, got {lr}")
@@ -48,7 +52,7 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.1) -> float:

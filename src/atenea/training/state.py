@@ -304,6 +304,9 @@ def _restore_optimizer(optimizer, saved: dict, tensors: dict, source: Path) -> N
         for key, value in now.items():
             if isinstance(value, tuple) and isinstance(group.get(key), list):
                 group[key] = tuple(group[key])
+        for key in ("fused", "foreach", "capturable"):  # how this device updates, not a setting
+            if key in now:
+                group[key] = now[key]
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError) as error:

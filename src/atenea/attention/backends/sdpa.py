@@ -2,7 +2,9 @@
 
 The mask is materialized as one boolean ``(Bm, Hm, Lq, Lk)`` tensor (or, for a square causal
 mask, passed as ``is_causal``). Fast for dense attention; for sparse masks the ``"blocks"``
-backend skips the empty tiles instead. Score modifiers are not possible here.
+backend skips the empty tiles instead. Score modifiers are not possible here. The log-sum-exp
+comes from the fused kernel itself, on the CPU and on CUDA (``cuda_lse.py``); only float64 on
+a GPU and dropout rebuild it with a second pass.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from atenea.attention.backends.cuda_lse import fused_forward_with_lse
 from atenea.attention.backends.explicit import log_sum_exp
 from atenea.attention.masks import Causal
 from atenea.attention.problem import Problem
@@ -41,7 +44,13 @@ def sdpa_attention(
         allowed = p.mask.materialize(p.q_len, p.kv_len, device=q.device)  # (Bm, Hm, Lq, Lk)
 
     lse = None
-    if need_lse and q.device.type == "cpu" and p.dropout_p == 0.0:
+    fused = None
+    if need_lse and q.device.type == "cuda":
+        # The CUDA kernels report the log-sum-exp next to the output too.
+        fused = fused_forward_with_lse(q, k, v, p, allowed, is_causal)
+    if fused is not None:
+        out, lse = fused
+    elif need_lse and q.device.type == "cpu" and p.dropout_p == 0.0:
         # The fused CPU kernel reports the log-sum-exp next to the output.
         bias = None
         if allowed is not None:
