@@ -268,3 +268,41 @@ def test_a_score_modifier_keeps_decoding_on_the_filled_part(gpt2):
     finally:
         for layer in gpt2.layers:
             layer.attention.score_mod = None
+
+
+@pytest.mark.parametrize("every", [1, 3, 5])
+def test_checking_for_the_end_every_few_tokens_gives_the_same_output(llama, monkeypatch, every):
+    """On a GPU the loop asks "is every row done?" every few tokens (a host sync each time) and
+    trims afterwards; here the CPU is made to do the same: the output must not change."""
+    from atenea.generation import sampling
+
+    ids, mask = tiny.left_padded()
+    free = atenea.generate(llama, ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=[])
+    ends = [int(free[row, 9 + step]) for row, step in ((0, 2), (1, 6), (2, 4))]
+    expected = atenea.generate(llama, ids, attention_mask=mask, max_new_tokens=NEW,
+                               eos_token_id=ends)  # fmt: skip
+    assert expected.shape[1] < 9 + NEW, "every row must end early for the test to mean anything"
+    monkeypatch.setitem(sampling.CHECK_EVERY, "cpu", every)
+    for pad in (tiny.PAD, None):
+        got = atenea.generate(llama, ids, attention_mask=mask, max_new_tokens=NEW,
+                              eos_token_id=ends, pad_token_id=pad)  # fmt: skip
+        reference = expected if pad == tiny.PAD else None
+        if reference is None:
+            monkeypatch.setitem(sampling.CHECK_EVERY, "cpu", 1)
+            reference = atenea.generate(llama, ids, attention_mask=mask, max_new_tokens=NEW,
+                                        eos_token_id=ends, pad_token_id=None)  # fmt: skip
+            monkeypatch.setitem(sampling.CHECK_EVERY, "cpu", every)
+        assert torch.equal(got, reference)
+    assert atenea.generate(llama, ids, max_new_tokens=0).shape == ids.shape
+
+
+def test_beam_steps_reorder_the_cache_in_place(llama):
+    """A CUDA graph replays on fixed addresses: selecting rows must not move the buffers."""
+    cache = llama.new_cache(4, 32, whole=True)
+    for i, buffer in enumerate(cache.buffers()[:-1]):  # the last, the cursor, has no batch rows
+        buffer.copy_(torch.arange(4).view(4, *[1] * (buffer.dim() - 1)).expand_as(buffer) + i)
+    before = [t.data_ptr() for t in cache.buffers()]
+    cache.select(torch.tensor([3, 3, 0, 1]))
+    assert [t.data_ptr() for t in cache.buffers()] == before
+    first = cache.layers[0].keys
+    assert first[:, 0, 0, 0].tolist() == [3, 3, 0, 1]

@@ -3,6 +3,11 @@
 A row is done when it produces an end token or a stop string; from then on it is filled with
 ``pad_token_id`` while the others continue. The loop ends when all rows are done or after
 ``max_new_tokens``; the output is only as long as the longest row needed.
+
+Asking "is every row done?" reads a flag back from the device. On a GPU that wait would stall
+the queue of kernels every token, so there the loop asks every ``CHECK_EVERY`` tokens and trims
+the extra steps afterwards (the rows were done: they only hold padding). The tokens are the
+same either way.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ def sample(decoding, prompt: Tensor, prompt_mask: Tensor, s: GenerationConfig) -
     seen = torch.ones_like(sequences, dtype=torch.bool)  # repetition penalty: not the padding
     seen[:, :length] = prompt_mask
     running = torch.ones(batch, dtype=torch.bool, device=prompt.device)
+    # The end of the output: after the last token chosen while some row was still running.
+    last_running = torch.tensor(length, device=prompt.device)
+    # A streamer shows each token as it comes: it must know at once that the rows are done.
+    every = 1 if s.streamer is not None else check_every(prompt.device)
     stop = StopCondition(s, prompt.device)
     if s.streamer is not None:
         s.streamer.put(prompt.cpu())
@@ -39,10 +48,20 @@ def sample(decoding, prompt: Tensor, prompt_mask: Tensor, s: GenerationConfig) -
         end += 1
         if s.streamer is not None:
             s.streamer.put(tokens.cpu())
+        last_running = torch.where(running.any(), end, last_running)
         running &= ~stop(sequences[:, :end])
-        if new + 1 == s.max_new_tokens or not bool(running.any()):
+        if new + 1 == s.max_new_tokens or ((new + 1) % every == 0 and not bool(running.any())):
             break
         logits = decoding.step(tokens)
     if s.streamer is not None:
         s.streamer.end()
-    return sequences[:, :end]
+    # Steps after every row was done (between two checks) held padding only: drop them.
+    return sequences[:, : int(last_running)]
+
+
+# Tokens between two "is every row done?" checks, per device type (see the module docstring).
+CHECK_EVERY = {"cuda": 8}
+
+
+def check_every(device: torch.device) -> int:
+    return CHECK_EVERY.get(torch.device(device).type, 1)

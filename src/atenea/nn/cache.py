@@ -61,8 +61,17 @@ class KVCache:
 
     def select(self, rows: Tensor) -> None:
         """Keep batch rows ``rows`` (in that order), e.g. to follow the surviving beams."""
-        self.keys = self.keys.index_select(0, rows)
-        self.values = self.values.index_select(0, rows)
+        self.keys = _rows(self.keys, rows)
+        self.values = _rows(self.values, rows)
+
+
+def _rows(buffer: Tensor, rows: Tensor) -> Tensor:
+    """``buffer[rows]``, written into ``buffer`` itself when the batch keeps its size: a CUDA
+    graph replays on fixed addresses, so a beam step must not move the cache."""
+    picked = buffer.index_select(0, rows)
+    if picked.shape == buffer.shape:
+        return buffer.copy_(picked)
+    return picked
 
 
 class MemoryCache:
@@ -113,6 +122,16 @@ class Cache:
         self.key_mask = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
         self.next_position = torch.zeros(batch, dtype=torch.long, device=device)
         self.cursor = torch.zeros(1, dtype=torch.long, device=device)
+        if whole and device.type == "cuda":
+            # A CUDA graph of the step reads and writes these in place: tell torch.compile their
+            # addresses never change, so a replay neither copies them nor is re-recorded.
+            for buffer in self.buffers():
+                torch._dynamo.mark_static_address(buffer)
+
+    def buffers(self) -> list[Tensor]:
+        """Every tensor the cache writes in place (keys, values, masks, positions, cursor)."""
+        kv = [t for layer in self.layers for t in (layer.keys, layer.values)]
+        return [*kv, self.key_mask, self.next_position, self.cursor]
 
     @property
     def capacity(self) -> int:
@@ -164,5 +183,5 @@ class Cache:
         """Keep batch rows ``rows`` (beam search reorders its beams every step)."""
         for layer in [*self.layers, *self.cross]:
             layer.select(rows)
-        self.key_mask = self.key_mask.index_select(0, rows)
-        self.next_position = self.next_position.index_select(0, rows)
+        self.key_mask = _rows(self.key_mask, rows)
+        self.next_position = _rows(self.next_position, rows)
