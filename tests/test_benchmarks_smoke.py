@@ -4,6 +4,8 @@ table and write valid JSON. Speed is never asserted here."""
 import json
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -37,3 +39,17 @@ def test_kernels_benchmark_quick(tmp_path, monkeypatch, capsys):
     assert [(r["dtype"], r["rows"]) for r in rows] == [("float32", 1), ("float32", 4),
                                                         ("bfloat16", 1)]  # fmt: skip
     assert all(rate > 0 for r in rows for rate in r["gb_per_s"].values())
+
+
+@pytest.mark.gpu
+def test_gpu_benchmark_quick(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "gpu.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu.py"), "--quick", "--json",
+                           str(out)], capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["attention"] and result["decode"] and result["training"]
+    assert not [r for r in result["attention"] if "error" in r and "triton" not in r["impl"]]
