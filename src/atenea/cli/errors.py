@@ -43,6 +43,7 @@ TRAINING_FLAGS = {
     "TrainConfig.seed": "--seed",
     "TrainConfig.bf16": "--bf16",
     "TrainConfig.output": "--out",
+    "TrainConfig.fsdp": "--fsdp",
     "device": "--device",
     "precision": "--precision",
 }

@@ -102,6 +102,12 @@ def _add_train(subparsers) -> None:
         "--resume", action="store_true", help="go on from the last checkpoint in --out"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    run.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="under torchrun: shard the model and optimizer over the ranks (FSDP2) for models "
+        "that do not fit one device",
+    )
     add_device_arguments(parser, training=True)
     parser.set_defaults(run=run_train)
 
@@ -198,7 +204,7 @@ def _train(args) -> int:
         warmup=min(settings["warmup"], steps // 2), seed=settings["seed"],
         eval_every=args.eval_every if args.eval_every is not None else max(steps // 5, 1),
         save_every=args.save_every if args.save_every is not None else max(steps // 2, 1),
-        bf16=bf16, compile=args.compile, progress=not args.quiet and main,
+        bf16=bf16, compile=args.compile, fsdp=args.fsdp, progress=not args.quiet and main,
     )  # fmt: skip
     model = sampling.initial_model(task, settings["seed"])  # the same command, the same model
     model.to(device)

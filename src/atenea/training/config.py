@@ -35,6 +35,8 @@ class TrainConfig:
     bf16: autocast the forward to bfloat16 (parameters and optimizer stay float32).
     compile: run the training steps through ``torch.compile`` (the saved model is the plain
         one; evaluation runs eagerly).
+    fsdp: shard the model, gradients and optimizer over the ranks (FSDP2) instead of copying
+        them to every rank (DDP); needs several processes (``torchrun``).
     keep: complete checkpoints kept. progress: a tqdm bar on rank 0.
     stop_at: stop early after this many steps, with a checkpoint (for tests and time limits);
         the schedule still spans ``steps`` and ``train(..., resume=True)`` goes on from there.
@@ -57,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False
     compile: bool = False
+    fsdp: bool = False
     keep: int = 2
     progress: bool = True
     stop_at: int | None = None
@@ -66,9 +69,9 @@ class TrainConfig:
         values["output"] = str(self.output)
         return values
 
-    def check(self, world_size: int = 1) -> None:
+    def check(self, world_size: int = 1, distributed: bool | None = None) -> None:
         """Raise ValueError naming the first setting a run of ``world_size`` processes cannot
-        use."""
+        use; ``distributed``: whether they form a process group (``False`` refuses ``fsdp``)."""
         for name in ("steps", "batch_size", "accumulation", "keep"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -84,6 +87,11 @@ class TrainConfig:
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ValueError(
                 f"TrainConfig.eval_limit: expected None or >= 1, got {self.eval_limit}"
+            )
+        if self.fsdp and distributed is False:
+            raise ValueError(
+                "TrainConfig.fsdp: shards the model over the processes of a group, and there is "
+                "none; launch with torchrun --nproc_per_node=N (or drop it)"
             )
         if self.batch_size % world_size:
             raise ValueError(

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from atenea.training import distributed
+from atenea.training import distributed, sharding
 from atenea.training.config import TrainConfig, TrainingError, check_resume
 from atenea.training.metrics_log import METRICS, MetricsLog
 from atenea.training.sampling import (
@@ -99,6 +99,12 @@ class _Run:
             model = model.to(self.device)
         else:  # one process: train where the caller put the model
             self.device = next(model.parameters()).device
+        self.full = None  # under FSDP: an unsharded copy for checkpoints (sharding.FullCopy)
+        if config.fsdp:
+            self.full = sharding.FullCopy(
+                task.build_model, lambda m: make_optimizer(m, config.lr, config.weight_decay)
+            )
+            model = sharding.shard(model)
         self.plain = model  # ``self.model`` is the DDP wrapper under torchrun
         self.model = model
         # On a GPU, AdamW's fused kernel updates every tensor in one launch.
@@ -135,7 +141,12 @@ class _Run:
             raise TrainingError(
                 f"nothing to resume: no complete checkpoint in {self.output / 'checkpoints'}"
             )
-        state = load_training_state(folder, self.plain, self.optimizer, self.scheduler)
+        if self.full is None:
+            state = load_training_state(folder, self.plain, self.optimizer, self.scheduler)
+        else:  # every rank reads the checkpoint into its full copy, then keeps its shards
+            state = load_training_state(folder, self.full.model, self.full.optimizer,
+                                        self.scheduler)  # fmt: skip
+            self.full.push(self.plain, self.optimizer)
         check_resume(state.config, self.config, folder)
         if not restore_rank_rng(state, self.world.rank, self.world.size) and self.world.rank:
             # saved by another number of ranks: not exact anyway, but keep the ranks apart
@@ -167,6 +178,8 @@ class _Run:
             # DDP all-reduces the gradients once a step, on the last micro-batch.
             last = micro == config.accumulation - 1
             sync = self.model.no_sync() if world.size > 1 and not last else contextlib.nullcontext()
+            if self.full is not None:  # FSDP: no reduce-scatter until the last micro-batch
+                sync = sharding.gradient_sync(self.model, last)
             with sync:
                 with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=config.bf16):
                     loss = self.task.loss(self.model, batch)
@@ -176,7 +189,8 @@ class _Run:
         distributed.all_reduce_sum(totals)
         loss = float(totals[0]) / world.size
         max_norm = config.clip if config.clip else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.plain.parameters(), max_norm))
+        norm = torch.nn.utils.clip_grad_norm_(self.plain.parameters(), max_norm)
+        grad_norm = float(sharding.full_norm(norm))
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             self.log.flush()
             raise self._non_finite(loss, grad_norm)
@@ -195,11 +209,14 @@ class _Run:
         )
 
     def evaluate(self) -> None:
-        """Rank 0 evaluates (with the RNGs put back afterwards); the others wait."""
-        if self.main:
+        """Rank 0 evaluates (with the RNGs put back afterwards); the others wait. A sharded
+        model needs every rank in its forward: then all evaluate, and rank 0 logs."""
+        if self.main or self.full is not None:
             with rng_untouched():
-                self.metrics = self.task.evaluate(self.plain.eval(), limit=self.config.eval_limit)
+                metrics = self.task.evaluate(self.plain.eval(), limit=self.config.eval_limit)
             self.plain.train()
+        if self.main:
+            self.metrics = metrics
             self.log.add({"step": self.step, "eval": self.metrics})
             self.log.flush()
             if self.bar is not None:
@@ -219,13 +236,17 @@ class _Run:
             rank_rng = [
                 {"torch": cpu[r], **({"cuda": gpu[r]} if gpu else {})} for r in range(len(cpu))
             ]
+        model, optimizer = self.plain, self.optimizer
+        if self.full is not None:  # gather the shards (every rank takes part)
+            self.full.pull(self.plain, self.optimizer)
+            model, optimizer = self.full.model, self.full.optimizer
         if self.main:
             state = TrainingState(
-                self.step, self.epoch, self.position, self.config.to_json(), self.optimizer,
+                self.step, self.epoch, self.position, self.config.to_json(), optimizer,
                 self.scheduler, rank_rng,
             )  # fmt: skip
             self.last_checkpoint = save_checkpoint(
-                self.output, self.step, self.plain, self.task.tokenizer, self.task_info, state,
+                self.output, self.step, model, self.task.tokenizer, self.task_info, state,
                 keep=self.config.keep,
             )  # fmt: skip
         self.saved_at = self.step
@@ -246,7 +267,7 @@ class _Run:
         config = self.config
         # Compile first, then wrap for DDP (the order torch's DDP + compile guide gives).
         stepper = torch.compile(self.plain) if config.compile else self.plain
-        self.model = distributed.wrap(stepper)
+        self.model = stepper if self.full is not None else distributed.wrap(stepper)
         self.bar = _progress_bar(config, self.step, self.main)
         if fresh:
             self.evaluate()  # the untrained model: curves start from where training started
@@ -283,8 +304,9 @@ class _Run:
             self.checkpoint()
         self.log.flush()
         if self.step == config.steps:
+            model = self.plain if self.full is None else self.full.model  # pulled just above
             if self.main:
-                write_model(self.output, self.plain, self.task.tokenizer, self.task_info)
+                write_model(self.output, model, self.task.tokenizer, self.task_info)
             distributed.barrier()
         return self.metrics if self.main else {}
 
@@ -301,7 +323,7 @@ def train(task, model: nn.Module, config: TrainConfig, resume: bool = False) -> 
     the caller calls ``distributed.teardown()`` when done.
     """
     world = distributed.setup()
-    config.check(world.size)
+    config.check(world.size, distributed=distributed.active())
     run = _Run(task, model, config, world)
     if resume:
         run.resume()
