@@ -97,3 +97,10 @@ def _on_cuda():
 
     torch.manual_seed(0)
     return ToyTask().build_model().cuda()
+
+
+def test_fsdp_without_torchrun_is_one_line(data, tmp_path, capsys):  # noqa: F811
+    assert main(["train", "lm", "--data", str(data / "texts"), "--fsdp", "--out",
+                 str(tmp_path / "r"), "--quiet"]) == 2  # fmt: skip
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("atenea train: --fsdp: ") and "torchrun" in message, message
