@@ -90,7 +90,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--d-model", type=int, default=8, help="embedding size (default 8)")
     parser.add_argument(
-        "--d-k", type=int, default=4, help="size of each head's query/key/value (default 4)"
+        "--d-k", type=int, help="size of each head's query/key/value (default 4; d_model / heads)"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the random weights (default 0)"
@@ -151,7 +151,7 @@ def run_steps(
     *,
     causal: bool = False,
     d_model: int = 8,
-    d_k: int = 4,
+    d_k: int | None = None,
     seed: int = 0,
     heads: int = 1,
     positions: str = "none",
@@ -162,10 +162,18 @@ def run_steps(
 ) -> dict[str, torch.Tensor]:
     """Print the seven steps on random weights for ``text``; return every tensor by name."""
     tokens = check_words(say(lang, "default_text") if text is None else text)
-    if not 1 <= d_model <= 64 or not 1 <= d_k <= 64:
-        raise StepsError(f"--d-model and --d-k must lie in 1..64, got {d_model} and {d_k}")
     if not 1 <= heads <= 8:
         raise StepsError(f"--heads must lie in 1..8, got {heads}")
+    if heads > 1:  # the heads share d_model between them
+        if d_model % heads or (d_k is not None and d_k * heads != d_model):
+            raise StepsError(
+                f"--heads {heads} splits d_model = {d_model} into equal parts: give a --d-model "
+                f"that {heads} divides (and no --d-k, or d_model / heads)"
+            )
+        d_k = d_model // heads
+    d_k = 4 if d_k is None else d_k
+    if not 1 <= d_model <= 64 or not 1 <= d_k <= 64:
+        raise StepsError(f"--d-model and --d-k must lie in 1..64, got {d_model} and {d_k}")
     lesson = random_lesson(
         tokens,
         d_model=d_model,
