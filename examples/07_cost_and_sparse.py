@@ -14,7 +14,7 @@ from atenea import masks
 from atenea.inspect.cost import run_cost
 
 result = run_cost([128, 256, 512], window=32, repeats=1)
-for path, (time_exp, memory_exp) in result.exponents.items():
+for path, (_, memory_exp) in result.exponents.items():
     print(f"{path:<8} memory ~ L^{memory_exp:.2f}")
 
 # A sliding window is an ordinary mask: the tiled backend skips the tiles it empties and

@@ -44,7 +44,7 @@ def accuracy() -> float:
 
 before = accuracy()
 optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-for step in range(150):
+for _ in range(150):
     batch = torch.randint(0, len(train_ids), (64,))
     loss = model.train()(train_ids[batch], train_mask[batch], labels=train_labels[batch]).loss
     optimizer.zero_grad()
@@ -54,6 +54,8 @@ print(f"accuracy on unseen sentences: {before:.2f} before training, {accuracy():
 
 with torch.no_grad():
     out = model.eval()(test_ids[:2], test_mask[:2])
-print("per-token states:", tuple(out.last_hidden_state.shape), "-> logits:", tuple(out.logits.shape))
+print(
+    "per-token states:", tuple(out.last_hidden_state.shape), "-> logits:", tuple(out.logits.shape)
+)
 for example, p in zip(data.validation[:2], torch.softmax(out.logits, -1)):
     print(f"  {example['text']!r}: " + ", ".join(f"{l} {v:.2f}" for l, v in zip(labels, p)))

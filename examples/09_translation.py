@@ -32,7 +32,7 @@ def batch(size: int):
 
 
 optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-for step in range(150):
+for _ in range(150):
     source, decoder_in, labels = batch(32)
     loss = model.train()(source, decoder_in, labels=labels).loss
     optimizer.zero_grad()

@@ -20,7 +20,7 @@ config = DecoderConfig.from_name("gpt2-tiny", vocab_size=VOCAB, num_layers=1, ma
                                  bos_token_id=None, eos_token_id=None)  # fmt: skip
 model = DecoderModel(config)
 optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-for step in range(80):  # sequences that count upwards from a random start, wrapping at VOCAB
+for _ in range(80):  # sequences that count upwards from a random start, wrapping at VOCAB
     starts = torch.randint(0, VOCAB, (32, 1))
     ids = (starts + torch.arange(12)) % VOCAB
     loss = model.train()(ids, labels=ids).loss
