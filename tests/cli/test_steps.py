@@ -131,6 +131,7 @@ def test_spanish_and_english_carry_the_same_numbers(flags, capsys):
 
 
 def test_language_comes_from_the_locale(monkeypatch, capsys):
+    monkeypatch.delenv("ATENEA_LANG")
     monkeypatch.setenv("LC_ALL", "")
     monkeypatch.setenv("LC_MESSAGES", "")
     monkeypatch.setenv("LANG", "es_ES.UTF-8")

@@ -12,6 +12,8 @@ import torch
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
 from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
+from atenea.inspect.explain_lang import summary as summary_in
+from atenea.inspect.lang import LanguageError, pick_language
 from atenea.inspect.report import render_html, report_data
 from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, explain_seq2seq
 from atenea.inspect.tokens import ExplainError, check_text
@@ -55,18 +57,20 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"HTML report path ({DEFAULT_OUT})")
     parser.add_argument("--png", metavar="DIR", help="also write PNG heatmaps into DIR")
     parser.add_argument("--max-tokens", type=int, help="truncate the text to this many tokens")
+    parser.add_argument("--lang", help="language of the summary: en or es (default: the locale)")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     try:
         return _run(args)
-    except (ExplainError, CheckpointError) as error:
+    except (ExplainError, CheckpointError, LanguageError) as error:
         return fail("explain", error, flags=EXPLAIN_FLAGS)
 
 
 def _run(args) -> int:
     check_text(args.text)  # before the model is read
+    lang = pick_language(getattr(args, "lang", None))
     if args.head is not None and args.layer is None:
         raise ExplainError("--head needs --layer")
     out = Path(args.out)
@@ -98,6 +102,11 @@ def _run(args) -> int:
 
     name = "all-MiniLM-L6-v2" if args.model == "minilm" else str(args.model)
     family = type(model).__name__
+    if lang != "en":  # the same summary, written from the same numbers (inspect/explain_lang.py)
+        print("\n".join(summary_in(explanations, name, family, lang)))
+        title = f"{name} ({layers} layers x {heads} heads)"
+        _write_outputs(args, explanations, title, out, _write_pictures)
+        return 0
     print(f"atenea explain: {name} ({family}, {layers} layers x {heads} heads)")
     for e in explanations:
         print(f"\ntext: {e.text}")

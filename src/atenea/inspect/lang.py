@@ -19,14 +19,17 @@ class LanguageError(ValueError):
 
 
 def pick_language(flag: str | None = None) -> str:
-    """``--lang`` when given; otherwise the locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``):
-    ``es_*`` is Spanish, anything else English."""
+    """``--lang`` when given; otherwise ``ATENEA_LANG``, then the locale (``LC_ALL``,
+    ``LC_MESSAGES``, ``LANG``): ``es_*`` is Spanish, anything else English."""
     if flag is not None:
         code = flag.strip().lower().replace("-", "_").split("_")[0]
         if code not in LANGUAGES:
             have = ", ".join(f"{c} ({name})" for c, name in LANGUAGES.items())
             raise LanguageError(f"--lang {flag}: we have {have}")
         return code
+    chosen = os.environ.get("ATENEA_LANG", "")
+    if chosen:
+        return pick_language(chosen)
     for variable in ("LC_ALL", "LC_MESSAGES", "LANG"):
         value = os.environ.get(variable, "")
         if value:
@@ -100,6 +103,23 @@ TEXTS: dict[str, dict[str, str]] = {
         "cost_fit_short": "{path}: too few lengths to fit an exponent",
         "cost_plot": "plot written to {path}",
         "cost_lesson": "The literal path keeps an L x L matrix: doubling L multiplies its memory by 4. The window keeps L x {window}: twice as long, twice the memory.",
+        "explain_title": "atenea explain: {name} ({family}, {layers} layers x {heads} heads)",
+        "explain_text": "text: {text}",
+        "explain_note": "note: {notice}",
+        "explain_tokens": "tokens ({count}): {tokens}",
+        "explain_focus": "focus {word} (token {index}), heads averaged per layer:",
+        "explain_layer": "layer {layer}: {word} -> {targets}",
+        "explain_blocks": " (blocks of {block} tokens)",
+        "explain_rollout": "rollout{blocks}: {word} -> {targets}",
+        "explain_link": 'strongest link beyond the neighbours: L{layer} H{head} gives {share:.0%} of the attention of "{word}" to "{target}"',
+        "explain_heads": "heads with a clear pattern:",
+        "head_previous": "{name} attends to the previous token ({share:.0%} of its weight)",
+        "head_next": "{name} attends to the next token ({share:.0%} of its weight)",
+        "head_self": "{name} attends to the token itself ({share:.0%} of its weight)",
+        "head_special": "{name} attends mostly to special tokens ([CLS]/[SEP]: a resting head) ({share:.0%} of its weight)",
+        "head_first": "{name} attends mostly to the first token (an attention sink) ({share:.0%} of its weight)",
+        "head_broad": "{name} spreads its attention broadly (entropy {entropy:.2f})",
+        "head_content": "{name} attends by content (mean distance {distance:.1f} tokens, entropy {entropy:.2f})",
     },
     "es": {
         "default_text": "El banco cerró temprano",
@@ -161,5 +181,22 @@ TEXTS: dict[str, dict[str, str]] = {
         "cost_fit_short": "{path}: muy pocas longitudes para ajustar un exponente",
         "cost_plot": "gráfica guardada en {path}",
         "cost_lesson": "El camino literal guarda una matriz L x L: al doblar L su memoria se multiplica por 4. La ventana guarda L x {window}: el doble de largo, el doble de memoria.",
+        "explain_title": "atenea explain: {name} ({family}, {layers} capas x {heads} cabezas)",
+        "explain_text": "texto: {text}",
+        "explain_note": "nota: {notice}",
+        "explain_tokens": "tokens ({count}): {tokens}",
+        "explain_focus": "foco {word} (token {index}); en cada capa, la media de sus cabezas:",
+        "explain_layer": "capa {layer}: {word} -> {targets}",
+        "explain_blocks": " (en bloques de {block} tokens)",
+        "explain_rollout": "rollout, todas las capas encadenadas{blocks}: {word} -> {targets}",
+        "explain_link": 'el enlace más fuerte más allá de los vecinos: L{layer} H{head} lleva el {share:.0%} de la atención de "{word}" a "{target}"',
+        "explain_heads": "cabezas con un patrón claro:",
+        "head_previous": "{name} mira al token anterior ({share:.0%} de su peso)",
+        "head_next": "{name} mira al token siguiente ({share:.0%} de su peso)",
+        "head_self": "{name} se mira a sí misma, a su propio token ({share:.0%} de su peso)",
+        "head_special": "{name} descansa en los tokens especiales ([CLS]/[SEP]): una cabeza en reposo ({share:.0%} de su peso)",
+        "head_first": "{name} vuelca su atención en el primer token, un sumidero de atención ({share:.0%} de su peso)",
+        "head_broad": "{name} reparte su atención por toda la frase (entropía {entropy:.2f})",
+        "head_content": "{name} atiende por contenido (distancia media {distance:.1f} tokens, entropía {entropy:.2f})",
     },
 }
