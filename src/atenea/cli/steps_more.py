@@ -47,9 +47,7 @@ def run_model(args, lang: str, print_steps) -> dict:
     model.eval()
     name = "all-MiniLM-L6-v2" if args.model == "minilm" else str(args.model)
     focus = args.focus or (_shared_word(texts, tokenizer) if len(texts) > 1 else None)
-    layer, head, reason = _choose_head(
-        model, tokenizer, texts[0], args.layer, args.head, focus, lang
-    )
+    layer, head, reason = _choose_head(model, tokenizer, texts, args.layer, args.head, focus, lang)
     results = []
     print(say(lang, "title"))
     for text in texts:
@@ -125,17 +123,36 @@ def _shared_word(texts: list[str], tokenizer) -> str | None:
     return max(shared, key=len) if shared else None
 
 
-def _choose_head(model, tokenizer, text, layer, head, focus, lang):
-    """``(layer, head, reason)``: the given head, or one the descriptors pick. With a focus
-    word: the head that moves its attention most to another word (``strongest_link``);
-    otherwise the clearest named pattern that is not a resting head (``notable_heads``)."""
+def _choose_head(model, tokenizer, texts, layer, head, focus, lang):
+    """``(layer, head, reason)``: the given head, or one the descriptors pick.
+
+    - Two texts sharing the focus word: among the heads the descriptors say attend by content,
+      the one whose attention from that word rests most on the other ordinary words in both.
+    - One text with a focus word: the head that moves its attention most to another word
+      (``strongest_link``).
+    - Otherwise the clearest named pattern that is not a resting head (``notable_heads``).
+    """
     if layer is not None and head is not None:
         return layer, head, ""
     with torch.no_grad():
-        e = explain(text, model, tokenizer, focus=focus if _has(text, tokenizer, focus) else None)
+        found = [explain(text, model, tokenizer, focus=focus if _has(text, tokenizer, focus)
+                         else None) for text in texts]  # fmt: skip
+    e = found[0]
     layers = e.maps.shape[0]
     if layer is not None and not 0 <= layer < layers:
         raise LessonError(f"--layer {layer}: this model has layers 0..{layers - 1}")
+    if len(found) > 1 and all(x.focus is not None for x in found):
+        share = torch.stack([_context_share(x) for x in found]).amin(0)  # (layers, heads)
+        for d in e.descriptions:  # positional heads (previous/next token...) say little here
+            if d.pattern not in ("content", "broad"):
+                share[d.layer, d.head] -= 1
+        if layer is not None:
+            share = share[layer : layer + 1]
+        best = int(share.flatten().argmax())
+        best_layer, best_head = divmod(best, share.shape[1])
+        best_layer = best_layer if layer is None else layer
+        reason = say(lang, "compare_reason", word=e.tokens[e.focus], share=float(share.max()) % 1)
+        return best_layer, best_head, reason
     if e.focus is not None and layer is None:
         best_layer, best_head, j, share = strongest_link(e)
         if j is not None:
@@ -150,6 +167,15 @@ def _choose_head(model, tokenizer, text, layer, head, focus, lang):
     lively = [d for d in ranked if d.pattern not in RESTING] or ranked or candidates
     chosen = lively[0]
     return chosen.layer, chosen.head, chosen.text
+
+
+def _context_share(e) -> torch.Tensor:
+    """``(layers, heads)``: the weight the focus token gives to ordinary tokens other than
+    itself (not [CLS], [SEP] or itself)."""
+    rows = e.focus_rows.clone()  # (layers, heads, L)
+    rows[..., e.focus] = 0
+    rows[..., torch.tensor(e.special, dtype=torch.bool)] = 0
+    return rows.sum(-1)
 
 
 def _has(text: str, tokenizer, word: str | None) -> bool:
@@ -178,7 +204,7 @@ def print_multi_head(lesson: Lesson, lang: str, echo=print, module=None) -> dict
         echo("   ".join(f"head {h}".ljust(span) for h in group))
         for lines in zip(*(tables[h] for h in group)):
             echo("   ".join(line.ljust(span) for line in lines))
-    echo(say(lang, "multi_concat", heads=heads, length=length, width=width, d_model=d_model))
+    echo(say(lang, "multi_concat", last=heads - 1, length=length, width=width, d_model=d_model))
     echo(format_matrix(parts["output"], tokens, [f"d{i}" for i in range(d_model)]))
     expected = module_output(lesson, module)
     difference = float((expected - parts["output"]).abs().max())
