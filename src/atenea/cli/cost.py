@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from atenea.cli.errors import fail
-from atenea.inspect.cost import PATHS, cost_png, run_cost
+from atenea.inspect.cost import PATHS, run_cost
 from atenea.inspect.lang import LanguageError, pick_language, say
+from atenea.inspect.plots import cost_png
 
 DEFAULT_LENGTHS = "256,512,1024,2048,4096,8192,16384"
 

@@ -175,34 +175,3 @@ def run_cost(
                 fit_exponent([p.length for p in mine], [p.peak_bytes for p in mine]),
             )
     return run
-
-
-def cost_png(run: CostRun, path, title: str = "one head of attention"):
-    """Time and memory against L, log-log, one line per path with its fitted exponent."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in PATHS:
-        mine = [p for p in run.points if p.path == name]
-        if not mine:
-            continue
-        lengths = [p.length for p in mine]
-        time_exp, memory_exp = run.exponents.get(name, (float("nan"), float("nan")))
-        left.plot(lengths, [p.seconds for p in mine], "o-", label=f"{name} (L^{time_exp:.2f})")
-        right.plot(lengths, [p.peak_bytes / 2**20 for p in mine], "o-",
-                   label=f"{name} (L^{memory_exp:.2f})")  # fmt: skip
-    for axis, label in ((left, "time (s)"), (right, "peak memory (MiB)")):
-        axis.set_xscale("log", base=2)
-        axis.set_yscale("log")
-        axis.set_xlabel("length L")
-        axis.set_ylabel(label)
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend()
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
