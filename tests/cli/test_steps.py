@@ -185,6 +185,7 @@ def test_real_model_steps_compare_bank(tmp_path, capsys):
             "--heads 4: this model's layers have 12 heads",
         ),
         (["--positions", "rope"], "--positions is for random weights"),
+        (["--causal"], "--causal is for random weights"),
     ],
 )
 def test_real_model_bad_input_is_one_line(extra, message, capsys):

@@ -31,6 +31,10 @@ def run_model(args, lang: str, print_steps) -> dict:
         raise LessonError("--positions is for random weights: a model brings its own positions")
     if args.permute:
         raise LessonError("--permute is for random weights: a model's X already mixes the context")
+    if args.causal:
+        raise LessonError(
+            "--causal is for random weights: a model has its own mask (a decoder is causal)"
+        )
     if args.head is not None and args.layer is None:
         raise LessonError("--head needs --layer")
     texts = [args.text or say(lang, "default_text")] + ([args.compare] if args.compare else [])
