@@ -61,7 +61,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--layer", type=int, help="with --model: the layer (default: chosen)")
     parser.add_argument(
-        "--head", type=int, help="with --model: the head (default: one with a clear pattern)"
+        "--head", type=int, help="with --model: the head (default: chosen by the head descriptors)"
     )
     parser.add_argument(
         "--compare",
@@ -69,7 +69,7 @@ def add_parser(subparsers) -> None:
         help='a second sentence: ends with what a shared word (e.g. "bank") looks at in each',
     )
     parser.add_argument(
-        "--focus", help="the word --compare follows (default: the first word both texts share)"
+        "--focus", help="the word --compare follows (default: the longest word both texts share)"
     )
     parser.add_argument(
         "--heads",
