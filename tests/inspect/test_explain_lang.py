@@ -59,3 +59,19 @@ def test_every_head_pattern_has_words_in_both_languages(tiny_bert, word):
     for d in e.descriptions:
         assert head_text(d, "en") == d.text  # the library's own words, in English
         assert head_text(d, "es").startswith(d.name)
+
+
+def test_seq2seq_summary_in_both_languages(tiny_seq2seq, tmp_path, capsys):
+    from atenea.inspect.explain_lang import seq2seq_summary
+    from atenea.inspect.seq2seq import explain_seq2seq
+
+    text = "el banco cerró la puerta"
+    args = ["explain", text, "--model", str(tiny_seq2seq), "--out", str(tmp_path / "r.html")]
+    english = _printed(args, capsys)
+    model, tokenizer = load_pretrained(tiny_seq2seq)
+    e = explain_seq2seq(text, model, tokenizer)
+    assert seq2seq_summary([e], str(tiny_seq2seq), model.config, "en") == english
+    spanish = seq2seq_summary([e], str(tiny_seq2seq), model.config, "es")
+    assert spanish != english and spanish[2].startswith("fuente: ")
+    assert [NUMBER.findall(line) for line in spanish] == [NUMBER.findall(line) for line in english]
+    assert _printed(args + ["--lang", "es"], capsys) == spanish

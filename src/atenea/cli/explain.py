@@ -12,6 +12,7 @@ import torch
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
 from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
+from atenea.inspect.explain_lang import seq2seq_summary
 from atenea.inspect.explain_lang import summary as summary_in
 from atenea.inspect.lang import LanguageError, pick_language
 from atenea.inspect.report import render_html, report_data
@@ -171,6 +172,11 @@ def _run_seq2seq(args, model, tokenizer, texts: list[str], out: Path) -> int:
         f"{c.num_encoder_layers}+{c.num_decoder_layers} layers (encoder+decoder) x "
         f"{c.num_heads} heads"
     )
+    lang = pick_language(getattr(args, "lang", None))
+    if lang != "en":  # the same summary, written from the same numbers (inspect/explain_lang.py)
+        print("\n".join(seq2seq_summary(explanations, name, c, lang)))
+        _write_outputs(args, explanations, f"{name} ({shape})", out, _write_seq2seq_pictures)
+        return 0
     print(f"atenea explain: {name} (EncoderDecoderModel, {shape})")
     for e in explanations:
         print(f"\nsource: {e.text}")
