@@ -64,7 +64,7 @@ def test_decoder_steps_equal_its_own_attention(positions, kv_heads):
                 block.attention.qkv_proj.weight[: 2 * 24].mul_(8.0)
     _check_every_head(model, tokenizer)
     lesson = model_lesson(model, tokenizer, TEXT, 1, 3, "tiny")
-    assert lesson.causal and (lesson.rotary is not None) == llama
+    assert lesson.causal and lesson.norm_first and (lesson.rotary is not None) == llama
 
 
 def test_minilm_head_equals_capture():

@@ -210,8 +210,12 @@ def print_steps(lesson: Lesson, lang: str, png, echo=print, positions: str = "no
 
     echo(say(lang, "step1", length=length, d_model=d_model))
     if lesson.source != "random":
-        key = "model_input_first" if lesson.layer == 0 else "model_input_later"
-        echo(say(lang, key, layer=lesson.layer, previous=lesson.layer - 1))
+        if lesson.layer > 0:
+            source = say(lang, "source_previous", previous=lesson.layer - 1)
+        else:
+            source = say(lang, "source_embeddings_rope" if lesson.rotary else "source_embeddings")
+        norm = say(lang, "norm_first") if lesson.norm_first else ""
+        echo(say(lang, "model_input", layer=lesson.layer, source=source, norm=norm))
     elif lesson.position_table is not None:
         echo(say(lang, "table_positions", kind=positions))
         echo("E\n" + format_matrix(lesson.embeddings, tokens, dims))

@@ -58,6 +58,7 @@ class Lesson:
     position_table: Tensor | None = None
     source: str = "random"  # "random" or the model's name
     layer: int = 0
+    norm_first: bool = False  # X is the block's input normalised (a pre-norm block)
 
     @property
     def d_k(self) -> int:
@@ -263,9 +264,10 @@ def model_lesson(model, tokenizer, text: str, layer: int, head: int, name: str) 
         )
     ids = tokenizer(text)["input_ids"]
     tokens, _ = token_labels(tokenizer, ids[0])
+    norm_first = blocks[layer].config.norm_position == "pre"
     with torch.no_grad():
         x = base(ids, output_hidden_states=True).hidden_states[layer]
-        if blocks[layer].config.norm_position == "pre":
+        if norm_first:
             x = blocks[layer].attention_norm(x)
     w_q, w_k, w_v, b_q, b_k, b_v = _projections(attn)
     o = attn.o_proj
@@ -286,6 +288,7 @@ def model_lesson(model, tokenizer, text: str, layer: int, head: int, name: str) 
         rotary=attn.rotary,
         source=name,
         layer=layer,
+        norm_first=norm_first,
     )
 
 
