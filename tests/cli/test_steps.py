@@ -193,3 +193,19 @@ def test_real_model_bad_input_is_one_line(extra, message, capsys):
     assert main(["steps", "--model", "minilm", "--no-png", *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_encoder_decoder_model_is_a_one_line_error(tmp_path, capsys):
+    from atenea.models import EncoderDecoderConfig, EncoderDecoderModel, save_pretrained
+    from tests.inspect.conftest import make_seq2seq_tokenizer
+
+    tokenizer = make_seq2seq_tokenizer()
+    vocab = tokenizer.vocab_size
+    config = EncoderDecoderConfig.from_name(
+        "transformer-tiny", src_vocab_size=vocab, tgt_vocab_size=vocab
+    )
+    save_pretrained(EncoderDecoderModel(config), tmp_path, tokenizer)
+    assert main(["steps", "el banco", "--model", str(tmp_path), "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert "steps reads encoder and decoder models, not EncoderDecoderModel" in err
+    assert len(err.strip().splitlines()) == 1

@@ -14,6 +14,7 @@ from atenea.inspect.lang import say
 from atenea.inspect.lesson import (
     Lesson,
     LessonError,
+    attention_layers_of,
     model_lesson,
     module_output,
     permutation_check,
@@ -21,6 +22,7 @@ from atenea.inspect.lesson import (
 )
 from atenea.models import CheckpointError, load_pretrained
 
+MAX_MODEL_TOKENS = 32  # an L x L table wider than this does not fit a terminal
 RESTING = ("special", "first")  # patterns of heads that park their attention: little to see
 
 
@@ -42,24 +44,28 @@ def run_model(args, lang: str, print_steps) -> dict:
         if not text.strip():
             raise LessonError("give a non-empty text")
     try:
-        with torch.inference_mode(False), torch.no_grad():
-            model, tokenizer = load_pretrained(args.model)
+        model, tokenizer = load_pretrained(args.model)
     except CheckpointError as error:
         raise LessonError(f"--model {args.model}: {error}") from None
     if tokenizer is None:
         raise LessonError(f"--model {args.model}: the checkpoint has no tokenizer.json")
     model.eval()
     name = "all-MiniLM-L6-v2" if args.model == "minilm" else str(args.model)
+    num_heads = attention_layers_of(model, args.model).layers[0].attention.num_heads
+    if args.heads not in (1, num_heads):
+        raise LessonError(f"--heads {args.heads}: this model's layers have {num_heads} heads")
+    for text in texts:  # before anything is printed
+        count = tokenizer(text)["input_ids"].shape[1]
+        if count > MAX_MODEL_TOKENS:
+            raise LessonError(
+                f"{count} tokens is too many to print as matrices; give at most {MAX_MODEL_TOKENS}"
+            )
     focus = args.focus or (_shared_word(texts, tokenizer) if len(texts) > 1 else None)
     layer, head, reason = _choose_head(model, tokenizer, texts, args.layer, args.head, focus, lang)
     results = []
     print(say(lang, "title"))
     for text in texts:
         lesson = model_lesson(model, tokenizer, text, layer, head, name)
-        if len(lesson.tokens) > 32:
-            raise LessonError(
-                f"{len(lesson.tokens)} tokens is too many to print; give a shorter text"
-            )
         print(say(lang, "model_weights", name=name, layer=layer, head=head, heads=lesson.num_heads))
         if reason:
             print(say(lang, "why_head", reason=reason))
@@ -70,10 +76,6 @@ def run_model(args, lang: str, print_steps) -> dict:
         difference = float((own - tensors["weights"]).abs().max())
         print(say(lang, "check_model", layer=layer, head=head, difference=difference))
         if args.heads > 1:
-            if args.heads != lesson.num_heads:
-                raise LessonError(
-                    f"--heads {args.heads}: this model's layers have {lesson.num_heads} heads"
-                )
             print_multi_head(lesson, lang, print, module=_attention_module(model, layer))
         results.append((text, lesson, tensors))
         print("")
@@ -95,9 +97,7 @@ def run_model(args, lang: str, print_steps) -> dict:
 
 
 def _attention_module(model, layer: int):
-    from atenea.inspect.capture import base_model
-
-    return base_model(model).layers[layer].attention
+    return attention_layers_of(model, "").layers[layer].attention
 
 
 def _numbered(png: str, index: int, count: int) -> str:

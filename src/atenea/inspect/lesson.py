@@ -237,20 +237,31 @@ def permutation_check(lesson: Lesson, order: list[int]) -> dict[str, float]:
     }
 
 
-def model_lesson(model, tokenizer, text: str, layer: int, head: int, name: str) -> Lesson:
-    """One head of a real encoder or decoder: X is what layer ``layer``'s attention reads (the
-    block's input, normalised first in a pre-norm block), the projections are the layer's own
-    (grouped key/value heads repeated per query head), and RoPE when the model rotates."""
+def attention_layers_of(model, name: str):
+    """The encoder or decoder whose blocks the steps read (inside a task head if need be); a
+    ``LessonError`` for any other model (an encoder-decoder has two stacks and cross-attention:
+    ``atenea explain`` shows those)."""
     from atenea.inspect.capture import base_model
-    from atenea.inspect.tokens import token_labels
     from atenea.models.decoder import DecoderModel
     from atenea.models.encoder import EncoderModel
 
     base = base_model(model)
     if not isinstance(base, (EncoderModel, DecoderModel)):
         raise LessonError(
-            f"{name}: steps reads encoder and decoder models, not {type(base).__name__}"
+            f"--model {name}: steps reads encoder and decoder models, not "
+            f"{type(base).__name__} (atenea explain shows its attention)"
         )
+    return base
+
+
+def model_lesson(model, tokenizer, text: str, layer: int, head: int, name: str) -> Lesson:
+    """One head of a real encoder or decoder: X is what layer ``layer``'s attention reads (the
+    block's input, normalised first in a pre-norm block), the projections are the layer's own
+    (grouped key/value heads repeated per query head), and RoPE when the model rotates."""
+    from atenea.inspect.tokens import token_labels
+    from atenea.models.decoder import DecoderModel
+
+    base = attention_layers_of(model, name)
     blocks = base.layers
     if not 0 <= layer < len(blocks):
         raise LessonError(f"--layer {layer}: this model has layers 0..{len(blocks) - 1}")
