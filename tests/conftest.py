@@ -3,6 +3,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The commands speak the locale's language (LANG=es_* -> Spanish); the tests read English
+# unless they ask for another (tests/cli/test_steps.py sets the locale itself).
+os.environ["ATENEA_LANG"] = "en"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

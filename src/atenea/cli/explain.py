@@ -13,6 +13,9 @@ from atenea.cli.devices import add_device_arguments, device_of
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
 from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
+from atenea.inspect.explain_lang import seq2seq_summary
+from atenea.inspect.explain_lang import summary as summary_in
+from atenea.inspect.lang import LanguageError, pick_language
 from atenea.inspect.report import render_html, report_data
 from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, explain_seq2seq
 from atenea.inspect.tokens import ExplainError, check_text
@@ -56,6 +59,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"HTML report path ({DEFAULT_OUT})")
     parser.add_argument("--png", metavar="DIR", help="also write PNG heatmaps into DIR")
     parser.add_argument("--max-tokens", type=int, help="truncate the text to this many tokens")
+    parser.add_argument("--lang", help="language of the summary: en or es (default: the locale)")
     add_device_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -63,7 +67,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     try:
         return _run(args)
-    except (ExplainError, CheckpointError) as error:
+    except (ExplainError, CheckpointError, LanguageError) as error:
         return fail("explain", error, flags=EXPLAIN_FLAGS)
     except ValueError as error:
         if str(error).startswith("device:"):  # --device names a device that is not there
@@ -73,6 +77,7 @@ def run(args) -> int:
 
 def _run(args) -> int:
     check_text(args.text)  # before the model is read
+    lang = pick_language(getattr(args, "lang", None))
     if args.head is not None and args.layer is None:
         raise ExplainError("--head needs --layer")
     out = Path(args.out)
@@ -106,6 +111,11 @@ def _run(args) -> int:
 
     name = "all-MiniLM-L6-v2" if args.model == "minilm" else str(args.model)
     family = type(model).__name__
+    if lang != "en":  # the same summary, written from the same numbers (inspect/explain_lang.py)
+        print("\n".join(summary_in(explanations, name, family, lang)))
+        title = f"{name} ({layers} layers x {heads} heads)"
+        _write_outputs(args, explanations, title, out, _write_pictures)
+        return 0
     print(f"atenea explain: {name} ({family}, {layers} layers x {heads} heads)")
     for e in explanations:
         print(f"\ntext: {e.text}")
@@ -170,6 +180,11 @@ def _run_seq2seq(args, model, tokenizer, texts: list[str], out: Path) -> int:
         f"{c.num_encoder_layers}+{c.num_decoder_layers} layers (encoder+decoder) x "
         f"{c.num_heads} heads"
     )
+    lang = pick_language(getattr(args, "lang", None))
+    if lang != "en":  # the same summary, written from the same numbers (inspect/explain_lang.py)
+        print("\n".join(seq2seq_summary(explanations, name, c, lang)))
+        _write_outputs(args, explanations, f"{name} ({shape})", out, _write_seq2seq_pictures)
+        return 0
     print(f"atenea explain: {name} (EncoderDecoderModel, {shape})")
     for e in explanations:
         print(f"\nsource: {e.text}")

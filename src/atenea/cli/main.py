@@ -9,7 +9,7 @@ import os
 import sys
 
 from atenea import __version__
-from atenea.cli import explain, generate, steps, train
+from atenea.cli import cost, explain, generate, steps, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"atenea {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     steps.add_parser(subparsers)
+    cost.add_parser(subparsers)
     generate.add_parser(subparsers)
     explain.add_parser(subparsers)
     train.add_parsers(subparsers)

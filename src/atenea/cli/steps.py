@@ -1,29 +1,38 @@
 """``atenea steps``: self-attention computed by hand on a few words, one printed step at a time.
 
-The same steps as ``atenea.attention(..., backend="reference")``, on tensors small enough to
-read: embeddings X, projections Q/K/V, scores, scaling, mask, softmax, output, and a heatmap
-of the weights. The last line checks the hand computation against ``atenea.attention``.
+The seven steps of the course, in its order: the input X, the projections Q/K/V, the scores and
+their scaling, the mask, the softmax, the output, and a look at the weights (a heatmap). On
+random weights by default (no model is read), or on one head of a real model with ``--model``.
+``--heads``, ``--positions``, ``--permute`` and ``--compare`` add the multi-head split, position
+information, the order experiment and a second sentence (``cli/steps_more.py``). Every sentence
+comes from ``atenea.inspect.lang`` (``--lang en|es``); the tensors from ``atenea.inspect.lesson``.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from pathlib import Path
 
 import torch
 
 import atenea
 from atenea import masks
+from atenea.cli import steps_more
 from atenea.cli.errors import fail
+from atenea.cli.tables import format_matrix
+from atenea.inspect.lang import LanguageError, pick_language, say
+from atenea.inspect.lesson import (
+    POSITION_KINDS,
+    Lesson,
+    LessonError,
+    random_lesson,
+    seven_steps,
+)
 from atenea.inspect.plots import heatmap_png
 
-DEFAULT_TEXT = "el banco cerró temprano"
 MAX_TOKENS = 16
 
-
-class StepsError(ValueError):
-    """Bad input for ``atenea steps`` (shown to the user as a one-line message)."""
+StepsError = LessonError  # bad input for ``atenea steps``: shown as one line
 
 
 def add_parser(subparsers) -> None:
@@ -31,20 +40,62 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "steps",
         help="self-attention by hand on a few words, one printed step at a time",
-        description="Compute self-attention on a few words and print every step: embeddings, "
-        "Q/K/V, scores, scaling, mask, softmax, output; then draw the weights as a heatmap.",
+        description="Compute self-attention on a few words and print every step: the input, "
+        "Q/K/V, scores, scaling, mask, softmax, output; then draw the weights as a heatmap. "
+        "Random weights by default; --model minilm (or a checkpoint folder) uses one head of a "
+        "real model.",
     )
     parser.add_argument(
-        "text", nargs="?", default=DEFAULT_TEXT, help=f'the words (default: "{DEFAULT_TEXT}")'
+        "text",
+        nargs="?",
+        help='the words (default: "The bank closed early", or '
+        '"El banco cerró temprano" in Spanish)',
     )
     parser.add_argument(
         "--causal",
         action="store_true",
         help="apply a causal mask (each word sees only itself and earlier words)",
     )
+    parser.add_argument(
+        "--model", help="'minilm' (bundled) or an encoder/decoder folder: real weights"
+    )
+    parser.add_argument("--layer", type=int, help="with --model: the layer (default: chosen)")
+    parser.add_argument(
+        "--head", type=int, help="with --model: the head (default: chosen by the head descriptors)"
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="TEXT2",
+        help='a second sentence: ends with what a shared word (e.g. "bank") looks at in each',
+    )
+    parser.add_argument(
+        "--focus", help="the word --compare follows (default: the longest word both texts share)"
+    )
+    parser.add_argument(
+        "--heads",
+        type=int,
+        default=1,
+        help="number of heads: the split of d_model, each head, the concatenation, W_O (default 1)",
+    )
+    parser.add_argument(
+        "--positions",
+        default="none",
+        choices=POSITION_KINDS,
+        help="position information: none (default), sinusoidal, learned, rope",
+    )
+    parser.add_argument(
+        "--permute",
+        action="store_true",
+        help="also run the words reversed: with no positions the outputs only move",
+    )
     parser.add_argument("--d-model", type=int, default=8, help="embedding size (default 8)")
-    parser.add_argument("--d-k", type=int, default=4, help="query/key/value size (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of W_Q, W_K, W_V (default 0)")
+    parser.add_argument(
+        "--d-k", type=int, help="size of each head's query/key/value (default 4; d_model / heads)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random weights (default 0)"
+    )
+    parser.add_argument("--lang", help="en or es (default: from the locale, LANG=es_* is Spanish)")
     parser.add_argument(
         "--png",
         default="attention_steps.png",
@@ -56,56 +107,35 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     try:
-        run_steps(
-            args.text,
-            causal=args.causal,
-            d_model=args.d_model,
-            d_k=args.d_k,
-            seed=args.seed,
-            png=None if args.no_png else args.png,
-        )
-    except StepsError as error:
+        lang = pick_language(args.lang)
+        if args.model is None:
+            for flag, value in (
+                ("--layer", args.layer),
+                ("--head", args.head),
+                ("--compare", args.compare),
+            ):
+                if value is not None:
+                    raise StepsError(f"{flag} needs --model (a real model)")
+            run_steps(
+                args.text,
+                causal=args.causal,
+                d_model=args.d_model,
+                d_k=args.d_k,
+                seed=args.seed,
+                heads=args.heads,
+                positions=args.positions,
+                permute=args.permute,
+                png=None if args.no_png else args.png,
+                lang=lang,
+            )
+        else:
+            steps_more.run_model(args, lang, print_steps)
+    except (LessonError, LanguageError, OSError) as error:
         return fail("steps", error)
     return 0
 
 
-def word_embedding(word: str, d_model: int) -> torch.Tensor:
-    """A fixed pseudo-random vector per word (seeded by a hash of the word): the same word gets
-    the same embedding in every sentence and every run, as in a real embedding table."""
-    generator = torch.Generator().manual_seed(zlib.crc32(word.lower().encode("utf-8")))
-    return torch.randn(d_model, generator=generator)
-
-
-def _label(token: str, width: int) -> str:
-    return token if len(token) <= width else token[: width - 1] + "…"
-
-
-def format_matrix(matrix: torch.Tensor, rows: list[str], cols: list[str], digits: int = 2) -> str:
-    """A labelled, aligned text table of a 2-D tensor (``-inf`` printed as ``-inf``)."""
-    width = max(7, digits + 5, *(len(_label(c, 9)) + 1 for c in cols))
-    label_width = max(len(_label(r, 12)) for r in rows) + 2
-    head = " " * label_width + "".join(f"{_label(c, 9):>{width}}" for c in cols)
-    lines = [head]
-    for name, row in zip(rows, matrix.tolist()):
-        cells = "".join(
-            f"{'-inf':>{width}}" if value == float("-inf") else f"{value:>{width}.{digits}f}"
-            for value in row
-        )
-        lines.append(f"{_label(name, 12):<{label_width}}{cells}")
-    return "\n".join(lines)
-
-
-def run_steps(
-    text: str = DEFAULT_TEXT,
-    *,
-    causal: bool = False,
-    d_model: int = 8,
-    d_k: int = 4,
-    seed: int = 0,
-    png: str | Path | None = "attention_steps.png",
-    echo=print,
-) -> dict[str, torch.Tensor]:
-    """Print the seven steps for ``text`` and return every intermediate tensor by name."""
+def check_words(text: str) -> list[str]:
     tokens = text.split()
     if not tokens:
         raise StepsError('give at least one word, e.g. atenea steps "el banco cerró temprano"')
@@ -113,135 +143,157 @@ def run_steps(
         raise StepsError(
             f"{len(tokens)} words is too many to print as matrices; give at most {MAX_TOKENS}"
         )
+    return tokens
+
+
+def run_steps(
+    text: str | None = None,
+    *,
+    causal: bool = False,
+    d_model: int = 8,
+    d_k: int | None = None,
+    seed: int = 0,
+    heads: int = 1,
+    positions: str = "none",
+    permute: bool = False,
+    png: str | Path | None = "attention_steps.png",
+    lang: str = "en",
+    echo=print,
+) -> dict[str, torch.Tensor]:
+    """Print the seven steps on random weights for ``text``; return every tensor by name."""
+    tokens = check_words(say(lang, "default_text") if text is None else text)
+    if not 1 <= heads <= 8:
+        raise StepsError(f"--heads must lie in 1..8, got {heads}")
+    if heads > 1:  # the heads share d_model between them
+        if d_model % heads or (d_k is not None and d_k * heads != d_model):
+            raise StepsError(
+                f"--heads {heads} splits d_model = {d_model} into equal parts: give a --d-model "
+                f"that {heads} divides (and no --d-k, or d_model / heads)"
+            )
+        d_k = d_model // heads
+    d_k = 4 if d_k is None else d_k
     if not 1 <= d_model <= 64 or not 1 <= d_k <= 64:
         raise StepsError(f"--d-model and --d-k must lie in 1..64, got {d_model} and {d_k}")
-
-    length = len(tokens)
-    generator = torch.Generator().manual_seed(seed)
-    w_q = torch.randn(d_model, d_k, generator=generator) / math.sqrt(d_model)
-    w_k = torch.randn(d_model, d_k, generator=generator) / math.sqrt(d_model)
-    w_v = torch.randn(d_model, d_k, generator=generator) / math.sqrt(d_model)
-    dims = [f"d{i}" for i in range(d_model)]
-    kdims = [f"d{i}" for i in range(d_k)]
-
-    echo("atenea steps: self-attention by hand")
-    echo(
-        f"tokens: {' | '.join(tokens)}   (L = {length}, d_model = {d_model}, d_k = {d_k}, "
-        f"seed = {seed})"
+    lesson = random_lesson(
+        tokens,
+        d_model=d_model,
+        d_k=d_k,
+        num_heads=heads,
+        seed=seed,
+        causal=causal,
+        positions=positions,
     )
-    echo("")
+    echo(say(lang, "title"))
+    echo(say(lang, "random_weights", seed=seed))
+    tensors = print_steps(lesson, lang, png, echo, positions=positions)
+    library = atenea.attention(
+        *(tensors[n][None, None] for n in ("q", "k", "v")), mask=masks.causal() if causal else None
+    )[0, 0]
+    difference = float((library - tensors["y"]).abs().max())
+    mask = ", mask=masks.causal()" if causal else ""
+    echo(say(lang, "check_random", mask=mask, difference=difference))
+    tensors.update(x=lesson.x, library=library)
+    if heads > 1:
+        tensors.update(steps_more.print_multi_head(lesson, lang, echo))
+    if permute:
+        tensors.update(steps_more.print_permutation(lesson, positions, lang, echo))
+    return tensors
 
-    x = torch.stack([word_embedding(t, d_model) for t in tokens])  # (L, d_model)
-    echo(f"Step 1. Input X: one embedding per token, shape (L, d_model) = ({length}, {d_model})")
-    echo(format_matrix(x, tokens, dims))
-    echo("")
 
-    q, k, v = x @ w_q, x @ w_k, x @ w_v  # (L, d_k) each
-    echo(
-        f"Step 2. Projections Q = X W_Q, K = X W_K, V = X W_V, each ({length}, {d_k}); "
-        f"W_* are random (seed {seed}), as before training"
-    )
-    for name, t in (
-        ("Q (what each token looks for)", q),
-        ("K (what each token offers)", k),
-        ("V (what each token passes on)", v),
-    ):
-        echo(name)
-        echo(format_matrix(t, tokens, kdims))
+def print_steps(lesson: Lesson, lang: str, png, echo=print, positions: str = "none") -> dict:
+    """Print steps 1 to 7 of ``lesson``'s head (and write the heatmap); return its tensors."""
+    tokens, length, d_model, d_k = lesson.tokens, len(lesson.tokens), lesson.x.shape[1], lesson.d_k
+    t = seven_steps(lesson)
+    echo(say(lang, "tokens", tokens=" | ".join(tokens), length=length, d_model=d_model, d_k=d_k))
     echo("")
+    dims, kdims = [f"d{i}" for i in range(d_model)], [f"d{i}" for i in range(d_k)]
 
-    scores = q @ k.T  # (L, L)
-    echo(f"Step 3. Scores = Q K^T, shape ({length}, {length}): row = query, column = key")
-    echo(format_matrix(scores, tokens, tokens))
-    scaled = scores / math.sqrt(d_k)
-    echo(
-        f"        Scaled scores = scores / sqrt(d_k) = scores / {math.sqrt(d_k):.2f}, so the "
-        f"softmax does not saturate as d_k grows"
-    )
-    echo(format_matrix(scaled, tokens, tokens))
-    echo("")
-
-    if causal:
-        allowed = masks.causal().materialize(length, length)[0, 0]
-        masked = scaled.masked_fill(~allowed, float("-inf"))
-        echo(
-            "Step 4. Causal mask: a token may attend to itself and the tokens before it "
-            "(1 = True = may attend)"
-        )
-        echo(format_matrix(allowed.float(), tokens, tokens, digits=0))
-        echo(
-            "        Masked scores: where the mask is False the score becomes -inf "
-            "(weight 0 after the softmax)"
-        )
-        echo(format_matrix(masked, tokens, tokens))
+    echo(say(lang, "step1", length=length, d_model=d_model))
+    if lesson.source != "random":
+        if lesson.layer > 0:
+            source = say(lang, "source_previous", previous=lesson.layer - 1)
+        else:
+            source = say(lang, "source_embeddings_rope" if lesson.rotary else "source_embeddings")
+        norm = say(lang, "norm_first") if lesson.norm_first else ""
+        echo(say(lang, "model_input", layer=lesson.layer, source=source, norm=norm))
+    elif lesson.position_table is not None:
+        echo(say(lang, "table_positions", kind=positions))
+        echo("E\n" + format_matrix(lesson.embeddings, tokens, dims))
+        echo("P\n" + format_matrix(lesson.position_table, tokens, dims))
+        echo("X0 = E + P")
     else:
-        allowed = torch.ones(length, length, dtype=torch.bool)
-        masked = scaled
-        echo("Step 4. Mask: none (every token may attend to every token; try --causal)")
+        echo(say(lang, "rope_positions" if lesson.rotary is not None else "no_positions"))
+    echo(format_matrix(lesson.x, tokens, dims))
     echo("")
 
-    weights = torch.softmax(masked, dim=-1)  # (L, L)
-    sums = weights.sum(-1)
-    echo("Step 5. Softmax over each row: the attention weights, each row a distribution")
+    echo(say(lang, "step2", length=length, d_k=d_k))
+    if lesson.b_q is not None:
+        echo(say(lang, "bias_note"))
+    if lesson.rotary is not None:
+        echo(say(lang, "rope_note"))
+    for key, name in (("q", "q"), ("k", "k"), ("v", "v")):
+        echo(say(lang, name))
+        echo(format_matrix(t[key], tokens, kdims))
+    echo("")
+
+    echo(say(lang, "step3", length=length))
+    echo(format_matrix(t["scores"], tokens, tokens))
+    echo(say(lang, "scaled", root=math.sqrt(d_k)))
+    echo(format_matrix(t["scaled"], tokens, tokens))
+    echo("")
+
+    allowed = t["allowed"]
+    if lesson.causal:
+        echo(say(lang, "step4_causal"))
+        echo(format_matrix(allowed.float(), tokens, tokens, digits=0))
+        echo(say(lang, "masked"))
+        echo(format_matrix(t["masked"], tokens, tokens))
+        for i, token in enumerate(tokens):
+            seen = ", ".join(tokens[j] for j in range(length) if allowed[i, j] and j != i)
+            echo(say(lang, "sees" if seen else "sees_self", token=token, seen=seen))
+    else:
+        echo(say(lang, "step4_none"))
+    echo("")
+
+    weights, sums = t["weights"], t["weights"].sum(-1)
+    echo(say(lang, "step5"))
     echo(format_matrix(weights, tokens, tokens, digits=3))
-    ok = bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-6))
+    ok = bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-5))
     echo(
-        "        row sums: "
-        + ", ".join(f"{s:.6f}" for s in sums.tolist())
-        + ("  (each is 1: ok)" if ok else "  (NOT 1: this is a bug)")
+        say(
+            lang,
+            "row_sums",
+            sums=", ".join(f"{s:.6f}" for s in sums.tolist()),
+            verdict=say(lang, "sums_ok" if ok else "sums_bad"),
+        )
     )
     echo("")
 
-    y = weights @ v  # (L, d_k)
-    echo(
-        f"Step 6. Output Y = weights V, shape ({length}, {d_k}): each row mixes the values "
-        f"of the tokens it attends to"
-    )
-    echo(format_matrix(y, tokens, kdims))
+    echo(say(lang, "step6", length=length, d_k=d_k))
+    echo(format_matrix(t["y"], tokens, kdims))
+    echo(say(lang, "head_output", length=length, d_model=d_model))
     echo("")
 
-    echo("Step 7. Inspect the weights: what each token attends to most")
+    echo(say(lang, "step7"))
     for i, token in enumerate(tokens):
         top = torch.topk(weights[i], k=min(3, int(allowed[i].sum())))
         parts = [f"{tokens[j]} {w:.2f}" for w, j in zip(top.values.tolist(), top.indices.tolist())]
         echo(f"        {token:<12} -> " + ", ".join(parts))
     if png is not None:
-        title = "attention weights" + ("" if bool(allowed.all()) else " (grey: masked)")
-        try:
-            written = heatmap_png(
-                weights, tokens, png, title, allowed=allowed, show_values=True, vmax=1.0
-            )
-        except ImportError:
-            echo("        (no heatmap: matplotlib is not installed; pip install 'atenea[plot]')")
-        except OSError as error:
-            raise StepsError(
-                f"cannot write the heatmap to {png}: {error.strerror or error}"
-            ) from None
-        else:
-            echo(f"        heatmap written to {written}")
+        write_heatmap(weights, tokens, allowed, png, lang, echo)
     echo("")
+    return t
 
-    library = atenea.attention(
-        q[None, None],
-        k[None, None],
-        v[None, None],
-        mask=masks.causal() if causal else None,
-        backend="auto",
-    )[0, 0]
-    difference = float((library - y).abs().max())
-    echo(
-        f"Check: atenea.attention(q, k, v{', mask=masks.causal()' if causal else ''}) gives the "
-        f"same Y (largest difference {difference:.1e})"
-    )
-    return {
-        "x": x,
-        "q": q,
-        "k": k,
-        "v": v,
-        "scores": scores,
-        "scaled": scaled,
-        "allowed": allowed,
-        "weights": weights,
-        "y": y,
-        "library": library,
-    }
+
+def write_heatmap(weights, tokens, allowed, png, lang: str, echo) -> None:
+    title = "attention weights" + ("" if bool(allowed.all()) else " (grey: masked)")
+    try:
+        written = heatmap_png(
+            weights, tokens, png, title, allowed=allowed, show_values=True, vmax=1.0
+        )
+    except ImportError:
+        echo(say(lang, "no_matplotlib"))
+    except OSError as error:
+        raise StepsError(f"cannot write the heatmap to {png}: {error.strerror or error}") from None
+    else:
+        echo(say(lang, "heatmap", path=written))

