@@ -36,6 +36,7 @@ def run_evaluate(args) -> int:
 
 def _evaluate(args) -> int:
     import atenea
+    from atenea.cli.outputs import check_finished
     from atenea.training import tasks
 
     if args.limit is not None and args.limit < 1:
@@ -43,6 +44,7 @@ def _evaluate(args) -> int:
     folder = Path(args.model)
     if not folder.is_dir():
         raise ValueError(f"--model: {folder}: no such folder")
+    check_finished(folder)  # an interrupted run says so, and how to go on
     task = tasks.from_description(tasks.read_description(folder), folder, data=args.data)
     model, _ = atenea.load_pretrained(folder)
     metrics = task.evaluate(model, limit=args.limit)

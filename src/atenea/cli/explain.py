@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
+from atenea.cli.outputs import check_finished, check_report_output
 from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
 from atenea.inspect.report import render_html, report_data
@@ -53,6 +54,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--layer", type=int, help="layer to select first in the report")
     parser.add_argument("--head", type=int, help="head to select first (with --layer)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"HTML report path ({DEFAULT_OUT})")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --out even if atenea did not write it"
+    )
     parser.add_argument("--png", metavar="DIR", help="also write PNG heatmaps into DIR")
     parser.add_argument("--max-tokens", type=int, help="truncate the text to this many tokens")
     parser.set_defaults(run=run)
@@ -70,8 +74,11 @@ def _run(args) -> int:
     if args.head is not None and args.layer is None:
         raise ExplainError("--head needs --layer")
     out = Path(args.out)
-    if out.is_dir():
-        raise ExplainError(f"--out {out} is a folder; give a file name such as {out / DEFAULT_OUT}")
+    try:  # nothing atenea did not write is replaced (cli/outputs.py)
+        check_report_output(out, args.overwrite)
+        check_finished(args.model)
+    except ValueError as error:
+        raise ExplainError(str(error)) from None
 
     with torch.inference_mode():
         model, tokenizer = load_pretrained(args.model)

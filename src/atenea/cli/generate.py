@@ -69,6 +69,9 @@ def _generate(args, config) -> int:
     from atenea.generation import TextStreamer
     from atenea.models import DecoderModel
 
+    from atenea.cli.outputs import check_finished
+
+    check_finished(args.model)  # an interrupted run says so, and how to go on
     model, tokenizer = atenea.load_pretrained(args.model)
     if tokenizer is None:
         raise ValueError(f"--model: {args.model} has no tokenizer.json; it is needed for text")

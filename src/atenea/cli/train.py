@@ -94,11 +94,26 @@ def _add_train(subparsers) -> None:
     run.add_argument("--warmup", type=int, help="linear warmup steps")
     run.add_argument("--eval-every", type=int, help="evaluate every N steps")
     run.add_argument("--save-every", type=int, help="checkpoint every N steps")
+    run.add_argument(
+        "--save-minutes",
+        type=float,
+        default=10.0,
+        metavar="M",
+        help="also checkpoint every M minutes (10; 0: off); Ctrl-C and SIGTERM always save",
+    )
     run.add_argument("--seed", type=int, help="seed of the split, the model and the batches (0)")
     run.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     run.add_argument("--out", help="output folder (runs/TASK)")
     run.add_argument(
-        "--resume", action="store_true", help="go on from the last checkpoint in --out"
+        "--overwrite",
+        action="store_true",
+        help="train into --out even if it holds files atenea did not write (or is a file)",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the last checkpoint in --out; --steps may be raised (the schedule "
+        "continues as if it had been that long from the start)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     parser.set_defaults(run=run_train)
@@ -122,8 +137,9 @@ def run_train(args) -> int:
         return fail("train", error, 1, flags=TRAINING_FLAGS)
     except USER_ERRORS as error:
         return fail("train", error, flags=TRAINING_FLAGS)
-    except KeyboardInterrupt:
-        print("\natenea train: interrupted; go on with --resume", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        stopped = getattr(error, "atenea_message", "interrupted before training started")
+        print(f"\natenea train: {stopped}", file=sys.stderr)
         return 130
 
 
@@ -137,6 +153,8 @@ def _check_numbers(args) -> None:
             raise ValueError(f"{flag}: expected an integer >= {lowest}, got {value}")
     if args.lr is not None and not args.lr > 0:
         raise ValueError(f"--lr: expected a number > 0, got {args.lr}")
+    if not args.save_minutes >= 0:
+        raise ValueError(f"--save-minutes: expected a number >= 0, got {args.save_minutes}")
 
 
 def _resumed_task(args, out: Path):
@@ -153,9 +171,11 @@ def _resumed_task(args, out: Path):
 
 
 def _new_task(args, out: Path):
-    from atenea.training import tasks
+    from atenea.cli.outputs import check_run_output
+    from atenea.training import distributed, tasks
     from atenea.training.state import latest_checkpoint
 
+    check_run_output(out, args.overwrite, delete=distributed.is_main())
     if latest_checkpoint(out) is not None:
         raise ValueError(
             f"--out: {out} already holds a run; add --resume to go on with it, or choose "
@@ -184,23 +204,48 @@ def _train(args) -> int:
     for name in RUN_SETTINGS:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
-    task.info["training"] = {name: settings[name] for name in RUN_SETTINGS}
     steps = settings["steps"]
+    # The warmup actually used is saved, so a resumed run that raises --steps keeps it.
+    settings["warmup"] = min(settings["warmup"], (saved.get("steps") or steps) // 2)
+    task.info["training"] = {name: settings[name] for name in RUN_SETTINGS}
     config = loop.TrainConfig(
         output=out, steps=steps, batch_size=settings["batch_size"],
         accumulation=settings["accumulation"], lr=settings["lr"],
-        warmup=min(settings["warmup"], steps // 2), seed=settings["seed"],
+        warmup=settings["warmup"], seed=settings["seed"], save_minutes=args.save_minutes,
         eval_every=args.eval_every if args.eval_every is not None else max(steps // 5, 1),
         save_every=args.save_every if args.save_every is not None else max(steps // 2, 1),
         bf16=args.bf16, progress=not args.quiet and main,
     )  # fmt: skip
     model = sampling.initial_model(task, settings["seed"])  # the same command, the same model
-    metrics = loop.train(task, model, config, resume=args.resume)
+    metrics = _train_recorded(task, model, config, args, out)
     if main:  # the run is complete: draw it
         draw_run(out, task)
         if not args.quiet:
             _summary(task, metrics, out, time.perf_counter() - started)
     return 0
+
+
+def _train_recorded(task, model, config, args, out: Path) -> dict:
+    """``loop.train``, with the run's state kept in ``out/atenea-run.json`` (``cli/outputs.py``):
+    a folder left without a model says what happened and how to go on."""
+    from atenea.cli.outputs import record_stop, write_run_state
+    from atenea.training import distributed, loop
+    from atenea.training.state import latest_checkpoint
+
+    main = distributed.is_main()
+    if main:
+        write_run_state(out, args.task, "training", f"training to step {config.steps}",
+                        latest_checkpoint(out))  # fmt: skip
+    try:
+        metrics = loop.train(task, model, config, resume=args.resume)
+    except (KeyboardInterrupt, loop.TrainingError) as error:
+        if main:
+            error.atenea_message = record_stop(out, args.task, error, config.steps)
+        raise
+    if main:
+        write_run_state(out, args.task, "finished", f"finished {config.steps} steps",
+                        latest_checkpoint(out))  # fmt: skip
+    return metrics
 
 
 def _summary(task, metrics: dict, out: Path, seconds: float) -> None:
