@@ -66,10 +66,9 @@ def _generate(args, config) -> int:
     import torch
 
     import atenea
+    from atenea.cli.outputs import check_finished
     from atenea.generation import TextStreamer
     from atenea.models import DecoderModel
-
-    from atenea.cli.outputs import check_finished
 
     check_finished(args.model)  # an interrupted run says so, and how to go on
     model, tokenizer = atenea.load_pretrained(args.model)

@@ -44,7 +44,9 @@ def is_atenea_run(folder: Path) -> bool:
     if (folder / RUN_MARKER).is_file() or _names_a_task(folder / "task.json"):
         return True
     checkpoints = folder / "checkpoints"
-    return checkpoints.is_dir() and any(_CHECKPOINT.fullmatch(p.name) for p in checkpoints.iterdir())
+    if not checkpoints.is_dir():
+        return False
+    return any(_CHECKPOINT.fullmatch(path.name) for path in checkpoints.iterdir())
 
 
 def check_run_output(out: Path, overwrite: bool, delete: bool = True) -> None:
@@ -76,7 +78,8 @@ def check_report_output(out: Path, overwrite: bool) -> None:
     """Raise ``ValueError`` (``--out: ...``) when ``out`` is a file that is not an atenea
     report (or a folder), unless ``overwrite``."""
     if out.is_dir():
-        raise ValueError(f"--out: {out} is a folder; give a file name such as {out / 'report.html'}")
+        example = out / "report.html"
+        raise ValueError(f"--out: {out} is a folder; give a file name such as {example}")
     if not out.exists() or overwrite:
         return
     try:
