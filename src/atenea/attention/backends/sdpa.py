@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from atenea.attention.backends.explicit import log_sum_exp
+from atenea.attention.backends.guards import keep_nan_queries
 from atenea.attention.masks import Causal
 from atenea.attention.problem import Problem
 
@@ -63,6 +64,7 @@ def sdpa_attention(
         if need_lse:
             lse = log_sum_exp(q, k, p)
 
+    out = keep_nan_queries(q, out)  # the CPU flash kernel writes 0 for a NaN query
     if allowed is not None:
         # A query with no allowed key: output 0 and lse -inf, whatever the kernel reports.
         empty_rows = p.mask.empty_rows(p.q_len, p.kv_len, q.device)  # (Bm, Hm, Lq) or None

@@ -1,0 +1,19 @@
+"""What PyTorch's fused CPU kernel gets wrong, put right after it.
+
+The flash kernel for the CPU (``scaled_dot_product_attention`` without a mask, and the op the
+``blocks`` backend calls per tile) returns **0** for a query row of NaN, as if the row were fully
+masked; its math path, the fused GPU kernels and atenea's own steps return NaN. A broken input
+must show, so the paths that run that kernel pass their output through ``keep_nan_queries``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def keep_nan_queries(q: Tensor, out: Tensor) -> Tensor:
+    """``out (B, Hq, Lq, Dv)`` with NaN in every row whose query ``q (B, Hq, Lq, D)`` holds a
+    NaN (or an infinity, whose scores are NaN too); other rows unchanged, bit for bit. One
+    reduction over ``q``, no host synchronisation, no gradient."""
+    poison = q.detach().sum(-1, keepdim=True).mul(0)  # 0, or NaN where the row is not finite
+    return out + poison.to(out.dtype)
