@@ -76,3 +76,16 @@ def test_a_nan_query_stays_nan_in_a_decode_step(dtype, lse):
     out = attention(q, k, v, backend="decode", return_lse=lse)
     out = out[0] if lse else out
     assert torch.isnan(out[0, 0]).all() and torch.isfinite(out[0, 1]).all()
+
+
+@pytest.mark.parametrize("backend", [*BACKENDS, "decode"])
+def test_zero_heads_give_an_empty_output_like_sdpa(backend):
+    length = 1 if backend == "decode" else 3
+    q = torch.randn(2, 0, length, D, requires_grad=True)
+    k, v = torch.randn(2, 0, L, D), torch.randn(2, 0, L, 6)
+    out = attention(q, k, v, backend=backend)
+    assert out.shape == torch.nn.functional.scaled_dot_product_attention(q, k, v).shape
+    out.sum().backward()
+    assert q.grad.shape == q.shape
+    with pytest.raises(ValueError, match="q heads 2 and k/v heads 0"):
+        attention(torch.randn(2, 2, length, D), k, v, backend=backend)
