@@ -16,7 +16,12 @@ from atenea.inspect.explain import explain, notable_heads
 from atenea.inspect.report import render_html, report_data
 from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, explain_seq2seq
 from atenea.inspect.tokens import ExplainError, check_text
-from atenea.models import CheckpointError, EncoderDecoderModel, load_pretrained
+from atenea.models import (
+    CheckpointError,
+    EncoderDecoderModel,
+    EncoderForSequenceClassification,
+    load_pretrained,
+)
 
 DEFAULT_OUT = "attention_report.html"
 
@@ -110,6 +115,8 @@ def _run(args) -> int:
         print(f"\ntext: {e.text}")
         if e.notice:
             print(f"note: {e.notice}")
+        if isinstance(model, EncoderForSequenceClassification) and args.pair is None:
+            print(_prediction_line(model, tokenizer, e.text))
         print(f"tokens ({len(e.tokens)}): {' '.join(e.tokens)}")
         if e.focus is not None:
             print(f"focus {e.tokens[e.focus]!r} (token {e.focus}), heads averaged per layer:")
@@ -122,6 +129,17 @@ def _run(args) -> int:
     title = f"{name} ({layers} layers x {heads} heads)"
     _write_outputs(args, explanations, title, out, _write_pictures)
     return 0
+
+
+def _prediction_line(model, tokenizer, text: str) -> str:
+    """``prediction: good 0.93 (bad 0.07)``: what a classifier says about the text."""
+    from atenea.training.predict import classify_texts
+
+    limit = tokenizer.model_max_length or model.config.max_positions
+    ranked = sorted(classify_texts(model, tokenizer, [text], limit)[0]["probabilities"].items(),
+                    key=lambda item: -item[1])  # fmt: skip
+    others = ", ".join(f"{label} {p:.2f}" for label, p in ranked[1:4])
+    return f"prediction: {ranked[0][0]} {ranked[0][1]:.2f}" + (f" ({others})" if others else "")
 
 
 def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:

@@ -40,6 +40,7 @@ class ClassifyTask(Task):
         if len(labels) < 2:
             raise TaskError(f"classify: needs at least two labels, the data has {labels}")
         self.info["labels"] = labels
+        self.model_config["id2label"] = dict(enumerate(labels))  # model.config.id2label, as HF
         self.label_ids = {label: i for i, label in enumerate(labels)}
         self.pad_id = self.model_config["pad_token_id"]
         self.train_ids, self.train_labels = self.encode(train)

@@ -161,7 +161,7 @@ def model_settings(name: str, size: str, overrides: dict) -> tuple[dict, dict]:
     options = dict(TASK_OPTIONS[name])
     # The task decides vocabulary sizes, special ids and shared embeddings.
     settable = {k for k in defaults if not k.endswith(("vocab_size", "_token_id"))}
-    settable -= {"share_embeddings"}
+    settable -= {"share_embeddings", "id2label"}
     for key, value in overrides.items():
         if key in options:
             options[key] = _typed(key, value, options[key])
