@@ -8,36 +8,7 @@ import pytest
 import torch
 
 import atenea
-from atenea.cli.main import main
-
-SMALL = ["--set", "dim=32", "--set", "num_layers=1", "--set", "num_heads=2",
-         "--set", "ffn_hidden=64", "--quiet", "--eval-every", "0", "--seed", "0"]  # fmt: skip
-
-
-def run(*args) -> int:
-    return main([str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    rows = [(f"{'great' if i % 2 else 'awful'} film {i % 7}", "good" if i % 2 else "bad")
-            for i in range(64)]  # fmt: skip
-    with (folder / "reviews.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([("review", "stars"), *rows])
-    dates = [f"{d} de mayo\t{d:02d}-05" for d in range(1, 29)]
-    (folder / "dates.tsv").write_text("source\ttarget\n" + "\n".join(dates) + "\n")
-    (folder / "notes.txt").write_text("the cat sat on the mat.\n" * 60)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def classifier(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "reviews"
-    assert run("train", "classify", "--data", data / "reviews.csv", "--text-column", "review",
-               "--label-column", "stars", "--steps", 12, "--batch-size", 16, "--lr", 1e-2,
-               "--out", out, *SMALL) == 0  # fmt: skip
-    return out
+from tests.cli.conftest import SMALL, run
 
 
 def test_classify_prints_the_label_and_the_models_probabilities(classifier, capsys):
@@ -53,9 +24,9 @@ def test_classify_prints_the_label_and_the_models_probabilities(classifier, caps
     assert float(probability) == pytest.approx(float(expected.max()), abs=0.005)
 
 
-def test_classify_a_file_into_a_csv(classifier, data, tmp_path, capsys):
+def test_classify_a_file_into_a_csv(classifier, small_data, tmp_path, capsys):
     output = tmp_path / "preds.csv"
-    assert run("predict", "--model", classifier, "--data", data / "reviews.csv",
+    assert run("predict", "--model", classifier, "--data", small_data / "reviews.csv",
                "--output", output) == 0  # fmt: skip
     rows = list(csv.DictReader(output.open()))
     assert len(rows) == 64 and set(rows[0]) == {"input", "prediction", "p(bad)", "p(good)"}
@@ -76,13 +47,13 @@ def test_explain_shows_the_classifiers_prediction(classifier, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("task", ["translate", "lm"])
-def test_translate_and_lm_say_what_generate_says(task, data, tmp_path, capsys):
-    out = tmp_path / task
-    source = data / ("dates.tsv" if task == "translate" else "notes.txt")
-    extra = ["--tokenizer", "chars"] if task == "translate" else ["--vocab-size", "260",
-                                                                   "--max-length", "32"]  # fmt: skip
-    assert run("train", task, "--data", source, "--steps", 5, "--batch-size", 4, "--out", out,
-               *extra, *SMALL) == 0  # fmt: skip
+def test_translate_and_lm_say_what_generate_says(task, translator, small_data, tmp_path, capsys):
+    out = translator
+    if task == "lm":
+        out = tmp_path / task
+        assert run("train", "lm", "--data", small_data / "notes.txt", "--steps", 3,
+                   "--batch-size", 4, "--out", out, "--vocab-size", 260, "--max-length", 32,
+                   *SMALL) == 0  # fmt: skip
     prompt = "3 de mayo" if task == "translate" else "the cat"
     capsys.readouterr()
     assert run("predict", "--model", out, prompt, "--max-new-tokens", 8) == 0
@@ -92,9 +63,9 @@ def test_translate_and_lm_say_what_generate_says(task, data, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == predicted
 
 
-def test_bad_input_is_one_line(classifier, data, tmp_path, capsys):
+def test_bad_input_is_one_line(classifier, small_data, tmp_path, capsys):
     assert run("predict", "--model", classifier) == 2  # no input
-    assert run("predict", "--model", classifier, "--data", data / "reviews.csv",
+    assert run("predict", "--model", classifier, "--data", small_data / "reviews.csv",
                "--column", "nope") == 2  # fmt: skip
     assert run("predict", "--model", tmp_path, "x") == 2  # not a run folder
     lines = capsys.readouterr().err.strip().splitlines()

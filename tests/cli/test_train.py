@@ -125,7 +125,7 @@ def test_the_same_command_trains_the_same_model(data, tmp_path):
 def test_evaluate_a_new_file(classify_run, data, tmp_path, capsys):
     before = sorted(p.name for p in classify_run.iterdir())
     assert run("evaluate", "--model", classify_run, "--data", data / "more.csv") == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.split("\n\n")[0].splitlines()  # the metrics come first
     values = {line.split()[0]: float(line.split()[1]) for line in lines}
     assert set(values) == {"accuracy", "macro_f1"} and 0 <= values["accuracy"] <= 1
     assert "(main)" in next(line for line in lines if line.startswith("accuracy"))

@@ -261,8 +261,12 @@ def _summary(task, metrics: dict, out: Path, seconds: float) -> None:
     if task.name in ("translate", "lm"):
         print(f'  atenea generate --model {out} --prompt "{example}"')
     print(f'  atenea explain "{example}" --model {out}')
-    data = task.info.get("data")
-    print(f"  atenea evaluate --model {out}" + (f" --data {data[0]}" if data else ""))
+    # The held-out examples, never the training file (a model scores well on what it learned).
+    validation = task.info.get("validation")
+    if validation:
+        print(f"  atenea evaluate --model {out} --data {validation}")
+    else:
+        print(f"  atenea evaluate --model {out}      (its held-out validation split)")
 
 
 def _example_input(task) -> str:
