@@ -29,11 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(argv)  # --help and --list-presets print here
+        if not hasattr(args, "run"):
+            parser.print_help()
+            return 2
         return args.run(args)
     except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silences the flush at exit)

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from atenea.cli import evaluate
+from atenea.cli import evaluate, train_help
 from atenea.training.tasks.settings import SIZES, TASKS
 
 DEFAULT_OUT = "runs/{task}"
@@ -52,8 +52,10 @@ def _add_train(subparsers) -> None:
         description="Train one of four tasks on your data (or on built-in data when --data is "
         "not given: sentiment sentences, dates, the Python standard library). The output "
         "folder is a model folder with metrics.jsonl, curves.png and checkpoints/.",
+        add_help=False,
     )
     parser.add_argument("task", choices=TASKS, help="classify | translate | lm | mlm")
+    train_help.add_help_flags(parser)  # TASK --help shows the task's defaults; --list-presets
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data",
@@ -217,6 +219,8 @@ def _train(args) -> int:
         bf16=args.bf16, progress=not args.quiet and main,
     )  # fmt: skip
     model = sampling.initial_model(task, settings["seed"])  # the same command, the same model
+    if main and not args.quiet:
+        print(train_help.run_summary(task, model, config, args.resume), flush=True)
     metrics = _train_recorded(task, model, config, args, out)
     if main:  # the run is complete: draw it
         draw_run(out, task)
