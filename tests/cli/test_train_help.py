@@ -65,3 +65,29 @@ def test_num_heads_that_do_not_divide_the_width(task, expected, small_data, tmp_
     )
     if task == "classify":
         assert "head_dim" not in err  # not a setting of an encoder
+
+
+def test_a_default_batch_larger_than_the_data_shrinks(small_data, tmp_path, capsys):
+    # 28 dates, 25 of them for training, against translate's default batch of 64
+    args = [a for a in SMALL if a != "--quiet"]
+    assert run("train", "translate", "--data", small_data / "dates.tsv", "--tokenizer", "chars",
+               "--steps", 1, "--out", tmp_path, *args) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    note = re.search(r"note: (\d+) training examples, fewer than the default batch of 64: "
+                     r"batch size (\d+)", out)  # fmt: skip
+    assert note and note.group(1) == note.group(2)
+    assert (
+        run(
+            "train",
+            "translate",
+            "--data",
+            small_data / "dates.tsv",
+            "--batch-size",
+            64,
+            "--out",
+            tmp_path / "explicit",
+            *SMALL,
+        )
+        == 2
+    )  # an explicit batch is kept: an error
+    assert "--batch-size" in capsys.readouterr().err

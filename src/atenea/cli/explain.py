@@ -224,7 +224,8 @@ def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: st
         source, target = e.source_tokens, e.output_tokens
         written += [
             plots.heatmap_png(cross, target, folder / f"cross_{stem}{suffix}.png",
-                              f"cross-attention {label}: {e.text[:50]}", key_tokens=source),
+                              f"cross-attention {label}: {plots.title_text(e.text, 50)}",
+                              key_tokens=source),
             plots.heatmap_png(e.decoder_maps[-1].mean(0), e.decoder_tokens,
                               folder / f"decoder_self{suffix}.png",
                               "decoder self-attention, last layer, mean of heads", causal=True),
@@ -232,7 +233,7 @@ def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: st
                               folder / f"encoder_self{suffix}.png",
                               "encoder self-attention, last layer, mean of heads"),
             plots.heatmap_png(e.rollout, source, folder / f"rollout{suffix}.png",
-                              f"encoder rollout: {e.text[:50]}"),
+                              f"encoder rollout: {plots.title_text(e.text, 50)}"),
             plots.model_view_png(e.cross_maps, folder / f"model_view_cross{suffix}.png",
                                  f"cross-attention: {title}"),
         ]  # fmt: skip
@@ -256,11 +257,15 @@ def _write_pictures(explanations, initial: dict, folder: Path, title: str) -> li
         chosen = e.maps[layer].mean(0) if head < 0 else e.maps[layer, head]
         head_path = folder / f"head_{stem}{suffix}.png"
         written.append(
-            plots.heatmap_png(chosen, e.cell_tokens, head_path, f"{label}: {e.text[:60]}", e.causal)
+            plots.heatmap_png(
+                chosen, e.cell_tokens, head_path, f"{label}: {plots.title_text(e.text)}", e.causal
+            )
         )
         rollout_path = folder / f"rollout{suffix}.png"
         written.append(
-            plots.heatmap_png(e.rollout, e.cell_tokens, rollout_path, f"rollout: {e.text[:60]}")
+            plots.heatmap_png(
+                e.rollout, e.cell_tokens, rollout_path, f"rollout: {plots.title_text(e.text)}"
+            )
         )
         written.append(plots.model_view_png(e.maps, folder / f"model_view{suffix}.png", title))
     return written

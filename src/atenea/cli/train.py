@@ -206,6 +206,11 @@ def _train(args) -> int:
     for name in RUN_SETTINGS:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
+    if not args.resume and args.batch_size is None:  # a default larger than the data shrinks
+        note = train_help.fit_batch_size(settings, task.num_train_examples(),
+                                         distributed.world().size)  # fmt: skip
+        if note and main and not args.quiet:
+            print(f"note: {note}")
     steps = settings["steps"]
     # The warmup actually used is saved, so a resumed run that raises --steps keeps it.
     settings["warmup"] = min(settings["warmup"], (saved.get("steps") or steps) // 2)
@@ -302,7 +307,7 @@ def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:
     rows are sharpest: the layer that does the aligning (usually the last; the title says).
     Rows: each generated token (the row that wrote it); columns: the source tokens."""
     from atenea.inspect import explain_seq2seq
-    from atenea.inspect.plots import heatmap_png
+    from atenea.inspect.plots import heatmap_png, title_text
     from atenea.models import load_pretrained
 
     model, tokenizer = load_pretrained(folder)
@@ -311,9 +316,11 @@ def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:
     for i, source in enumerate(sources):
         found = explain_seq2seq(source, model, tokenizer)
         layer = found.sharpest_layer
+        # Layers numbered from 0, as atenea explain --layer and its L0, L1 ... count them.
         title = (
-            f"{source!r} -> {found.target!r}\n"
-            f"cross-attention, decoder layer {layer + 1}/{len(found.cross_maps)}, heads averaged"
+            f"{title_text(repr(source), 40)} -> {title_text(repr(found.target), 40)}\n"
+            f"cross-attention, decoder layer L{layer} (of L0..L{len(found.cross_maps) - 1}), "
+            f"heads averaged"
         )
         path = folder / "alignments" / f"alignment-{i}.png"
         weights = found.cross_maps[layer].mean(0)  # (T, S)

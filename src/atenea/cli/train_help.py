@@ -79,6 +79,21 @@ def task_defaults(task: str) -> str:
     return "\n".join(lines)
 
 
+def fit_batch_size(settings: dict, examples: int, world_size: int = 1) -> str | None:
+    """A default batch larger than the training data would be an error (a step needs that many
+    examples): take the whole data a step instead, a multiple of the world size. Changes
+    ``settings["batch_size"]``; returns the note to show, or None when the default fits."""
+    group = settings["batch_size"] * settings["accumulation"]
+    if examples >= group:
+        return None
+    fitted = examples // settings["accumulation"] // world_size * world_size
+    if fitted < 1:
+        return None  # too little data for even one example a rank: the loop's error says so
+    settings["batch_size"] = fitted
+    return (f"{examples} training examples, fewer than the default batch of {group}: "
+            f"batch size {fitted} (--batch-size sets it)")  # fmt: skip
+
+
 # -- the summary a run starts with ------------------------------------------------------------
 
 
