@@ -8,6 +8,7 @@ must show, so the paths that run that kernel pass their output through ``keep_na
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -15,5 +16,6 @@ def keep_nan_queries(q: Tensor, out: Tensor) -> Tensor:
     """``out (B, Hq, Lq, Dv)`` with NaN in every row whose query ``q (B, Hq, Lq, D)`` holds a
     NaN (or an infinity, whose scores are NaN too); other rows unchanged, bit for bit. One
     reduction over ``q``, no host synchronisation, no gradient."""
-    poison = q.detach().sum(-1, keepdim=True).mul(0)  # 0, or NaN where the row is not finite
-    return out + poison.to(out.dtype)
+    # out + 0 * rowsum(q): 0 where the row is finite, NaN where not. Two dispatches (about
+    # 4 us on a decode step's 1 x 12 x 1 x 64), out of place: autograd may have saved ``out``.
+    return torch.add(out, q.detach().sum(-1, keepdim=True).to(out.dtype), alpha=0)
