@@ -18,9 +18,11 @@ def _metrics(text: str) -> dict[str, float]:
     return {line.split()[0]: float(line.split()[1]) for line in lines}
 
 
-def test_the_held_out_split_scores_as_training_logged(classifier, capsys):
-    assert run("evaluate", "--model", classifier) == 0
-    logged = [r["eval"] for r in read_metrics(classifier) if "eval" in r][-1]
+@pytest.mark.parametrize("model", ["classifier", "translator"])
+def test_the_held_out_split_scores_as_training_logged(model, request, capsys):
+    folder = request.getfixturevalue(model)
+    assert run("evaluate", "--model", folder) == 0
+    logged = [r["eval"] for r in read_metrics(folder) if "eval" in r][-1]
     assert _metrics(capsys.readouterr().out) == pytest.approx(logged, abs=5e-5)
 
 
