@@ -71,3 +71,21 @@ def test_bad_input_is_one_line(classifier, small_data, tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("atenea predict: ") for line in lines)
     assert "'nope'" in lines[1] and "task.json" in lines[2]
+
+
+def test_a_bert_shaped_classifier_loads_in_transformers_with_its_labels(small_data, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    out = tmp_path / "bert"
+    assert run("train", "classify", "--data", small_data / "reviews.csv", "--text-column",
+               "review", "--label-column", "stars", "--steps", 2, "--batch-size", 16,
+               "--set", "pooling=cls", "--set", "pooler=true", "--out", out, *SMALL) == 0  # fmt: skip
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert type(theirs).__name__ == "BertForSequenceClassification"
+    assert theirs.config.id2label == {0: "bad", 1: "good"}
+    ours, tokenizer = atenea.load_pretrained(out)
+    assert ours.config.id2label == {0: "bad", 1: "good"}
+    batch = tokenizer(["great film 3", "awful film 1 and more"])
+    with torch.no_grad():
+        expected = theirs(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        found = ours(batch["input_ids"], batch["attention_mask"]).logits
+    torch.testing.assert_close(found, expected, rtol=1e-4, atol=1e-5)

@@ -30,7 +30,9 @@ class ClassifyTask(Task):
     name, main_metric, higher_is_better = "classify", "accuracy", True
 
     def complete_config(self, fields):
-        fields.update(vocab_size=self.tokenizer.vocab_size, pooler=False,
+        # No pooler unless asked for (--set pooler=true with pooling=cls: BERT's classifier,
+        # saved as transformers' BertForSequenceClassification).
+        fields.update(vocab_size=self.tokenizer.vocab_size, pooler=fields.get("pooler", False),
                       pad_token_id=require_token(self.tokenizer, "pad"))  # fmt: skip
         fields["max_positions"] = max(fields.get("max_positions", 0), self.max_length)
         return fields
