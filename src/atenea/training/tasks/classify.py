@@ -65,8 +65,11 @@ class ClassifyTask(Task):
         model = EncoderForSequenceClassification(
             EncoderConfig(**self.model_config), len(self.label_ids), self.options["pooling"]
         )
-        if self.init_state is not None:
-            model.encoder.load_state_dict(self.init_state)
+        if self.init_state is not None:  # a pooler asked for starts new, like the head
+            missing, unexpected = model.encoder.load_state_dict(self.init_state, strict=False)
+            unfit = [k for k in missing if not k.startswith("pooler.")] + list(unexpected)
+            if unfit:
+                raise TaskError(f"init: the pretrained encoder does not fit the model ({unfit[:3]})")
         return model
 
     def num_train_examples(self) -> int:
