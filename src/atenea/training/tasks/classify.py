@@ -69,7 +69,7 @@ class ClassifyTask(Task):
             missing, unexpected = model.encoder.load_state_dict(self.init_state, strict=False)
             unfit = [k for k in missing if not k.startswith("pooler.")] + list(unexpected)
             if unfit:
-                raise TaskError(f"init: the pretrained encoder does not fit the model ({unfit[:3]})")
+                raise TaskError(f"init: the pretrained encoder does not fit ({unfit[:3]})")
         return model
 
     def num_train_examples(self) -> int:
