@@ -17,6 +17,12 @@ sources against the translations the model writes, as ``atenea explain`` capture
 Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=2 -m atenea train lm
 ...``) every rank runs this command and the loop shares the work; rank 0 draws.
 
+``--out`` never replaces what atenea did not write (a folder of the user's, a file) unless
+``--overwrite`` (``cli/outputs.py`` says how a run folder is recognised). Ctrl-C or SIGTERM
+saves a checkpoint of the step reached (and one is saved every ``--save-minutes``), exits 130
+and says how to go on; ``OUT/atenea-run.json`` keeps the run's state. ``--resume`` may raise
+``--steps``: the schedule continues as if the run had been that long from the start.
+
 Bad input (a missing file or column, a bad ``--set``, nothing to resume) ends with one line
 ``atenea train: ...`` and exit code 2; a run that fails while training (a non-finite loss)
 with exit code 1. Never a traceback. The library's messages name its arguments; they are
@@ -140,7 +146,7 @@ def run_train(args) -> int:
     except USER_ERRORS as error:
         return fail("train", error, flags=TRAINING_FLAGS)
     except KeyboardInterrupt as error:
-        stopped = getattr(error, "atenea_message", "interrupted before training started")
+        stopped = getattr(error, "atenea_message", "interrupted")  # outside the loop: no save
         print(f"\natenea train: {stopped}", file=sys.stderr)
         return 130
 
