@@ -152,3 +152,26 @@ def check_finished(model: str) -> None:
     unfinished = unfinished_run(Path(model))
     if unfinished is not None:
         raise ValueError(f"--model: {unfinished}")
+
+
+def train_recorded(task, model, config, name: str, out: Path, resume: bool) -> dict:
+    """``loop.train``, with the run's state kept in ``out/atenea-run.json``: a folder left
+    without a model says what happened and how to go on. On Ctrl-C / SIGTERM or a failed run
+    the exception gets ``atenea_message``, the line ``atenea train`` shows."""
+    from atenea.training import distributed, loop
+    from atenea.training.state import latest_checkpoint
+
+    main = distributed.is_main()
+    if main:
+        write_run_state(out, name, "training", f"training to step {config.steps}",
+                        latest_checkpoint(out))  # fmt: skip
+    try:
+        metrics = loop.train(task, model, config, resume=resume)
+    except (KeyboardInterrupt, loop.TrainingError) as error:
+        if main:
+            error.atenea_message = record_stop(out, name, error, config.steps)
+        raise
+    if main:
+        write_run_state(out, name, "finished", f"finished {config.steps} steps",
+                        latest_checkpoint(out))  # fmt: skip
+    return metrics

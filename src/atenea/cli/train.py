@@ -199,6 +199,7 @@ def _new_task(args, out: Path):
 
 
 def _train(args) -> int:
+    from atenea.cli.outputs import train_recorded
     from atenea.training import distributed, loop, sampling, tasks
 
     _check_numbers(args)
@@ -232,35 +233,12 @@ def _train(args) -> int:
     model = sampling.initial_model(task, settings["seed"])  # the same command, the same model
     if main and not args.quiet:
         print(train_help.run_summary(task, model, config, args.resume), flush=True)
-    metrics = _train_recorded(task, model, config, args, out)
+    metrics = train_recorded(task, model, config, args.task, out, args.resume)
     if main:  # the run is complete: draw it
         draw_run(out, task)
         if not args.quiet:
             _summary(task, metrics, out, time.perf_counter() - started)
     return 0
-
-
-def _train_recorded(task, model, config, args, out: Path) -> dict:
-    """``loop.train``, with the run's state kept in ``out/atenea-run.json`` (``cli/outputs.py``):
-    a folder left without a model says what happened and how to go on."""
-    from atenea.cli.outputs import record_stop, write_run_state
-    from atenea.training import distributed, loop
-    from atenea.training.state import latest_checkpoint
-
-    main = distributed.is_main()
-    if main:
-        write_run_state(out, args.task, "training", f"training to step {config.steps}",
-                        latest_checkpoint(out))  # fmt: skip
-    try:
-        metrics = loop.train(task, model, config, resume=args.resume)
-    except (KeyboardInterrupt, loop.TrainingError) as error:
-        if main:
-            error.atenea_message = record_stop(out, args.task, error, config.steps)
-        raise
-    if main:
-        write_run_state(out, args.task, "finished", f"finished {config.steps} steps",
-                        latest_checkpoint(out))  # fmt: skip
-    return metrics
 
 
 def _summary(task, metrics: dict, out: Path, seconds: float) -> None:
