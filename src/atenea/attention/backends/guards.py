@@ -17,5 +17,10 @@ def keep_nan_queries(q: Tensor, out: Tensor) -> Tensor:
     NaN (or an infinity, whose scores are NaN too); other rows unchanged, bit for bit. One
     reduction over ``q``, no host synchronisation, no gradient."""
     # out + 0 * rowsum(q): 0 where the row is finite, NaN where not. Two dispatches (about
-    # 4 us on a decode step's 1 x 12 x 1 x 64), out of place: autograd may have saved ``out``.
-    return torch.add(out, q.detach().sum(-1, keepdim=True).to(out.dtype), alpha=0)
+    # 4 us on a decode step's 1 x 12 x 1 x 64). In place when nothing needs ``out`` for a
+    # backward pass (no second output buffer to allocate); out of place when autograd may
+    # have saved it.
+    poison = q.detach().sum(-1, keepdim=True).to(out.dtype)
+    if out.requires_grad:
+        return torch.add(out, poison, alpha=0)
+    return out.add_(poison, alpha=0)
