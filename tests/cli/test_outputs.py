@@ -95,8 +95,13 @@ def test_ctrl_c_before_the_first_checkpoint_is_kept_and_resumed(reviews, tmp_pat
     err = capsys.readouterr().err
     assert "unfinished run (interrupted by SIGINT" in err and "--resume" in err
 
-    assert run("train", "classify", "--out", out, "--resume", "--steps", 6, "--quiet") == 0
+    assert run("train", "classify", "--out", out, "--resume", "--quiet") == 0
     assert json.loads((out / RUN_MARKER).read_text())["state"] == "finished"
+    whole = tmp_path / "whole"  # the same command, never interrupted: the very same model
+    assert _train(reviews, whole, "--save-every", 3) == 0
+    assert (out / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
+
+    assert run("train", "classify", "--out", out, "--resume", "--steps", 6, "--quiet") == 0
     info = json.loads((out / "task.json").read_text())
     assert info["training"]["steps"] == 6 and (out / "model.safetensors").is_file()
     assert run("evaluate", "--model", out) == 0
