@@ -21,7 +21,8 @@ def add_parser(subparsers) -> None:
         "evaluate",
         help="score a model folder written by atenea train on a data file",
         description="Score a trained model on a data file of its task (default: the "
-        "validation set it was trained with) and print the metrics.",
+        "held-out validation set it was trained with) and print the metrics; a classifier also "
+        "gets precision, recall and F1 per label and its confusion matrix.",
     )
     parser.add_argument("--model", required=True, help="a folder written by atenea train")
     parser.add_argument("--data", nargs="+", metavar="PATH", help="the data to score")
@@ -34,8 +35,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--png", metavar="PATH", help="classify: the confusion matrix as a PNG")
     for column in ("text", "label", "source", "target"):
-        parser.add_argument(f"--{column}-column", help=f"the data's {column} column "
-                            "(default: as in training)")  # fmt: skip
+        parser.add_argument(f"--{column}-column", metavar="NAME", help=f"the data's {column} "
+                            "column (default: as in training)")  # fmt: skip
     parser.set_defaults(run=run_evaluate)
 
 
