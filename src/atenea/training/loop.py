@@ -7,6 +7,7 @@
         backward (bf16 autocast optional) -> clip -> AdamW -> scheduler
         log {step, loss, lr, grad_norm, tokens_per_s} to metrics.jsonl
         every eval_every steps: task.evaluate;  every save_every steps: a checkpoint
+        every save_minutes, and on Ctrl-C / SIGTERM (then stop): a checkpoint (interrupt.py)
     the end: evaluation, checkpoint, the model folder in config.output
 
 The loop writes data and draws nothing: ``metrics.jsonl`` (``training.metrics_log``) holds what
