@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 from atenea.training.tasks.settings import TASKS
@@ -98,7 +99,8 @@ def check_report_output(out: Path, overwrite: bool) -> None:
 
 
 def resume_command(task: str, out: Path) -> str:
-    return f"atenea train {task} --out {out} --resume"
+    """The command that goes on with a run (the folder quoted for the shell if it must be)."""
+    return f"atenea train {task} --out {shlex.quote(str(out))} --resume"
 
 
 def write_run_state(out: Path, task: str, state: str, message: str, checkpoint=None) -> None:
