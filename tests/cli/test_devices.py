@@ -40,6 +40,7 @@ def test_precision_auto_is_bf16_on_a_gpu_only():
     ["evaluate", "--model", "{out}"],
     ["generate", "--model", "{out}", "--prompt", "hi"],
     ["explain", "a cat", "--model", "minilm"],
+    ["predict", "a cat", "--model", "{out}"],
 ])  # fmt: skip
 @pytest.mark.parametrize("device", ["tpu", "cuda:64"])
 def test_a_bad_device_is_one_line_and_exit_2(command, device, data, tmp_path, capsys):  # noqa: F811

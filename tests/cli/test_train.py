@@ -115,6 +115,8 @@ def test_the_same_command_trains_the_same_model(data, tmp_path):
         torch.manual_seed(len(out))  # whatever state the process is in
         assert run("train", "classify", "--data", data / "reviews.jsonl", "--steps", 2,
                    "--batch-size", 16, "--out", tmp_path / out, *SMALL, *QUICK) == 0  # fmt: skip
+    files = [(tmp_path / out / "model.safetensors").read_bytes() for out in ("first", "second")]
+    assert files[0] == files[1]  # the very same file
     first, second = (atenea.load_pretrained(tmp_path / out)[0] for out in ("first", "second"))
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
@@ -123,7 +125,7 @@ def test_the_same_command_trains_the_same_model(data, tmp_path):
 def test_evaluate_a_new_file(classify_run, data, tmp_path, capsys):
     before = sorted(p.name for p in classify_run.iterdir())
     assert run("evaluate", "--model", classify_run, "--data", data / "more.csv") == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.split("\n\n")[0].splitlines()  # the metrics come first
     values = {line.split()[0]: float(line.split()[1]) for line in lines}
     assert set(values) == {"accuracy", "macro_f1"} and 0 <= values["accuracy"] <= 1
     assert "(main)" in next(line for line in lines if line.startswith("accuracy"))

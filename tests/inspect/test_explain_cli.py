@@ -106,7 +106,7 @@ def test_truncation_is_announced(tiny_bert, tmp_path, capsys):
         (["the robot", "--layer", "9"], "--layer 9: this model has layers 0..2"),
         (["the robot", "--layer", "0", "--head", "4"], "--head 4: this model has heads 0..3"),
         (["the robot", "--head", "1"], "--head needs --layer"),
-        (["the robot", "--focus", "banana"], "--focus: 'banana' is not a token of the text"),
+        (["the robot", "--focus", "banana"], "--focus: 'banana' is not a word of the text"),
         (["the robot", "--model", "/no/such/folder"], "no such folder"),
     ],
 )

@@ -29,7 +29,8 @@ def test_minilm_loads_as_an_encoder_with_its_tokenizer(minilm):
     assert type(model) is EncoderModel
     assert (model.config.dim, model.config.num_layers, model.config.num_heads) == (384, 6, 12)
     assert tokenizer.model_max_length == 256 and tokenizer.padding_side == "right"
-    batch = tokenizer(SENTENCES)
+    with pytest.warns(UserWarning, match="cut to 256"):  # the cut by default is announced
+        batch = tokenizer(SENTENCES)
     lengths = batch["attention_mask"].sum(-1).tolist()
     assert lengths == [3, lengths[1], lengths[2], 256, 250]
     assert batch["input_ids"].shape == (5, 256)
@@ -41,7 +42,7 @@ def test_minilm_sentence_embeddings_match_sentence_transformers(minilm):
     from sentence_transformers import SentenceTransformer
 
     model, tokenizer = minilm
-    batch = tokenizer(SENTENCES)
+    batch = tokenizer(SENTENCES, max_length=256)  # sentence-transformers' max_seq_length
     with torch.no_grad():
         ours = model.sentence_embedding(batch["input_ids"], batch["attention_mask"])
     # the folder of the bundled package, which load_pretrained("minilm") reads

@@ -38,7 +38,7 @@ class Problem:
     @property
     def group(self) -> int:
         """Query heads served by each key/value head (1 = MHA, ``q_heads`` = MQA)."""
-        return self.q_heads // self.kv_heads
+        return self.q_heads // self.kv_heads if self.kv_heads else 1  # no heads: nothing to do
 
     @property
     def offset(self) -> int:
@@ -93,7 +93,8 @@ def check_call(
             f"got {_shape(v)}"
         )
     kv_heads, kv_len = k.shape[1], k.shape[2]
-    if kv_heads == 0 or q_heads % kv_heads != 0:
+    # Zero heads on both sides is an empty problem (empty output, as SDPA gives), not an error.
+    if (q_heads, kv_heads) != (0, 0) and (kv_heads == 0 or q_heads % kv_heads != 0):
         raise ValueError(
             f"k, v: the query heads must be a multiple of the key/value heads (grouped-query "
             f"attention), got q heads {q_heads} and k/v heads {kv_heads}"

@@ -14,7 +14,9 @@ It must return a tensor of the shape of ``score``. Because it sees only indices,
 backend evaluates it one tile at a time and never builds an ``L x L`` bias.
 
 The modifiers here are ``torch.nn.Module`` s, so learned ones (``relative_bias``) register their
-parameters with the model that owns them and receive gradients on every backend. Compose them
+parameters with the model that owns them and receive gradients on every backend. A plain
+function that captures a tensor needing a gradient (a learnable bias table) gets it too, on
+every backend (``captured.py`` finds it). Compose them
 with ``compose(a, b, ...)`` (applied left to right).
 """
 
@@ -25,6 +27,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+
+from atenea.attention.captured import captured_tensors
 
 ScoreModFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
@@ -209,10 +213,9 @@ def compose(*mods: ScoreModFn) -> Compose:
 
 
 def parameters_of(score_mod: ScoreModFn | None) -> list[Tensor]:
-    """Trainable tensors of a score modifier (those autograd must route gradients to)."""
-    if isinstance(score_mod, nn.Module):
-        return [p for p in score_mod.parameters() if p.requires_grad]
-    return []
+    """Tensors needing a gradient that a score modifier uses (those autograd must route
+    gradients to): a module's parameters, and tensors a function captures (``captured.py``)."""
+    return captured_tensors(score_mod)
 
 
 __all__ = [

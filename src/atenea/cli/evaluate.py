@@ -2,7 +2,12 @@
 
     atenea evaluate --model runs/notes --data more_notes.txt
 
-Without ``--data`` the model is scored on the validation set it was trained with.
+Without ``--data`` the model is scored on the validation set it was trained with (its
+held-out split, never the training examples). A classifier also gets precision, recall and F1
+per label and its confusion matrix (printed; ``--png`` or ``--out`` draw it); a label the model
+never learned is counted, not fatal. A translator whose references are mostly shorter than four
+words is read by exact match and chrF first (BLEU has no 4-grams to count there; a note says
+so). ``--predictions FILE`` writes each example's prediction (training.evaluation).
 """
 
 from __future__ import annotations
@@ -18,12 +23,22 @@ def add_parser(subparsers) -> None:
         "evaluate",
         help="score a model folder written by atenea train on a data file",
         description="Score a trained model on a data file of its task (default: the "
-        "validation set it was trained with) and print the metrics.",
+        "held-out validation set it was trained with) and print the metrics; a classifier also "
+        "gets precision, recall and F1 per label and its confusion matrix.",
     )
     parser.add_argument("--model", required=True, help="a folder written by atenea train")
     parser.add_argument("--data", nargs="+", metavar="PATH", help="the data to score")
     parser.add_argument("--limit", type=int, help="score at most N examples")
-    parser.add_argument("--out", help="also write the metrics to OUT/metrics.json")
+    parser.add_argument(
+        "--out", help="also write OUT/metrics.json (and OUT/confusion.png for a classifier)"
+    )
+    parser.add_argument(
+        "--predictions", metavar="CSV", help="write each example's prediction (classify, translate)"
+    )
+    parser.add_argument("--png", metavar="PATH", help="classify: the confusion matrix as a PNG")
+    for column in ("text", "label", "source", "target"):
+        parser.add_argument(f"--{column}-column", metavar="NAME", help=f"the data's {column} "
+                            "column (default: as in training)")  # fmt: skip
     add_device_arguments(parser)
     parser.set_defaults(run=run_evaluate)
 
@@ -38,23 +53,36 @@ def run_evaluate(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import atenea
-    from atenea.training import tasks
+    from atenea.cli.evaluation_report import confusion_png, print_evaluation, write_predictions
+    from atenea.cli.outputs import check_finished
+    from atenea.training.evaluation import evaluate_folder
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit: expected an integer >= 1, got {args.limit}")
+    device = device_of(args)  # a device that is not there: said before anything is read
     folder = Path(args.model)
     if not folder.is_dir():
         raise ValueError(f"--model: {folder}: no such folder")
-    device = device_of(args)
-    task = tasks.from_description(tasks.read_description(folder), folder, data=args.data)
-    model, _ = atenea.load_pretrained(folder)
-    model.to(device)
-    metrics = task.evaluate(model, limit=args.limit)
-    width = max(len(k) for k in metrics)
-    for name, value in metrics.items():
-        marker = "  (main)" if name == task.main_metric else ""
-        print(f"{name:<{width}}  {value:.4f}{marker}")
+    check_finished(folder)  # an interrupted run says so, and how to go on
+    columns = {c: getattr(args, f"{c}_column") for c in ("text", "label", "source", "target")}
+    wanted = {k: v for k, v in columns.items() if v}
+    result = evaluate_folder(folder, args.data, wanted, args.limit, device=device)
+    print_evaluation(result)
+    metrics = result.metrics
+    pictures = [Path(args.png)] if args.png else []
+    if args.out and result.confusion:
+        pictures.append(Path(args.out) / "confusion.png")
+    if pictures or args.predictions:
+        print()  # the files written, apart from the numbers
+    for path in pictures:
+        try:
+            print(f"confusion matrix: {confusion_png(result, path)}")
+        except ImportError as error:  # matplotlib missing: the numbers are printed already
+            raise ValueError(f"--png: {error}") from None
+    if args.predictions:
+        if not result.rows:
+            raise ValueError(f"--predictions: a {result.task} model has no per-example predictions")
+        print(f"predictions: {write_predictions(result.rows, Path(args.predictions))}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import torch
 
 from atenea.cli.devices import add_device_arguments, device_of
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
+from atenea.cli.outputs import check_finished, check_report_output
 from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
 from atenea.inspect.explain_lang import seq2seq_summary
@@ -19,7 +20,12 @@ from atenea.inspect.lang import LanguageError, pick_language
 from atenea.inspect.report import render_html, report_data
 from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, explain_seq2seq
 from atenea.inspect.tokens import ExplainError, check_text
-from atenea.models import CheckpointError, EncoderDecoderModel, load_pretrained
+from atenea.models import (
+    CheckpointError,
+    EncoderDecoderModel,
+    EncoderForSequenceClassification,
+    load_pretrained,
+)
 
 DEFAULT_OUT = "attention_report.html"
 
@@ -57,6 +63,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--layer", type=int, help="layer to select first in the report")
     parser.add_argument("--head", type=int, help="head to select first (with --layer)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"HTML report path ({DEFAULT_OUT})")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --out even if atenea did not write it"
+    )
     parser.add_argument("--png", metavar="DIR", help="also write PNG heatmaps into DIR")
     parser.add_argument("--max-tokens", type=int, help="truncate the text to this many tokens")
     parser.add_argument("--lang", help="language of the summary: en or es (default: the locale)")
@@ -81,8 +90,11 @@ def _run(args) -> int:
     if args.head is not None and args.layer is None:
         raise ExplainError("--head needs --layer")
     out = Path(args.out)
-    if out.is_dir():
-        raise ExplainError(f"--out {out} is a folder; give a file name such as {out / DEFAULT_OUT}")
+    try:  # nothing atenea did not write is replaced (cli/outputs.py)
+        check_report_output(out, args.overwrite)
+        check_finished(args.model)
+    except ValueError as error:
+        raise ExplainError(str(error)) from None
 
     device = device_of(args)
     with torch.inference_mode():
@@ -121,6 +133,8 @@ def _run(args) -> int:
         print(f"\ntext: {e.text}")
         if e.notice:
             print(f"note: {e.notice}")
+        if isinstance(model, EncoderForSequenceClassification) and args.pair is None:
+            print(_prediction_line(model, tokenizer, e.text))
         print(f"tokens ({len(e.tokens)}): {' '.join(e.tokens)}")
         if e.focus is not None:
             print(f"focus {e.tokens[e.focus]!r} (token {e.focus}), heads averaged per layer:")
@@ -133,6 +147,17 @@ def _run(args) -> int:
     title = f"{name} ({layers} layers x {heads} heads)"
     _write_outputs(args, explanations, title, out, _write_pictures)
     return 0
+
+
+def _prediction_line(model, tokenizer, text: str) -> str:
+    """``prediction: good 0.93 (bad 0.07)``: what a classifier says about the text."""
+    from atenea.training.predict import classify_texts
+
+    limit = tokenizer.model_max_length or model.config.max_positions
+    ranked = sorted(classify_texts(model, tokenizer, [text], limit)[0]["probabilities"].items(),
+                    key=lambda item: -item[1])  # fmt: skip
+    others = ", ".join(f"{label} {p:.2f}" for label, p in ranked[1:4])
+    return f"prediction: {ranked[0][0]} {ranked[0][1]:.2f}" + (f" ({others})" if others else "")
 
 
 def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
@@ -222,7 +247,8 @@ def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: st
         source, target = e.source_tokens, e.output_tokens
         written += [
             plots.heatmap_png(cross, target, folder / f"cross_{stem}{suffix}.png",
-                              f"cross-attention {label}: {e.text[:50]}", key_tokens=source),
+                              f"cross-attention {label}: {plots.title_text(e.text, 50)}",
+                              key_tokens=source),
             plots.heatmap_png(e.decoder_maps[-1].mean(0), e.decoder_tokens,
                               folder / f"decoder_self{suffix}.png",
                               "decoder self-attention, last layer, mean of heads", causal=True),
@@ -230,7 +256,7 @@ def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: st
                               folder / f"encoder_self{suffix}.png",
                               "encoder self-attention, last layer, mean of heads"),
             plots.heatmap_png(e.rollout, source, folder / f"rollout{suffix}.png",
-                              f"encoder rollout: {e.text[:50]}"),
+                              f"encoder rollout: {plots.title_text(e.text, 50)}"),
             plots.model_view_png(e.cross_maps, folder / f"model_view_cross{suffix}.png",
                                  f"cross-attention: {title}"),
         ]  # fmt: skip
@@ -254,11 +280,15 @@ def _write_pictures(explanations, initial: dict, folder: Path, title: str) -> li
         chosen = e.maps[layer].mean(0) if head < 0 else e.maps[layer, head]
         head_path = folder / f"head_{stem}{suffix}.png"
         written.append(
-            plots.heatmap_png(chosen, e.cell_tokens, head_path, f"{label}: {e.text[:60]}", e.causal)
+            plots.heatmap_png(
+                chosen, e.cell_tokens, head_path, f"{label}: {plots.title_text(e.text)}", e.causal
+            )
         )
         rollout_path = folder / f"rollout{suffix}.png"
         written.append(
-            plots.heatmap_png(e.rollout, e.cell_tokens, rollout_path, f"rollout: {e.text[:60]}")
+            plots.heatmap_png(
+                e.rollout, e.cell_tokens, rollout_path, f"rollout: {plots.title_text(e.text)}"
+            )
         )
         written.append(plots.model_view_png(e.maps, folder / f"model_view{suffix}.png", title))
     return written

@@ -68,10 +68,12 @@ def _generate(args, config) -> int:
     import torch
 
     import atenea
+    from atenea.cli.outputs import check_finished
     from atenea.generation import TextStreamer
     from atenea.models import DecoderModel
 
-    device = device_of(args)
+    device = device_of(args)  # a device that is not there: said before anything is read
+    check_finished(args.model)  # an interrupted run says so, and how to go on
     model, tokenizer = atenea.load_pretrained(args.model)
     if tokenizer is None:
         raise ValueError(f"--model: {args.model} has no tokenizer.json; it is needed for text")

@@ -9,7 +9,7 @@ import os
 import sys
 
 from atenea import __version__
-from atenea.cli import cost, explain, generate, steps, train
+from atenea.cli import cost, explain, generate, predict, steps, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,16 +24,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_parser(subparsers)
     explain.add_parser(subparsers)
     train.add_parsers(subparsers)
+    predict.add_parser(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(argv)  # --help and --list-presets print here
+        if not hasattr(args, "run"):
+            parser.print_help()
+            return 2
         return args.run(args)
     except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silences the flush at exit)

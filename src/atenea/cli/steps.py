@@ -106,7 +106,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from atenea.inspect.plots import png_path
+
     try:
+        if not args.no_png:
+            try:  # before the steps print: a picture cannot go to out.csv
+                args.png = png_path(args.png)
+            except ValueError as error:
+                raise StepsError(f"--png: {error}") from None
         lang = pick_language(args.lang)
         if args.model is None:
             for flag, value in (

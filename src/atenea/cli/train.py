@@ -17,6 +17,12 @@ sources against the translations the model writes, as ``atenea explain`` capture
 Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=2 -m atenea train lm
 ...``) every rank runs this command and the loop shares the work; rank 0 draws.
 
+``--out`` never replaces what atenea did not write (a folder of the user's, a file) unless
+``--overwrite`` (``cli/outputs.py`` says how a run folder is recognised). Ctrl-C or SIGTERM
+saves a checkpoint of the step reached (and one is saved every ``--save-minutes``), exits 130
+and says how to go on; ``OUT/atenea-run.json`` keeps the run's state. ``--resume`` may raise
+``--steps``: the schedule continues as if the run had been that long from the start.
+
 Bad input (a missing file or column, a bad ``--set``, nothing to resume) ends with one line
 ``atenea train: ...`` and exit code 2; a run that fails while training (a non-finite loss)
 with exit code 1. Never a traceback. The library's messages name its arguments; they are
@@ -29,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from atenea.cli import evaluate
+from atenea.cli import evaluate, train_help
 from atenea.cli.devices import add_device_arguments, device_of
 from atenea.training.tasks.settings import SIZES, TASKS
 
@@ -53,8 +59,10 @@ def _add_train(subparsers) -> None:
         description="Train one of four tasks on your data (or on built-in data when --data is "
         "not given: sentiment sentences, dates, the Python standard library). The output "
         "folder is a model folder with metrics.jsonl, curves.png and checkpoints/.",
+        add_help=False,
     )
     parser.add_argument("task", choices=TASKS, help="classify | translate | lm | mlm")
+    train_help.add_help_flags(parser)  # TASK --help shows the task's defaults; --list-presets
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data",
@@ -95,11 +103,26 @@ def _add_train(subparsers) -> None:
     run.add_argument("--warmup", type=int, help="linear warmup steps")
     run.add_argument("--eval-every", type=int, help="evaluate every N steps")
     run.add_argument("--save-every", type=int, help="checkpoint every N steps")
+    run.add_argument(
+        "--save-minutes",
+        type=float,
+        default=10.0,
+        metavar="M",
+        help="also checkpoint every M minutes (10; 0: off); Ctrl-C and SIGTERM always save",
+    )
     run.add_argument("--seed", type=int, help="seed of the split, the model and the batches (0)")
     run.add_argument("--bf16", action="store_true", help="bfloat16 autocast (= --precision bf16)")
     run.add_argument("--out", help="output folder (runs/TASK)")
     run.add_argument(
-        "--resume", action="store_true", help="go on from the last checkpoint in --out"
+        "--overwrite",
+        action="store_true",
+        help="train into --out even if it holds files atenea did not write (or is a file)",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the last checkpoint in --out; --steps may be raised (the schedule "
+        "continues as if it had been that long from the start)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     run.add_argument(
@@ -130,8 +153,9 @@ def run_train(args) -> int:
         return fail("train", error, 1, flags=TRAINING_FLAGS)
     except USER_ERRORS as error:
         return fail("train", error, flags=TRAINING_FLAGS)
-    except KeyboardInterrupt:
-        print("\natenea train: interrupted; go on with --resume", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        stopped = getattr(error, "atenea_message", "interrupted")  # outside the loop: no save
+        print(f"\natenea train: {stopped}", file=sys.stderr)
         return 130
 
 
@@ -145,6 +169,8 @@ def _check_numbers(args) -> None:
             raise ValueError(f"{flag}: expected an integer >= {lowest}, got {value}")
     if args.lr is not None and not args.lr > 0:
         raise ValueError(f"--lr: expected a number > 0, got {args.lr}")
+    if not args.save_minutes >= 0:
+        raise ValueError(f"--save-minutes: expected a number >= 0, got {args.save_minutes}")
 
 
 def _resumed_task(args, out: Path):
@@ -161,9 +187,11 @@ def _resumed_task(args, out: Path):
 
 
 def _new_task(args, out: Path):
-    from atenea.training import tasks
+    from atenea.cli.outputs import check_run_output
+    from atenea.training import distributed, tasks
     from atenea.training.state import latest_checkpoint
 
+    check_run_output(out, args.overwrite, delete=distributed.is_main())
     if latest_checkpoint(out) is not None:
         raise ValueError(
             f"--out: {out} already holds a run; add --resume to go on with it, or choose "
@@ -179,6 +207,7 @@ def _new_task(args, out: Path):
 
 
 def _train(args) -> int:
+    from atenea.cli.outputs import train_recorded
     from atenea.training import distributed, loop, sampling, tasks
     from atenea.training.devices import uses_bf16
 
@@ -196,19 +225,28 @@ def _train(args) -> int:
     for name in RUN_SETTINGS:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
-    task.info["training"] = {name: settings[name] for name in RUN_SETTINGS}
+    if not args.resume and args.batch_size is None:  # a default larger than the data shrinks
+        note = train_help.fit_batch_size(settings, task.num_train_examples(),
+                                         distributed.world().size)  # fmt: skip
+        if note and main and not args.quiet:
+            print(f"note: {note}")
     steps = settings["steps"]
+    # The warmup actually used is saved, so a resumed run that raises --steps keeps it.
+    settings["warmup"] = min(settings["warmup"], (saved.get("steps") or steps) // 2)
+    task.info["training"] = {name: settings[name] for name in RUN_SETTINGS}
     config = loop.TrainConfig(
         output=out, steps=steps, batch_size=settings["batch_size"],
         accumulation=settings["accumulation"], lr=settings["lr"],
-        warmup=min(settings["warmup"], steps // 2), seed=settings["seed"],
+        warmup=settings["warmup"], seed=settings["seed"], save_minutes=args.save_minutes,
         eval_every=args.eval_every if args.eval_every is not None else max(steps // 5, 1),
         save_every=args.save_every if args.save_every is not None else max(steps // 2, 1),
         bf16=bf16, compile=args.compile, fsdp=args.fsdp, progress=not args.quiet and main,
     )  # fmt: skip
     model = sampling.initial_model(task, settings["seed"])  # the same command, the same model
     model.to(device)
-    metrics = loop.train(task, model, config, resume=args.resume)
+    if main and not args.quiet:
+        print(train_help.run_summary(task, model, config, args.resume), flush=True)
+    metrics = train_recorded(task, model, config, args.task, out, args.resume)
     if main:  # the run is complete: draw it
         draw_run(out, task)
         if not args.quiet:
@@ -229,8 +267,12 @@ def _summary(task, metrics: dict, out: Path, seconds: float) -> None:
     if task.name in ("translate", "lm"):
         print(f'  atenea generate --model {out} --prompt "{example}"')
     print(f'  atenea explain "{example}" --model {out}')
-    data = task.info.get("data")
-    print(f"  atenea evaluate --model {out}" + (f" --data {data[0]}" if data else ""))
+    # The held-out examples, never the training file (a model scores well on what it learned).
+    validation = task.info.get("validation")
+    if validation:
+        print(f"  atenea evaluate --model {out} --data {validation}")
+    else:
+        print(f"  atenea evaluate --model {out}      (its held-out validation split)")
 
 
 def _example_input(task) -> str:
@@ -262,7 +304,7 @@ def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:
     rows are sharpest: the layer that does the aligning (usually the last; the title says).
     Rows: each generated token (the row that wrote it); columns: the source tokens."""
     from atenea.inspect import explain_seq2seq
-    from atenea.inspect.plots import heatmap_png
+    from atenea.inspect.plots import heatmap_png, title_text
     from atenea.models import load_pretrained
 
     model, tokenizer = load_pretrained(folder)
@@ -271,9 +313,11 @@ def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:
     for i, source in enumerate(sources):
         found = explain_seq2seq(source, model, tokenizer)
         layer = found.sharpest_layer
+        # Layers numbered from 0, as atenea explain --layer and its L0, L1 ... count them.
         title = (
-            f"{source!r} -> {found.target!r}\n"
-            f"cross-attention, decoder layer {layer + 1}/{len(found.cross_maps)}, heads averaged"
+            f"{title_text(repr(source), 40)} -> {title_text(repr(found.target), 40)}\n"
+            f"cross-attention, decoder layer L{layer} (of L0..L{len(found.cross_maps) - 1}), "
+            f"heads averaged"
         )
         path = folder / "alignments" / f"alignment-{i}.png"
         weights = found.cross_maps[layer].mean(0)  # (T, S)

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from atenea.inspect.analysis import HeadDescription, rollout, top_targets
 from atenea.inspect.capture import base_model, record, scan
+from atenea.inspect.focus import find_focus
 from atenea.inspect.tokens import REPORT_MAX_CELLS, ExplainError, check_text, token_labels
 from atenea.models.decoder import DecoderModel
 from atenea.models.encoder_decoder import EncoderDecoderModel
@@ -47,17 +48,6 @@ class Explanation:
         return [f"{self.tokens[s]}…" for s in range(0, len(self.tokens), self.block)]
 
 
-def _find_focus(tokens: list[str], word: str) -> int:
-    wanted = word.strip().lower()
-    for index, token in enumerate(tokens):
-        if token.lower() == wanted:
-            return index
-    for index, token in enumerate(tokens):  # a word split into pieces: its first piece
-        if wanted.startswith(token.lower().lstrip("#")) and token.strip("#"):
-            return index
-    raise ExplainError(f"focus: {word!r} is not a token of the text; tokens: {' '.join(tokens)}")
-
-
 def explain(
     text: str,
     model,
@@ -88,7 +78,7 @@ def explain(
         )
     ids = batch["input_ids"]
     tokens, special = token_labels(tokenizer, ids[0])
-    focus_index = None if focus is None else _find_focus(tokens, focus)
+    focus_index = None if focus is None else find_focus(tokenizer, text, pair, focus, tokens)
     records = record(model, ids, batch["attention_mask"], batch.get("token_type_ids")).attention
     # Past REPORT_MAX_CELLS tokens the maps are pooled into blocks (exact numbers per block).
     maps, descriptions, focus_rows, block = scan(records, special, REPORT_MAX_CELLS, focus_index)

@@ -21,6 +21,27 @@ def _pyplot():
     return plt
 
 
+def png_path(path) -> Path:
+    """The file a picture goes to: ``path`` as given when it ends in ``.png``, with ``.png``
+    added when it has no suffix (so the name printed is the name written); another suffix
+    (``out.csv``) is a ValueError, never a file of one format under another's name."""
+    path = Path(path)
+    if not path.suffix:
+        return path.with_name(path.name + ".png")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: pictures are written as PNG; give a name that ends in .png")
+    return path
+
+
+def title_text(text: str, width: int = 60) -> str:
+    """``text`` for a picture's title: whole words up to ``width`` characters, then "…"."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[: width + 1].rsplit(" ", 1)[0] if " " in text[:width] else text[:width]
+    return cut.rstrip(" ,.;:") + "…"
+
+
 def _tick_label(token: str) -> str:
     """A token as a tick label: its spaces as ``␣`` (a character model's space, or the space a
     byte-level piece starts with, would otherwise be a blank tick)."""
@@ -37,10 +58,10 @@ def heatmap_png(
     when ``causal``, and where ``allowed (Lq, Lk)`` (bool) is False. ``show_values`` writes each
     weight in its cell (for small maps); ``vmax`` fixes the top of the colour scale (default:
     the largest weight). Raises ImportError when matplotlib is missing."""
+    path = png_path(path)
     plt = _pyplot()
     import numpy as np
 
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     key_tokens = tokens if key_tokens is None else key_tokens
     cell = 0.6 if show_values else 0.28  # inches: room for a number, or compact
@@ -76,8 +97,8 @@ def heatmap_png(
 
 def model_view_png(maps: Tensor, path, title: str) -> Path:
     """Every head of every layer as a thumbnail grid: ``maps (layers, heads, L, L)``."""
+    path = png_path(path)
     plt = _pyplot()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     layers, heads = maps.shape[:2]
     fig, axes = plt.subplots(layers, heads, figsize=(heads * 1.1, layers * 1.1), squeeze=False)
@@ -121,7 +142,7 @@ def training_curves_png(records: list[dict], main_metric: str, path) -> Path:
     for axes in (left, right):
         axes.grid(alpha=0.3)
     figure.tight_layout()
-    path = Path(path)
+    path = png_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     return path

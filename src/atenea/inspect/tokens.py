@@ -35,4 +35,22 @@ def token_labels(tokenizer, ids: Tensor) -> tuple[list[str], list[bool]]:
     tokenizer's special tokens ([CLS], [SEP], BOS, ...)."""
     raw = tokenizer.tokens(ids)
     specials = set(tokenizer.special_tokens.values())
-    return [display_token(token) for token in raw], [token in specials for token in raw]
+    decoder = getattr(getattr(tokenizer, "backend", None), "decoder", None)
+    if type(decoder).__name__ == "ByteLevel":  # GPT-2-style pieces: bytes drawn as letters
+        labels = [t if t in specials else _byte_level_label(decoder, t) for t in raw]
+    else:
+        labels = [display_token(token) for token in raw]
+    return labels, [token in specials for token in raw]
+
+
+def _byte_level_label(decoder, token: str) -> str:
+    """A byte-level BPE piece as text: its bytes decoded (``ĠĠĠ`` is three spaces, ``Ã©`` is
+    "é"), the space that starts a word dropped, a piece of only white space with ``␣`` per space,
+    newlines and tabs as ``\\n`` and ``\\t``. A piece that is part of a character shows
+    as U+FFFD."""
+    text = decoder.decode([token])
+    if text.startswith(" ") and text.strip():
+        text = text[1:]
+    if not text.strip():  # indentation, blank lines: every space shown
+        text = text.replace(" ", "\u2423")
+    return text.replace("\n", "\\n").replace("\t", "\\t")

@@ -67,6 +67,13 @@ class EncoderConfig(_Presets):
     attention_dropout: float = 0.1
     pooler: bool = True  # BERT's dense + tanh on the [CLS] state
     pad_token_id: int = 0
+    # A classifier's label names by class index (Hugging Face's ``config.id2label``); None for
+    # models without labels. JSON's string keys become integers again.
+    id2label: dict[int, str] | None = None
+
+    def __post_init__(self):
+        if self.id2label is not None:
+            self.id2label = {int(index): str(label) for index, label in self.id2label.items()}
 
     PRESETS = {
         "bert-base": {},

@@ -4,6 +4,7 @@ special tokens a checkpoint folder declares."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -132,9 +133,18 @@ class Tokenizer:
             self.backend.enable_truncation(limit)
         try:
             inputs = list(zip(texts, pairs)) if pairs is not None else texts
-            return self.backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+            encodings = self.backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
         finally:
             self.backend.no_truncation()
+        if truncation and limit and max_length is None and any(e.overflowing for e in encodings):
+            # Cut by the default, not by the caller: say so (a model may take more than the
+            # tokenizer's model_max_length, e.g. MiniLM's 256 of its 512 positions).
+            warnings.warn(
+                f"tokenizer: a text longer than model_max_length={limit} tokens was cut to "
+                f"{limit}; pass max_length (up to the model's positions) or truncation=False",
+                stacklevel=3,
+            )
+        return encodings
 
     def encode_batch(
         self, texts: list[str], *, max_length: int | None = None, truncation: bool = True,

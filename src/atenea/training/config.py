@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Saved run settings that must not change on resume: they decide batches, schedule and RNG.
-RESUME_FIELDS = ("batch_size", "accumulation", "seed", "lr", "steps", "warmup", "weight_decay")
+# ``steps`` may grow on resume (``check_resume``): the schedule then continues as if the run had
+# been started with the new number (``schedule.refresh_learning_rates``).
+RESUME_FIELDS = ("batch_size", "accumulation", "seed", "lr", "warmup", "weight_decay")
 
 
 class TrainingError(RuntimeError):
@@ -38,6 +40,8 @@ class TrainConfig:
     fsdp: shard the model, gradients and optimizer over the ranks (FSDP2) instead of copying
         them to every rank (DDP); needs several processes (``torchrun``).
     keep: complete checkpoints kept. progress: a tqdm bar on rank 0.
+    save_minutes: also checkpoint after this many minutes of training since the last save
+        (None or 0: only on ``save_every``); Ctrl-C / SIGTERM always save (``interrupt.py``).
     stop_at: stop early after this many steps, with a checkpoint (for tests and time limits);
         the schedule still spans ``steps`` and ``train(..., resume=True)`` goes on from there.
 
@@ -63,6 +67,7 @@ class TrainConfig:
     keep: int = 2
     progress: bool = True
     stop_at: int | None = None
+    save_minutes: float | None = 10.0
 
     def to_json(self) -> dict:
         values = dataclasses.asdict(self)
@@ -83,6 +88,10 @@ class TrainConfig:
         if self.stop_at is not None and not 1 <= self.stop_at <= self.steps:
             raise ValueError(
                 f"TrainConfig.stop_at: expected 1..steps={self.steps}, got {self.stop_at}"
+            )
+        if self.save_minutes is not None and not self.save_minutes >= 0:
+            raise ValueError(
+                f"TrainConfig.save_minutes: expected None or >= 0, got {self.save_minutes}"
             )
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ValueError(
@@ -109,6 +118,8 @@ def check_resume(saved: dict, config: TrainConfig, folder: Path) -> None:
         for name in RESUME_FIELDS
         if saved.get(name) != now[name]
     ]
+    if isinstance(saved.get("steps"), int) and now["steps"] < saved["steps"]:
+        changed.append(f"steps: {saved['steps']!r} -> {now['steps']!r} (steps may only grow)")
     if changed:
         raise TrainingError(
             f"cannot resume from {folder}: the run was started with other settings "

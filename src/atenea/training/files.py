@@ -176,6 +176,19 @@ def read_pairs(path, first: str, second: str, names: tuple[str, str]) -> list[di
     ]
 
 
+def read_column(path, column: str) -> list[str]:
+    """The values of one column of a table file, in order (inputs to predict); an empty cell is
+    an error naming its line."""
+    path = Path(path)
+    columns, records = _read_records(path)
+    if columns is not None and column not in columns:
+        found = ", ".join(repr(c) for c in columns)
+        raise DataError(f"{path}: no {column!r} column (columns found: {found})")
+    if not records:
+        raise DataError(f"{path}: no rows")
+    return [field_value(where, record, column, columns) for where, record in records]
+
+
 # -- text documents ----------------------------------------------------------------------------
 
 

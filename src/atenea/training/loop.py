@@ -7,6 +7,7 @@
         backward (bf16 autocast optional) -> clip -> AdamW -> scheduler
         log {step, loss, lr, grad_norm, tokens_per_s} to metrics.jsonl
         every eval_every steps: task.evaluate;  every save_every steps: a checkpoint
+        every save_minutes, and on Ctrl-C / SIGTERM (then stop): a checkpoint (interrupt.py)
     the end: evaluation, checkpoint, the model folder in config.output
 
 The loop writes data and draws nothing: ``metrics.jsonl`` (``training.metrics_log``) holds what
@@ -47,6 +48,7 @@ from torch import nn
 
 from atenea.training import distributed, sharding
 from atenea.training.config import TrainConfig, TrainingError, check_resume
+from atenea.training.interrupt import Interrupts, TrainingInterrupted
 from atenea.training.metrics_log import METRICS, MetricsLog
 from atenea.training.sampling import (
     batch_generator,
@@ -54,7 +56,7 @@ from atenea.training.sampling import (
     rng_untouched,
     seed_everything,
 )
-from atenea.training.schedule import make_optimizer, make_scheduler
+from atenea.training.schedule import make_optimizer, make_scheduler, refresh_learning_rates
 from atenea.training.state import (
     TrainingState,
     latest_checkpoint,
@@ -64,7 +66,7 @@ from atenea.training.state import (
     write_model,
 )
 
-__all__ = ["TrainConfig", "TrainingError", "train"]
+__all__ = ["TrainConfig", "TrainingError", "TrainingInterrupted", "train"]
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -119,6 +121,7 @@ class _Run:
         self.last_checkpoint: Path | None = None
         self.task_info = task.describe() if self.main else {}
         self.bar = None
+        self.interrupts = Interrupts(None)  # ``train`` installs the real one (signals, clock)
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -148,6 +151,8 @@ class _Run:
                                         self.scheduler)  # fmt: skip
             self.full.push(self.plain, self.optimizer)
         check_resume(state.config, self.config, folder)
+        if state.config.get("steps") != self.config.steps:  # a longer run: the new schedule
+            refresh_learning_rates(self.scheduler)
         if not restore_rank_rng(state, self.world.rank, self.world.size) and self.world.rank:
             # saved by another number of ranks: not exact anyway, but keep the ranks apart
             torch.manual_seed(self.config.seed + self.world.rank + 1_000_003 * state.step)
@@ -253,6 +258,7 @@ class _Run:
                 keep=self.config.keep,
             )  # fmt: skip
         self.saved_at = self.step
+        self.interrupts.saved()
         distributed.barrier()
 
     def show(self, loss: float, tokens_per_s: float) -> None:
@@ -263,6 +269,16 @@ class _Run:
             shown[self.task.main_metric] = f"{self.metrics[self.task.main_metric]:.4g}"
         self.bar.set_postfix(shown, refresh=False)
         self.bar.update(1)
+
+    def save_if_asked(self, end: int) -> None:
+        """A checkpoint when the clock (``save_minutes``) or a signal asks for one; after a
+        signal, stop the run there (``TrainingInterrupted``)."""
+        save, stop = self.interrupts.poll()
+        if save and self.saved_at != self.step and self.step < end:
+            self.checkpoint()
+        if stop and self.step < end:
+            self.log.flush()
+            raise TrainingInterrupted(self.step, self.last_checkpoint, self.interrupts.received)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -301,6 +317,7 @@ class _Run:
             self.show(loss, tokens_per_s)
             if config.save_every and self.step % config.save_every == 0 and self.step < end:
                 self.checkpoint()
+            self.save_if_asked(end)
         if self.step == config.steps and self.evaluated_at != self.step:
             self.evaluate()  # the final evaluation (a run stopped by stop_at has none)
         if self.saved_at != self.step:
@@ -333,7 +350,8 @@ def train(task, model: nn.Module, config: TrainConfig, resume: bool = False) -> 
     else:
         run.start_fresh()
     try:
-        return run.run(fresh=not resume)
+        with Interrupts(config.save_minutes, world.size) as run.interrupts:
+            return run.run(fresh=not resume)
     finally:
         if run.bar is not None:
             run.bar.close()

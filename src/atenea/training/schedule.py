@@ -86,3 +86,21 @@ def make_scheduler(
         return lr_factor(step, warmup_steps, total_steps, min_ratio)
 
     return LambdaLR(optimizer, factor)
+
+
+def refresh_learning_rates(scheduler: LambdaLR) -> list[float]:
+    """Set the optimizer's learning rates to the schedule's value at the scheduler's current step.
+
+    Loading a saved state restores the learning rates the *saved* schedule had reached; when a
+    resumed run has more steps (``--resume --steps 2000`` on a 1200-step run), the scheduler is
+    rebuilt for the new length and this puts its value in place: the schedule continues as if
+    the run had been set to the new length from the start (the cosine picks up at its point for
+    the new total, so the rate rises back from its floor). Returns the rates."""
+    rates = [
+        base * factor(scheduler.last_epoch)
+        for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)
+    ]
+    for group, rate in zip(scheduler.optimizer.param_groups, rates):
+        group["lr"] = rate
+    scheduler._last_lr = list(rates)  # what get_last_lr() reports (private in torch)
+    return rates

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from atenea.attention.backends import explicit
+from atenea.attention.backends.guards import keep_nan_queries
 from atenea.attention.backends.plan import K_TILE, Q_TILE, Group, plan_groups
 from atenea.attention.problem import Problem, compute_dtype
 from atenea.attention.scores import parameters_of
@@ -252,4 +253,7 @@ def blocks_attention(
     plan = plan_groups(p, q_tile, k_tile, batch=p.batch)
     seed = int(torch.randint(0, 2**62, ())) if p.dropout_p > 0 else 0
     out, lse = _BlocksFunction.apply(q_c, k_c, v_c, p, plan, seed, *parameters_of(p.score_mod))
-    return out[..., : problem.value_dim].to(q.dtype), lse
+    out = out[..., : problem.value_dim].to(q.dtype)
+    if _uses_fused(q, p):  # the CPU flash kernel writes 0 for a NaN query
+        out = keep_nan_queries(q, out)
+    return out, lse

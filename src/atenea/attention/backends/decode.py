@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from atenea.attention.backends.guards import keep_nan_queries
 from atenea.attention.problem import Problem, compute_dtype
 
 
@@ -39,6 +40,7 @@ def decode_attention(
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, scale=p.scale, enable_gqa=p.group > 1
         )
+        out = keep_nan_queries(q, out)  # the CPU flash kernel writes 0 for a NaN query
         if allowed is not None:
             out = out.masked_fill(~allowed.any(-1, keepdim=True), 0.0)
         return out, None
@@ -57,7 +59,8 @@ def decode_attention(
         else:
             allowed = allowed.view(mask_batch, kv_heads, group, p.kv_len)
         scores = scores.masked_fill(~allowed, float("-inf"))
-    row_has_key = (scores > float("-inf")).any(-1, keepdim=True)  # (B, Hkv, G, 1)
+    # Every key masked (not "none above -inf"): a NaN query stays NaN, as on the fused paths.
+    row_has_key = ~(scores == float("-inf")).all(-1, keepdim=True)  # (B, Hkv, G, 1)
     weights = torch.softmax(scores.masked_fill(~row_has_key, 0.0), dim=-1)
     weights = weights.masked_fill(~row_has_key, 0.0)
     out = (weights @ v.to(dtype)).to(q.dtype).reshape(batch, p.q_heads, 1, p.value_dim)

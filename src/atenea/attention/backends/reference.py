@@ -2,6 +2,12 @@
 
 It materializes the whole ``(B, H, Lq, Lk)`` score matrix, works in any dtype (float64
 included) and is the oracle every other backend is tested against. Read it first.
+
+Half-precision inputs (float16, bfloat16) are computed in float32 and the result returned in the
+input dtype, as PyTorch's math path and every fused kernel do: a float16 score overflows at
+65504 (``q . k`` of two vectors of 256.0 already does), so the oracle must not be the one path
+that computes in it. A query row of NaN gives NaN, as on the fused paths; only a row that may
+attend to nothing (fully masked) gives 0.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from atenea.attention.problem import Problem, index_grids
+from atenea.attention.problem import Problem, compute_dtype, index_grids
 
 
 def safe_softmax(scores: Tensor) -> Tensor:
@@ -20,7 +26,9 @@ def safe_softmax(scores: Tensor) -> Tensor:
     Plain ``softmax`` would return NaN for such a row, and NaN spreads through the backward
     pass to every key of the batch (``0 * NaN = NaN``).
     """
-    row_has_key = (scores > float("-inf")).any(dim=-1, keepdim=True)
+    # "Every key masked", not "no key above -inf": a NaN score must stay NaN (a broken input
+    # shows), as on the fused paths, not pass for a masked row.
+    row_has_key = ~(scores == float("-inf")).all(dim=-1, keepdim=True)
     weights = torch.softmax(scores.masked_fill(~row_has_key, 0.0), dim=-1)
     return weights.masked_fill(~row_has_key, 0.0)
 
@@ -32,18 +40,26 @@ def reference_attention(
 
     ``q (B, Hq, Lq, D)``, ``k (B, Hkv, Lk, D)``, ``v (B, Hkv, Lk, Dv)``.
     """
-    weights, lse = attention_probabilities(q, k, problem)  # steps 1-6
+    dtype = compute_dtype(q.dtype)  # float32 for half inputs
+    weights, lse = _probabilities(q.to(dtype), k.to(dtype), problem)  # steps 1-6
 
     # 7. Weighted sum of the values (dropout on the weights while training).
-    v = v.repeat_interleave(problem.group, dim=1)  # (B, Hq, Lk, Dv)
+    v = v.to(dtype).repeat_interleave(problem.group, dim=1)  # (B, Hq, Lk, Dv)
     dropped = F.dropout(weights, problem.dropout_p) if problem.dropout_p > 0 else weights
     out = dropped @ v  # (B, Hq, Lq, Dv)
-    return out, weights, lse
+    return out.to(q.dtype), weights.to(q.dtype), lse
 
 
 def attention_probabilities(q: Tensor, k: Tensor, problem: Problem) -> tuple[Tensor, Tensor]:
-    """Steps 1-6: the weights ``(B, Hq, Lq, Lk)`` and the log-sum-exp ``(B, Hq, Lq)``,
-    differentiable with respect to ``q``, ``k`` and the score modifier."""
+    """Steps 1-6: the weights ``(B, Hq, Lq, Lk)`` in ``q``'s dtype and the log-sum-exp
+    ``(B, Hq, Lq)`` (float32 for half inputs), differentiable with respect to ``q``, ``k`` and
+    the score modifier. Half inputs are computed in float32."""
+    dtype = compute_dtype(q.dtype)
+    weights, lse = _probabilities(q.to(dtype), k.to(dtype), problem)
+    return weights.to(q.dtype), lse
+
+
+def _probabilities(q: Tensor, k: Tensor, problem: Problem) -> tuple[Tensor, Tensor]:
     p = problem
     # 1. Grouped-query attention: key/value head j serves query heads j*G .. j*G+G-1.
     k = k.repeat_interleave(p.group, dim=1)  # (B, Hq, Lk, D)

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from atenea.attention.backends.cuda_lse import fused_forward_with_lse
 from atenea.attention.backends.explicit import log_sum_exp
+from atenea.attention.backends.guards import keep_nan_queries
 from atenea.attention.masks import Causal
 from atenea.attention.problem import Problem
 
@@ -72,6 +73,7 @@ def sdpa_attention(
         if need_lse:
             lse = log_sum_exp(q, k, p)
 
+    out = keep_nan_queries(q, out)  # the CPU flash kernel writes 0 for a NaN query
     if allowed is not None:
         # A query with no allowed key: output 0 and lse -inf, whatever the kernel reports.
         empty_rows = p.mask.empty_rows(p.q_len, p.kv_len, q.device)  # (Bm, Hm, Lq) or None

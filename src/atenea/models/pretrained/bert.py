@@ -100,6 +100,10 @@ def plan_load(hf: dict, names: set[str]) -> LoadPlan:
     elif any(n.startswith("classifier.") for n in names):
         model_class = EncoderForSequenceClassification
         kwargs["num_labels"] = len(hf.get("id2label") or {}) or hf.get("num_labels", 2)
+        names = {int(i): str(label) for i, label in (hf.get("id2label") or {}).items()}
+        # HF's placeholder names (LABEL_0, ...) mean "no names", as a config without them
+        unnamed = all(label == f"LABEL_{i}" for i, label in names.items())
+        config.id2label = None if unnamed else names
     else:
         model_class = EncoderModel
     return LoadPlan(model_class, config, kwargs, rules_for(model_class, hf_prefix))
@@ -133,7 +137,9 @@ def plan_save(model: nn.Module) -> SavePlan | None:
         position_embedding_type="absolute",
     )  # fmt: skip
     if isinstance(model, EncoderForSequenceClassification):
-        hf["id2label"] = {str(i): f"LABEL_{i}" for i in range(model.num_labels)}
+        names = c.id2label or {}  # the label names of a trained classifier, as HF keeps them
+        hf["id2label"] = {str(i): names.get(i, f"LABEL_{i}") for i in range(model.num_labels)}
+        hf["label2id"] = {label: int(i) for i, label in hf["id2label"].items()}
     # transformers' task models nest the encoder under "bert."; BertModel has it at the top
     hf_prefix = "" if type(model) is EncoderModel else "bert."
     return SavePlan(hf, rules_for(type(model), hf_prefix))

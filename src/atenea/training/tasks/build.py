@@ -181,6 +181,31 @@ def build_task(
     return task
 
 
+def read_examples(info: dict, folder, data=None, columns: dict | None = None):
+    """The ``Split`` of examples a described task (``task.json``'s ``info``) reads: the data it
+    was trained on (the same validation split), or with ``data`` that file as the validation
+    set (``columns``: the file's column names, default the ones the task was trained with)."""
+    name = info["task"]
+    columns = {**(info.get("columns") or {}), **(columns or {})}
+    seed = info.get("seed", 0)
+    if data is not None:
+        # Read the file as both train and validation: all of it is scored.
+        paths = _paths(data)
+        one_file = name in ("classify", "translate") and len(paths) == 1
+        split = _read(name, paths, paths[0] if one_file else None,
+                      {"text": "text", "label": "label", "source": "source", "target": "target",
+                       **columns}, seed)  # fmt: skip
+        if name in ("lm", "mlm"):
+            split.validation = split.train + split.validation
+    elif info.get("data"):
+        split = _read(name, info["data"], info.get("validation"), columns, seed)
+    elif "builtin" in info:
+        split = _builtin(name, seed)
+    else:
+        raise TaskError(f"{folder}: the task was trained on examples in memory; pass data=")
+    return split
+
+
 def read_description(folder) -> dict:
     """The ``task.json`` of a folder written by training (a trained model or a checkpoint)."""
     path = Path(folder) / "task.json"
@@ -202,23 +227,7 @@ def from_description(info: dict, folder, data=None) -> Task:
         tokenizer = Tokenizer.from_folder(folder)
     except (FileNotFoundError, ValueError) as error:
         raise TaskError(str(error)) from None
-    columns = info.get("columns") or {}
-    seed = info.get("seed", 0)
-    if data is not None:
-        # Read the file as both train and validation: all of it is scored.
-        paths = _paths(data)
-        one_file = name in ("classify", "translate") and len(paths) == 1
-        split = _read(name, paths, paths[0] if one_file else None,
-                      {"text": "text", "label": "label", "source": "source", "target": "target",
-                       **columns}, seed)  # fmt: skip
-        if name in ("lm", "mlm"):
-            split.validation = split.train + split.validation
-    elif info.get("data"):
-        split = _read(name, info["data"], info.get("validation"), columns, seed)
-    elif "builtin" in info:
-        split = _builtin(name, seed)
-    else:
-        raise TaskError(f"{folder}: the task was trained on examples in memory; pass data=")
+    split = read_examples(info, folder, data)
     return TASK_CLASSES[name](
         split.train, split.validation, tokenizer, max_length=info["max_length"],
         model_config=info["model_config"], options=info.get("options") or {},

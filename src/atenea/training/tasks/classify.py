@@ -30,7 +30,9 @@ class ClassifyTask(Task):
     name, main_metric, higher_is_better = "classify", "accuracy", True
 
     def complete_config(self, fields):
-        fields.update(vocab_size=self.tokenizer.vocab_size, pooler=False,
+        # No pooler unless asked for (--set pooler=true with pooling=cls: BERT's classifier,
+        # saved as transformers' BertForSequenceClassification).
+        fields.update(vocab_size=self.tokenizer.vocab_size, pooler=fields.get("pooler", False),
                       pad_token_id=require_token(self.tokenizer, "pad"))  # fmt: skip
         fields["max_positions"] = max(fields.get("max_positions", 0), self.max_length)
         return fields
@@ -40,6 +42,7 @@ class ClassifyTask(Task):
         if len(labels) < 2:
             raise TaskError(f"classify: needs at least two labels, the data has {labels}")
         self.info["labels"] = labels
+        self.model_config["id2label"] = dict(enumerate(labels))  # model.config.id2label, as HF
         self.label_ids = {label: i for i, label in enumerate(labels)}
         self.pad_id = self.model_config["pad_token_id"]
         self.train_ids, self.train_labels = self.encode(train)
@@ -62,8 +65,11 @@ class ClassifyTask(Task):
         model = EncoderForSequenceClassification(
             EncoderConfig(**self.model_config), len(self.label_ids), self.options["pooling"]
         )
-        if self.init_state is not None:
-            model.encoder.load_state_dict(self.init_state)
+        if self.init_state is not None:  # a pooler asked for starts new, like the head
+            missing, unexpected = model.encoder.load_state_dict(self.init_state, strict=False)
+            unfit = [k for k in missing if not k.startswith("pooler.")] + list(unexpected)
+            if unfit:
+                raise TaskError(f"init: the pretrained encoder does not fit ({unfit[:3]})")
         return model
 
     def num_train_examples(self) -> int:

@@ -161,7 +161,7 @@ def model_settings(name: str, size: str, overrides: dict) -> tuple[dict, dict]:
     options = dict(TASK_OPTIONS[name])
     # The task decides vocabulary sizes, special ids and shared embeddings.
     settable = {k for k in defaults if not k.endswith(("vocab_size", "_token_id"))}
-    settable -= {"share_embeddings"}
+    settable -= {"share_embeddings", "id2label"}
     for key, value in overrides.items():
         if key in options:
             options[key] = _typed(key, value, options[key])
@@ -175,4 +175,17 @@ def model_settings(name: str, size: str, overrides: dict) -> tuple[dict, dict]:
             raise TaskError(
                 f"overrides: {key} is not a setting of the {name} model; known: {known}"
             )
+    _check_heads(fields, "head_dim" in settable)
     return fields, options
+
+
+def _check_heads(fields: dict, has_head_dim: bool) -> None:
+    """The heads must share the width (``dim = num_heads * head_dim``) unless the family has a
+    ``head_dim`` setting that says otherwise: say so here, naming only settings that exist."""
+    dim, heads = fields.get("dim"), fields.get("num_heads")
+    if not dim or not heads or dim % heads == 0 or (has_head_dim and fields.get("head_dim")):
+        return
+    fix = f"set dim to a multiple of {heads} (e.g. dim={heads * max(dim // heads, 1)})"
+    if has_head_dim:
+        fix += f", or head_dim (e.g. head_dim={max(dim // heads, 1)})"
+    raise TaskError(f"overrides: num_heads={heads} does not divide dim={dim}; {fix}")

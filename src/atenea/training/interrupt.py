@@ -1,0 +1,91 @@
+"""Stopping a run without losing it: a checkpoint on Ctrl-C / SIGTERM, and one every few minutes.
+
+A run's scheduled checkpoints come every ``save_every`` steps (by default every steps/2 in the
+CLI), so a Ctrl-C, a ``kill`` or a machine that reclaims its job before the first of them would
+lose everything. ``Interrupts`` closes that gap for the training loop:
+
+- while it is active, the first SIGINT or SIGTERM only *asks* the run to stop: the loop finishes
+  the step it is in, writes a checkpoint (atomically, as every checkpoint) and raises
+  ``TrainingInterrupted``; ``train(..., resume=True)`` then goes on from that step, bit for bit
+  as if nothing had happened (the checkpoint holds the RNG states like any other). A second
+  signal is not held back: Ctrl-C twice stops at once (``KeyboardInterrupt``).
+- every ``save_minutes`` minutes of training it also asks for a checkpoint, so a SIGKILL or a
+  power cut loses at most that much work.
+
+Under DDP the ranks must agree on when to save (a checkpoint is a collective step), so the
+request is summed over the ranks once a step: one rank's signal stops them all at one step.
+The handlers are installed only from the main thread (Python allows no other) and the previous
+ones are put back when the run ends.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import torch
+
+from atenea.training import distributed
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT/SIGTERM after saving a checkpoint of the step it reached.
+
+    ``step``: the steps done; ``checkpoint``: the folder saved (``None`` if none could be).
+    A ``KeyboardInterrupt``, so code that handles Ctrl-C handles this too.
+    """
+
+    def __init__(self, step: int, checkpoint, signal_name: str):
+        self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name
+        super().__init__(f"{signal_name}: stopped after step {step}, checkpoint {checkpoint}")
+
+
+class Interrupts:
+    """Signal handlers and the checkpoint clock of one run (a context manager).
+
+    ``poll()`` once a step returns ``(save, stop)``: write a checkpoint now, then stop.
+    """
+
+    def __init__(self, save_minutes: float | None, world_size: int = 1):
+        self.interval = save_minutes * 60.0 if save_minutes else None
+        self.world_size = world_size
+        self.received: str | None = None  # the name of the first signal received
+        self._previous: dict[int, object] = {}
+        self._last_save = time.monotonic()
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for number in SIGNALS:
+                self._previous[number] = signal.getsignal(number)
+                signal.signal(number, self._on_signal)
+        self._last_save = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _on_signal(self, number: int, frame) -> None:
+        if self.received is None:
+            self.received = signal.Signals(number).name
+            # The next one is not held back: the user who presses Ctrl-C twice means it.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def saved(self) -> None:
+        """A checkpoint was written (scheduled or not): the clock starts again."""
+        self._last_save = time.monotonic()
+
+    def poll(self) -> tuple[bool, bool]:
+        """``(save, stop)`` for the step just finished, the same on every rank."""
+        stop = self.received is not None
+        due = self.interval is not None and time.monotonic() - self._last_save >= self.interval
+        if self.world_size > 1:  # one rank's signal or clock decides for all
+            votes = torch.tensor([float(stop), float(due)], dtype=torch.float64)
+            distributed.all_reduce_sum(votes)
+            stop, due = bool(votes[0] > 0), bool(votes[1] > 0)
+        return stop or due, stop
