@@ -16,11 +16,13 @@ def keep_nan_queries(q: Tensor, out: Tensor) -> Tensor:
     """``out (B, Hq, Lq, Dv)`` with NaN in every row whose query ``q (B, Hq, Lq, D)`` holds a
     NaN (or an infinity, whose scores are NaN too); other rows unchanged, bit for bit. One
     reduction over ``q``, no host synchronisation, no gradient."""
-    # out + 0 * rowsum(q): 0 where the row is finite, NaN where not. Two dispatches (about
-    # 4 us on a decode step's 1 x 12 x 1 x 64). In place when nothing needs ``out`` for a
-    # backward pass (no second output buffer to allocate); out of place when autograd may
-    # have saved it.
-    poison = q.detach().sum(-1, keepdim=True).to(out.dtype)
+    # out + 0 * rowsum(q): 0 where the row is finite, NaN where not. The sum is taken in
+    # float32 and multiplied by 0 before any cast, so a finite half-precision row whose sum
+    # overflows its dtype is not mistaken for a broken one. In place when nothing needs
+    # ``out`` for a backward pass; out of place when autograd may have saved it.
+    if q.device.type != "cpu":  # only the CPU kernel loses the NaN
+        return out
+    poison = (q.detach().sum(-1, keepdim=True, dtype=torch.float32) * 0).to(out.dtype)
     if out.requires_grad:
-        return torch.add(out, poison, alpha=0)
-    return out.add_(poison, alpha=0)
+        return torch.add(out, poison)
+    return out.add_(poison)
