@@ -1,0 +1,104 @@
+"""``atenea index`` and ``atenea search``: the command-line front of ``atenea.retrieval``.
+
+    atenea index notes/ --out runs/notes-index                 text files: one passage a paragraph
+    atenea index articles.jsonl --text-column body --out idx   one passage a row
+    atenea search idx "What is attention?" -k 5
+
+The index folder holds ``embeddings.safetensors`` and ``index.json``; search embeds the question
+with the same model (the bundled all-MiniLM-L6-v2 unless ``--model`` says otherwise) and prints
+the passages with their cosine scores.
+"""
+
+from __future__ import annotations
+
+import time
+
+RETRIEVAL_FLAGS = {"corpus": "CORPUS", "text_column": "--text-column", "k": "-k",
+                   "model": "--model", "index": "IDX"}  # fmt: skip
+SHOWN_CHARACTERS = 240
+
+
+def add_parsers(subparsers) -> None:
+    index = subparsers.add_parser(
+        "index",
+        help="embed a corpus of passages into a searchable index",
+        description="Embed every passage of a corpus with a sentence-embedding model (default: "
+        "the bundled all-MiniLM-L6-v2) and save the index: text files give one passage per "
+        "paragraph, CSV/TSV/JSONL files one per row.",
+    )
+    index.add_argument("corpus", nargs="+", metavar="CORPUS",
+                       help="text files, folders, or .csv/.tsv/.jsonl files")  # fmt: skip
+    index.add_argument("--out", required=True, metavar="IDX", help="the index folder to write")
+    index.add_argument("--text-column", default="text", help="CSV/JSONL: the text column (text)")
+    index.add_argument("--model", default="minilm", help="embedding model folder (minilm)")
+    index.add_argument("--batch-size", type=int, default=64, help="passages per batch (64)")
+    index.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    index.set_defaults(run=run_index)
+
+    search = subparsers.add_parser(
+        "search",
+        help="find the passages of an index closest to a question",
+        description="Print the k passages of an index whose embeddings are closest (cosine) to "
+        "the question's, best first, with their scores.",
+    )
+    search.add_argument("index", metavar="IDX", help="an index folder written by atenea index")
+    search.add_argument("question", help="the question or text to search for")
+    search.add_argument("-k", type=int, default=5, help="how many passages (5)")
+    search.add_argument("--model", help="embedding model folder (default: the index's)")
+    search.set_defaults(run=run_search)
+
+
+def run_index(args) -> int:
+    from atenea.cli.errors import USER_ERRORS, fail
+
+    try:
+        return _index(args)
+    except USER_ERRORS as error:
+        return fail("index", error, flags=RETRIEVAL_FLAGS)
+
+
+def run_search(args) -> int:
+    from atenea.cli.errors import USER_ERRORS, fail
+
+    try:
+        return _search(args)
+    except USER_ERRORS as error:
+        return fail("search", error, flags=RETRIEVAL_FLAGS)
+
+
+def _index(args) -> int:
+    from atenea.retrieval import PassageIndex, load_embedder, read_passages
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    started = time.perf_counter()
+    passages = read_passages(args.corpus, text_column=args.text_column)
+    model, tokenizer = load_embedder(args.model)
+    index = PassageIndex.build(passages, model, tokenizer, model_name=args.model,
+                               batch_size=args.batch_size, progress=not args.quiet)  # fmt: skip
+    index.save(args.out)
+    if not args.quiet:
+        seconds = time.perf_counter() - started
+        print(f"indexed {len(index)} passages in {seconds:.1f}s: {args.out}")
+        print(f'next: atenea search {args.out} "your question" -k 5')
+    return 0
+
+
+def _search(args) -> int:
+    from atenea.retrieval import PassageIndex, load_embedder
+
+    if args.k < 1:
+        raise ValueError(f"-k: expected an integer >= 1, got {args.k}")
+    if not args.question.strip():
+        raise ValueError("question: empty; give the text to search for")
+    index = PassageIndex.load(args.index)
+    model, tokenizer = load_embedder(args.model or index.model)
+    hits = index.search([args.question], model, tokenizer, k=args.k)[0]
+    for rank, hit in enumerate(hits, 1):
+        text = hit.passage["text"]
+        if len(text) > SHOWN_CHARACTERS:
+            text = text[:SHOWN_CHARACTERS].rsplit(" ", 1)[0] + " ..."
+        title = hit.passage.get("title")
+        head = f"{rank}. {hit.score:.3f}  {title + ' - ' if title else ''}{hit.passage['source']}"
+        print(f"{head}\n   {text}")
+    return 0
