@@ -22,6 +22,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data", nargs="+", metavar="PATH", help="the data to score")
     parser.add_argument("--limit", type=int, help="score at most N examples")
     parser.add_argument("--out", help="also write the metrics to OUT/metrics.json")
+    knn = parser.add_argument_group("kNN-LM (lm models)")
+    knn.add_argument(
+        "--knn", metavar="DATASTORE",
+        help="interpolate with a kNN datastore of the model's hidden states (built from its "
+        "training texts, and saved there, if missing)",
+    )  # fmt: skip
+    knn.add_argument("--lambda", dest="knn_lambda", type=float, default=0.25,
+                     help="weight of the kNN distribution (0.25)")  # fmt: skip
+    knn.add_argument("--knn-k", type=int, default=16, help="neighbours per token (16)")
     parser.set_defaults(run=run_evaluate)
 
 
@@ -45,7 +54,12 @@ def _evaluate(args) -> int:
         raise ValueError(f"--model: {folder}: no such folder")
     task = tasks.from_description(tasks.read_description(folder), folder, data=args.data)
     model, _ = atenea.load_pretrained(folder)
-    metrics = task.evaluate(model, limit=args.limit)
+    if getattr(args, "knn", None):
+        from atenea.cli.retrieval import evaluate_with_knn
+
+        metrics = evaluate_with_knn(args, task, model)
+    else:
+        metrics = task.evaluate(model, limit=args.limit)
     width = max(len(k) for k in metrics)
     for name, value in metrics.items():
         marker = "  (main)" if name == task.main_metric else ""

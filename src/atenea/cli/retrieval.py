@@ -102,3 +102,29 @@ def _search(args) -> int:
         head = f"{rank}. {hit.score:.3f}  {title + ' - ' if title else ''}{hit.passage['source']}"
         print(f"{head}\n   {text}")
     return 0
+
+
+def evaluate_with_knn(args, task, model) -> dict:
+    """``atenea evaluate --knn DATASTORE``: the lm task's validation rows scored by the model
+    alone and interpolated with the datastore (built from the training rows when missing)."""
+    from pathlib import Path
+
+    from atenea.retrieval.knn import INFO_FILE, Datastore, evaluate_knn
+
+    if task.name != "lm" or not hasattr(task, "train_rows") or task.options.get("segment"):
+        raise ValueError("--knn: for lm models trained on packed rows (without --segment)")
+    if args.knn_k < 1:
+        raise ValueError(f"--knn-k: expected an integer >= 1, got {args.knn_k}")
+    if not 0.0 <= args.knn_lambda <= 1.0:
+        raise ValueError(f"--lambda: expected a weight in [0, 1], got {args.knn_lambda}")
+    folder = Path(args.knn)
+    if (folder / INFO_FILE).is_file():
+        store = Datastore.load(folder)
+    else:
+        store = Datastore.build(model, task.train_rows)
+        store.save(folder)
+        print(f"built a datastore of {len(store)} tokens: {folder}")
+    rows = task.val_rows
+    if args.limit is not None:
+        rows = tuple(t[: args.limit] for t in rows)
+    return evaluate_knn(model, rows, store, lam=args.knn_lambda, k=args.knn_k)
