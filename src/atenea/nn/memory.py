@@ -164,14 +164,16 @@ class SegmentMemory:
 
         key_documents = torch.cat([self.compressed_documents, self.documents, document_ids], 1)
         past = key_documents.shape[1] - length
-        query_slot = past + torch.arange(length, device=document_ids.device)
-        key_slot = torch.arange(key_documents.shape[1], device=document_ids.device)
-        causal = key_slot[None, :] <= query_slot[:, None]  # (L, K)
         same_document = key_documents[:, None, :] == document_ids[:, :, None]  # (B, L, K)
-        allowed = (causal & same_document)[:, None]  # (B, 1, L, K)
+        # Causal with L queries over K keys is bottom-right aligned (query i at slot past + i);
+        # when every key shares its query's document (most segments), that is the whole rule
+        # and the attention skips the tiles above the diagonal.
+        mask = masks.causal()
+        if not bool(same_document.all()):
+            mask = mask & masks.dense(same_document[:, None])
 
         self._remember(document_ids, positions)
-        return positions, masks.dense(allowed), Write(slice(past, past + length), None)
+        return positions, mask, Write(slice(past, past + length), None)
 
     def _positions(self, document_ids: Tensor) -> Tensor:
         """Within-document positions ``(B, L)``: a run that continues the last segment's
