@@ -56,8 +56,10 @@ EVAL_MEMORIES = {  # evaluation-time memory of the memory-trained LM: (memory, c
 def train_lm(split: Split, overrides: dict, steps: int, out: Path, tokenizer=None):
     task = build_task("lm", data=split, overrides=overrides, vocab_size=2000, tokenizer=tokenizer)
     model = sampling.initial_model(task, 0)
+    # eval_limit=1: the loop's own evaluations stay small; the measurements come afterwards.
     config = loop.TrainConfig(output=out, steps=steps, batch_size=4, lr=2e-3,
-                              warmup=max(steps // 10, 1), eval_every=0, save_every=0)  # fmt: skip
+                              warmup=max(steps // 10, 1), eval_every=0, save_every=0,
+                              eval_limit=1)  # fmt: skip
     started = time.perf_counter()
     loop.train(task, model, config)
     seconds = time.perf_counter() - started
