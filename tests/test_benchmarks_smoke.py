@@ -4,6 +4,8 @@ table and write valid JSON. Speed is never asserted here."""
 import json
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -37,3 +39,20 @@ def test_kernels_benchmark_quick(tmp_path, monkeypatch, capsys):
     assert [(r["dtype"], r["rows"]) for r in rows] == [("float32", 1), ("float32", 4),
                                                         ("bfloat16", 1)]  # fmt: skip
     assert all(rate > 0 for r in rows for rate in r["gb_per_s"].values())
+
+
+@pytest.mark.slow
+def test_long_context_benchmark_quick(tmp_path, monkeypatch, capsys):
+    """Minutes on a loaded 2-core machine: trains two LMs and embeds a few articles."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import long_context
+    from atenea.training.datasets import pydocs, wikipedia
+
+    if wikipedia.data_folder() is None or not pydocs.ROOT.is_dir():
+        pytest.skip(f"needs the corpora: {wikipedia.INSTALL}; {pydocs.INSTALL}")
+    out = tmp_path / "long_context.json"
+    assert long_context.main(["--quick", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| 512 | memory 512 |" in table and "recall@5" in table and "kNN-LM" in table
+    result = json.loads(out.read_text())
+    assert len(result["memory"]) == 5 and 0 <= result["retrieval"]["recall@5"] <= 1
