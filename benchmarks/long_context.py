@@ -16,6 +16,8 @@
 3. kNN-LM, on the Wikipedia summaries' fixed split: a small LM trained on the train articles,
    its datastore of the train articles, validation perplexity alone and interpolated
    (lambda 0.25, k 16).
+4. In-context retrieval, the same LM: each held-out article scored with the top ``--rag-k``
+   train articles for "What is TITLE?" placed before it, against the article alone.
 
 Prints markdown tables; ``--json`` writes every number with the machine's description.
 """
@@ -36,6 +38,7 @@ import torch
 from atenea.nn.memory import SegmentMemory
 from atenea.retrieval import PassageIndex, load_embedder
 from atenea.retrieval.knn import Datastore, evaluate_knn
+from atenea.retrieval.rag import in_context_perplexity
 from atenea.training import loop, sampling
 from atenea.training.data import Split
 from atenea.training.datasets import pydocs, wikipedia
@@ -134,11 +137,23 @@ def retrieval_part(args) -> dict:
             "search_only_ms_median": 1000 * statistics.median(search_only)}  # fmt: skip
 
 
+_WIKI_LM = {}
+
+
+def wiki_lm(args):
+    """(split, task, model, training seconds) of the small LM on the Wikipedia train articles,
+    trained once for the kNN-LM and in-context parts."""
+    if not _WIKI_LM:
+        split = wikipedia.split("en")
+        split = Split(split.train[: args.knn_train], split.validation[: args.knn_validation])
+        with tempfile.TemporaryDirectory() as folder:
+            task, model, seconds, _ = train_lm(split, {}, args.steps, Path(folder))
+        _WIKI_LM.update(split=split, task=task, model=model, seconds=seconds)
+    return _WIKI_LM["split"], _WIKI_LM["task"], _WIKI_LM["model"], _WIKI_LM["seconds"]
+
+
 def knn_part(args) -> dict:
-    split = wikipedia.split("en")
-    split = Split(split.train[: args.knn_train], split.validation[: args.knn_validation])
-    with tempfile.TemporaryDirectory() as folder:
-        task, model, seconds, _ = train_lm(split, {}, args.steps, Path(folder))
+    split, task, model, seconds = wiki_lm(args)
     started = time.perf_counter()
     store = Datastore.build(model, task.train_rows)
     built = time.perf_counter() - started
@@ -150,9 +165,28 @@ def knn_part(args) -> dict:
             "eval_seconds": evaluated, "lm_train_seconds": seconds}  # fmt: skip
 
 
+def rag_part(args) -> dict:
+    """Each held-out article with the top-k train articles for "What is TITLE?" before it."""
+    split, task, model, _ = wiki_lm(args)
+    embedder, tokenizer = load_embedder()
+    index = PassageIndex.build(split.train, embedder, tokenizer, progress=True)
+    questions = [f"What is {a['title']}?" for a in split.validation]
+    hits = index.search(questions, embedder, tokenizer, k=args.rag_k)
+    passages = [[hit.passage["text"] for hit in row] for row in hits]
+    same_topic = statistics.mean(
+        hit.passage["topic"] == article["topic"]
+        for row, article in zip(hits, split.validation, strict=True) for hit in row
+    )  # fmt: skip
+    scores = in_context_perplexity(model, task.tokenizer, [a["text"] for a in split.validation],
+                                   passages, max_length=task.max_length)  # fmt: skip
+    return {**scores, "k": args.rag_k, "passages_of_the_same_topic": same_topic,
+            "max_length": task.max_length}  # fmt: skip
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("all", "memory", "retrieval", "knn"), default="all")
+    parts = ("all", "memory", "retrieval", "knn", "rag")
+    parser.add_argument("--part", choices=parts, default="all")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument("--steps", type=int, default=60, help="training steps per LM (60)")
     parser.add_argument("--train-docs", type=int, default=120, help="pydocs train files (120)")
@@ -162,6 +196,7 @@ def main(argv=None) -> int:
     parser.add_argument("--latency-questions", type=int, default=30)
     parser.add_argument("--knn-train", type=int, default=1500, help="train articles (1500)")
     parser.add_argument("--knn-validation", type=int, default=60, help="held-out articles")
+    parser.add_argument("--rag-k", type=int, default=2, help="passages before each article (2)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -203,6 +238,19 @@ def main(argv=None) -> int:
         print(
             f"| {r['perplexity_lm']:.2f} | {r['perplexity']:.2f} | "
             f"{r['perplexity'] / r['perplexity_lm']:.3f} | {r['datastore_tokens']} |"
+        )
+    if args.part in ("all", "rag"):
+        r = results["rag"] = rag_part(args)
+        print(
+            f"\n### In-context retrieval: top {r['k']} train articles before each held-out "
+            f"one (context {r['max_length']} tokens)\n"
+        )
+        print("| LM alone | with passages | ratio | passages of the article's topic |"
+              "\n|---|---|---|---|")  # fmt: skip
+        print(
+            f"| {r['perplexity_without']:.2f} | {r['perplexity_with_passages']:.2f} | "
+            f"{r['perplexity_with_passages'] / r['perplexity_without']:.3f} | "
+            f"{r['passages_of_the_same_topic']:.2f} |"
         )
     print(f"\nmachine: {json.dumps(results['machine'])}")
     if args.json:
