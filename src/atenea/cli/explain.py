@@ -55,6 +55,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"HTML report path ({DEFAULT_OUT})")
     parser.add_argument("--png", metavar="DIR", help="also write PNG heatmaps into DIR")
     parser.add_argument("--max-tokens", type=int, help="truncate the text to this many tokens")
+    parser.add_argument(
+        "--passages", metavar="IDX",
+        help="retrieve passages for TEXT from an index (atenea index), put them before it, and "
+        "show how much attention TEXT's tokens pay to each passage and to TEXT itself",
+    )  # fmt: skip
+    parser.add_argument("--top-k", type=int, default=3, help="with --passages: passages (3)")
     parser.set_defaults(run=run)
 
 
@@ -67,6 +73,10 @@ def run(args) -> int:
 
 def _run(args) -> int:
     check_text(args.text)  # before the model is read
+    if getattr(args, "passages", None):
+        from atenea.cli.retrieval import explain_passages
+
+        return explain_passages(args)
     if args.head is not None and args.layer is None:
         raise ExplainError("--head needs --layer")
     out = Path(args.out)

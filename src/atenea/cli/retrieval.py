@@ -128,3 +128,42 @@ def evaluate_with_knn(args, task, model) -> dict:
     if args.limit is not None:
         rows = tuple(t[: args.limit] for t in rows)
     return evaluate_knn(model, rows, store, lam=args.knn_lambda, k=args.knn_k)
+
+
+def explain_passages(args) -> int:
+    """``atenea explain TEXT --passages IDX``: the attention TEXT pays to its retrieved
+    passages, per layer (a table), for the model of ``--model``."""
+    from atenea.cli.errors import USER_ERRORS, fail
+
+    try:
+        return _explain_passages(args)
+    except USER_ERRORS as error:
+        return fail("explain", error, flags={**RETRIEVAL_FLAGS, "index": "--passages"})
+
+
+def _explain_passages(args) -> int:
+    from atenea.inspect.passages import attention_to_passages
+    from atenea.models import load_pretrained
+    from atenea.retrieval import PassageIndex, load_embedder
+
+    if args.top_k < 1:
+        raise ValueError(f"--top-k: expected an integer >= 1, got {args.top_k}")
+    index = PassageIndex.load(args.passages)
+    embedder, embedder_tokenizer = load_embedder(index.model)
+    hits = index.search([args.text], embedder, embedder_tokenizer, k=args.top_k)[0]
+    model, tokenizer = load_pretrained(args.model)
+    if tokenizer is None:
+        raise ValueError(f"--model: {args.model}: the checkpoint has no tokenizer.json")
+    limit = args.max_tokens or tokenizer.model_max_length or 512
+    found = attention_to_passages(model, tokenizer, [h.passage["text"] for h in hits],
+                                  args.text, limit=limit)  # fmt: skip
+    print(f"atenea explain: where the tokens of {args.text!r} look, {type(model).__name__}")
+    for hit, label in zip(hits, found.labels, strict=False):
+        print(f"  {label}: {hit.score:.3f}  {hit.passage.get('title') or hit.passage['source']}")
+    print("\nattention of the question's tokens (heads and tokens averaged), per layer:")
+    print("| layer | " + " | ".join(found.labels) + " |")
+    print("|---" * (len(found.labels) + 1) + "|")
+    rows = [(str(i), row) for i, row in enumerate(found.shares)] + [("mean", found.mean)]
+    for name, row in rows:
+        print(f"| {name} | " + " | ".join(f"{float(v):.3f}" for v in row) + " |")
+    return 0
