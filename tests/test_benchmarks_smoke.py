@@ -53,3 +53,21 @@ def test_gpu_benchmark_quick(tmp_path):
     result = json.loads(out.read_text())
     assert result["attention"] and result["decode"] and result["training"]
     assert not [r for r in result["attention"] if "error" in r and "triton" not in r["impl"]]
+
+
+@pytest.mark.slow
+def test_long_context_benchmark_quick(tmp_path, monkeypatch, capsys):
+    """Minutes on a loaded 2-core machine: trains two LMs and embeds a few articles."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import long_context
+    from atenea.training.datasets import pydocs, wikipedia
+
+    if wikipedia.data_folder() is None or not pydocs.ROOT.is_dir():
+        pytest.skip(f"needs the corpora: {wikipedia.INSTALL}; {pydocs.INSTALL}")
+    out = tmp_path / "long_context.json"
+    assert long_context.main(["--quick", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| 512 | memory 512 |" in table and "recall@5" in table and "kNN-LM" in table
+    result = json.loads(out.read_text())
+    assert len(result["memory"]) == 5 and 0 <= result["retrieval"]["recall@5"] <= 1
+    assert result["rag"]["tokens"] > 0 and "In-context retrieval" in table

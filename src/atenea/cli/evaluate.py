@@ -39,6 +39,15 @@ def add_parser(subparsers) -> None:
     for column in ("text", "label", "source", "target"):
         parser.add_argument(f"--{column}-column", metavar="NAME", help=f"the data's {column} "
                             "column (default: as in training)")  # fmt: skip
+    knn = parser.add_argument_group("kNN-LM (lm models)")
+    knn.add_argument(
+        "--knn", metavar="DATASTORE",
+        help="interpolate with a kNN datastore of the model's hidden states (built from its "
+        "training texts, and saved there, if missing)",
+    )  # fmt: skip
+    knn.add_argument("--lambda", dest="knn_lambda", type=float, default=0.25,
+                     help="weight of the kNN distribution (0.25)")  # fmt: skip
+    knn.add_argument("--knn-k", type=int, default=16, help="neighbours per token (16)")
     add_device_arguments(parser)
     parser.set_defaults(run=run_evaluate)
 
@@ -64,6 +73,11 @@ def _evaluate(args) -> int:
     if not folder.is_dir():
         raise ValueError(f"--model: {folder}: no such folder")
     check_finished(folder)  # an interrupted run says so, and how to go on
+    if getattr(args, "knn", None):
+        metrics = _evaluate_with_knn(args, folder, device)
+        if args.out:
+            _save_metrics(args, folder, metrics)
+        return 0
     columns = {c: getattr(args, f"{c}_column") for c in ("text", "label", "source", "target")}
     wanted = {k: v for k, v in columns.items() if v}
     result = evaluate_folder(folder, args.data, wanted, args.limit, device=device)
@@ -84,8 +98,28 @@ def _evaluate(args) -> int:
             raise ValueError(f"--predictions: a {result.task} model has no per-example predictions")
         print(f"predictions: {write_predictions(result.rows, Path(args.predictions))}")
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        saved = {"model": str(folder), "data": args.data, "limit": args.limit, **metrics}
-        (out / "metrics.json").write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
+        _save_metrics(args, folder, metrics)
     return 0
+
+
+def _evaluate_with_knn(args, folder: Path, device) -> dict:
+    """An lm run scored with its distribution interpolated with a kNN datastore's."""
+    import atenea
+    from atenea.cli.retrieval import evaluate_with_knn
+    from atenea.training import tasks
+
+    task = tasks.from_description(tasks.read_description(folder), folder, data=args.data)
+    model, _ = atenea.load_pretrained(folder)
+    metrics = evaluate_with_knn(args, task, model.to(device))
+    width = max(len(k) for k in metrics)
+    for name, value in metrics.items():
+        marker = "  (main)" if name == task.main_metric else ""
+        print(f"{name:<{width}}  {value:.4f}{marker}")
+    return metrics
+
+
+def _save_metrics(args, folder: Path, metrics: dict) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = {"model": str(folder), "data": args.data, "limit": args.limit, **metrics}
+    (out / "metrics.json").write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")

@@ -68,6 +68,12 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--png", metavar="DIR", help="also write PNG heatmaps into DIR")
     parser.add_argument("--max-tokens", type=int, help="truncate the text to this many tokens")
+    parser.add_argument(
+        "--passages", metavar="IDX",
+        help="retrieve passages for TEXT from an index (atenea index), put them before it, and "
+        "show how much attention TEXT's tokens pay to each passage and to TEXT itself",
+    )  # fmt: skip
+    parser.add_argument("--top-k", type=int, default=3, help="with --passages: passages (3)")
     parser.add_argument("--lang", help="language of the summary: en or es (default: the locale)")
     add_device_arguments(parser)
     parser.set_defaults(run=run)
@@ -86,6 +92,10 @@ def run(args) -> int:
 
 def _run(args) -> int:
     check_text(args.text)  # before the model is read
+    if getattr(args, "passages", None):
+        from atenea.cli.retrieval import explain_passages
+
+        return explain_passages(args)
     lang = pick_language(getattr(args, "lang", None))
     if args.head is not None and args.layer is None:
         raise ExplainError("--head needs --layer")

@@ -9,7 +9,7 @@ import os
 import sys
 
 from atenea import __version__
-from atenea.cli import cost, explain, generate, predict, steps, train
+from atenea.cli import cost, explain, generate, predict, retrieval, steps, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_parser(subparsers)
     train.add_parsers(subparsers)
     predict.add_parser(subparsers)
+    retrieval.add_parsers(subparsers)
     return parser
 
 

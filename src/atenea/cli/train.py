@@ -95,6 +95,15 @@ def _add_train(subparsers) -> None:
     model.add_argument(
         "--init", metavar="PATH", help="classify: start from an mlm checkpoint or 'minilm'"
     )
+    model.add_argument(
+        "--segment", type=int, metavar="L",
+        help="lm: run the text in segments of L tokens (Transformer-XL)",
+    )  # fmt: skip
+    model.add_argument(
+        "--memory", type=int, metavar="M",
+        help="lm with --segment: keep the keys/values of the last M tokens per layer for the "
+        "next segment (0: none)",
+    )  # fmt: skip
     run = parser.add_argument_group("training (defaults: per task)")
     run.add_argument("--steps", type=int, help="optimizer steps")
     run.add_argument("--batch-size", type=int, help="examples per batch")
@@ -199,11 +208,29 @@ def _new_task(args, out: Path):
         )
     return tasks.build_task(
         args.task, data=args.data, validation=args.validation, size=args.size,
-        overrides=tasks.parse_overrides(args.overrides), max_length=args.max_length,
+        overrides=_overrides(args), max_length=args.max_length,
         tokenizer_kind=args.tokenizer, vocab_size=args.vocab_size, init=args.init,
         seed=args.seed or 0, text_column=args.text_column, label_column=args.label_column,
         source_column=args.source_column, target_column=args.target_column,
     )  # fmt: skip
+
+
+def _overrides(args) -> dict:
+    """``--set`` items, with ``--segment`` / ``--memory`` as the settings they stand for."""
+    from atenea.training import tasks
+
+    overrides = tasks.parse_overrides(args.overrides)
+    segment, memory = getattr(args, "segment", None), getattr(args, "memory", None)
+    if (segment is not None or memory is not None) and args.task != "lm":
+        raise ValueError(f"--segment: segment memory is for lm, not {args.task}")
+    if memory is not None and not segment:
+        raise ValueError("--memory: needs --segment L (the memory carries from segment to segment)")
+    for flag, value, lowest in (("--segment", segment, 2), ("--memory", memory, 0)):
+        if value is not None and value < lowest:
+            raise ValueError(f"{flag}: expected an integer >= {lowest}, got {value}")
+    if segment:
+        overrides.update(segment=str(segment), memory_len=str(memory or 0))
+    return overrides
 
 
 def _train(args) -> int:

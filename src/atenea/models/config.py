@@ -114,6 +114,11 @@ class DecoderConfig(_Presets):
     bos_token_id: int | None = 50256
     eos_token_id: int | None = 50256
     pad_token_id: int | None = None
+    # Segment memory (Transformer-XL): keys/values of the last memory_len positions, per layer;
+    # compressed_len slots more, each the average of compression_rate older ones (nn/memory.py).
+    memory_len: int = 0
+    compressed_len: int = 0
+    compression_rate: int = 4
 
     PRESETS = {
         "gpt2-small": {},
@@ -133,6 +138,13 @@ class DecoderConfig(_Presets):
                               high_freq_factor=4.0, original_max_position_embeddings=8192),
         ),
     }  # fmt: skip
+
+    def __post_init__(self):
+        if (self.memory_len or self.compressed_len) and self.positions == "learned":
+            raise ValueError(
+                "memory_len: segment memory needs relative positions (positions='rotary'); "
+                "learned absolute positions cannot carry distance across segments"
+            )
 
     def block(self) -> BlockConfig:
         return block_config(self, norm_position="pre")

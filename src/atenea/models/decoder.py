@@ -28,6 +28,7 @@ from atenea.models.outputs import ModelOutput
 from atenea.nn.block import TransformerBlock
 from atenea.nn.cache import Cache, steps_of_fixed_shape
 from atenea.nn.linear import Linear, linear
+from atenea.nn.memory import SegmentMemory
 from atenea.nn.norms import make_norm
 from atenea.nn.positions import LearnedPositions, RotaryEmbedding, positions_from_mask
 
@@ -88,6 +89,15 @@ class DecoderModel(nn.Module):
             self.layers, batch, capacity, dtype or weight.dtype, device or weight.device, whole
         )
 
+    def new_memory(self, batch: int) -> SegmentMemory:
+        """An empty segment memory (``config.memory_len`` slots per layer, and the compressed
+        ones) for ``batch`` streams of text; pass it as ``memory=`` to each segment in order."""
+        c = self.config
+        return SegmentMemory(
+            c.num_layers, batch, c.memory_len, c.compressed_len, c.compression_rate,
+            device=self.token_embedding.weight.device,
+        )  # fmt: skip
+
     def forward(
         self,
         input_ids: Tensor,
@@ -95,6 +105,7 @@ class DecoderModel(nn.Module):
         position_ids: Tensor | None = None,
         *,
         cache: Cache | None = None,
+        memory: SegmentMemory | None = None,
         document_ids: Tensor | None = None,
         labels: Tensor | None = None,
         logits_to_keep: int = 0,
@@ -108,6 +119,9 @@ class DecoderModel(nn.Module):
             generation). With a cache it covers the new tokens only.
         position_ids: ``(B, L)``; default: counted from the mask (or from the cache).
         cache: a ``Cache`` from ``new_cache``; the new keys/values are appended to it.
+        memory: a ``SegmentMemory`` from ``new_memory``: ``input_ids`` is the next segment of
+            the texts it remembers and attends to the memory too (``document_ids`` then says
+            where documents start, across segments; no padding, no cache).
         document_ids: ``(B, L)`` packed sequences: the document of every token. A token
             attends only within its document (``masks.document(ids) & masks.causal()``) and
             positions restart at 0 with each document.
@@ -123,7 +137,12 @@ class DecoderModel(nn.Module):
         inter = recording(output_attentions, output_hidden_states, intermediates)
 
         write = None
-        if cache is not None:  # prefill or decode step: the cache knows the past
+        if memory is not None:  # the memory speaks the cache's protocol (nn/memory.py)
+            if cache is not None or attention_mask is not None:
+                raise ValueError("memory: runs whole segments, without a cache or padding")
+            positions, mask, write = memory.advance(input_ids, document_ids)
+            cache, document_ids = memory, None
+        elif cache is not None:  # prefill or decode step: the cache knows the past
             new_tokens = (
                 attention_mask if attention_mask is not None else torch.ones_like(input_ids)
             )

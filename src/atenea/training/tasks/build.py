@@ -13,6 +13,7 @@ from atenea.training import data as reading
 from atenea.training.tasks.base import Task
 from atenea.training.tasks.classify import ClassifyTask
 from atenea.training.tasks.lm import LanguageModelTask
+from atenea.training.tasks.lm_memory import SegmentedLanguageModelTask
 from atenea.training.tasks.mlm import MaskedLanguageModelTask
 from atenea.training.tasks.settings import (
     BUILTIN,
@@ -32,6 +33,13 @@ TASK_CLASSES: dict[str, type[Task]] = {
 # What from_description takes back from task.json into the rebuilt task's info.
 _KEPT_INFO = ("data", "validation", "builtin", "size", "overrides", "seed", "columns",
               "tokenizer", "init", "labels", "training")  # fmt: skip
+
+
+def task_class(name: str, options: dict) -> type[Task]:
+    """The class of task ``name``: lm with a ``segment`` runs segment by segment with memory."""
+    if name == "lm" and int(options.get("segment") or 0) > 0:
+        return SegmentedLanguageModelTask
+    return TASK_CLASSES[name]
 
 
 def _paths(data) -> list[str]:
@@ -173,7 +181,7 @@ def build_task(
         "tokenizer": {"kind": kind, "vocab_size": tokenizer.vocab_size},
         "init": None if init is None else str(init),
     }
-    task = TASK_CLASSES[name](
+    task = task_class(name, options)(
         split.train, split.validation, tokenizer, max_length=max_length, model_config=fields,
         options=options, info=info,
     )  # fmt: skip
@@ -228,7 +236,7 @@ def from_description(info: dict, folder, data=None) -> Task:
     except (FileNotFoundError, ValueError) as error:
         raise TaskError(str(error)) from None
     split = read_examples(info, folder, data)
-    return TASK_CLASSES[name](
+    return task_class(name, info.get("options") or {})(
         split.train, split.validation, tokenizer, max_length=info["max_length"],
         model_config=info["model_config"], options=info.get("options") or {},
         info={k: info[k] for k in _KEPT_INFO if k in info},

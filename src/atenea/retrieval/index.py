@@ -1,0 +1,162 @@
+"""A passage index: sentence embeddings of every passage, searched by exact cosine top-k.
+
+    passages --MiniLM (mean pool, L2 norm)--> embeddings (N, dim)
+    question --same model--> q (dim,)  ->  scores = embeddings @ q  ->  top k
+
+Exact search is one matrix product: for the English Wikipedia summaries (10k passages, 384
+wide) it costs about a millisecond, so an approximate library (faiss) would not pay at the
+sizes atenea ships (docs/long_context.md has the measurement).
+
+On disk, a folder: ``embeddings.safetensors`` (one float32 tensor ``(N, dim)``) and
+``index.json`` (the passages, the embedding model's name and fingerprint). The fingerprint (a
+hash of the model's token embedding matrix) makes a search with another model, whose vectors
+live in another space, a clear error instead of silently wrong answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from atenea.retrieval.corpus import CorpusError
+
+EMBEDDINGS_FILE, INDEX_FILE = "embeddings.safetensors", "index.json"
+FORMAT = "atenea-passage-index/1"
+DEFAULT_MODEL = "minilm"
+
+
+def fingerprint(model) -> str:
+    """A short hash of an encoder's token embedding matrix: the same weights, the same print."""
+    weight = model.token_embedding.weight.detach().to("cpu", torch.float32).contiguous()
+    return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
+
+
+def load_embedder(name: str | None = DEFAULT_MODEL):
+    """``(encoder, tokenizer)`` of a sentence-embedding model folder (default: the bundled
+    all-MiniLM-L6-v2)."""
+    from atenea.models import EncoderModel, load_pretrained
+
+    model, tokenizer = load_pretrained(name or DEFAULT_MODEL)
+    if not isinstance(model, EncoderModel) or tokenizer is None:
+        raise CorpusError(f"model: {name} is not a sentence-embedding encoder with a tokenizer")
+    return model, tokenizer
+
+
+@dataclass
+class Hit:
+    """One search result: the cosine ``score``, the passage's ``position`` in the index and
+    the ``passage`` (``{"text", "source", ...}``)."""
+
+    score: float
+    position: int
+    passage: dict
+
+
+@dataclass
+class PassageIndex:
+    """``embeddings (N, dim)`` float32, L2-normalised; ``passages``: N dicts; ``model`` and
+    ``fingerprint``: the embedding model they came from."""
+
+    embeddings: Tensor
+    passages: list[dict]
+    model: str
+    fingerprint: str
+
+    @classmethod
+    def build(
+        cls, passages: list[dict], model, tokenizer, *, model_name: str = DEFAULT_MODEL,
+        batch_size: int = 64, progress: bool = False,
+    ) -> PassageIndex:  # fmt: skip
+        """Embed every passage's ``text`` (a tqdm bar with ``progress``)."""
+        from tqdm.auto import tqdm
+
+        if not passages:
+            raise CorpusError("corpus: no passages to index")
+        texts = [p["text"] for p in passages]
+        chunk = batch_size * 8  # the bar moves every chunk; encode sorts within it by length
+        parts = []
+        with tqdm(total=len(texts), desc="index", unit="passage", disable=not progress) as bar:
+            for start in range(0, len(texts), chunk):
+                batch = texts[start : start + chunk]
+                parts.append(model.encode(batch, tokenizer, batch_size=batch_size).float().cpu())
+                bar.update(len(batch))
+        return cls(torch.cat(parts), list(passages), str(model_name), fingerprint(model))
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def check_model(self, model, model_name: str | None = None) -> None:
+        """Refuse to search with another embedding model than the one that built the index."""
+        if fingerprint(model) != self.fingerprint:
+            name = f" ({model_name})" if model_name else ""
+            raise CorpusError(
+                f"index: built with the embedding model {self.model!r} (fingerprint "
+                f"{self.fingerprint}); the model given{name} is another one: rebuild the index"
+            )
+
+    def top_k(self, queries: Tensor, k: int = 5) -> tuple[Tensor, Tensor]:
+        """Exact cosine top-k of ``queries (Q, dim)`` (L2-normalised): ``scores (Q, k')`` and
+        ``positions (Q, k')``, best first, ``k' = min(k, N)``."""
+        if k < 1:
+            raise CorpusError(f"k: expected at least 1 passage, got {k}")
+        dim = self.embeddings.shape[1]
+        if queries.dim() != 2 or queries.shape[1] != dim:
+            raise CorpusError(f"queries: expected shape (Q, {dim}), got {tuple(queries.shape)}")
+        scores = queries.to(self.embeddings) @ self.embeddings.T  # (Q, N)
+        return scores.topk(min(k, len(self)), dim=1)
+
+    def search(self, questions: list[str], model, tokenizer, k: int = 5) -> list[list[Hit]]:
+        """The ``k`` best passages of each question, embedded with ``model`` (checked to be
+        the index's model)."""
+        self.check_model(model)
+        queries = model.encode(list(questions), tokenizer).float().cpu()
+        scores, positions = self.top_k(queries, k)
+        return [
+            [
+                Hit(float(s), int(p), self.passages[int(p)])
+                for s, p in zip(row_s, row_p, strict=True)
+            ]
+            for row_s, row_p in zip(scores, positions, strict=True)
+        ]
+
+    def save(self, folder) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({"embeddings": self.embeddings.contiguous()}, str(folder / EMBEDDINGS_FILE))
+        info = {"format": FORMAT, "model": self.model, "fingerprint": self.fingerprint,
+                "count": len(self), "dim": self.embeddings.shape[1],
+                "passages": self.passages}  # fmt: skip
+        (folder / INDEX_FILE).write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder) -> PassageIndex:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / INDEX_FILE).is_file() or not (folder / EMBEDDINGS_FILE).is_file():
+            raise CorpusError(
+                f"index: {folder} is not an index folder ({INDEX_FILE} and {EMBEDDINGS_FILE}); "
+                f"build one with atenea index"
+            )
+        try:
+            info = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
+            embeddings = load_file(str(folder / EMBEDDINGS_FILE))["embeddings"]
+        except (json.JSONDecodeError, SafetensorError, KeyError) as error:
+            raise CorpusError(f"index: {folder}: unreadable ({error})") from None
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise CorpusError(f"index: {folder}/{INDEX_FILE} is not a {FORMAT} file")
+        if embeddings.shape[0] != len(info["passages"]):
+            raise CorpusError(
+                f"index: {folder}: {embeddings.shape[0]} embeddings for "
+                f"{len(info['passages'])} passages"
+            )
+        return cls(embeddings, info["passages"], info["model"], info["fingerprint"])

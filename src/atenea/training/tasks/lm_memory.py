@@ -1,0 +1,136 @@
+"""lm with segment memory (Transformer-XL): ``atenea train lm --memory M --segment L``.
+
+The documents (each followed by ``</s>``) are one stream of tokens, cut into segments of ``L``.
+The model runs segment after segment with a ``SegmentMemory`` of ``M`` positions per layer
+(``DecoderConfig.memory_len``), so a token sees up to ``M`` tokens of its document beyond its
+segment; rotary positions keep counting across segments and restart with each document, whose
+first token the memory does not see past (``nn/memory.py``).
+
+Training. An example is a window of ``window`` consecutive segments (default: enough for the
+memory to fill, ``ceil(M / L) + 1``) run in order from an empty memory; the loss is the mean
+over every segment's predicted tokens. Examples are independent (the memory does not carry
+from one batch to the next), so the training loop's shuffling, resuming and DDP stay exact.
+
+Evaluation. The validation stream is cut into up to ``EVAL_STREAMS`` contiguous streams (of
+``SEGMENTS_PER_STREAM`` segments at least, when the text allows) run from
+start to end with the memory carried all the way, and reports the perplexity with the memory
+and without it (memory 0), on the same segments of ``L``: the memory's own gain. A segment's
+first token has no logits before it inside the segment, so each segment predicts ``L - 1``
+tokens, with or without memory alike.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from atenea.nn.memory import SegmentMemory
+from atenea.training import metrics
+from atenea.training.tasks.base import IGNORE, Evaluating, device_of
+from atenea.training.tasks.lm import LanguageModelTask
+from atenea.training.tasks.settings import TaskError
+
+EVAL_STREAMS = 8
+SEGMENTS_PER_STREAM = 8
+
+
+class SegmentedLanguageModelTask(LanguageModelTask):
+    """The lm task with option ``segment > 0``: rotary positions, a segment memory of
+    ``memory_len`` (0: the baseline at the same segment length)."""
+
+    def complete_config(self, fields):
+        fields = super().complete_config(fields)
+        fields["positions"] = "rotary"  # relative distance across segments (learned cannot)
+        return fields
+
+    @property
+    def segment(self) -> int:
+        return int(self.options["segment"])
+
+    @property
+    def window(self) -> int:
+        if self.options.get("window"):
+            return int(self.options["window"])
+        return math.ceil(self.model_config.get("memory_len", 0) / self.segment) + 1
+
+    def prepare(self, train, validation):
+        if self.segment < 2:
+            raise TaskError(f"segment: expected at least 2 tokens, got {self.segment}")
+        self.train_rows = self.stream_rows(train, self.segment * self.window)
+        stream = self.stream_rows(validation, 0)
+        total = stream[0].shape[1]
+        # Up to EVAL_STREAMS streams, each of at least SEGMENTS_PER_STREAM segments when
+        # the text allows: a stream of one segment would never use the memory.
+        streams = max(1, min(EVAL_STREAMS, total // (self.segment * SEGMENTS_PER_STREAM)))
+        usable = total // streams
+        self.val_rows = tuple(t[0, : streams * usable].view(streams, usable) for t in stream)
+
+    def stream_rows(self, documents: list[dict], length: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``(input_ids, document_ids, labels)``: the stream cut into rows of ``length``
+        tokens (the ragged end dropped: a segment has no padding), or one row (0)."""
+        eos = self.model_config["eos_token_id"]
+        encoded = self.tokenizer.encode_batch(
+            [d["text"] for d in documents], truncation=False, add_special_tokens=False
+        )
+        stream, owners = [], []
+        for index, ids in enumerate(encoded):
+            stream += ids + [eos]
+            owners += [index] * (len(ids) + 1)
+        length = length or len(stream)
+        rows = len(stream) // length
+        if rows == 0:
+            raise TaskError(
+                f"segment: the texts hold {len(stream)} tokens, fewer than one example of "
+                f"{length} (segment x window); give more text or a shorter segment"
+            )
+        input_ids = torch.tensor(stream[: rows * length]).view(rows, length)
+        document_ids = torch.tensor(owners[: rows * length]).view(rows, length)
+        return input_ids, document_ids, self.labels_of(input_ids, document_ids)
+
+    def example_inputs(self, count):
+        rows = self.val_rows[0][:count, :8]
+        return [self.tokenizer.decode(row.tolist()) for row in rows]
+
+    def run_segments(self, model, batch: dict, memory: SegmentMemory) -> tuple[Tensor, int]:
+        """Run ``batch``'s rows segment by segment through ``memory``: (summed negative
+        log-likelihood of the predicted tokens, their count)."""
+        total = torch.zeros((), device=batch["input_ids"].device)
+        count = 0
+        for start in range(0, batch["input_ids"].shape[1], self.segment):
+            part = {k: v[:, start : start + self.segment] for k, v in batch.items()}
+            targets = int((part["labels"][:, 1:] != IGNORE).sum())
+            out = model(
+                part["input_ids"], memory=memory, document_ids=part["document_ids"],
+                labels=part["labels"],
+            )  # fmt: skip
+            if targets:
+                total = total + out.loss * targets
+                count += targets
+        return total, count
+
+    def loss(self, model, batch):
+        plain = getattr(model, "module", model)  # under DDP the memory is the model's
+        total, count = self.run_segments(model, batch, plain.new_memory(len(batch["input_ids"])))
+        return total / max(count, 1)
+
+    def tokens(self, batch):
+        return int(batch["input_ids"].numel())
+
+    def evaluate(self, model, limit=None):
+        """Perplexity over the validation streams with the memory, and without it."""
+        device = device_of(model)
+        batch = {k: v.to(device) for k, v in zip(("input_ids", "document_ids", "labels"),
+                                                 self.val_rows, strict=True)}  # fmt: skip
+        if limit is not None:  # the first ``limit`` segments of every stream
+            batch = {k: v[:, : limit * self.segment] for k, v in batch.items()}
+        results = {}
+        with Evaluating(model):
+            rows = len(batch["input_ids"])
+            no_memory = SegmentMemory(model.config.num_layers, rows, 0, device=device)
+            for name, memory in (("", model.new_memory(rows)), ("_no_memory", no_memory)):
+                nll, count = self.run_segments(model, batch, memory)
+                results[f"perplexity{name}"] = metrics.perplexity(float(nll), count)
+                results[f"loss{name}"] = float(nll) / max(count, 1)
+        return results

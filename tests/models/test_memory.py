@@ -1,0 +1,135 @@
+"""Segment memory (Transformer-XL) in the decoder: equal to one causal forward when it holds
+the whole past, blind across documents, no gradient into the past, compressed shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from atenea.models import DecoderConfig, DecoderModel
+from atenea.nn.memory import pool, pool_documents
+
+
+def tiny(memory_len: int, **overrides) -> DecoderModel:
+    overrides = {"num_layers": 3, **overrides}
+    config = DecoderConfig.from_name(
+        "llama-tiny", vocab_size=53, dim=24, num_heads=6, num_kv_heads=3, ffn_hidden=40,
+        memory_len=memory_len, **overrides,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = DecoderModel(config).double().eval()
+    with torch.no_grad():  # weights large enough that attention is far from uniform
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 1.5 / p.shape[-1] ** 0.5)
+    return model
+
+
+def by_segments(model, ids, segment, document_ids=None):
+    memory = model.new_memory(ids.shape[0])
+    logits = []
+    for start in range(0, ids.shape[1], segment):
+        docs = None if document_ids is None else document_ids[:, start : start + segment]
+        out = model(ids[:, start : start + segment], memory=memory, document_ids=docs)
+        logits.append(out.logits)
+    return torch.cat(logits, dim=1), memory
+
+
+def test_memory_holding_the_whole_past_equals_one_causal_forward():
+    model = tiny(memory_len=64)
+    ids = torch.randint(0, 53, (2, 37), generator=torch.Generator().manual_seed(1))
+    whole = model(ids).logits
+    segmented, memory = by_segments(model, ids, segment=5)  # 8 segments, the last of 2
+    torch.testing.assert_close(segmented, whole, rtol=1e-10, atol=1e-10)
+    assert memory.layers[0].keys.shape == (2, 3, 37, 4)
+
+
+def test_short_memory_differs_and_matches_a_window_of_the_same_past():
+    """One layer, M = 4, segments of 4: the last segment's first token sees exactly the 4
+    tokens before it, so its logits equal a causal forward over those 5 tokens at their
+    positions. (Deeper, the memory's keys carry what their own segment saw: Transformer-XL's
+    context grows with depth.)"""
+    model = tiny(memory_len=4, num_layers=1)
+    ids = torch.randint(0, 53, (1, 12), generator=torch.Generator().manual_seed(2))
+    segmented, _ = by_segments(model, ids, segment=4)
+    window = model(ids[:, 4:9], position_ids=torch.arange(4, 9)[None]).logits
+    torch.testing.assert_close(segmented[:, 8], window[:, 4], rtol=1e-10, atol=1e-10)
+    assert not torch.allclose(segmented, model(ids).logits)
+
+
+def test_document_boundary_resets_the_memory():
+    """A document starting mid-segment sees nothing of the one before: its logits equal the
+    document run alone from position 0."""
+    model = tiny(memory_len=16)
+    generator = torch.Generator().manual_seed(3)
+    first, second = (
+        torch.randint(0, 53, (1, 7), generator=generator),
+        torch.randint(0, 53, (1, 9), generator=generator),
+    )
+    ids = torch.cat([first, second], dim=1)
+    documents = torch.tensor([[0] * 7 + [1] * 9])
+    segmented, memory = by_segments(model, ids, segment=5, document_ids=documents)
+    torch.testing.assert_close(segmented[:, 7:], model(second).logits, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(segmented[:, :7], model(first).logits, rtol=1e-10, atol=1e-10)
+    assert memory.next_position.tolist() == [9]
+
+
+def test_no_gradient_flows_into_the_memory():
+    model = tiny(memory_len=8).train()
+    ids = torch.randint(0, 53, (2, 12), generator=torch.Generator().manual_seed(4))
+    memory = model.new_memory(2)
+    first = model(ids[:, :6], memory=memory, labels=ids[:, :6]).loss
+    assert all(not layer.keys.requires_grad for layer in memory.layers)
+    first.backward()  # frees the first segment's graph
+    model.zero_grad()
+    second = model(ids[:, 6:], memory=memory, labels=ids[:, 6:]).loss
+    second.backward()  # would fail ("backward through the graph a second time") if linked
+    grads = [p.grad.clone() for p in model.parameters()]
+
+    # The same gradient with the memory's tensors handed in as constants.
+    model.zero_grad()
+    again = model.new_memory(2)
+    with torch.no_grad():
+        model(ids[:, :6], memory=again)
+    model(ids[:, 6:], memory=again, labels=ids[:, 6:]).loss.backward()
+    for grad, p in zip(grads, model.parameters(), strict=True):
+        torch.testing.assert_close(grad, p.grad)
+
+
+def test_compressed_memory_shapes_and_pooling():
+    """M = 6, C = 3, rate 2, segments of 4: the slots pushed out of the memory (2, then 4 a
+    segment) become 1, then 2 pooled slots, the oldest dropped past 3."""
+    model = tiny(memory_len=6, compressed_len=3, compression_rate=2)
+    ids = torch.randint(0, 53, (2, 20), generator=torch.Generator().manual_seed(5))
+    memory = model.new_memory(2)
+    layer = memory.layers[1]
+    sizes = []
+    for start in range(0, 20, 4):
+        model(ids[:, start : start + 4], memory=memory)
+        if start == 0:
+            first_keys = layer.keys.clone()  # positions 0..3
+        compressed = 0 if layer.compressed_keys is None else layer.compressed_keys.shape[2]
+        sizes.append((layer.keys.shape[2], compressed, memory.compressed_documents.shape[1]))
+        if start == 4:  # positions 0, 1 were pushed out and pooled into one slot
+            torch.testing.assert_close(layer.compressed_keys[:, :, 0], first_keys[:, :, :2].mean(2))
+    assert sizes == [(4, 0, 0), (6, 1, 1), (6, 3, 3), (6, 3, 3), (6, 3, 3)]
+    assert layer.keys.shape == (2, 3, 6, 4) and layer.compressed_values.shape == (2, 3, 3, 4)
+    slots = torch.arange(10.0).reshape(1, 1, 5, 2)
+    torch.testing.assert_close(pool(slots, 2), torch.tensor([[[[1.0, 2], [5, 6], [8, 9]]]]))
+    docs = torch.tensor([[0, 0, 0, 1, 1]])
+    assert pool_documents(docs, 2).tolist() == [[0, -1, 1]]
+
+
+def test_learned_positions_are_refused_with_memory():
+    with pytest.raises(ValueError, match="memory_len: segment memory needs relative"):
+        DecoderConfig.from_name("gpt2-tiny", memory_len=16)
+
+
+def test_memory_refuses_padding_and_wrong_batch():
+    model = tiny(memory_len=4)
+    memory = model.new_memory(2)
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="memory: made for 2 rows"):
+        model(ids, memory=memory)
+    with pytest.raises(ValueError, match="memory: runs whole segments"):
+        model(ids.expand(2, 3), attention_mask=torch.ones(2, 3), memory=memory)
