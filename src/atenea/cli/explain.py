@@ -10,12 +10,14 @@ from pathlib import Path
 import torch
 
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
+from atenea.cli.explain_rnn import run_alignment
 from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
 from atenea.inspect.report import render_html, report_data
 from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, explain_seq2seq
 from atenea.inspect.tokens import ExplainError, check_text
 from atenea.models import CheckpointError, EncoderDecoderModel, load_pretrained
+from atenea.models.rnn import RNNTranslator
 
 DEFAULT_OUT = "attention_report.html"
 
@@ -80,6 +82,8 @@ def _run(args) -> int:
         texts = [args.text] + ([args.compare] if args.compare else [])
         if isinstance(model, EncoderDecoderModel):
             return _run_seq2seq(args, model, tokenizer, texts, out)
+        if isinstance(model, RNNTranslator):  # RNNsearch: its alignment
+            return run_alignment(args, model, tokenizer, texts, out, _write_outputs)
         if args.target is not None:
             raise ExplainError("--target is for encoder-decoder models; this is a " +
                                type(model).__name__)  # fmt: skip

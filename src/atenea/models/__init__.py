@@ -18,7 +18,7 @@ from atenea.models.pretrained import (
     load_weights,
     save_pretrained,
 )
-from atenea.models.rnn import RNNEncDec, RNNSearch, RNNState
+from atenea.models.rnn import RNNEncDec, RNNSearch, RNNState, RNNTranslator
 from atenea.models.rnn_config import RNNConfig
 from atenea.models.tokenizer import Tokenizer
 
@@ -44,5 +44,6 @@ __all__ = [
     "RNNEncDec",
     "RNNSearch",
     "RNNState",
+    "RNNTranslator",
     "mean_pool",
 ]
