@@ -132,3 +132,14 @@ def test_real_split_is_by_book_and_fixed():
     assert not train_books & (set(bible.VALIDATION_BOOKS) | set(bible.TEST_BOOKS))
     assert len(train_books) == 66 - len(bible.VALIDATION_BOOKS) - len(bible.TEST_BOOKS)
     assert first.train == test.train  # the same training data whichever set is held out
+
+
+def test_corpus_names_are_checked_before_anything_is_read():
+    from atenea.training.tasks import TaskError, build_task
+
+    with pytest.raises(TaskError, match="data: bible-es-en is a corpus of translate"):
+        build_task("classify", data="bible-es-en")
+    with pytest.raises(TaskError, match="bible-es-en:test"):
+        build_task("translate", data="bible-es-en:dev")
+    with pytest.raises(TaskError, match="validation"):
+        build_task("translate", data="bible-es-en", validation="other.tsv")
