@@ -61,7 +61,8 @@ def _add_train(subparsers) -> None:
         metavar="PATH",
         help="classify/translate: a .csv, .tsv or .jsonl file; lm/mlm: text files, folders or "
         "globs (default: built-in data); translate: bible-es-en for the built-in Spanish-English "
-        "Bible (Debian's sword-text-sparv and sword-text-kjv)",
+        "Bible (Debian's sword-text-sparv and sword-text-kjv; evaluate: bible-es-en:test, "
+        "django-es-en)",
     )
     data.add_argument(
         "--validation", metavar="PATH", help="held-out data (default: 10%% of --data)"

@@ -64,8 +64,8 @@ def _read(name: str, data, validation, columns: dict, seed: int):
 
 def _corpus(name: str, paths: list[str]):
     """The Split of a built-in corpus named as ``data`` (``bible-es-en``; ``bible-es-en:test``
-    validates on its test books), or None when ``paths`` names none (a file of that name
-    wins)."""
+    validates on its test books; ``django-es-en``, a test set), or None when ``paths`` names
+    none (a file of that name wins)."""
     corpus, _, part = paths[0].partition(":") if len(paths) == 1 else ("", "", "")
     if corpus not in CORPORA or Path(paths[0]).exists():
         return None
@@ -164,6 +164,11 @@ def build_task(
         source = {"data": None if is_split else _paths(data),
                   "validation": None if validation is None else str(validation)}  # fmt: skip
         kind = tokenizer_kind or defaults["tokenizer"]
+        if not split.train:
+            raise TaskError(
+                "data: no training examples in it (django-es-en is a test set: evaluate a "
+                "trained model on it with atenea evaluate --model RUN --data django-es-en)"
+            )
     init_state = None
     if init is not None:
         if name != "classify":

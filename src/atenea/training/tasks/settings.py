@@ -109,7 +109,7 @@ DEFAULTS = {
 }  # fmt: skip
 
 # Built-in corpora named as data (``--data bible-es-en``): (task, module in training/datasets).
-CORPORA = {"bible-es-en": ("translate", "bible")}
+CORPORA = {"bible-es-en": ("translate", "bible"), "django-es-en": ("translate", "django_po")}
 
 # Built-in data (docs/training.md): sizes of the default runs.
 BUILTIN = {
