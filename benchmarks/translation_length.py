@@ -13,7 +13,8 @@ and the Transformer, on the built-in Spanish -> English Bible (``bible-es-en``).
    words (the paper's Figure 2), printed and drawn (``bleu_by_length.png``).
 3. Training tokens per second of each model (forward + backward + optimizer step, source and
    target of the same length, random tokens) at lengths 8..128: a recurrent model walks the
-   sequence step by step, a Transformer takes it in one matrix product per layer.
+   sequence step by step, a Transformer takes it in one matrix product per layer
+   (``--speed-device cuda`` measures this table on a GPU).
 4. A few test verses with the three translations side by side, and RNNsearch's alignment of one
    (``alignment.png``).
 
@@ -111,19 +112,21 @@ def train_step(model, src, tgt, optimizer) -> None:
     torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt.flatten()).backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    if src.is_cuda:
+        torch.cuda.synchronize()  # the step is done when the GPU is, not when Python is
 
 
-def throughput(tasks: dict, lengths: list[int], batch: int, reps: int) -> dict:
+def throughput(tasks: dict, lengths: list[int], batch: int, reps: int, device="cpu") -> dict:
     """Training tokens/s (source + target) of each model on random ``(batch, L)`` sequences,
-    the three taking turns in every repetition (``timed_together``)."""
+    the three taking turns in every repetition (``timed_together``), on ``device``."""
     speeds = {arch: {} for arch in tasks}
     for length in lengths:
         steps = {}
         for arch, (task, model) in tasks.items():
-            model.train()
+            model.to(device).train()
             vocab = task.tokenizer.vocab_size
-            src = torch.randint(4, vocab, (batch, length))
-            tgt = torch.randint(4, vocab, (batch, length))
+            src = torch.randint(4, vocab, (batch, length), device=device)
+            tgt = torch.randint(4, vocab, (batch, length), device=device)
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-9)  # the step's cost only
             steps[arch] = functools.partial(train_step, model, src, tgt, optimizer)
         medians = timed_together(steps, reps)
@@ -132,7 +135,7 @@ def throughput(tasks: dict, lengths: list[int], batch: int, reps: int) -> dict:
         row = " ".join(f"{a} {speeds[a][length]:,.0f}" for a in tasks)
         print(f"L={length}: tokens/s {row}", flush=True)
     for _, model in tasks.values():
-        model.eval()
+        model.cpu().eval()
     return speeds
 
 
@@ -158,7 +161,8 @@ def bleu_plot(table: dict, path: Path) -> None:
 
 def report(out: Path, info: dict, results: dict, table: dict, speeds: dict, rows, args) -> str:
     lines = [f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
-             f"{info['torch_threads']} threads, load average {info['load_average'][0]:.1f}",
+             f"{info['torch_threads']} threads, load average {info['load_average'][0]:.1f}; "
+             f"tokens/s measured on {args.speed_device}",
              f"budget: {args.steps} steps x {args.batch_size} verses, lr {args.lr}, size "
              f"{args.size}, max_length {args.max_length} tokens, BPE vocabulary {args.vocab_size}",
              "", "| model | parameters | train wall time (s) | last loss |",
@@ -198,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32, 64, 128])
     parser.add_argument("--speed-batch", type=int, default=32)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--speed-device",
+        default="cpu",
+        help="where the tokens/s table is measured: cpu, or cuda when a GPU is at hand "
+        "(training and translation stay on the CPU)",
+    )
     parser.add_argument("--examples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -209,13 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/translation_length"))
     args = parser.parse_args(argv)
+    if args.speed_device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--speed-device cuda: no CUDA device here")
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     info = machine("sacrebleu")
     tasks, results = train_all(args, args.out)
     rows, table = test_translations(tasks, args.test_limit)
     bleu_plot(table, args.out / "bleu_by_length.png")
-    speeds = throughput(tasks, args.lengths, args.speed_batch, args.reps)
+    speeds = throughput(tasks, args.lengths, args.speed_batch, args.reps, args.speed_device)
     # Examples: short-to-middling verses spread over the test set.
     fitting = [r for r in rows if 8 <= len(r["source"].split()) <= 25]
     examples = fitting[:: max(len(fitting) // max(args.examples, 1), 1)][: args.examples]
