@@ -14,7 +14,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install demo test test-slow test-gpu test-all bench lint clean
+.PHONY: help install demo test test-slow test-gpu test-all bench lint clean data
 
 help:
 	@echo "make demo       what a real model (all-MiniLM-L6-v2) attends to: summary + HTML report"
@@ -22,6 +22,7 @@ help:
 	@echo "make test-gpu   the tests that need CUDA (on a GPU machine)"
 	@echo "make bench      benchmarks against PyTorch SDPA and FlexAttention"
 	@echo "make lint       ruff"
+	@echo "make data       the Debian data packages (Bible, Fashion-MNIST, ...; needs apt-get)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +68,17 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+# Real data that ships in Debian packages (docs/translation.md, docs/training.md): installed
+# with apt-get where there is one (as root, or through sudo); elsewhere it says what to run.
+DATA_PACKAGES := sword-text-sparv sword-text-kjv dataset-fashion-mnist python3.11-doc \
+	r-cran-janeaustenr
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+data:
+	@command -v apt-get >/dev/null || { echo "no apt-get here: install the Debian packages \
+	$(DATA_PACKAGES) by other means"; exit 1; }
+	$(SUDO) apt-get install -y $(DATA_PACKAGES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist src/*.egg-info

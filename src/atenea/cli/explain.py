@@ -11,6 +11,7 @@ import torch
 
 from atenea.cli.devices import add_device_arguments, device_of
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
+from atenea.cli.explain_rnn import run_alignment
 from atenea.cli.outputs import check_finished, check_report_output
 from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
@@ -26,6 +27,7 @@ from atenea.models import (
     EncoderForSequenceClassification,
     load_pretrained,
 )
+from atenea.models.rnn import RNNTranslator
 
 DEFAULT_OUT = "attention_report.html"
 
@@ -115,6 +117,8 @@ def _run(args) -> int:
         texts = [args.text] + ([args.compare] if args.compare else [])
         if isinstance(model, EncoderDecoderModel):
             return _run_seq2seq(args, model, tokenizer, texts, out)
+        if isinstance(model, RNNTranslator):  # RNNsearch: its alignment
+            return run_alignment(args, model, tokenizer, texts, out, _write_outputs)
         if args.target is not None:
             raise ExplainError("--target is for encoder-decoder models; this is a " +
                                type(model).__name__)  # fmt: skip

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from atenea.cli import evaluate, train_help
 from atenea.cli.devices import add_device_arguments, device_of
-from atenea.training.tasks.settings import SIZES, TASKS
+from atenea.training.tasks.settings import ARCHS, SIZES, TASKS
 
 DEFAULT_OUT = "runs/{task}"
 # Settings of the run that --resume takes from the saved run unless given again.
@@ -69,7 +69,9 @@ def _add_train(subparsers) -> None:
         nargs="+",
         metavar="PATH",
         help="classify/translate: a .csv, .tsv or .jsonl file; lm/mlm: text files, folders or "
-        "globs (default: built-in data)",
+        "globs (default: built-in data); translate: bible-es-en for the built-in Spanish-English "
+        "Bible (Debian's sword-text-sparv and sword-text-kjv; evaluate: bible-es-en:test, "
+        "django-es-en)",
     )
     data.add_argument(
         "--validation", metavar="PATH", help="held-out data (default: 10%% of --data)"
@@ -81,6 +83,9 @@ def _add_train(subparsers) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--size", default="tiny", choices=SIZES,
                        help="model size preset (tiny)")  # fmt: skip
+    model.add_argument("--arch", choices=ARCHS,
+                       help="translate: transformer (default), rnnsearch (Bahdanau et al. 2015) "
+                            "or rnnencdec (the same RNN without attention)")  # fmt: skip
     model.add_argument(
         "--set",
         dest="overrides",
@@ -192,6 +197,9 @@ def _resumed_task(args, out: Path):
     info = tasks.read_description(checkpoint)
     if info["task"] != args.task:
         raise ValueError(f"--resume: {out} holds a {info['task']} run, not {args.task}")
+    saved_arch = (info.get("options") or {}).get("arch", "transformer")
+    if args.arch is not None and args.arch != saved_arch:
+        raise ValueError(f"--arch: {out} holds a {saved_arch} run, not {args.arch}")
     return tasks.from_description(info, checkpoint)
 
 
@@ -212,6 +220,7 @@ def _new_task(args, out: Path):
         tokenizer_kind=args.tokenizer, vocab_size=args.vocab_size, init=args.init,
         seed=args.seed or 0, text_column=args.text_column, label_column=args.label_column,
         source_column=args.source_column, target_column=args.target_column,
+        arch=args.arch or "transformer",
     )  # fmt: skip
 
 
@@ -330,12 +339,15 @@ def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:
     translation and the cross-attention that wrote it (heads averaged) in the decoder layer whose
     rows are sharpest: the layer that does the aligning (usually the last; the title says).
     Rows: each generated token (the row that wrote it); columns: the source tokens."""
+    from atenea.cli.explain_rnn import draw_rnn_alignments
     from atenea.inspect import explain_seq2seq
     from atenea.inspect.plots import heatmap_png, title_text
-    from atenea.models import load_pretrained
+    from atenea.models import RNNTranslator, load_pretrained
 
     model, tokenizer = load_pretrained(folder)
     model.eval()
+    if isinstance(model, RNNTranslator):  # RNNsearch: its alignment; RNNencdec has none
+        return draw_rnn_alignments(model, tokenizer, folder, sources)
     paths = []
     for i, source in enumerate(sources):
         found = explain_seq2seq(source, model, tokenizer)

@@ -12,6 +12,12 @@ from atenea.generation.sampling import sample
 from atenea.models.common import check_ids
 from atenea.models.decoder import DecoderModel
 from atenea.models.encoder_decoder import EncoderDecoderModel
+from atenea.models.rnn import RNNTranslator
+
+# Models that read a source and write a target: ``encode`` once, then ``decode`` on a cache
+# (``new_cache``) whose ``select(rows)`` beam search calls. RNNSearch / RNNEncDec's cache is
+# their decoder state (``RNNState``).
+SEQ2SEQ = (EncoderDecoderModel, RNNTranslator)
 
 
 def generate(
@@ -25,7 +31,8 @@ def generate(
     """Continue ``input_ids`` with up to ``max_new_tokens`` tokens.
 
     Args:
-        model: an ``atenea.models.DecoderModel`` (GPT-2, Llama) or ``EncoderDecoderModel``.
+        model: an ``atenea.models.DecoderModel`` (GPT-2, Llama), ``EncoderDecoderModel``,
+            ``RNNSearch`` or ``RNNEncDec``.
         input_ids: ``(B, L)`` token ids. Decoder: the prompt, left-padded in a batch.
             Encoder-decoder: the *source*; the encoder reads it once and the decoder starts
             from ``model.config.bos_token_id``.
@@ -65,10 +72,10 @@ def check_inputs(model, input_ids, attention_mask) -> None:
     """``input_ids (B, L)`` with L >= 1; ``attention_mask (B, L)`` with a real token in every
     row, left-padded for a decoder (its real tokens at the end; a source may be padded on
     either side)."""
-    if not isinstance(model, (DecoderModel, EncoderDecoderModel)):
+    if not isinstance(model, (DecoderModel, *SEQ2SEQ)):
         raise TypeError(
-            f"model: expected an atenea DecoderModel or EncoderDecoderModel, got "
-            f"{type(model).__name__}"
+            f"model: expected an atenea DecoderModel, EncoderDecoderModel, RNNSearch or "
+            f"RNNEncDec, got {type(model).__name__}"
         )
     source_vocab = (
         model.config.vocab_size if isinstance(model, DecoderModel) else model.config.src_vocab_size
@@ -89,7 +96,7 @@ def check_inputs(model, input_ids, attention_mask) -> None:
     real = attention_mask.bool()
     if not bool(real.any(dim=1).all()):
         raise ValueError("attention_mask: a row has no real token (all 0)")
-    if isinstance(model, EncoderDecoderModel):
+    if isinstance(model, SEQ2SEQ):
         return  # the encoder reads the source with any padding
     if not bool(real[:, -1].all()):
         raise ValueError(
@@ -103,7 +110,9 @@ def check_inputs(model, input_ids, attention_mask) -> None:
 
 def check_lengths(model, input_ids: Tensor, max_new_tokens: int) -> None:
     """The prompt (decoder) or the output (encoder-decoder) must fit the model's positions."""
-    limit = model.config.max_positions
+    limit = getattr(model.config, "max_positions", None)
+    if limit is None:
+        return  # a recurrent model has no positions to run out of
     length = input_ids.shape[1]
     if length > limit:
         raise ValueError(

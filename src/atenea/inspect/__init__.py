@@ -1,6 +1,7 @@
 """Inspection: attention captured on the fast path, rollout, head descriptors, heatmaps and a
 standalone HTML report (``atenea explain``), for encoder, decoder and encoder-decoder models."""
 
+from atenea.inspect.alignment import AlignmentExplanation, explain_alignment
 from atenea.inspect.analysis import (
     HeadDescription,
     describe_head,
@@ -15,6 +16,8 @@ from atenea.inspect.seq2seq import Seq2SeqExplanation, explain_seq2seq
 from atenea.inspect.tokens import ExplainError
 
 __all__ = [
+    "AlignmentExplanation",
+    "explain_alignment",
     "Explanation",
     "ExplainError",
     "HeadDescription",

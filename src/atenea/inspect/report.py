@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from atenea.inspect.alignment import AlignmentExplanation, alignment_panel
 from atenea.inspect.analysis import HeadDescription
 from atenea.inspect.explain import Explanation, strongest_link
 from atenea.inspect.seq2seq import Seq2SeqExplanation
@@ -96,6 +97,12 @@ def report_data(
     ``layer``/``head`` if given, else the focus token's strongest link, else the last layer's
     mean over heads (``head = -1``; of the cross-attention for encoder-decoders)."""
     first = explanations[0]
+    if isinstance(first, AlignmentExplanation):  # RNNsearch: its one attention
+        return {
+            "model": model_name,
+            "initial": {"layer": 0, "head": 0 if head is None else head, "kind": "cross"},
+            "panels": [alignment_panel(e, _rounded) for e in explanations],
+        }
     if isinstance(first, Seq2SeqExplanation):  # the cross-attention is shown first
         layer = first.cross_maps.shape[0] - 1 if layer is None else layer
         return {

@@ -18,6 +18,8 @@ from atenea.models.pretrained import (
     load_weights,
     save_pretrained,
 )
+from atenea.models.rnn import RNNEncDec, RNNSearch, RNNState, RNNTranslator
+from atenea.models.rnn_config import RNNConfig
 from atenea.models.tokenizer import Tokenizer
 
 __all__ = [
@@ -38,5 +40,10 @@ __all__ = [
     "Intermediates",
     "MaskedLMHead",
     "ModelOutput",
+    "RNNConfig",
+    "RNNEncDec",
+    "RNNSearch",
+    "RNNState",
+    "RNNTranslator",
     "mean_pool",
 ]

@@ -3,6 +3,7 @@ norms, feed-forward, the transformer block, the KV cache, and ``Linear`` (``nn.L
 CPU's fastest kernel for its shape)."""
 
 from atenea.nn.additive import AdditiveAttention
+from atenea.nn.alignment import Alignment
 from atenea.nn.attention import AttentionRecord, MultiHeadAttention
 from atenea.nn.block import BlockConfig, TransformerBlock
 from atenea.nn.cache import Cache, KVCache, MemoryCache, Write
@@ -18,6 +19,7 @@ from atenea.nn.positions import (
 
 __all__ = [
     "AdditiveAttention",
+    "Alignment",
     "AttentionRecord",
     "BlockConfig",
     "Cache",

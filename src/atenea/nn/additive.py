@@ -41,11 +41,21 @@ class AdditiveAttention(nn.Module):
         if single:
             query = query.unsqueeze(1)
         values = keys if values is None else values
-        hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + self.key_proj(keys).unsqueeze(1))
-        scores = self.score(hidden).squeeze(-1)  # (B, Lq, Lk)
+        scores = self.scores(query, self.project_keys(keys))  # (B, Lq, Lk)
         if mask is not None:
             allowed = as_mask(mask).materialize(query.shape[1], keys.shape[1], device=query.device)
             scores = scores.masked_fill(~allowed[:, 0], float("-inf"))  # (Bm, Lq, Lk)
         weights = safe_softmax(scores)
         context = weights @ values
         return (context.squeeze(1), weights.squeeze(1)) if single else (context, weights)
+
+    def project_keys(self, keys: Tensor) -> Tensor:
+        """``W_k k_j + b``: ``keys (B, Lk, key_dim)`` -> ``(B, Lk, hidden_dim)``. It does not
+        depend on the query, so a decoder computes it once per source (``scores`` takes it)."""
+        return self.key_proj(keys)
+
+    def scores(self, query: Tensor, projected_keys: Tensor) -> Tensor:
+        """``v^T tanh(W_q q_i + projected_keys_j)``: ``query (B, Lq, query_dim)``,
+        ``projected_keys (B, Lk, hidden_dim)`` (from ``project_keys``) -> ``(B, Lq, Lk)``."""
+        hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + projected_keys.unsqueeze(1))
+        return self.score(hidden).squeeze(-1)

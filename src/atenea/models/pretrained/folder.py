@@ -42,6 +42,8 @@ from atenea.models.pretrained.safetensors import (
     read_tensor_folder,
     write_tensor_folder,
 )
+from atenea.models.rnn import RNNEncDec, RNNSearch
+from atenea.models.rnn_config import RNNConfig
 from atenea.models.tokenizer import Tokenizer
 
 NATIVE = "atenea"
@@ -49,7 +51,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (BERT, GPT2, LLAMA)}
 MODEL_CLASSES = {
     cls.__name__: cls
     for cls in (EncoderModel, EncoderForMaskedLM, EncoderForSequenceClassification, DecoderModel,
-                EncoderDecoderModel)
+                EncoderDecoderModel, RNNSearch, RNNEncDec)
 }  # fmt: skip
 BUNDLED_NAMES = ("minilm", "all-MiniLM-L6-v2", "all-minilm-l6-v2")
 FORMATS = ("auto", "hf", "atenea")
@@ -212,6 +214,8 @@ def _build_native(hf: dict, folder: Path) -> nn.Module:
     config_class = {
         EncoderDecoderModel: configs.EncoderDecoderConfig,
         DecoderModel: configs.DecoderConfig,
+        RNNSearch: RNNConfig,
+        RNNEncDec: RNNConfig,
     }.get(MODEL_CLASSES[name], configs.EncoderConfig)
     fields = {f.name for f in dataclasses.fields(config_class)}
     values = hf.get("atenea_config") or {}

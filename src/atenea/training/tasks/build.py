@@ -17,6 +17,7 @@ from atenea.training.tasks.lm_memory import SegmentedLanguageModelTask
 from atenea.training.tasks.mlm import MaskedLanguageModelTask
 from atenea.training.tasks.settings import (
     BUILTIN,
+    CORPORA,
     DEFAULTS,
     TASKS,
     TaskError,
@@ -47,11 +48,17 @@ def _paths(data) -> list[str]:
 
 
 def _read(name: str, data, validation, columns: dict, seed: int):
-    """The Split of user files (``data``: a path or a list of paths) or of a Split given as
-    is (anything with ``train`` and ``validation``)."""
+    """The Split of user files (``data``: a path or a list of paths), of a built-in corpus
+    named by ``data`` (``CORPORA``), or of a Split given as is (anything with ``train`` and
+    ``validation``)."""
     if hasattr(data, "train") and hasattr(data, "validation"):
         return data
     paths = _paths(data)
+    corpus = _corpus(name, paths)
+    if corpus is not None:
+        if validation is not None and str(validation) != paths[0]:
+            raise TaskError(f"validation: {paths[0]} has its own validation books")
+        return corpus
     if name in ("classify", "translate") and len(paths) != 1:
         raise TaskError(f"data: {name} reads one file, got {len(paths)}: {' '.join(paths)}")
     if name == "classify":
@@ -61,6 +68,22 @@ def _read(name: str, data, validation, columns: dict, seed: int):
         return reading.read_translate(paths[0], columns["source"], columns["target"],
                                       validation=validation, seed=seed)  # fmt: skip
     return reading.read_texts(paths, validation=validation, seed=seed)
+
+
+def _corpus(name: str, paths: list[str]):
+    """The Split of a built-in corpus named as ``data`` (``bible-es-en``; ``bible-es-en:test``
+    validates on its test books; ``django-es-en``, a test set), or None when ``paths`` names
+    none (a file of that name wins)."""
+    corpus, _, part = paths[0].partition(":") if len(paths) == 1 else ("", "", "")
+    if corpus not in CORPORA or Path(paths[0]).exists():
+        return None
+    task, module_name = CORPORA[corpus]
+    if name != task:
+        raise TaskError(f"data: {corpus} is a corpus of {task}, not of {name}")
+    if part not in ("", "test"):
+        raise TaskError(f"data: {paths[0]}: expected {corpus} or {corpus}:test")
+    module = importlib.import_module(f"atenea.training.datasets.{module_name}")
+    return module.split(test=part == "test")
 
 
 def _builtin(name: str, seed: int):
@@ -114,13 +137,16 @@ def build_task(
     source_column: str = "source",
     target_column: str = "target",
     tokenizer: Tokenizer | None = None,
+    arch: str = "transformer",
 ) -> Task:
     """A task on the user's data (``data``: a file, a list of files / folders / globs for
     lm and mlm, or a ``Split``) or, with ``data=None``, on the built-in data of
     docs/training.md. The tokenizer is trained on the training texts unless one is given
     (or ``init`` brings its own). ``overrides``: ``{"num_layers": "2", ...}`` (strings are
     converted to the field's type). ``init`` (classify only): an mlm checkpoint folder or
-    ``"minilm"``: its encoder weights and tokenizer, a new head.
+    ``"minilm"``: its encoder weights and tokenizer, a new head. ``arch`` (translate):
+    ``"transformer"``, ``"rnnsearch"`` or ``"rnnencdec"``. ``data="bible-es-en"``: the built-in
+    Spanish-English Bible (``training/datasets/bible.py``).
 
     Raises TaskError (or the data readers' DataError) whose message starts with the argument
     at fault."""
@@ -131,7 +157,7 @@ def build_task(
     max_length = max_length or defaults["max_length"]
     if max_length < 2:
         raise TaskError(f"max_length: expected an integer >= 2, got {max_length}")
-    fields, options = model_settings(name, size, overrides)
+    fields, options = model_settings(name, size, overrides, arch)
     columns = {"text": text_column, "label": label_column,
                "source": source_column, "target": target_column}  # fmt: skip
     if data is None:
@@ -146,6 +172,11 @@ def build_task(
         source = {"data": None if is_split else _paths(data),
                   "validation": None if validation is None else str(validation)}  # fmt: skip
         kind = tokenizer_kind or defaults["tokenizer"]
+        if not split.train:
+            raise TaskError(
+                "data: no training examples in it (django-es-en is a test set: evaluate a "
+                "trained model on it with atenea evaluate --model RUN --data django-es-en)"
+            )
     init_state = None
     if init is not None:
         if name != "classify":

@@ -20,6 +20,16 @@ translate  tiny   transformer-tiny, 2x as wide, ffn 4x        128    2 enc + 2 d
            base   transformer-base                            512    6 enc + 6 dec  8      2048
 =========  =====  ==========================================  =====  =============  =====  ====
 
+translate's recurrent architectures (``arch="rnnsearch" | "rnnencdec"``, ``models/rnn.py``):
+
+=========  =====  ==========================================  =========  ======  =========
+task       size   shape                                       embedding  hidden  alignment
+=========  =====  ==========================================  =========  ======  =========
+translate  tiny   rnnsearch-tiny                              64         96      96
+(rnn)      small  rnnsearch-50, about 40% as wide             256        384     384
+           base   rnnsearch-50 (the paper's RNNsearch-50)     620        1000    1000
+=========  =====  ==========================================  =========  ======  =========
+
 For translate, ``overrides={"num_layers": N}`` sets both stacks. tiny trains in minutes on two
 CPU cores; dropout is off there (0.1 at the other sizes) because a tiny model trained briefly
 underfits, and dropout would only slow it down.
@@ -29,14 +39,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from atenea.models import DecoderConfig, EncoderConfig, EncoderDecoderConfig
+from atenea.models import DecoderConfig, EncoderConfig, EncoderDecoderConfig, RNNConfig
 
 TASKS = ("classify", "translate", "lm", "mlm")
 SIZES = ("tiny", "small", "base")
 
 # The config fields a size decides: the shape of the model.
 SHAPE_FIELDS = ("dim", "num_layers", "num_encoder_layers", "num_decoder_layers", "num_heads",
-                "num_kv_heads", "ffn_hidden")  # fmt: skip
+                "num_kv_heads", "ffn_hidden", "embedding_dim", "hidden_dim", "alignment_dim",
+                "maxout_dim")  # fmt: skip
 # Per model family and size: (the preset whose shape it takes, changes to that shape).
 SIZE_PRESETS = {
     EncoderConfig: {
@@ -58,7 +69,15 @@ SIZE_PRESETS = {
                                            num_heads=4, ffn_hidden=1024)),
         "base": ("transformer-base", {}),
     },
+    RNNConfig: {  # translate --arch rnnsearch | rnnencdec
+        "tiny": ("rnnsearch-tiny", {}),
+        "small": ("rnnsearch-50", dict(embedding_dim=256, hidden_dim=384, alignment_dim=384,
+                                       maxout_dim=256)),
+        "base": ("rnnsearch-50", {}),
+    },
 }  # fmt: skip
+# translate's architectures: the Transformer, RNNsearch, the RNN encoder-decoder (models/rnn.py).
+ARCHS = ("transformer", "rnnsearch", "rnnencdec")
 
 # The model config of each task.
 MODEL_CONFIGS = {
@@ -90,6 +109,9 @@ DEFAULTS = {
     "mlm": dict(max_length=128, tokenizer="wordpiece", vocab_size=4000,
                 steps=600, batch_size=32, lr=1e-3, warmup=60),
 }  # fmt: skip
+
+# Built-in corpora named as data (``--data bible-es-en``): (task, module in training/datasets).
+CORPORA = {"bible-es-en": ("translate", "bible"), "django-es-en": ("translate", "django_po")}
 
 # Built-in data (docs/training.md): sizes of the default runs.
 BUILTIN = {
@@ -151,23 +173,35 @@ def model_shape(config_class, size: str) -> dict:
     return {**shape, **changes}
 
 
-def model_settings(name: str, size: str, overrides: dict) -> tuple[dict, dict]:
+def model_settings(
+    name: str, size: str, overrides: dict, arch: str = "transformer"
+) -> tuple[dict, dict]:
     """(config fields, task options) for task ``name`` at ``size`` with ``overrides``
-    applied."""
+    applied. ``arch`` (translate only): ``ARCHS``; it is kept in the options."""
     if size not in SIZES:
         raise TaskError(f"size: expected one of {', '.join(SIZES)}, got {size!r}")
-    config_class = MODEL_CONFIGS[name]
+    if arch not in ARCHS:
+        raise TaskError(f"arch: expected one of {', '.join(ARCHS)}, got {arch!r}")
+    if arch != "transformer" and name != "translate":
+        raise TaskError(f"arch: {arch} is an architecture of translate, not of {name}")
+    config_class = MODEL_CONFIGS[name] if arch == "transformer" else RNNConfig
     defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
     dropout = 0.0 if size == "tiny" else 0.1
-    fields = {**model_shape(config_class, size), "dropout": dropout, "attention_dropout": dropout}
+    fields = {**model_shape(config_class, size), "dropout": dropout}
+    if "attention_dropout" in defaults:
+        fields["attention_dropout"] = dropout
     options = dict(TASK_OPTIONS[name])
+    if name == "translate":
+        options["arch"] = arch
     # The task decides vocabulary sizes, special ids and shared embeddings.
     settable = {k for k in defaults if not k.endswith(("vocab_size", "_token_id"))}
     settable -= {"share_embeddings", "id2label"}
     for key, value in overrides.items():
+        if key == "arch":
+            raise TaskError("overrides: arch is not a model setting; choose it with arch= (--arch)")
         if key in options:
             options[key] = _typed(key, value, options[key])
-        elif key == "num_layers" and name == "translate":  # both stacks at once
+        elif key == "num_layers" and name == "translate" and arch == "transformer":  # both stacks
             layers = _typed(key, value, 0)
             fields.update(num_encoder_layers=layers, num_decoder_layers=layers)
         elif key in settable:

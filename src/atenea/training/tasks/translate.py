@@ -8,6 +8,9 @@
 - The built-in dates use characters, not BPE: the target is digit-by-digit copying and
   reformatting, and BPE merges digits into pieces ("19", "87", "-0") that depend on frequency,
   so the model would have to learn many output symbols for the same digits.
+- ``arch`` (an option, ``atenea train translate --arch``): ``transformer`` (the above),
+  ``rnnsearch`` or ``rnnencdec`` (``models/rnn.py``: Bahdanau et al.'s RNNsearch and its
+  baseline without attention). The data, tokenizer, loss, metrics and decoding are the same.
 - The source has no special tokens (the encoder needs none), so ``atenea generate --prompt``
   (which encodes the prompt plainly) feeds a trained model exactly what it was trained on.
 """
@@ -18,7 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from atenea.generation import generate
-from atenea.models import EncoderDecoderConfig, EncoderDecoderModel
+from atenea.models import (
+    EncoderDecoderConfig,
+    EncoderDecoderModel,
+    RNNConfig,
+    RNNEncDec,
+    RNNSearch,
+)
 from atenea.training import metrics
 from atenea.training.distributed import unwrap
 from atenea.training.tasks.base import (
@@ -39,13 +48,20 @@ class TranslateTask(Task):
 
     name, main_metric, higher_is_better = "translate", "exact_match", True
 
+    @property
+    def arch(self) -> str:
+        return self.options.get("arch", "transformer")  # runs saved before --arch existed
+
     def complete_config(self, fields):
         tok = self.tokenizer
         fields.update(
             src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, share_embeddings=True,
-            norm_position="pre", pad_token_id=require_token(tok, "pad"),
+            pad_token_id=require_token(tok, "pad"),
             bos_token_id=require_token(tok, "bos"), eos_token_id=require_token(tok, "eos"),
         )  # fmt: skip
+        if self.arch != "transformer":
+            return fields  # a recurrent model has no positions and no norms
+        fields["norm_position"] = "pre"
         fields["max_positions"] = max(fields.get("max_positions", 0), self.max_length + 1)
         return fields
 
@@ -74,7 +90,10 @@ class TranslateTask(Task):
         return self.val_sources[:count]
 
     def build_model(self) -> nn.Module:
-        return EncoderDecoderModel(EncoderDecoderConfig(**self.model_config))
+        if self.arch == "transformer":
+            return EncoderDecoderModel(EncoderDecoderConfig(**self.model_config))
+        model_class = RNNSearch if self.arch == "rnnsearch" else RNNEncDec
+        return model_class(RNNConfig(**self.model_config))
 
     def num_train_examples(self) -> int:
         return len(self.train_src)

@@ -1,0 +1,142 @@
+"""``explain`` for RNNsearch: the alignment matrix of one translation, Bahdanau et al.'s
+Figure 3 -- the generated words down the side, the source words along the top, each row the
+weights ``alpha_ij`` with which the decoder read the source while writing word ``i``.
+
+RNNsearch has one attention (one layer, one head), no self-attention and so no rollout; the
+RNN encoder-decoder without attention has nothing to draw (``explain_alignment`` says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from atenea.generation import generate
+from atenea.inspect.analysis import HeadDescription, top_targets
+from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, describe_cross
+from atenea.inspect.tokens import REPORT_MAX_CELLS, ExplainError, check_text, token_labels
+from atenea.models.rnn import RNNTranslator
+
+CAPTION = (
+    "alignment (Bahdanau et al. 2015, Figure 3): each generated token (row) over the source "
+    "tokens (columns), the weights the decoder read the source with while writing it. RNNsearch "
+    "has this one attention and no layers of self-attention, so there is no rollout."
+)
+
+
+@dataclass
+class AlignmentExplanation:
+    """What ``explain_alignment`` found for one source: ``alignment (T, S)`` float32, row ``i``
+    the step that produced ``output_tokens[i]``."""
+
+    text: str
+    target: str
+    generated: bool
+    source_tokens: list[str]
+    source_special: list[bool]
+    output_tokens: list[str]
+    alignment: Tensor
+    description: HeadDescription
+    notice: str | None = None
+    summary: list[str] = field(default_factory=list)
+
+    @property
+    def maps(self) -> Tensor:
+        """``(1, 1, T, S)``: the alignment as a one-layer, one-head map."""
+        return self.alignment[None, None]
+
+
+def explain_alignment(
+    text: str,
+    model: RNNTranslator,
+    tokenizer,
+    *,
+    target: str | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    max_tokens: int | None = None,
+) -> AlignmentExplanation:
+    """Tokenize the source ``text`` as ``atenea generate`` does, take ``target`` (tokenized
+    without special tokens, between BOS and EOS) or translate greedily (at most
+    ``max_new_tokens``), and run the model once on the pair to read its alignment."""
+    check_text(text)
+    if not model.attention:
+        raise ExplainError(
+            f"{type(model).__name__} has no attention: its decoder reads one fixed summary of the "
+            f"source at every step, so there is no alignment to draw (RNNSearch has one)"
+        )
+    if max_new_tokens < 1:
+        raise ExplainError(f"max_new_tokens: expected an integer >= 1, got {max_new_tokens}")
+    if target is not None and not target.strip():
+        raise ExplainError("target: the target is empty; leave it out to generate one")
+    config = model.config
+    limit = min(max_tokens or REPORT_MAX_CELLS, REPORT_MAX_CELLS)
+    full_length = len(tokenizer.encode(text))
+    batch = tokenizer(text, max_length=limit)
+    src_ids, src_mask = batch["input_ids"], batch["attention_mask"]
+    if src_ids.shape[1] == 0:
+        raise ExplainError("the tokenizer turned the text into no tokens")
+    notice = None
+    if full_length > src_ids.shape[1]:
+        notice = f"The source has {full_length} tokens; it was cut to the first {src_ids.shape[1]}."
+    with torch.no_grad():
+        if target is None:
+            cap = min(max_new_tokens, REPORT_MAX_CELLS)
+            sequence = generate(model, src_ids, attention_mask=src_mask, max_new_tokens=cap)[0]
+        else:
+            ids = tokenizer.encode(target, add_special_tokens=False)[: REPORT_MAX_CELLS - 1]
+            sequence = torch.tensor([config.bos_token_id, *ids, config.eos_token_id])
+        if len(sequence) < 2:
+            raise ExplainError("max_new_tokens: the model generated no token; raise it")
+        decoder_ids, output_ids = sequence[:-1], sequence[1:]
+        out = model(src_ids, decoder_ids[None], src_mask, output_attentions=True)
+    alignment = out.cross_attentions[0][0, 0].float()  # (T, S)
+    source_tokens, source_special = token_labels(tokenizer, src_ids[0])
+    output_tokens, _ = token_labels(tokenizer, output_ids)
+    explanation = AlignmentExplanation(
+        text=text, target=tokenizer.decode(output_ids), generated=target is None,
+        source_tokens=source_tokens, source_special=source_special, output_tokens=output_tokens,
+        alignment=alignment, description=describe_cross(alignment[None, None], source_special)[0],
+        notice=notice,
+    )  # fmt: skip
+    explanation.summary = alignment_lines(explanation)
+    return explanation
+
+
+def alignment_lines(e: AlignmentExplanation, k: int = 3) -> list[str]:
+    """For each generated token, the source tokens it read most."""
+    width = min(max(len(t) for t in e.output_tokens), 16)
+    lines = []
+    for t, token in enumerate(e.output_tokens):
+        best = ", ".join(
+            f"{s} {w:.2f}" for _, s, w in top_targets(e.alignment[t], e.source_tokens, k)
+        )
+        lines.append(f"{token:>{width}} -> {best}")
+    return lines
+
+
+def alignment_panel(e: AlignmentExplanation, rounded) -> dict:
+    """One panel of the HTML report (JSON-ready): the alignment as the one kind of attention
+    (one layer, one head) and, where other models show the rollout, the alignment again with
+    the generated tokens as rows. ``rounded``: the report's tensor-to-list function."""
+    arrow = "→ (generated greedily)" if e.generated else "→"
+    weights = rounded(e.alignment)
+    d = e.description
+    description = {
+        "layer": 0, "head": 0, "layer_index": 0, "head_index": 0, "pattern": d.pattern,
+        "text": d.text, "entropy": d.entropy, "mean_distance": d.mean_distance,
+        "self_share": None, "previous_share": None, "next_share": None,
+        "special_share": d.special_share,
+    }  # fmt: skip
+    view = {
+        "name": "alignment (target rows x source columns)", "tokens": e.output_tokens,
+        "key_tokens": e.source_tokens, "causal": False, "focus": None, "layers": [0],
+        "heads": [0], "maps": [[weights]], "descriptions": [description],
+    }  # fmt: skip
+    return {
+        "text": f"{e.text} {arrow} {e.target}", "notice": e.notice, "summary": e.summary,
+        "focus": None, "tokens": e.output_tokens, "key_tokens": e.source_tokens, "causal": False,
+        "rollout": weights, "rollout_caption": CAPTION, "layers": [0], "heads": [0],
+        "kinds": {"cross": view},
+    }  # fmt: skip
