@@ -19,6 +19,7 @@ from atenea.models.pretrained import (
     save_pretrained,
 )
 from atenea.models.tokenizer import Tokenizer
+from atenea.models.vit import ViTConfig, ViTForImageClassification, ViTModel
 
 __all__ = [
     "CheckpointError",
@@ -39,4 +40,7 @@ __all__ = [
     "MaskedLMHead",
     "ModelOutput",
     "mean_pool",
+    "ViTConfig",
+    "ViTForImageClassification",
+    "ViTModel",
 ]
