@@ -53,14 +53,15 @@ def _add_train(subparsers) -> None:
         "not given: sentiment sentences, dates, the Python standard library). The output "
         "folder is a model folder with metrics.jsonl, curves.png and checkpoints/.",
     )
-    parser.add_argument("task", choices=TASKS, help="classify | translate | lm | mlm")
+    parser.add_argument("task", choices=TASKS, help="classify | translate | lm | mlm | images")
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data",
         nargs="+",
         metavar="PATH",
         help="classify/translate: a .csv, .tsv or .jsonl file; lm/mlm: text files, folders or "
-        "globs (default: built-in data)",
+        "globs; images: a folder with one subfolder per class, a CSV of path,label, or a "
+        "built-in set (fashion-mnist, mnist-5k, digits) (default: built-in data)",
     )
     data.add_argument(
         "--validation", metavar="PATH", help="held-out data (default: 10%% of --data)"
@@ -212,6 +213,11 @@ def _summary(task, metrics: dict, out: Path, seconds: float) -> None:
     print(f"\ntrained {task.name} in {minutes}m{rest:02d}s: {main} {value:.4g}{extra}")
     print(f"model: {out}  (metrics.jsonl, curves.png, checkpoints/)")
     print("next:")
+    if task.name == "images":
+        example = (task.example_inputs(1) or ["IMAGE.png"])[0]
+        print(f"  atenea explain --image {example} --model {out}")
+        print(f"  atenea evaluate --model {out}")
+        return
     example = _example_input(task)
     if task.name in ("translate", "lm"):
         print(f'  atenea generate --model {out} --prompt "{example}"')
@@ -240,7 +246,21 @@ def draw_run(out: Path, task) -> list[Path]:
     paths = [training_curves_png(read_metrics(out), task.main_metric, out / CURVES)]
     if task.name == "translate":
         paths += draw_alignments(out, task.example_inputs(ALIGNMENTS))
+    if task.name == "images":
+        paths.append(draw_confusion(out, task))
     return paths
+
+
+def draw_confusion(folder: Path, task) -> Path:
+    """``folder/confusion.png``: the trained model's confusion matrix on the validation set."""
+    from atenea.inspect.images import confusion_png
+    from atenea.models import load_pretrained
+
+    model, _ = load_pretrained(folder)
+    matrix = task.confusion(model)
+    accuracy = matrix.diag().sum().item() / max(matrix.sum().item(), 1)
+    title = f"validation confusion matrix ({matrix.sum().item()} images, accuracy {accuracy:.3f})"
+    return confusion_png(matrix, task.info["labels"], folder / "confusion.png", title)
 
 
 def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:

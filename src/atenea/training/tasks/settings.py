@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from atenea.models import DecoderConfig, EncoderConfig, EncoderDecoderConfig
+from atenea.models import DecoderConfig, EncoderConfig, EncoderDecoderConfig, ViTConfig
 
-TASKS = ("classify", "translate", "lm", "mlm")
+TASKS = ("classify", "translate", "lm", "mlm", "images")
 SIZES = ("tiny", "small", "base")
 
 # The config fields a size decides: the shape of the model.
@@ -58,6 +58,12 @@ SIZE_PRESETS = {
                                            num_heads=4, ffn_hidden=1024)),
         "base": ("transformer-base", {}),
     },
+    ViTConfig: {
+        "tiny": ("vit-tiny", {}),
+        # DeiT-tiny's shape (192 wide, 3 heads) at half its depth.
+        "small": ("vit-s-16", dict(dim=192, num_layers=6, num_heads=3, ffn_hidden=768)),
+        "base": ("vit-b-16", {}),
+    },
 }  # fmt: skip
 
 # The model config of each task.
@@ -66,6 +72,7 @@ MODEL_CONFIGS = {
     "mlm": EncoderConfig,
     "lm": DecoderConfig,
     "translate": EncoderDecoderConfig,
+    "images": ViTConfig,
 }
 
 # Options of a task that are not model config fields (``overrides`` reach them too).
@@ -74,6 +81,7 @@ TASK_OPTIONS = {
     "translate": {"label_smoothing": 0.1},
     "lm": {},
     "mlm": {"mask_probability": 0.15},
+    "images": {"augment": "none"},
 }
 
 # Per task: max_length, tokenizer kind and vocabulary size, and the training settings a run
@@ -87,6 +95,7 @@ DEFAULTS = {
                steps=600, batch_size=16, lr=2e-3, warmup=60),
     "mlm": dict(max_length=128, tokenizer="wordpiece", vocab_size=4000,
                 steps=600, batch_size=32, lr=1e-3, warmup=60),
+    "images": dict(steps=4000, batch_size=128, lr=2e-3, warmup=200),
 }  # fmt: skip
 
 # Built-in data (docs/training.md): sizes of the default runs.
@@ -161,7 +170,7 @@ def model_settings(name: str, size: str, overrides: dict) -> tuple[dict, dict]:
     options = dict(TASK_OPTIONS[name])
     # The task decides vocabulary sizes, special ids and shared embeddings.
     settable = {k for k in defaults if not k.endswith(("vocab_size", "_token_id"))}
-    settable -= {"share_embeddings"}
+    settable -= {"share_embeddings", "num_channels", "image_mean", "image_std"}  # from the data
     for key, value in overrides.items():
         if key in options:
             options[key] = _typed(key, value, options[key])
