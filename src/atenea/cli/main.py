@@ -9,7 +9,7 @@ import os
 import sys
 
 from atenea import __version__
-from atenea.cli import explain, generate, steps, train
+from atenea.cli import convert, explain, generate, steps, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_parser(subparsers)
     explain.add_parser(subparsers)
     train.add_parsers(subparsers)
+    convert.add_parser(subparsers)
     return parser
 
 
