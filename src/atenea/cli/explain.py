@@ -10,12 +10,14 @@ from pathlib import Path
 import torch
 
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
+from atenea.cli.explain_image import run_image
 from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
 from atenea.inspect.report import render_html, report_data
 from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, explain_seq2seq
 from atenea.inspect.tokens import ExplainError, check_text
 from atenea.models import CheckpointError, EncoderDecoderModel, load_pretrained
+from atenea.training.files import DataError
 
 DEFAULT_OUT = "attention_report.html"
 
@@ -31,7 +33,11 @@ def add_parser(subparsers) -> None:
         "source (cross-attention), and the report's kind selector shows encoder, decoder and "
         "cross-attention.",
     )
-    parser.add_argument("text", help="the text to explain")
+    parser.add_argument("text", nargs="?", help="the text to explain (or give --image)")
+    parser.add_argument(
+        "--image", metavar="PATH", help="explain a picture instead: a ViT folder's prediction, "
+        "rollout and heads drawn over it (PNGs in --png, default attention_image/)",
+    )  # fmt: skip
     parser.add_argument(
         "--model", default="minilm", help="a checkpoint folder, or 'minilm' (default, bundled)"
     )
@@ -61,11 +67,17 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     try:
         return _run(args)
-    except (ExplainError, CheckpointError) as error:
+    except (ExplainError, CheckpointError, DataError) as error:
         return fail("explain", error, flags=EXPLAIN_FLAGS)
 
 
 def _run(args) -> int:
+    if args.image is not None:
+        if args.text is not None:
+            raise ExplainError("give a TEXT or --image, not both")
+        return run_image(args)
+    if args.text is None:
+        raise ExplainError("give a TEXT to explain, or --image PATH")
     check_text(args.text)  # before the model is read
     if args.head is not None and args.layer is None:
         raise ExplainError("--head needs --layer")
