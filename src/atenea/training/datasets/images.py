@@ -247,6 +247,20 @@ def read_images(path, size: int) -> ImageSet:
     return read_image_folder(path, size)
 
 
+def with_channels(images: ImageSet, channels: int) -> ImageSet:
+    """The same images with ``channels`` channels: grey repeated into RGB, or RGB to grey
+    (ITU-R 601 luma, as Pillow's ``convert("L")``)."""
+    have = images.images.shape[1]
+    if have == channels:
+        return images
+    if channels == 3:
+        pixels = images.images.expand(-1, 3, -1, -1).contiguous()
+    else:
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        pixels = (images.images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+    return ImageSet(pixels, images.labels, images.classes, images.sources)
+
+
 def split(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """Hold out a seeded random ``fraction`` (at least one image; every class keeps one image in
     train)."""

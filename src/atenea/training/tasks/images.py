@@ -208,29 +208,27 @@ def build_images_task(*, data=None, validation=None, size="tiny", overrides=None
 
 def rebuild_images_task(info: dict, folder, data=None) -> ImagesTask:
     """The task of a ``task.json``: its data read again (``data``: score these images instead,
-    every one of them in validation)."""
+    every one of them in validation, their class names mapped onto the model's)."""
     config = info["model_config"]
-    size = config.get("image_size")
-    seed = info.get("seed", 0)
+    labels = info.get("labels")
     if data is not None:
         paths = [data] if isinstance(data, (str, Path)) else list(data)
-        held = reading.read_images(paths[0], size)
-        train, held, _ = held, held, None
-    elif info.get("data"):
-        train, held, _ = read_data(info["data"][0], info.get("validation"), seed, size)
-    elif "builtin" in info:
-        train, held, _ = read_data(info["builtin"]["name"], None, seed, None)
-    else:
-        raise TaskError(f"{folder}: the task was trained on images in memory; pass data=")
-    labels = info.get("labels") or train.classes
-    if data is not None:  # the file's class names, mapped onto the model's
-        unknown = sorted(set(held.classes) - set(labels))
+        held = reading.read_images(paths[0], config["image_size"])
+        held = reading.with_channels(held, config["num_channels"])
+        unknown = sorted(set(held.classes) - set(labels or []))
         if unknown:
             raise TaskError(f"data: classes {unknown} are not ones the model knows: {labels}")
         index = {name: i for i, name in enumerate(labels)}
         held = reading.ImageSet(held.images, [index[held.classes[i]] for i in held.labels],
                                 labels, held.sources)  # fmt: skip
         train = held
+    elif info.get("data"):
+        train, held, _ = read_data(info["data"][0], info.get("validation"), info.get("seed", 0),
+                                   config["image_size"])  # fmt: skip
+    elif "builtin" in info:
+        train, held, _ = read_data(info["builtin"]["name"], None, info.get("seed", 0), None)
+    else:
+        raise TaskError(f"{folder}: the task was trained on images in memory; pass data=")
     return ImagesTask(
         train, held, None, max_length=None, model_config=config,
         options=info.get("options") or {}, info={k: info[k] for k in KEPT_INFO if k in info},
