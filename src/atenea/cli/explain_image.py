@@ -1,7 +1,7 @@
 """``atenea explain --image PATH --model FOLDER``: what a Vision Transformer looks at in a
 picture -- the predicted class, the attention rollout from [CLS] and each head's [CLS]
-attention drawn over the image (PNG), and which heads look at neighbouring patches and which
-at far ones.
+attention drawn over the image (PNG, and an HTML page where hovering a patch shows where it
+attends), and which heads look at neighbouring patches and which at far ones.
 
     atenea train images --out runs/fashion
     atenea explain --image shoe.png --model runs/fashion
@@ -23,6 +23,7 @@ DEFAULT_PNG = "attention_image"
 def run_image(args) -> int:
     """The ``--image`` branch of ``atenea explain`` (errors are ExplainError / CheckpointError /
     DataError, which ``explain.run`` prints as one line)."""
+    from atenea.inspect.image_report import image_report_data, render_image_html
     from atenea.inspect.images import explain_image, head_lines, heads_png, rollout_png
     from atenea.models import ViTForImageClassification, ViTModel, load_pretrained
     from atenea.training.datasets.images import read_image
@@ -68,4 +69,16 @@ def run_image(args) -> int:
     except OSError as error:
         raise ExplainError(f"cannot write the pictures to {folder}: {error}") from None
     print("pictures: " + ", ".join(str(p) for p in written))
+    out = Path(args.out)
+    if out.is_dir():
+        raise ExplainError(
+            f"--out {out} is a folder; give a file name such as {out / 'report.html'}"
+        )
+    data = image_report_data(e, f"{name}: {args.model}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_image_html(data), encoding="utf-8")
+    except OSError as error:
+        raise ExplainError(f"cannot write the report to {out}: {error.strerror or error}") from None
+    print(f"report: {out.resolve()}  (open it in a browser; hover the patches)")
     return 0
