@@ -1,8 +1,9 @@
 """A standalone HTML page of what a ViT looks at (``atenea explain --image``): the picture with
-the attention drawn over its patches (a spotlight: the less attended, the darker). A selector picks the rollout from [CLS], a layer's heads
-averaged or one head's [CLS] attention; hovering a patch shows where *that patch* attends in
-the selected layer (heads averaged), the patch outlined. One file, no network, the same
-content-security policy as the text report (only this page's own script runs).
+the attention drawn over its patches as a spotlight (the less attended, the darker). A
+selector picks the rollout from [CLS], a layer's heads averaged or one head's [CLS] attention;
+hovering a patch shows where *that patch* attends in the selected layer (heads averaged), the
+patch outlined. One file, no network, the same content-security policy as the text report
+(only this page's own script runs).
 
 Data in the page: per head the [CLS] row over the patches (``layers x heads x N``), per layer
 the heads-averaged patch-to-patch map quantised to bytes (``layers x N x N``, each row scaled
