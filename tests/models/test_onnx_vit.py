@@ -154,6 +154,7 @@ def test_converted_encoder_matches_onnxruntime(graph_path):
     assert len(out.attentions) == LAYERS and out.attentions[0].shape == (B, H, 1 + N, 1 + N)
 
 
+@pytest.mark.slow  # transformers' ViT import and load: several seconds on a busy machine
 def test_cli_writes_a_folder_transformers_reads(graph_path, tmp_path, capsys):
     transformers = pytest.importorskip("transformers")
     code = main(["convert", "onnx", str(graph_path), "--out", str(tmp_path), "--no-check"])

@@ -140,6 +140,7 @@ def test_text_settings_are_refused_by_name(tmp_path):
         tasks.build_task("images", data=root, overrides={"augment": "rotate"})
 
 
+@pytest.mark.slow  # three short training runs
 def test_resume_with_augmentation_is_exact(tmp_path):
     root = make_folder(tmp_path / "shapes", per_class=8, size=16)
     overrides = {"augment": "crop+flip", "dim": "16", "num_layers": "1", "num_heads": "2",
