@@ -48,10 +48,11 @@ def add_parsers(subparsers) -> None:
 def _add_train(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a classifier, translator, language model or masked LM on your data",
-        description="Train one of four tasks on your data (or on built-in data when --data is "
-        "not given: sentiment sentences, dates, the Python standard library). The output "
-        "folder is a model folder with metrics.jsonl, curves.png and checkpoints/.",
+        help="train a classifier, translator, language model, masked LM or image classifier",
+        description="Train one of five tasks on your data (or on built-in data when --data is "
+        "not given: sentiment sentences, dates, the Python standard library, Fashion-MNIST). "
+        "The output folder is a model folder with metrics.jsonl, curves.png and checkpoints/ "
+        "(images: also confusion.png).",
     )
     parser.add_argument("task", choices=TASKS, help="classify | translate | lm | mlm | images")
     data = parser.add_argument_group("data")
