@@ -145,7 +145,8 @@ def _show(ax, image: Tensor, overlay: Tensor | None = None, title: str = "") -> 
         ax.imshow(picture)
     if overlay is not None:
         height, width = picture.shape[:2]
-        ax.imshow(overlay.numpy(), cmap="inferno", alpha=0.6, extent=(0, width, height, 0),
+        ax.imshow(overlay.numpy(), cmap="inferno", alpha=0.6,
+                  extent=(-0.5, width - 0.5, height - 0.5, -0.5),  # pixel edges, as the image
                   interpolation="nearest")  # fmt: skip
     ax.set_xticks([])
     ax.set_yticks([])

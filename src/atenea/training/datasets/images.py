@@ -177,7 +177,7 @@ def read_image(path, channels: int | None = None) -> np.ndarray:
     image = _load(Path(path))
     if channels is not None:
         image = image.convert("L" if channels == 1 else "RGB")
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)  # a writable copy (torch.from_numpy wants one)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()
 
 
