@@ -67,13 +67,15 @@ def test_explain_image_command(tmp_path, capsys):
         picture
     )
     code = main(
-        ["explain", "--image", str(picture), "--model", str(folder), "--png", str(tmp_path / "png")]
-    )
+        ["explain", "--image", str(picture), "--model", str(folder), "--png", str(tmp_path / "png"),
+         "--out", str(tmp_path / "report.html")]
+    )  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
     assert "prediction: " in out and "rollout from [CLS]" in out and "L1  " in out
     for name in ("rollout.png", "heads.png"):
         assert (tmp_path / "png" / name).read_bytes()[:4] == b"\x89PNG"
+    assert 'id="atenea-data"' in (tmp_path / "report.html").read_text()
 
 
 def test_explain_image_errors_are_one_line(tmp_path, capsys):
