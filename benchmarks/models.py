@@ -22,6 +22,8 @@ Three cases, every pair of contenders running the SAME weights, in one process, 
 3. A training step of a small GPT (6 layers, width 384, 6 heads, L=256, batch 16, vocabulary
    50257, dropout 0): forward, loss (``labels=input_ids``), backward, ``AdamW.step``,
    ``zero_grad``; same initial weights and data. Check: the losses of every step agree.
+4. A ViT training step (``vit_bench.py``): ``atenea train images``'s vit-tiny against
+   ``transformers.ViTForImageClassification``, same config, weights and batch (128 images).
 
 Times are medians of ``--reps`` runs (``--heavy-reps`` for GPT-2 at B=4 and the training
 step) after one warm-up, contenders taking turns within every repetition (a slow moment of the
@@ -51,6 +53,7 @@ import torch  # noqa: E402
 
 import atenea  # noqa: E402
 import benchlib  # noqa: E402
+import vit_bench  # noqa: E402
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = CLOCKS["wall"]
@@ -335,6 +338,7 @@ def report(
     clock_name: str = "wall",
     reps: int = 5,
     heavy: int = 3,
+    vit: dict | None = None,
 ) -> str:
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads), "
@@ -407,6 +411,8 @@ def report(
             f"{t['first_loss_hf']:.5f}; max diff over {t['steps']} steps "
             f"{t['max_loss_diff']:.1e} |"
         )
+    if vit:
+        lines.append(vit_bench.report_row(vit, ratios, ok))
     return "\n".join(lines)
 
 
@@ -432,7 +438,7 @@ def main() -> None:
         help="wall: elapsed time; cpu: this process's CPU time, which other programs on a "
         "shared machine hardly disturb (use with --threads 1)",
     )
-    parser.add_argument("--cases", nargs="+", default=["minilm", "gpt2", "train"])
+    parser.add_argument("--cases", nargs="+", default=["minilm", "gpt2", "train", "vit"])
     parser.add_argument(
         "--json",
         default=None,
@@ -457,7 +463,7 @@ def main() -> None:
     info = benchlib.machine("transformers", "sentence-transformers", "tokenizers")
     print(f"machine: {info}", flush=True)
     started = time.perf_counter()
-    minilm, gpt2, train = None, [], None
+    minilm, gpt2, train, vit = None, [], None, None
     if "minilm" in args.cases:
         count = 64 if args.quick else args.sentences
         minilm = bench_minilm(count, 64, reps)
@@ -474,9 +480,12 @@ def main() -> None:
         else:
             train = bench_train(256, 16, 6, heavy)
         print(f"  train: {fmt_times(train)}", flush=True)
+    if "vit" in args.cases:
+        vit = vit_bench.bench_vit_train(16 if args.quick else 128, heavy, timed_together)
+        print(f"  vit: {fmt_times(vit)}", flush=True)
     elapsed = time.perf_counter() - started
 
-    table = report(info, minilm, gpt2, train, args.clock, reps, heavy)
+    table = report(info, minilm, gpt2, train, args.clock, reps, heavy, vit)
     print()
     print(table)
     print(f"\nTotal {elapsed:.0f} s.")
@@ -484,7 +493,7 @@ def main() -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": info, "quick": args.quick, "clock": args.clock, "reps": reps,
                "heavy_reps": heavy, "seconds": elapsed, "minilm": minilm, "gpt2_forward": gpt2,
-               "train_step": train}  # fmt: skip
+               "train_step": train, "vit_train_step": vit}  # fmt: skip
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"JSON written to {path}")
 

@@ -329,3 +329,56 @@ def test_lm_under_torchrun(data, tmp_path):
     model, _ = atenea.load_pretrained(out)
     assert type(model).__name__ == "DecoderModel"
     assert improved(out), main_metric(out)
+
+
+def digit_folder(root, per_class=10):
+    """Real handwritten digits (scikit-learn's 8x8) of three classes as PNG files."""
+    datasets = pytest.importorskip("sklearn.datasets", reason="the digits come with scikit-learn")
+    image_module = pytest.importorskip("PIL.Image", reason="writing PNGs needs Pillow")
+    bunch = datasets.load_digits()
+    for digit in (0, 1, 7):
+        (root / f"digit-{digit}").mkdir(parents=True)
+        chosen = [i for i, t in enumerate(bunch.target) if t == digit][:per_class]
+        for i in chosen:
+            pixels = (bunch.images[i] * 255 / 16).round().astype("uint8")
+            image_module.fromarray(pixels).save(root / f"digit-{digit}" / f"{i}.png")
+    return root
+
+
+def test_images_end_to_end_on_a_small_slice(tmp_path, capsys):
+    data = digit_folder(tmp_path / "digits")
+    out = tmp_path / "run"
+    tiny = ["--set", "dim=16", "--set", "num_layers=1", "--set", "num_heads=2",
+            "--set", "ffn_hidden=32", "--set", "image_size=8"]  # fmt: skip
+    assert run("train", "images", "--data", data, "--steps", 6, "--batch-size", 8, "--out", out,
+               *tiny, "--eval-every", 0, "--save-every", 3, "--seed", 0) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert f"atenea explain --image {data}" in printed
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "task.json",
+                 "curves.png", "confusion.png", "metrics.jsonl"):  # fmt: skip
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "vit" and config["num_channels"] == 1
+    assert config["id2label"] == {"0": "digit-0", "1": "digit-1", "2": "digit-7"}
+    assert config["patch_size"] == 2 and config["image_size"] == 8
+    model, _ = atenea.load_pretrained(out)
+    assert model.labels == ["digit-0", "digit-1", "digit-7"]
+    # The task is rebuilt from task.json (no tokenizer): resuming the finished run, then the
+    # score of the folder itself (every image).
+    assert run("train", "images", "--out", out, "--resume", "--quiet") == 0
+    assert [r["step"] for r in read_metrics(out) if "loss" in r][-1] == 6
+    assert run("evaluate", "--model", out, "--data", data) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_images_bad_data_is_one_line(tmp_path, capsys):
+    data = digit_folder(tmp_path / "digits", per_class=3)
+    (data / "digit-9").mkdir()
+    assert run("train", "images", "--data", data, "--out", tmp_path / "o", "--quiet") == 2
+    error = capsys.readouterr().err
+    assert error.startswith("atenea train: ") and "digit-9: empty class folder" in error
+    assert error.count("\n") == 1
+    assert (
+        run("train", "images", "--data", data, "--tokenizer", "bpe", "--out", tmp_path / "p") == 2
+    )
+    assert "--tokenizer: not a setting of the images task" in capsys.readouterr().err

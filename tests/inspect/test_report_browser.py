@@ -156,3 +156,40 @@ def test_encoder_decoder_report_draws_non_square_cross_maps(browser, tiny_seq2se
     page.locator('.panel canvas.thumb[data-layer="0"][data-head="1"]').click()
     assert heatmap.get_attribute("data-layer") == "0" and heatmap.get_attribute("data-head") == "1"
     assert errors == []
+
+
+def test_image_report_hover_shows_where_a_patch_attends(browser, tmp_path):
+    """``atenea explain --image``'s page: the picture and its overlay load, hovering a patch
+    outlines it and redraws the overlay, choosing a head redraws it again."""
+    pytest.importorskip("PIL", reason="the image report needs Pillow")
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import atenea
+    from atenea.models import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=16, patch_size=4, num_channels=3, dim=24, num_layers=2,
+                       num_heads=3, ffn_hidden=40)  # fmt: skip
+    folder = atenea.save_pretrained(ViTForImageClassification(config, 3), tmp_path / "vit")
+    picture = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((20, 24, 3)) * 255).astype("uint8")).save(
+        picture
+    )
+    out = tmp_path / "image.html"
+    assert main(["explain", "--image", str(picture), "--model", str(folder), "--out", str(out),
+                 "--png", str(tmp_path / "png")]) == 0  # fmt: skip
+    page, errors = open_report(browser, out)
+    assert page.eval_on_selector("#picture", "i => i.complete && i.naturalWidth") == 16
+    assert page.locator("#view option").count() == 1 + 2 * (1 + 3)
+    before = canvas_data(page, "#overlay")
+    box = page.locator("#overlay").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.1)  # row 0, col 3
+    assert page.eval_on_selector("#overlay", "c => c.dataset.patch") == "3"
+    hovered = canvas_data(page, "#overlay")
+    assert hovered != before and "row 0, col 3" in page.inner_text("#info")
+    page.mouse.move(0, 0)
+    page.select_option("#view", "L1H2")
+    assert canvas_data(page, "#overlay") not in (before, hovered)
+    assert errors == []

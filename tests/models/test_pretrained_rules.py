@@ -196,7 +196,7 @@ def test_unknown_family_lists_the_known_ones(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "mamba"}))
     message = _one_line_error(tmp_path, "unknown architecture model_type='mamba'")
-    assert message.endswith("atenea reads: bert, gpt2, llama, atenea")
+    assert message.endswith("atenea reads: bert, gpt2, llama, vit, atenea")
 
 
 def test_rename_refuses_an_unknown_direction():

