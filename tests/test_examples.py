@@ -19,7 +19,9 @@ QUICK = ("01_", "02_", "03_", "04_", "05_", "06_", "07_")
 def test_every_idea_has_an_example():
     numbers = [p.name[:3] for p in EXAMPLES]
     assert len(set(numbers)) == len(numbers)  # one script per number, in the course's order
-    assert {f"{i:02d}_" for i in range(1, 13)} <= set(numbers)
+    assert {f"{i:02d}_" for i in range(1, 15)} <= set(numbers)
+    course = (Path(__file__).resolve().parent.parent / "docs" / "course.md").read_text()
+    assert all(f"examples/{p.name}" in course for p in EXAMPLES)  # each one in the course
 
 
 @pytest.mark.parametrize(
