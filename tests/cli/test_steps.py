@@ -186,6 +186,8 @@ def test_real_model_steps_compare_bank(tmp_path, capsys):
         ),
         (["--positions", "rope"], "--positions is for random weights"),
         (["--causal"], "--causal is for random weights"),
+        (["--d-model", "16"], "--d-model is for random weights"),
+        (["--seed", "3"], "--seed is for random weights"),
     ],
 )
 def test_real_model_bad_input_is_one_line(extra, message, capsys):

@@ -18,7 +18,7 @@ from atenea.inspect import plots
 from atenea.inspect.explain import explain, notable_heads
 from atenea.inspect.explain_lang import seq2seq_summary
 from atenea.inspect.explain_lang import summary as summary_in
-from atenea.inspect.lang import LanguageError, pick_language
+from atenea.inspect.lang import LanguageError, pick_language, say
 from atenea.inspect.report import render_html, report_data
 from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, explain_seq2seq
 from atenea.inspect.tokens import ExplainError, check_text
@@ -196,7 +196,8 @@ def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
         out.write_text(render_html(data), encoding="utf-8")
     except OSError as error:
         raise ExplainError(f"cannot write the report to {out}: {error.strerror or error}") from None
-    print(f"\nreport: {out.resolve()}  (open it in a browser)")
+    lang = pick_language(getattr(args, "lang", None))
+    print("\n" + say(lang, "report_written", path=out.resolve()))
     if args.png:
         try:
             written = pictures(explanations, data["initial"], Path(args.png), title)
@@ -205,7 +206,7 @@ def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
         except OSError as error:
             reason = error.strerror or error
             raise ExplainError(f"cannot write the pictures to {args.png}: {reason}") from None
-        print("pictures: " + ", ".join(str(path) for path in written))
+        print(say(lang, "pictures_written", paths=", ".join(str(path) for path in written)))
 
 
 def _run_seq2seq(args, model, tokenizer, texts: list[str], out: Path) -> int:

@@ -136,6 +136,14 @@ def run(args) -> int:
                 lang=lang,
             )
         else:
+            # a real model brings its own sizes and weights: these flags would do nothing
+            for flag, value, default in (
+                ("--d-model", args.d_model, 8),
+                ("--d-k", args.d_k, None),
+                ("--seed", args.seed, 0),
+            ):
+                if value != default:
+                    raise StepsError(f"{flag} is for random weights; --model brings its own")
             steps_more.run_model(args, lang, print_steps)
     except (LessonError, LanguageError, OSError) as error:
         return fail("steps", error)

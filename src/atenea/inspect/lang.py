@@ -44,6 +44,8 @@ def say(lang: str, key: str, **values) -> str:
 
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "report_written": "report: {path}  (open it in a browser)",
+        "pictures_written": "pictures: {paths}",
         "default_text": "The bank closed early",
         "title": "atenea steps: self-attention worked out by hand",
         "tokens": "tokens: {tokens}   (L = {length}, d_model = {d_model}, d_k = {d_k})",
@@ -142,6 +144,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "cross_content": "{name} aligns by content (mean distance from the diagonal {distance:.1f} tokens, entropy {entropy:.2f})",
     },
     "es": {
+        "report_written": "informe: {path}  (ábralo en un navegador)",
+        "pictures_written": "imágenes: {paths}",
         "default_text": "El banco cerró temprano",
         "title": "atenea steps: la autoatención, calculada a mano",
         "tokens": "tokens: {tokens}   (L = {length}, d_model = {d_model}, d_k = {d_k})",
