@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from atenea.generation import generate
 from atenea.inspect.analysis import HeadDescription, top_targets
-from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, describe_cross
-from atenea.inspect.tokens import REPORT_MAX_CELLS, ExplainError, check_text, token_labels
+from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, describe_cross, source_and_target
+from atenea.inspect.tokens import ExplainError, token_labels
 from atenea.models.rnn import RNNTranslator
 
 CAPTION = (
@@ -60,38 +59,19 @@ def explain_alignment(
     """Tokenize the source ``text`` as ``atenea generate`` does, take ``target`` (tokenized
     without special tokens, between BOS and EOS) or translate greedily (at most
     ``max_new_tokens``), and run the model once on the pair to read its alignment."""
-    check_text(text)
     if not model.attention:
         raise ExplainError(
             f"{type(model).__name__} has no attention: its decoder reads one fixed summary of the "
             f"source at every step, so there is no alignment to draw (RNNSearch has one)"
         )
-    if max_new_tokens < 1:
-        raise ExplainError(f"max_new_tokens: expected an integer >= 1, got {max_new_tokens}")
-    if target is not None and not target.strip():
-        raise ExplainError("target: the target is empty; leave it out to generate one")
-    config = model.config
-    limit = min(max_tokens or REPORT_MAX_CELLS, REPORT_MAX_CELLS)
-    full_length = len(tokenizer.encode(text))
-    batch = tokenizer(text, max_length=limit)
-    src_ids, src_mask = batch["input_ids"], batch["attention_mask"]
-    if src_ids.shape[1] == 0:
-        raise ExplainError("the tokenizer turned the text into no tokens")
-    notice = None
-    if full_length > src_ids.shape[1]:
-        notice = f"The source has {full_length} tokens; it was cut to the first {src_ids.shape[1]}."
+    pair = source_and_target(text, model, tokenizer, target, max_new_tokens, max_tokens, None)
+    src_ids, src_mask, decoder_ids, output_ids = pair.tensors
+    notice = pair.notice
+    device = next(model.parameters()).device
     with torch.no_grad():
-        if target is None:
-            cap = min(max_new_tokens, REPORT_MAX_CELLS)
-            sequence = generate(model, src_ids, attention_mask=src_mask, max_new_tokens=cap)[0]
-        else:
-            ids = tokenizer.encode(target, add_special_tokens=False)[: REPORT_MAX_CELLS - 1]
-            sequence = torch.tensor([config.bos_token_id, *ids, config.eos_token_id])
-        if len(sequence) < 2:
-            raise ExplainError("max_new_tokens: the model generated no token; raise it")
-        decoder_ids, output_ids = sequence[:-1], sequence[1:]
-        out = model(src_ids, decoder_ids[None], src_mask, output_attentions=True)
-    alignment = out.cross_attentions[0][0, 0].float()  # (T, S)
+        out = model(src_ids.to(device), decoder_ids[None].to(device), src_mask.to(device),
+                    output_attentions=True)  # fmt: skip
+    alignment = out.cross_attentions[0][0, 0].float().cpu()  # (T, S)
     source_tokens, source_special = token_labels(tokenizer, src_ids[0])
     output_tokens, _ = token_labels(tokenizer, output_ids)
     explanation = AlignmentExplanation(

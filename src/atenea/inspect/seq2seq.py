@@ -75,41 +75,11 @@ def explain_seq2seq(
     """Tokenize the source ``text`` as ``atenea generate`` does, take ``target`` (tokenized
     without special tokens, between the model's BOS and EOS) or generate it greedily (at most
     ``max_new_tokens``), run the model once on the pair and capture all three attentions."""
-    check_text(text)
-    if max_new_tokens < 1:
-        raise ExplainError(f"max_new_tokens: expected an integer >= 1, got {max_new_tokens}")
-    if target is not None and not target.strip():
-        raise ExplainError("target: the target is empty; leave it out to generate one")
-    config = model.config
-    limit = min(max_tokens or config.max_positions, config.max_positions)
-    full_length = len(tokenizer.encode(text))
-    batch = tokenizer(text, max_length=limit)
-    src_ids, src_mask = batch["input_ids"], batch["attention_mask"]
-    if src_ids.shape[1] == 0:
-        raise ExplainError("the tokenizer turned the text into no tokens")
-    notice = None
-    if full_length > src_ids.shape[1]:
-        notice = f"The source has {full_length} tokens; it was cut to the first {src_ids.shape[1]}."
-    _check_length("source", src_ids.shape[1], "max_tokens")
-
+    pair = source_and_target(text, model, tokenizer, target, max_new_tokens, max_tokens,
+                             model.config.max_positions)  # fmt: skip
+    src_ids, src_mask, decoder_ids, output_ids = pair.tensors
+    notice = pair.notice
     with torch.no_grad():
-        if target is None:
-            cap = min(max_new_tokens, config.max_positions - 1, REPORT_MAX_CELLS)
-            device = next(model.parameters()).device
-            sequence = generate(
-                model, src_ids.to(device), attention_mask=src_mask.to(device), max_new_tokens=cap
-            )[0].cpu()
-        else:
-            ids = tokenizer.encode(target, add_special_tokens=False)
-            sequence = torch.tensor([config.bos_token_id, *ids, config.eos_token_id])
-            if len(sequence) - 1 > config.max_positions:
-                raise ExplainError(
-                    f"target: {len(ids)} tokens; the model reads at most {config.max_positions - 1}"
-                )
-        if len(sequence) < 2:
-            raise ExplainError("max_new_tokens: the model generated no token; raise it")
-        decoder_ids, output_ids = sequence[:-1], sequence[1:]
-        _check_length("target", len(decoder_ids), "target" if target else "max_new_tokens")
         inter = record(model, src_ids, src_mask, target_ids=decoder_ids[None])
 
     def maps(records) -> Tensor:
@@ -134,6 +104,69 @@ def explain_seq2seq(
     )  # fmt: skip
     explanation.summary = alignment_lines(explanation)
     return explanation
+
+
+@dataclass
+class SourceAndTarget:
+    """A source tokenized as ``atenea generate`` does, and the target the decoder read:
+    ``src_ids, src_mask (1, S)``; ``decoder_ids`` = BOS, y1 .. y(n-1) and ``output_ids`` =
+    y1 .. yn, ``(T,)`` each; ``notice``: what was cut, if anything."""
+
+    src_ids: Tensor
+    src_mask: Tensor
+    decoder_ids: Tensor
+    output_ids: Tensor
+    notice: str | None
+
+    @property
+    def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.src_ids, self.src_mask, self.decoder_ids, self.output_ids
+
+
+def source_and_target(
+    text: str, model, tokenizer, target: str | None, max_new_tokens: int,
+    max_tokens: int | None, positions: int | None,
+) -> SourceAndTarget:  # fmt: skip
+    """What ``explain`` shows of a translator (Transformer or RNN): the source cut to
+    ``max_tokens`` and the model's ``positions`` (None: no limit but the report's), and
+    ``target`` (tokenized between BOS and EOS) or a greedy translation of at most
+    ``max_new_tokens``, generated on the model's device."""
+    check_text(text)
+    if max_new_tokens < 1:
+        raise ExplainError(f"max_new_tokens: expected an integer >= 1, got {max_new_tokens}")
+    if target is not None and not target.strip():
+        raise ExplainError("target: the target is empty; leave it out to generate one")
+    config = model.config
+    positions = positions or REPORT_MAX_CELLS
+    limit = min(max_tokens or positions, positions)
+    full_length = len(tokenizer.encode(text))
+    batch = tokenizer(text, max_length=limit)
+    src_ids, src_mask = batch["input_ids"], batch["attention_mask"]
+    if src_ids.shape[1] == 0:
+        raise ExplainError("the tokenizer turned the text into no tokens")
+    notice = None
+    if full_length > src_ids.shape[1]:
+        notice = f"The source has {full_length} tokens; it was cut to the first {src_ids.shape[1]}."
+    _check_length("source", src_ids.shape[1], "max_tokens")
+    if target is None:
+        cap = min(max_new_tokens, positions - 1, REPORT_MAX_CELLS)
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            sequence = generate(
+                model, src_ids.to(device), attention_mask=src_mask.to(device), max_new_tokens=cap
+            )[0].cpu()
+    else:
+        ids = tokenizer.encode(target, add_special_tokens=False)
+        sequence = torch.tensor([config.bos_token_id, *ids, config.eos_token_id])
+        if len(sequence) - 1 > positions:
+            raise ExplainError(
+                f"target: {len(ids)} tokens; the model reads at most {positions - 1}"
+            )
+    if len(sequence) < 2:
+        raise ExplainError("max_new_tokens: the model generated no token; raise it")
+    decoder_ids, output_ids = sequence[:-1], sequence[1:]
+    _check_length("target", len(decoder_ids), "target" if target else "max_new_tokens")
+    return SourceAndTarget(src_ids, src_mask, decoder_ids, output_ids, notice)
 
 
 def _check_length(name: str, length: int, argument: str) -> None:
