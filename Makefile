@@ -13,13 +13,14 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install demo test test-slow test-all bench lint clean
+.PHONY: help install demo test test-slow test-all bench lint clean check-sm90
 
 help:
 	@echo "make demo       what a real model (all-MiniLM-L6-v2) attends to: summary + HTML report"
 	@echo "make test       the test suite (fast tests; slow ones: make test-slow)"
 	@echo "make bench      benchmarks against PyTorch SDPA and FlexAttention"
 	@echo "make lint       ruff"
+	@echo "make check-sm90 compile the Triton kernel for H100 (sm_90): shared memory, spills"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +52,11 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+# Compile every configuration of the Triton attention kernel for sm_90 (no GPU needed); fails on
+# shared memory over 227 KB or register spills. Also run by the slow test suite.
+check-sm90: $(STAMP)
+	env -u TRITON_INTERPRET $(BIN)/python -m atenea.attention.backends.triton.check_sm90
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist src/*.egg-info

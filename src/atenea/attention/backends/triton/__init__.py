@@ -83,12 +83,14 @@ def triton_attention(
     device = q.device
     lists = tile_lists(p.mask, p.q_len, p.kv_len, device, tile, tile)
     mods = mod_plan(p.score_mod, p, device)
-    forward, backward = configs_for(p.head_dim, p.value_dim, tile)
+    mask = mask_plan(p.mask, p, lists, device)
+    gathers = mask.bitmaps is not None or mods.relative_module is not None
+    forward, backward = configs_for(p.head_dim, p.value_dim, q.dtype, gathers, tile)
     setup = Setup(
         problem=p,
         lists=lists,
         lists_t=lists.transposed(),
-        mask=mask_plan(p.mask, p, lists, device),
+        mask=mask,
         mods=mods,
         forward=forward,
         backward=backward,

@@ -2,12 +2,13 @@
 report shared memory, registers and spills; exit 1 when one overflows the 227 KB a block may
 use or spills registers. What Triton's interpreter cannot see, this does.
 
-    python -m atenea.attention.backends.triton.check_sm90 [--dims 64 128] [--plain-only]
+    python -m atenea.attention.backends.triton.check_sm90 [--dtypes bf16] [--bytes 256]
 
-Each kernel is built twice per head size and dtype: plain (no mask, no modifier) and with every
-feature on (every mask family, bitmaps, ALiBi, softcap, relative bias), the two ends of what a
-call can ask. Registers and spills come from ``ptxas -v`` (the ``ptxas-blackwell`` Triton
-bundles reads the PTX version Triton emits). Run with ``TRITON_INTERPRET`` unset.
+Each kernel of every entry of the tuning tables (bf16 and fp32) is built in the variants of
+``VARIANTS``: plain (no mask, no modifier) up to every rule family with every modifier, or a
+bitmap mask with every modifier (what one call can ask at most). Registers and spills come
+from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
+emits). Run with ``TRITON_INTERPRET`` unset.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import torch
 
 import triton
 from atenea.attention.backends.triton import configs as tuning
@@ -54,15 +58,47 @@ def _signature(kernel, dtype: str) -> dict[str, str]:
     return signature
 
 
-def _constants(dim: int, dtype: str, everything: bool, blocks: dict) -> dict:
-    return dict(
+ALIGNED_INTS = {"q_len", "kv_len", "head_dim", "value_dim"}
+
+
+def _alignment(kernel, signature: dict[str, str]) -> dict:
+    """What a real launch tells the compiler about a typical call (B=1, H=16, L=4096, D=128,
+    contiguous): pointers and strides are multiples of 16, so loads vectorize. Without it the
+    compiler keeps one 64-bit address per element and the register counts mean nothing."""
+    attrs = {}
+    for position, param in enumerate(kernel.params):
+        kind = signature[param.name]
+        if kind.startswith("*") or param.name.startswith("stride") or param.name in ALIGNED_INTS:
+            attrs[(position,)] = [["tt.divisibility", 16]]
+    return attrs
+
+
+# What a call can ask at once: the rule families and the bitmap exclude each other; a per-pair
+# table (bitmap, relative bias) selects the configuration with one stage fewer.
+VARIANTS = {
+    "plain": dict(),
+    "rules": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True, ALIBI=1,
+                  CAP=True),
+    "rules+rel": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
+                      ALIBI=1, CAP=True, RELATIVE=2),
+    "bitmap+rel": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2),
+}  # fmt: skip
+# (dtype name, head dim) of every row-bytes key of the tables
+CASES = {
+    "bf16": {32: 16, 64: 32, 128: 64, 256: 128, 512: 256},
+    "fp32": {64: 16, 128: 32, 256: 64, 512: 128, 1024: 256},
+}
+
+
+def _constants(dim: int, dtype: str, variant: str, blocks: dict) -> dict:
+    constants = dict(
         GROUP=1, BLOCK_D=dim, BLOCK_DV=dim, SPARSE_Q=128, SPARSE_K=128,
-        CAUSAL=everything, WINDOWED=everything, DOCUMENT=everything,
-        PADDING=1 if everything else 0, PREFIX=everything, BITMAP=everything,
-        ALIBI=1 if everything else 0, ALIBI_SYMMETRIC=False, CAP=everything,
-        RELATIVE=2 if everything else 0, UPCAST=False,
+        CAUSAL=False, WINDOWED=False, DOCUMENT=False, PADDING=0, PREFIX=False, BITMAP=False,
+        ALIBI=0, ALIBI_SYMMETRIC=False, CAP=False, RELATIVE=0, UPCAST=False,
         PRECISION="ieee" if dtype == "fp32" else "tf32", **blocks,
     )  # fmt: skip
+    constants.update(VARIANTS[variant])
+    return constants
 
 
 def _ptxas(ptx: str) -> tuple[int, int]:
@@ -83,58 +119,63 @@ def _ptxas(ptx: str) -> tuple[int, int]:
     return registers, spills
 
 
-def compile_one(kernel, dim: int, dtype: str, everything: bool, blocks: dict, warps, stages):
+def compile_one(job):
     """Compile one kernel for sm_90: ``(shared bytes, registers, spilled bytes)``."""
-    constants = _constants(dim, dtype, everything, blocks)
-    source = ASTSource(fn=kernel, signature=_signature(kernel, dtype), constexprs=constants)
+    name, dim, dtype, variant = job
+    gathers = "rel" in variant
+    torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
+    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, gathers)
+    kernel, blocks, warps, stages = {
+        "forward": (attention_forward, (fwd.block_m, fwd.block_n), fwd.num_warps, fwd.num_stages),
+        "dK/dV": (attention_backward_kv, (bwd.block_m1, bwd.block_n1), bwd.num_warps,
+                  bwd.num_stages),
+        "dQ": (attention_backward_q, (bwd.block_m2, bwd.block_n2), bwd.num_warps, bwd.num_stages),
+    }[name]  # fmt: skip
+    constants = _constants(dim, dtype, variant, dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1]))
+    signature = _signature(kernel, dtype)
+    source = ASTSource(
+        fn=kernel, signature=signature, constexprs=constants, attrs=_alignment(kernel, signature)
+    )
     compiled = triton.compile(
         source, target=TARGET, options={"num_warps": warps, "num_stages": stages}
     )
     registers, spills = _ptxas(compiled.asm["ptx"])
-    return compiled.metadata.shared, registers, spills
-
-
-def kernels_for(dim: int):
-    """The three kernels of one head size with their blocks, warps and stages."""
-    fwd, bwd = tuning.FORWARD[dim], tuning.BACKWARD[dim]
-    fwd_blocks = dict(BLOCK_M=fwd.block_m, BLOCK_N=fwd.block_n)
-    kv_blocks = dict(BLOCK_M=bwd.block_m1, BLOCK_N=bwd.block_n1)
-    q_blocks = dict(BLOCK_M=bwd.block_m2, BLOCK_N=bwd.block_n2)
-    return [
-        ("forward", attention_forward, fwd_blocks, fwd.num_warps, fwd.num_stages),
-        ("backward dK/dV", attention_backward_kv, kv_blocks, bwd.num_warps, bwd.num_stages),
-        ("backward dQ", attention_backward_q, q_blocks, bwd.num_warps, bwd.num_stages),
-    ]
+    return job, (blocks, warps, stages), (compiled.metadata.shared, registers, spills)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dims", type=int, nargs="*", default=sorted(tuning.FORWARD))
-    parser.add_argument("--dtypes", nargs="*", default=["bf16", "fp32"])
-    parser.add_argument("--plain-only", action="store_true", help="skip the all-features build")
+    parser.add_argument("--dtypes", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--bytes", type=int, nargs="*", help="only these row-bytes keys")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("check_sm90: unset TRITON_INTERPRET (the interpreter compiles nothing)")
         return 2
+    jobs = [
+        (name, dim, dtype, variant)
+        for dtype in args.dtypes
+        for key, dim in CASES[dtype].items()
+        if not args.bytes or key in args.bytes
+        for variant in args.variants
+        for name in ("forward", "dK/dV", "dQ")
+    ]
     failures = 0
-    print(
-        f"{'D':>4} {'dtype':>5} {'kernel':<15} {'variant':<8} {'shared KB':>9} {'regs':>5} spills"
-    )
-    for dim in args.dims:
-        for dtype in args.dtypes:
-            for name, kernel, blocks, warps, stages in kernels_for(dim):
-                for everything in (False,) if args.plain_only else (False, True):
-                    shared, registers, spills = compile_one(
-                        kernel, dim, dtype, everything, blocks, warps, stages
-                    )
-                    bad = shared > tuning.SHARED_MEMORY_LIMIT or spills > 0
-                    failures += bad
-                    variant = "all" if everything else "plain"
-                    print(
-                        f"{dim:>4} {dtype:>5} {name:<15} {variant:<8} {shared / 1024:>9.1f} "
-                        f"{registers:>5} {spills}{'  <-- FAILS' if bad else ''}",
-                        flush=True,
-                    )
+    print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<11} {'blocks':>9} {'warps':>5} "
+          f"{'stages':>6} {'shared KB':>9} {'regs':>5} spills")  # fmt: skip
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for job, (blocks, warps, stages), (shared, regs, spills) in pool.map(compile_one, jobs):
+            name, dim, dtype, variant = job
+            bad = shared > tuning.SHARED_MEMORY_LIMIT or spills > 0
+            failures += bad
+            print(
+                f"{dtype:>5} {dim:>4} {name:<8} {variant:<11} {blocks[0]:>4}x{blocks[1]:<4} "
+                f"{warps:>5} {stages:>6} {shared / 1024:>9.1f} {regs:>5} {spills}"
+                f"{'  <-- FAILS' if bad else ''}",
+                flush=True,
+            )
+    print(f"{failures} configuration(s) fail" if failures else "every configuration fits")
     return 1 if failures else 0
 
 

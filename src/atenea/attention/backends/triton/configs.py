@@ -1,19 +1,27 @@
-"""Tuning constants of the Triton kernel for sm_90 (H100/H200), per head dimension.
+"""Tuning constants of the Triton kernel for sm_90 (H100/H200).
 
 The sparse tile (128, the tile lists' ``TILE``) says which key tiles a query tile visits; the
 *compute blocks* below step inside it. A compute block never spans two sparse tiles, so every
-block size divides 128. FlexAttention's sm90 choices for D=128 are the starting point (forward
-128x64, 3 stages, 8 warps; backward M1=64, N1=128, M2=128, N2=64); the larger head dims shrink
-blocks and stages until ``check_sm90`` (which compiles every entry here for sm_90) reports the
-backward inside the 227 KB of shared memory an H100 gives one block, without register spills.
+block size divides 128.
 
-These are starting points chosen by compilation, not by timing: no GPU was at hand. Timing on
-an H100/H200 may move them (benchmarks/gpu.py runs the kernel).
+The tables are keyed by the bytes of one padded row of q/k/v (head dim rounded up to a power
+of two, times 2 for fp16/bf16 or 4 for fp32): that is what fills shared memory. FlexAttention's
+sm90 choices for bf16 D=128 (256 bytes) are the starting point (forward 128x64, 3 stages, 8
+warps; backward M1=64, N1=128, M2=128, N2=64); ``check_sm90`` compiles every entry for sm_90
+and the values below are the ones it reports inside the 227 KB of shared memory a block may
+use, without register spills. Calls that read a per-pair table inside the loop (a bitmap mask,
+the relative bias) keep one pipeline stage fewer: those reads are pipelined through shared
+memory too.
+
+Chosen by compilation, not by timing: no GPU was at hand. Timing on an H100/H200 (the rows of
+benchmarks/gpu.py) may move them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import torch
 
 SHARED_MEMORY_LIMIT = 227 * 1024  # bytes one block may use on sm_90
 
@@ -36,20 +44,25 @@ class BackwardConfig:
     num_stages: int
 
 
-# Keyed by the padded head dimension (a power of two, 16..256): the largest of D and Dv.
+# Keyed by row bytes: padded head dim x element size (bf16 D=128 -> 256).
 FORWARD = {
-    16: ForwardConfig(128, 64, 4, 3),
     32: ForwardConfig(128, 64, 4, 3),
     64: ForwardConfig(128, 64, 4, 3),
-    128: ForwardConfig(128, 64, 8, 3),
-    256: ForwardConfig(64, 64, 4, 2),
+    128: ForwardConfig(128, 64, 4, 3),
+    256: ForwardConfig(128, 64, 8, 3),
+    512: ForwardConfig(64, 64, 8, 2),
+    1024: ForwardConfig(32, 32, 8, 1),
 }
+# The dK/dV pass holds dK, dV (fp32) and K, V for its key block across the whole loop: with 128
+# keys and D=128 that alone is 192 registers a thread at 8 warps, and FlexAttention's N1=128
+# spills here; N1=64 does not (check_sm90), at the price of reading Q and dO twice as often.
 BACKWARD = {
-    16: BackwardConfig(64, 128, 128, 64, 4, 3),
     32: BackwardConfig(64, 128, 128, 64, 4, 3),
-    64: BackwardConfig(64, 128, 128, 64, 8, 3),
-    128: BackwardConfig(64, 128, 128, 64, 8, 2),
-    256: BackwardConfig(32, 64, 64, 32, 4, 1),
+    64: BackwardConfig(64, 128, 128, 64, 4, 3),
+    128: BackwardConfig(64, 128, 128, 64, 8, 3),
+    256: BackwardConfig(64, 64, 128, 64, 8, 2),
+    512: BackwardConfig(32, 32, 64, 32, 8, 1),
+    1024: BackwardConfig(16, 32, 32, 16, 8, 1),
 }
 
 
@@ -59,22 +72,28 @@ def padded_dim(dim: int) -> int:
     return max(16, 1 << (dim - 1).bit_length())
 
 
-def configs_for(head_dim: int, value_dim: int, tile: int) -> tuple[ForwardConfig, BackwardConfig]:
-    """The configurations for these head sizes, with every block clamped to the sparse
-    ``tile`` (tests use 64-wide tiles to get more structure out of short sequences)."""
-    key = max(padded_dim(head_dim), padded_dim(value_dim))
+def row_bytes(head_dim: int, value_dim: int, dtype: torch.dtype) -> int:
+    """The key of the tables: bytes of one padded row of the widest of q/k and v."""
+    return max(padded_dim(head_dim), padded_dim(value_dim)) * (4 if dtype == torch.float32 else 2)
+
+
+def configs_for(
+    head_dim: int, value_dim: int, dtype: torch.dtype, gathers: bool = False, tile: int = 128
+) -> tuple[ForwardConfig, BackwardConfig]:
+    """The configurations of one call. ``gathers``: the call reads a per-pair table in the
+    loop (bitmap mask, relative bias). Every block is clamped to the sparse ``tile`` (tests use
+    64-wide tiles to get more structure out of short sequences)."""
+    key = row_bytes(head_dim, value_dim, dtype)
     fwd, bwd = FORWARD[key], BACKWARD[key]
-    fwd = ForwardConfig(min(fwd.block_m, tile), min(fwd.block_n, tile), *_rest(fwd))
-    bwd = BackwardConfig(
-        min(bwd.block_m1, tile),
-        min(bwd.block_n1, tile),
-        min(bwd.block_m2, tile),
-        min(bwd.block_n2, tile),
-        bwd.num_warps,
-        bwd.num_stages,
+    if gathers:
+        fwd = replace(fwd, num_stages=max(1, fwd.num_stages - 1))
+        bwd = replace(bwd, num_stages=max(1, bwd.num_stages - 1))
+    fwd = replace(fwd, block_m=min(fwd.block_m, tile), block_n=min(fwd.block_n, tile))
+    bwd = replace(
+        bwd,
+        block_m1=min(bwd.block_m1, tile),
+        block_n1=min(bwd.block_n1, tile),
+        block_m2=min(bwd.block_m2, tile),
+        block_n2=min(bwd.block_n2, tile),
     )
     return fwd, bwd
-
-
-def _rest(fwd: ForwardConfig) -> tuple[int, int]:
-    return fwd.num_warps, fwd.num_stages

@@ -50,10 +50,17 @@ def _leaves(mask: Mask) -> list[Mask]:
 
 
 def mask_plan(mask: Mask | None, problem: Problem, lists: TileLists, device) -> MaskPlan:
-    """The ``MaskPlan`` of ``mask`` for this call (``lists``: its tile lists)."""
-    plan = MaskPlan()
+    """The ``MaskPlan`` of ``mask`` for this call (``lists``: its tile lists), remembered on
+    the mask: the per-row tensors and bitmaps go to the device once, not at every call."""
     if mask is None:
-        return plan
+        return MaskPlan()
+    p = problem
+    key = ("triton-plan", p.batch, p.q_heads, p.q_len, p.kv_len, lists.q_tile, str(device))
+    return mask._remember(key, lambda: _mask_plan(mask, problem, lists, device))
+
+
+def _mask_plan(mask: Mask, problem: Problem, lists: TileLists, device) -> MaskPlan:
+    plan = MaskPlan()
     batch = problem.batch
 
     def per_row(values: Tensor) -> Tensor:
@@ -83,9 +90,8 @@ def mask_plan(mask: Mask | None, problem: Problem, lists: TileLists, device) -> 
 def _bitmaps(mask: Mask, problem: Problem, lists: TileLists, device) -> tuple[Tensor, Tensor]:
     """Bitmaps of the partial tiles, deduplicated, and the table saying which one each tile
     uses. One ``mask.allowed`` call per query tile, over that tile's partial key tiles only:
-    the cost is the partial area, never ``Lq x Lk``. Remembered on the mask."""
-    key = ("triton-bitmaps", problem.q_len, problem.kv_len, lists.q_tile, lists.k_tile, str(device))
-    bitmaps, index = mask._remember(key, lambda: _build_bitmaps(mask, lists))
+    the cost is the partial area, never ``Lq x Lk``."""
+    bitmaps, index = _build_bitmaps(mask, lists)
     index = index.to(device).expand(problem.batch, problem.q_heads, -1, -1)
     return bitmaps.to(device), index
 
