@@ -83,6 +83,7 @@ VARIANTS = {
                       ALIBI=1, CAP=True, RELATIVE=2),
     "bitmap+rel": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2),
 }  # fmt: skip
+KERNELS = ("forward", "dK/dV", "dQ")
 # (dtype name, head dim) of every row-bytes key of the tables
 CASES = {
     "bf16": {32: 16, 64: 32, 128: 64, 256: 128, 512: 256},
@@ -148,6 +149,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--bytes", type=int, nargs="*", help="only these row-bytes keys")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--kernels", nargs="*", default=list(KERNELS), choices=list(KERNELS))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
@@ -159,7 +161,7 @@ def main(argv=None) -> int:
         for key, dim in CASES[dtype].items()
         if not args.bytes or key in args.bytes
         for variant in args.variants
-        for name in ("forward", "dK/dV", "dQ")
+        for name in args.kernels
     ]
     failures = 0
     print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<11} {'blocks':>9} {'warps':>5} "

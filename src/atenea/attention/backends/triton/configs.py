@@ -10,8 +10,9 @@ sm90 choices for bf16 D=128 (256 bytes) are the starting point (forward 128x64, 
 warps; backward M1=64, N1=128, M2=128, N2=64); ``check_sm90`` compiles every entry for sm_90
 and the values below are the ones it reports inside the 227 KB of shared memory a block may
 use, without register spills. Calls that read a per-pair table inside the loop (a bitmap mask,
-the relative bias) keep one pipeline stage fewer: those reads are pipelined through shared
-memory too.
+the relative bias) keep one pipeline stage fewer (those reads are pipelined through shared
+memory too) and half the rows and columns per dK/dV block (where the bias gradient is
+scattered).
 
 Chosen by compilation, not by timing: no GPU was at hand. Timing on an H100/H200 (the rows of
 benchmarks/gpu.py) may move them.
@@ -50,7 +51,7 @@ FORWARD = {
     64: ForwardConfig(128, 64, 4, 3),
     128: ForwardConfig(128, 64, 4, 3),
     256: ForwardConfig(128, 64, 8, 3),
-    512: ForwardConfig(64, 64, 8, 2),
+    512: ForwardConfig(64, 32, 8, 2),
     1024: ForwardConfig(32, 32, 8, 1),
 }
 # The dK/dV pass holds dK, dV (fp32) and K, V for its key block across the whole loop: with 128
@@ -61,7 +62,7 @@ BACKWARD = {
     64: BackwardConfig(64, 128, 128, 64, 4, 3),
     128: BackwardConfig(64, 128, 128, 64, 8, 3),
     256: BackwardConfig(64, 64, 128, 64, 8, 2),
-    512: BackwardConfig(32, 32, 64, 32, 8, 1),
+    512: BackwardConfig(32, 32, 32, 32, 8, 1),
     1024: BackwardConfig(16, 32, 32, 16, 8, 1),
 }
 
@@ -85,9 +86,14 @@ def configs_for(
     64-wide tiles to get more structure out of short sequences)."""
     key = row_bytes(head_dim, value_dim, dtype)
     fwd, bwd = FORWARD[key], BACKWARD[key]
-    if gathers:
+    if gathers:  # the dK/dV pass also scatters the bias gradient: a quarter of the block
         fwd = replace(fwd, num_stages=max(1, fwd.num_stages - 1))
-        bwd = replace(bwd, num_stages=max(1, bwd.num_stages - 1))
+        bwd = replace(
+            bwd,
+            num_stages=max(1, bwd.num_stages - 1),
+            block_m1=max(16, bwd.block_m1 // 2),
+            block_n1=max(16, bwd.block_n1 // 2),
+        )
     fwd = replace(fwd, block_m=min(fwd.block_m, tile), block_n=min(fwd.block_n, tile))
     bwd = replace(
         bwd,
