@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import torch
 from torch import Tensor
@@ -61,8 +62,6 @@ def why_not(problem: Problem, q: Tensor) -> str | None:
 def _interpreting() -> bool:
     """Whether the kernels are (or will be) decorated for the interpreter: fixed at their
     import, so once imported their module's flag wins over the environment."""
-    import sys
-
     rules = sys.modules.get("atenea.attention.backends.triton.rules")
     if rules is not None:
         return rules.INTERPRETED

@@ -11,8 +11,8 @@ warps; backward M1=64, N1=128, M2=128, N2=64); ``check_sm90`` compiles every ent
 and the values below are the ones it reports inside the 227 KB of shared memory a block may
 use, without register spills. Calls that read a per-pair table inside the loop (a bitmap mask,
 the relative bias) keep one pipeline stage fewer (those reads are pipelined through shared
-memory too) and half the rows and columns per dK/dV block (where the bias gradient is
-scattered).
+memory too), eight warps in the forward (the per-pair reads need registers) and half the rows
+and columns per dK/dV block (where the bias gradient is scattered).
 
 Chosen by compilation, not by timing: no GPU was at hand. Timing on an H100/H200 (the rows of
 benchmarks/gpu.py) may move them.
@@ -58,8 +58,8 @@ FORWARD = {
 # keys and D=128 that alone is 192 registers a thread at 8 warps, and FlexAttention's N1=128
 # spills here; N1=64 does not (check_sm90), at the price of reading Q and dO twice as often.
 BACKWARD = {
-    32: BackwardConfig(64, 128, 128, 64, 4, 3),
-    64: BackwardConfig(64, 128, 128, 64, 4, 3),
+    32: BackwardConfig(64, 128, 128, 64, 8, 3),
+    64: BackwardConfig(64, 128, 128, 64, 8, 3),
     128: BackwardConfig(64, 128, 128, 64, 8, 3),
     256: BackwardConfig(64, 64, 128, 64, 8, 2),
     512: BackwardConfig(32, 32, 32, 32, 8, 1),
@@ -87,7 +87,7 @@ def configs_for(
     key = row_bytes(head_dim, value_dim, dtype)
     fwd, bwd = FORWARD[key], BACKWARD[key]
     if gathers:  # the dK/dV pass also scatters the bias gradient: a quarter of the block
-        fwd = replace(fwd, num_stages=max(1, fwd.num_stages - 1))
+        fwd = replace(fwd, num_stages=max(1, fwd.num_stages - 1), num_warps=8)
         bwd = replace(
             bwd,
             num_stages=max(1, bwd.num_stages - 1),
