@@ -21,7 +21,9 @@ from tests.helpers import make_qkv, relative_error  # noqa: E402
 TOLERANCE = {torch.float32: (2e-5, 1e-4), torch.float16: (2e-3, 1e-2), torch.bfloat16: (1e-2, 2e-2)}
 
 
-def run_both(shape, mask=None, score_mod=None, dtype=torch.float32, tile=64, seed=0):
+def run_both(
+    shape, mask=None, score_mod=None, dtype=torch.float32, tile=64, seed=0, table_dtype=None
+):
     """Run the kernel and the float64 reference on the same (rounded) inputs.
 
     ``shape``: ``(B, Hq, Hkv, Lq, Lk, D)`` or with ``Dv`` appended. Returns two dicts with
@@ -32,7 +34,7 @@ def run_both(shape, mask=None, score_mod=None, dtype=torch.float32, tile=64, see
     low = [t.to(dtype).to(DEVICE).requires_grad_() for t in (q, k, v)]
     high = [t.detach().double().cpu().requires_grad_() for t in low]
     problem = check_call(*low, mask, score_mod, None, 0.0, "triton")
-    out, lse = triton_attention(*low, problem, tile=tile)
+    out, lse = triton_attention(*low, problem, tile=tile, table_dtype=table_dtype)
     ref_out, _, ref_lse = reference_attention(
         *high, check_call(*high, mask, score_mod, None, 0.0, "reference")
     )

@@ -69,13 +69,20 @@ def _interpreting() -> bool:
 
 
 def triton_attention(
-    q: Tensor, k: Tensor, v: Tensor, problem: Problem, tile: int = TILE
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    problem: Problem,
+    tile: int = TILE,
+    table_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Attention on the Triton kernel: ``out (B, Hq, Lq, Dv)`` in q's dtype and ``lse
     (B, Hq, Lq)`` float32 (natural log; ``-inf`` for a row with no allowed key). Both are
     differentiable, the LSE included (``delta`` takes its gradient), and the relative bias
     table receives its gradient. ``tile`` is the sparse tile (tests use 64 for more structure
-    on short inputs). The caller checks ``why_not`` first."""
+    on short inputs). ``table_dtype``: whose row of the tuning tables sets the blocks; by
+    default q's dtype on a GPU, float16 in the interpreter (it pays per block step, and the
+    16-bit blocks are the ones speed depends on). The caller checks ``why_not`` first."""
     from atenea.attention.backends.triton.launch import Setup, TritonAttention
 
     p = problem
@@ -84,7 +91,9 @@ def triton_attention(
     mods = mod_plan(p.score_mod, p, device)
     mask = mask_plan(p.mask, p, lists, device)
     gathers = mask.bitmaps is not None or mods.relative_module is not None
-    forward, backward = configs_for(p.head_dim, p.value_dim, q.dtype, gathers, tile)
+    if table_dtype is None:
+        table_dtype = torch.float16 if q.device.type == "cpu" else q.dtype
+    forward, backward = configs_for(p.head_dim, p.value_dim, table_dtype, gathers, tile)
     setup = Setup(
         problem=p,
         lists=lists,

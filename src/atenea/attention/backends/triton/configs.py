@@ -5,7 +5,8 @@ The sparse tile (128, the tile lists' ``TILE``) says which key tiles a query til
 block size divides 128.
 
 The tables are keyed by the bytes of one padded row of q/k/v (head dim rounded up to a power
-of two, times 2 for fp16/bf16 or 4 for fp32): that is what fills shared memory. FlexAttention's
+of two, times 2 for fp16/bf16): what fills shared memory and registers. float32 always takes
+the last entry (see ``row_bytes``). FlexAttention's
 sm90 choices for bf16 D=128 (256 bytes) are the starting point (forward 128x64, 3 stages, 8
 warps; backward M1=64, N1=128, M2=128, N2=64); ``check_sm90`` compiles every entry for sm_90
 and the values below are the ones it reports inside the 227 KB of shared memory a block may
@@ -45,14 +46,14 @@ class BackwardConfig:
     num_stages: int
 
 
-# Keyed by row bytes: padded head dim x element size (bf16 D=128 -> 256).
+# Keyed by row bytes (``row_bytes``: bf16 D=128 -> 256; every float32 call -> 1024).
 FORWARD = {
     32: ForwardConfig(128, 64, 4, 3),
     64: ForwardConfig(128, 64, 4, 3),
     128: ForwardConfig(128, 64, 4, 3),
     256: ForwardConfig(128, 64, 8, 3),
     512: ForwardConfig(64, 32, 8, 2),
-    1024: ForwardConfig(32, 32, 8, 1),
+    1024: ForwardConfig(32, 16, 8, 1),
 }
 # The dK/dV pass holds dK, dV (fp32) and K, V for its key block across the whole loop: with 128
 # keys and D=128 that alone is 192 registers a thread at 8 warps, and FlexAttention's N1=128
@@ -74,8 +75,12 @@ def padded_dim(dim: int) -> int:
 
 
 def row_bytes(head_dim: int, value_dim: int, dtype: torch.dtype) -> int:
-    """The key of the tables: bytes of one padded row of the widest of q/k and v."""
-    return max(padded_dim(head_dim), padded_dim(value_dim)) * (4 if dtype == torch.float32 else 2)
+    """The key of the tables: bytes of one padded row of the widest of q/k and v. float32 is
+    the exact path, not the fast one: its products run on the FMA units ("ieee"), which hold
+    whole fp32 operands in registers, so every float32 call takes the smallest blocks (1024)."""
+    if dtype == torch.float32:
+        return 1024
+    return max(padded_dim(head_dim), padded_dim(value_dim)) * 2
 
 
 def configs_for(

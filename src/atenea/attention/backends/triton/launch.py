@@ -82,7 +82,8 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
         CAP=mods.cap > 0,
         RELATIVE=mods.relative,
         UPCAST=INTERPRETED,
-        # fp32 inputs: full-precision products (the GPU would use TF32 otherwise)
+        # fp32 inputs: exact fp32 products (the GPU would round them to TF32 otherwise); the
+        # small float32 blocks of configs.row_bytes keep them from spilling
         PRECISION="ieee" if setup.dtype == torch.float32 else "tf32",
     )
     return args, constants
