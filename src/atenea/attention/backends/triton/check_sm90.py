@@ -126,7 +126,7 @@ def compile_one(job):
     kernel, blocks, warps, stages = {
         "forward": (attention_forward, (fwd.block_m, fwd.block_n), fwd.num_warps, fwd.num_stages),
         "dK/dV": (attention_backward_kv, (bwd.block_m1, bwd.block_n1), bwd.num_warps,
-                  bwd.num_stages),
+                  bwd.stages_kv),
         "dQ": (attention_backward_q, (bwd.block_m2, bwd.block_n2), bwd.num_warps, bwd.num_stages),
     }[name]  # fmt: skip
     constants = _constants(dim, dtype, variant, dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1]))
