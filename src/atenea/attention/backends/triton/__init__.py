@@ -34,11 +34,21 @@ DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_HEAD_DIM = 256
 
 
-def why_not(problem: Problem, q: Tensor) -> str | None:
-    """Why the Triton kernel cannot run this call, in one line, or None when it can."""
+def why_not(problem: Problem, q: Tensor | None) -> str | None:
+    """Why the Triton kernel cannot run this call, in one line, or None when it can (``q``:
+    the queries, for their device and dtype; None skips those checks)."""
     p = problem
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed (pip install 'atenea[gpu]')"
+    reason = unfusable(p.score_mod, p)
+    if reason is not None:
+        return f"score_mod: {reason}"
+    if p.dropout_p > 0:
+        return "dropout is not in the kernel yet (use backend='blocks' or 'sdpa')"
+    if max(p.head_dim, p.value_dim) > MAX_HEAD_DIM:
+        return f"head sizes up to {MAX_HEAD_DIM}, got D={p.head_dim}, Dv={p.value_dim}"
+    if q is None:
+        return None
     interpreting = _interpreting()
     if q.device.type == "cpu" and not interpreting:
         return (
@@ -51,12 +61,7 @@ def why_not(problem: Problem, q: Tensor) -> str | None:
         return f"Triton runs on CUDA tensors (or CPU ones in its interpreter), got {q.device}"
     if q.dtype not in DTYPES:
         return f"the kernel computes float16, bfloat16 or float32, got {q.dtype}"
-    if max(p.head_dim, p.value_dim) > MAX_HEAD_DIM:
-        return f"head sizes up to {MAX_HEAD_DIM}, got D={p.head_dim}, Dv={p.value_dim}"
-    if p.dropout_p > 0:
-        return "dropout is not in the kernel yet (use backend='blocks' or 'sdpa')"
-    reason = unfusable(p.score_mod, p)
-    return None if reason is None else f"score_mod: {reason}"
+    return None
 
 
 def _interpreting() -> bool:
