@@ -14,7 +14,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install demo test test-slow test-gpu test-all bench lint clean data
+.PHONY: help install demo test test-slow test-gpu test-all bench lint clean data check-sm90
 
 help:
 	@echo "make demo       what a real model (all-MiniLM-L6-v2) attends to: summary + HTML report"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench      benchmarks against PyTorch SDPA and FlexAttention"
 	@echo "make lint       ruff"
 	@echo "make data       the Debian data packages (Bible, Fashion-MNIST, ...; needs apt-get)"
+	@echo "make check-sm90 compile the Triton kernel for H100 (sm_90): shared memory, spills"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,6 +80,11 @@ data:
 	@command -v apt-get >/dev/null || { echo "no apt-get here: install the Debian packages \
 	$(DATA_PACKAGES) by other means"; exit 1; }
 	$(SUDO) apt-get install -y $(DATA_PACKAGES)
+
+# Compile every configuration of the Triton attention kernel for sm_90 (no GPU needed); fails on
+# shared memory over 227 KB or register spills. Also run by the slow test suite.
+check-sm90: $(STAMP)
+	env -u TRITON_INTERPRET $(BIN)/python -m atenea.attention.backends.triton.check_sm90
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist src/*.egg-info

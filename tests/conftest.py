@@ -10,6 +10,11 @@ os.environ["ATENEA_LANG"] = "en"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Without a GPU the Triton kernel's tests run in Triton's interpreter, which must be switched on
+# before anything imports triton (triton.language's own helpers are decorated at that import).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_one_thread():

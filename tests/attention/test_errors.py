@@ -112,7 +112,7 @@ def test_bad_tensors(build, error, pattern):
         (
             dict(backend="flash"),
             ValueError,
-            r"backend: expected one of auto, reference, sdpa, blocks, decode, flex, got 'flash'",
+            r"backend: expected one of auto, reference, sdpa, blocks, decode, flex, triton, got 'flash'",
         ),
         (dict(score_mod=3), TypeError, r"score_mod: expected a callable"),
         (

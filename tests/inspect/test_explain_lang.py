@@ -19,7 +19,9 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?%?")
 def _printed(args, capsys) -> list[str]:
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    return lines[: next(i for i, line in enumerate(lines) if line.startswith(("report:", "informe:"))) - 1]
+    return lines[
+        : next(i for i, line in enumerate(lines) if line.startswith(("report:", "informe:"))) - 1
+    ]
 
 
 def test_english_summary_is_the_commands_own(tiny_bert, tmp_path, capsys):

@@ -10,6 +10,7 @@ from atenea.attention.backends.blocks import blocks_attention
 from atenea.attention.backends.decode import decode_attention
 from atenea.attention.backends.reference import attention_probabilities, reference_attention
 from atenea.attention.backends.sdpa import sdpa_attention
+from atenea.attention.backends.triton import triton_attention, why_not
 from atenea.attention.masks import Causal
 from atenea.attention.problem import Problem, check_call
 from atenea.attention.scores import parameters_of
@@ -19,7 +20,9 @@ from atenea.attention.weights import attention_weights
 _ONE_TILE = 128 * 128
 
 
-def select_backend(problem: Problem, requested: str, device: torch.device | str = "cpu") -> str:
+def select_backend(
+    problem: Problem, requested: str, device: torch.device | str = "cpu", q: Tensor | None = None
+) -> str:
     """The backend that runs the call. An explicit request that cannot run raises; ``"auto"``
     takes the fastest exact path for the device: the one-query path for a decode step,
     PyTorch's fused kernel for dense and square-causal attention; for sparse masks and score
@@ -40,6 +43,8 @@ def select_backend(problem: Problem, requested: str, device: torch.device | str 
         )
     if requested == "flex":
         _check_flex(p)
+    if requested == "triton" and (reason := why_not(p, q)) is not None:
+        raise ValueError(f"backend='triton': {reason}")
     if min(p.batch, p.q_heads, p.q_len, p.kv_len) == 0:
         # Nothing to compute: the literal steps give the zeros. (PyTorch's fused CPU kernel
         # kills the process with SIGFPE on a zero-length query, so no fast path may see it.)
@@ -105,14 +110,15 @@ def attention(
         return_lse: also return the row log-sum-exp ``(B, Hq, Lq)`` in float32 (no gradient);
             ``atenea.attention_weights`` rebuilds any rows of the weights from it.
         backend: ``"auto"`` (default), ``"reference"``, ``"sdpa"``, ``"blocks"``, ``"decode"``
-            (one query per row: a generation step) or ``"flex"`` (PyTorch's FlexAttention, fed
-            atenea's tile table; compiled on CUDA).
+            (one query per row: a generation step), ``"flex"`` (PyTorch's FlexAttention, fed
+            atenea's tile table; compiled on CUDA) or ``"triton"`` (atenea's Triton kernel: CUDA
+            tensors, or CPU ones under ``TRITON_INTERPRET=1``).
 
     Returns:
         ``out (B, Hq, Lq, Dv)``, or the tuple ``(out, weights, lse)`` with only those asked for.
     """
     problem = check_call(q, k, v, mask, score_mod, scale, dropout_p, backend)
-    name = select_backend(problem, backend, q.device)
+    name = select_backend(problem, backend, q.device, q)
 
     weights = lse = None
     if name == "reference":
@@ -126,6 +132,9 @@ def attention(
             out, lse = decode_attention(q, k, v, problem, need_lse)
         elif name == "flex":
             out, lse = flex.flex_attention_call(q, k, v, problem, need_lse)
+        elif name == "triton":
+            out, lse = triton_attention(q, k, v, problem)
+            lse = lse.detach()
         else:
             out, lse = blocks_attention(q, k, v, problem)
         if return_weights:

@@ -15,7 +15,7 @@ from torch import Tensor
 from atenea.attention.masks import Mask, as_mask
 from atenea.attention.scores import ScoreModFn
 
-BACKENDS = ("auto", "reference", "sdpa", "blocks", "decode", "flex")
+BACKENDS = ("auto", "reference", "sdpa", "blocks", "decode", "flex", "triton")
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,13 @@ class TileLists:
 
     def transposed(self) -> TileLists:
         """Per key tile, the query tiles that visit it (``n_q`` and ``n_k`` swap roles): the lists
-        a dK/dV pass walks. ``q_tile``/``k_tile`` and the lengths swap with them."""
-        return _transposed(self)
+        a dK/dV pass walks. ``q_tile``/``k_tile`` and the lengths swap with them. Built once per
+        lists object (the lists themselves are cached), not at every training step."""
+        found = self.__dict__.get("_transposed_lists")
+        if found is None:
+            found = _transposed(self)
+            object.__setattr__(self, "_transposed_lists", found)  # frozen: a memo, not a field
+        return found
 
     def kinds(self) -> Tensor:
         """The tile table back, int8 ``(Bm, Hm, n_q, n_k)`` (EMPTY/PARTIAL/FULL): for tests."""

@@ -1,0 +1,116 @@
+"""The ``"triton"`` backend: atenea's own block-sparse attention kernel, forward and backward,
+driven by the tile lists (``tile_lists.py``).
+
+Triton is imported only when a call runs here, so ``import atenea`` never needs it. On CUDA
+tensors the kernels compile for the GPU; on CPU tensors they run in Triton's interpreter, which
+must be switched on (``TRITON_INTERPRET=1``) before triton is first imported: that is how the
+tests run without a GPU.
+
+Entry points: ``triton_attention(q, k, v, problem)`` (what ``atenea.attention(...,
+backend="triton")`` calls) and ``why_not(problem, q)`` (the one-line reason an explicit
+request cannot run, or None).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import torch
+from torch import Tensor
+
+from atenea.attention.backends.tile_lists import TILE, tile_lists
+from atenea.attention.backends.triton.configs import configs_for
+from atenea.attention.backends.triton.plan import (
+    mask_plan,
+    mod_plan,
+    relative_bias_by_distance,
+    unfusable,
+)
+from atenea.attention.problem import Problem
+
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+MAX_HEAD_DIM = 256
+
+
+def why_not(problem: Problem, q: Tensor | None) -> str | None:
+    """Why the Triton kernel cannot run this call, in one line, or None when it can (``q``:
+    the queries, for their device and dtype; None skips those checks)."""
+    p = problem
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (pip install 'atenea[gpu]')"
+    reason = unfusable(p.score_mod, p)
+    if reason is not None:
+        return f"score_mod: {reason}"
+    if p.dropout_p > 0:
+        return "dropout is not in the kernel yet (use backend='blocks' or 'sdpa')"
+    if max(p.head_dim, p.value_dim) > MAX_HEAD_DIM:
+        return f"head sizes up to {MAX_HEAD_DIM}, got D={p.head_dim}, Dv={p.value_dim}"
+    if q is None:
+        return None
+    interpreting = _interpreting()
+    if q.device.type == "cpu" and not interpreting:
+        return (
+            "CPU tensors run only in Triton's interpreter: set TRITON_INTERPRET=1 before "
+            "triton is imported, or use backend='blocks'"
+        )
+    if q.device.type == "cuda" and interpreting:
+        return "Triton's interpreter is on (TRITON_INTERPRET=1): CUDA tensors need it off"
+    if q.device.type not in ("cpu", "cuda"):
+        return f"Triton runs on CUDA tensors (or CPU ones in its interpreter), got {q.device}"
+    if q.dtype not in DTYPES:
+        return f"the kernel computes float16, bfloat16 or float32, got {q.dtype}"
+    return None
+
+
+def _interpreting() -> bool:
+    """Whether the kernels are (or will be) decorated for the interpreter: fixed at their
+    import, so once imported their module's flag wins over the environment."""
+    rules = sys.modules.get("atenea.attention.backends.triton.rules")
+    if rules is not None:
+        return rules.INTERPRETED
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def triton_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    problem: Problem,
+    tile: int = TILE,
+    table_dtype: torch.dtype | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Attention on the Triton kernel: ``out (B, Hq, Lq, Dv)`` in q's dtype and ``lse
+    (B, Hq, Lq)`` float32 (natural log; ``-inf`` for a row with no allowed key). Both are
+    differentiable, the LSE included (``delta`` takes its gradient), and the relative bias
+    table receives its gradient. ``tile`` is the sparse tile (tests use 64 for more structure
+    on short inputs). ``table_dtype``: whose row of the tuning tables sets the blocks; by
+    default q's dtype on a GPU, float16 in the interpreter (it pays per block step, and the
+    16-bit blocks are the ones speed depends on). The caller checks ``why_not`` first."""
+    from atenea.attention.backends.triton.launch import Setup, TritonAttention
+
+    p = problem
+    device = q.device
+    lists = tile_lists(p.mask, p.q_len, p.kv_len, device, tile, tile)
+    mods = mod_plan(p.score_mod, p, device)
+    mask = mask_plan(p.mask, p, lists, device)
+    gathers = mask.bitmaps is not None or mods.relative_module is not None
+    if table_dtype is None:
+        table_dtype = torch.float16 if q.device.type == "cpu" else q.dtype
+    forward, backward = configs_for(p.head_dim, p.value_dim, table_dtype, gathers, tile)
+    setup = Setup(
+        problem=p,
+        lists=lists,
+        lists_t=lists.transposed(),
+        mask=mask,
+        mods=mods,
+        forward=forward,
+        backward=backward,
+        dtype=q.dtype,
+    )
+    relative = None
+    if mods.relative_module is not None:
+        relative = relative_bias_by_distance(mods.relative_module, p).to(device)
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    return TritonAttention.apply(q, k, v, relative, setup)

@@ -1,0 +1,262 @@
+"""The backward kernels, recomputing the probabilities from the saved (global) LSE:
+``p = exp(s - lse)``, ``dS = p * (dP - delta)`` with ``dP = dO V^T`` and
+``delta = rowsum(O * dO) - dLSE`` (computed by the caller).
+
+- ``attention_backward_kv``: one program per (key block, batch row, key/value head); it loops
+  over the query heads of its group and over the query tiles that visit its key tile (the
+  transposed lists): dK and dV summed in registers, no atomics, no copies of K/V per head. The
+  relative-bias table's gradient (per head and distance) is the only atomic sum, in float32.
+- ``attention_backward_q``: one program per (query block, batch row, query head), walking the
+  same lists as the forward: dQ.
+
+Rows past ``Lq`` and keys past ``Lk`` are masked in every step (zeros loaded there could meet
+a large bias and overflow ``exp2``), and K/V are loaded through ``keys_valid`` as in the forward.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+from atenea.attention.backends.triton.rules import (
+    LOG2E,
+    keys_valid,
+    modified_scores,
+    pairs_allowed,
+)
+
+
+@triton.jit
+def attention_backward_kv(
+    Q, K, V, DO, LSE, DELTA, DK, DV, DREL,
+    stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+    stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, stride_lb, stride_lh,
+    stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn,
+    partial_counts, partial_index, full_counts, full_index,
+    stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
+    q_len, kv_len, head_dim, value_dim, scale,
+    window, document_ptr, document_stride, padding_ptr, padding_stride,
+    prefix_ptr, prefix_stride, bitmap_ptr, bitmap_index_ptr,
+    stride_bb, stride_bh, stride_bq, stride_bk,
+    slopes_ptr, relative_ptr, stride_rh, cap,
+    GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, SPARSE_Q: tl.constexpr, SPARSE_K: tl.constexpr,
+    CAUSAL: tl.constexpr, WINDOWED: tl.constexpr, DOCUMENT: tl.constexpr,
+    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr,
+    ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """The lists here are the transposed ones: per key tile, the query tiles visiting it."""
+    start_n = tl.program_id(0) * BLOCK_N
+    off_b = tl.program_id(1).to(tl.int64)
+    off_kvh = tl.program_id(2).to(tl.int64)
+    k_tile = start_n // SPARSE_K
+
+    cols = start_n + tl.arange(0, BLOCK_N)
+    dims = tl.arange(0, BLOCK_D)
+    dims_v = tl.arange(0, BLOCK_DV)
+    key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING)
+    k = tl.load(
+        K + off_b * stride_kb + off_kvh * stride_kh + cols[:, None] * stride_kn + dims[None, :],
+        mask=key_ok[:, None] & (dims[None, :] < head_dim),
+        other=0.0,
+    )
+    v = tl.load(
+        V + off_b * stride_vb + off_kvh * stride_vh + cols[:, None] * stride_vn + dims_v[None, :],
+        mask=key_ok[:, None] & (dims_v[None, :] < value_dim),
+        other=0.0,
+    )
+    if UPCAST:
+        k = k.to(tl.float32)
+        v = v.to(tl.float32)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
+    SUB: tl.constexpr = SPARSE_Q // BLOCK_M
+
+    for g in range(0, GROUP):
+        off_h = off_kvh * GROUP + g
+        Q_head = Q + off_b * stride_qb + off_h * stride_qh
+        DO_head = DO + off_b * stride_ob + off_h * stride_oh
+        row_stats = off_b * stride_lb + off_h * stride_lh
+        slope = 0.0
+        if ALIBI != 0:
+            slope = tl.load(slopes_ptr + off_h)
+        relative_head = relative_ptr + off_h * stride_rh
+        bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + off_h * stride_bh
+        list_offset = off_b * stride_cb + off_h * stride_ch + k_tile
+        index_offset = off_b * stride_ib + off_h * stride_ih + k_tile * stride_iq
+        for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
+            if phase == 0:
+                count = tl.load(partial_counts + list_offset)
+                index = partial_index + index_offset
+            else:
+                count = tl.load(full_counts + list_offset)
+                index = full_index + index_offset
+            for step in range(0, count * SUB):
+                q_tile = tl.load(index + step // SUB)
+                rows = q_tile * SPARSE_Q + (step % SUB) * BLOCK_M + tl.arange(0, BLOCK_M)
+                row_ok = rows < q_len
+                q_t = tl.load(  # (BLOCK_D, BLOCK_M): q transposed
+                    Q_head + rows[None, :] * stride_qm + dims[:, None],
+                    mask=row_ok[None, :] & (dims[:, None] < head_dim),
+                    other=0.0,
+                )
+                do = tl.load(
+                    DO_head + rows[:, None] * stride_om + dims_v[None, :],
+                    mask=row_ok[:, None] & (dims_v[None, :] < value_dim),
+                    other=0.0,
+                )
+                lse = tl.load(LSE + row_stats + rows, mask=row_ok, other=0.0)
+                lse = tl.where(lse == float("-inf"), 0.0, lse) * LOG2E  # empty row: p = 0
+                delta = tl.load(DELTA + row_stats + rows, mask=row_ok, other=0.0)
+                if UPCAST:
+                    q_t = q_t.to(tl.float32)
+                    do = do.to(tl.float32)
+                qk_t = tl.dot(k, q_t, input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
+                s_t, tanh_t = modified_scores(qk_t, rows[None, :], cols[:, None], q_len, kv_len,
+                                              scale, slope, relative_head, cap,
+                                              ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
+                allowed = key_ok[:, None] & row_ok[None, :]
+                if phase == 0:
+                    allowed = allowed & pairs_allowed(
+                        rows[None, :], cols[:, None], off_b, q_tile, k_tile, q_len, kv_len,
+                        window, document_ptr, document_stride, prefix_ptr, prefix_stride,
+                        bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
+                        CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
+                    )  # fmt: skip
+                p_t = tl.where(allowed, tl.math.exp2(s_t * LOG2E - lse[None, :]), 0.0)
+                dv += tl.dot(p_t.to(do.dtype), do, input_precision=PRECISION)
+                dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
+                ds_t = p_t * (dp_t - delta[None, :])  # gradient of the final score
+                ds_before_cap = ds_t
+                if CAP:
+                    ds_before_cap = ds_t * (1.0 - tanh_t * tanh_t)
+                if RELATIVE != 0:
+                    grad = ds_before_cap if RELATIVE == 1 else ds_t
+                    distance = cols[:, None] - (rows[None, :] + (kv_len - q_len))
+                    tl.atomic_add(DREL + off_h * stride_rh + distance + kv_len - 1, grad,
+                                  mask=allowed)  # fmt: skip
+                dk += tl.dot(ds_before_cap.to(q_t.dtype), tl.trans(q_t), input_precision=PRECISION)
+
+    tl.store(
+        DK + off_b * stride_dkb + off_kvh * stride_dkh + cols[:, None] * stride_dkn + dims[None, :],
+        (dk * scale).to(DK.dtype.element_ty),
+        mask=(cols[:, None] < kv_len) & (dims[None, :] < head_dim),
+    )
+    tl.store(
+        DV + off_b * stride_dvb + off_kvh * stride_dvh + cols[:, None] * stride_dvn
+        + dims_v[None, :],
+        dv.to(DV.dtype.element_ty),
+        mask=(cols[:, None] < kv_len) & (dims_v[None, :] < value_dim),
+    )  # fmt: skip
+
+
+@triton.jit
+def attention_backward_q(
+    Q, K, V, DO, LSE, DELTA, DQ,
+    stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+    stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, stride_lb, stride_lh,
+    stride_dqb, stride_dqh, stride_dqm,
+    partial_counts, partial_index, full_counts, full_index,
+    stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
+    q_len, kv_len, head_dim, value_dim, scale,
+    window, document_ptr, document_stride, padding_ptr, padding_stride,
+    prefix_ptr, prefix_stride, bitmap_ptr, bitmap_index_ptr,
+    stride_bb, stride_bh, stride_bq, stride_bk,
+    slopes_ptr, relative_ptr, stride_rh, cap,
+    GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, SPARSE_Q: tl.constexpr, SPARSE_K: tl.constexpr,
+    CAUSAL: tl.constexpr, WINDOWED: tl.constexpr, DOCUMENT: tl.constexpr,
+    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr,
+    ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    start_m = tl.program_id(0) * BLOCK_M
+    off_b = tl.program_id(1).to(tl.int64)
+    off_h = tl.program_id(2).to(tl.int64)
+    off_kvh = off_h // GROUP
+    q_tile = start_m // SPARSE_Q
+
+    rows = start_m + tl.arange(0, BLOCK_M)
+    row_ok = rows < q_len
+    dims = tl.arange(0, BLOCK_D)
+    dims_v = tl.arange(0, BLOCK_DV)
+    q = tl.load(
+        Q + off_b * stride_qb + off_h * stride_qh + rows[:, None] * stride_qm + dims[None, :],
+        mask=row_ok[:, None] & (dims[None, :] < head_dim),
+        other=0.0,
+    )
+    do = tl.load(
+        DO + off_b * stride_ob + off_h * stride_oh + rows[:, None] * stride_om + dims_v[None, :],
+        mask=row_ok[:, None] & (dims_v[None, :] < value_dim),
+        other=0.0,
+    )
+    if UPCAST:
+        q = q.to(tl.float32)
+        do = do.to(tl.float32)
+    row_stats = off_b * stride_lb + off_h * stride_lh
+    lse = tl.load(LSE + row_stats + rows, mask=row_ok, other=0.0)
+    lse = tl.where(lse == float("-inf"), 0.0, lse) * LOG2E
+    delta = tl.load(DELTA + row_stats + rows, mask=row_ok, other=0.0)
+    K_head = K + off_b * stride_kb + off_kvh * stride_kh
+    V_head = V + off_b * stride_vb + off_kvh * stride_vh
+    slope = 0.0
+    if ALIBI != 0:
+        slope = tl.load(slopes_ptr + off_h)
+    relative_head = relative_ptr + off_h * stride_rh
+    bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + off_h * stride_bh
+
+    dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    SUB: tl.constexpr = SPARSE_K // BLOCK_N
+    list_offset = off_b * stride_cb + off_h * stride_ch + q_tile
+    index_offset = off_b * stride_ib + off_h * stride_ih + q_tile * stride_iq
+    for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
+        if phase == 0:
+            count = tl.load(partial_counts + list_offset)
+            index = partial_index + index_offset
+        else:
+            count = tl.load(full_counts + list_offset)
+            index = full_index + index_offset
+        for step in range(0, count * SUB):
+            k_tile = tl.load(index + step // SUB)
+            cols = k_tile * SPARSE_K + (step % SUB) * BLOCK_N + tl.arange(0, BLOCK_N)
+            if phase == 0:
+                key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING)
+            else:
+                key_ok = cols < kv_len
+            k_t = tl.load(  # (BLOCK_D, BLOCK_N): k transposed
+                K_head + cols[None, :] * stride_kn + dims[:, None],
+                mask=key_ok[None, :] & (dims[:, None] < head_dim),
+                other=0.0,
+            )
+            v_t = tl.load(
+                V_head + cols[None, :] * stride_vn + dims_v[:, None],
+                mask=key_ok[None, :] & (dims_v[:, None] < value_dim),
+                other=0.0,
+            )
+            if UPCAST:
+                k_t = k_t.to(tl.float32)
+                v_t = v_t.to(tl.float32)
+            qk = tl.dot(q, k_t, input_precision=PRECISION)
+            s, tanh_s = modified_scores(qk, rows[:, None], cols[None, :], q_len, kv_len, scale,
+                                        slope, relative_head, cap,
+                                        ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
+            allowed = row_ok[:, None] & key_ok[None, :]
+            if phase == 0:
+                allowed = allowed & pairs_allowed(
+                    rows[:, None], cols[None, :], off_b, q_tile, k_tile, q_len, kv_len, window,
+                    document_ptr, document_stride, prefix_ptr, prefix_stride,
+                    bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
+                    CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
+                )  # fmt: skip
+            p = tl.where(allowed, tl.math.exp2(s * LOG2E - lse[:, None]), 0.0)
+            dp = tl.dot(do, v_t, input_precision=PRECISION)
+            ds = p * (dp - delta[:, None])
+            if CAP:
+                ds = ds * (1.0 - tanh_s * tanh_s)
+            dq += tl.dot(ds.to(k_t.dtype), tl.trans(k_t), input_precision=PRECISION)
+
+    tl.store(
+        DQ + off_b * stride_dqb + off_h * stride_dqh + rows[:, None] * stride_dqm + dims[None, :],
+        (dq * scale).to(DQ.dtype.element_ty),
+        mask=row_ok[:, None] & (dims[None, :] < head_dim),
+    )

@@ -1,0 +1,182 @@
+"""Compile every kernel configuration for sm_90 (H100/H200) on a machine without a GPU and
+report shared memory, registers and spills; exit 1 when one overflows the 227 KB a block may
+use or spills registers. What Triton's interpreter cannot see, this does.
+
+    python -m atenea.attention.backends.triton.check_sm90 [--dtypes bf16] [--dims 128]
+
+Each kernel of every entry of the tuning tables (bf16 and fp32) is built in the variants of
+``VARIANTS``: plain (no mask, no modifier) up to every rule family with every modifier, or a
+bitmap mask with every modifier (what one call can ask at most). Registers and spills come
+from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
+emits). Run with ``TRITON_INTERPRET`` unset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+import triton
+from atenea.attention.backends.triton import configs as tuning
+from atenea.attention.backends.triton.backward import attention_backward_kv, attention_backward_q
+from atenea.attention.backends.triton.forward import attention_forward
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+TARGET = GPUTarget("cuda", 90, 32)
+HALF_PTRS = {"Q", "K", "V", "O", "DO", "DQ", "DK", "DV"}
+FLOAT_PTRS = {"LSE", "DELTA", "DREL", "slopes_ptr", "relative_ptr"}
+FLOAT_SCALARS = {"scale", "cap"}
+
+
+def _signature(kernel, dtype: str) -> dict[str, str]:
+    signature = {}
+    for param in kernel.params:
+        name = param.name
+        if param.is_constexpr:
+            signature[name] = "constexpr"
+        elif name in HALF_PTRS:
+            signature[name] = f"*{dtype}"
+        elif name in FLOAT_PTRS:
+            signature[name] = "*fp32"
+        elif name == "bitmap_ptr":
+            signature[name] = "*u8"
+        elif name.endswith(("counts", "index", "_ptr")):
+            signature[name] = "*i32"
+        elif name in FLOAT_SCALARS:
+            signature[name] = "fp32"
+        else:
+            signature[name] = "i32"
+    return signature
+
+
+ALIGNED_INTS = {"q_len", "kv_len", "head_dim", "value_dim"}
+
+
+def _alignment(kernel, signature: dict[str, str]) -> dict:
+    """What a real launch tells the compiler about a typical call (B=1, H=16, L=4096, D=128,
+    contiguous): pointers and strides are multiples of 16, so loads vectorize. Without it the
+    compiler keeps one 64-bit address per element and the register counts mean nothing."""
+    attrs = {}
+    for position, param in enumerate(kernel.params):
+        kind = signature[param.name]
+        if kind.startswith("*") or param.name.startswith("stride") or param.name in ALIGNED_INTS:
+            attrs[(position,)] = [["tt.divisibility", 16]]
+    return attrs
+
+
+# What a call can ask at once: the rule families and the bitmap exclude each other; a per-pair
+# table (bitmap, relative bias) selects the configuration with one stage fewer.
+VARIANTS = {
+    "plain": dict(),
+    "rules": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True, ALIBI=1,
+                  CAP=True),
+    "rules+rel": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
+                      ALIBI=1, CAP=True, RELATIVE=2),
+    "bitmap+rel": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2),
+}  # fmt: skip
+KERNELS = ("forward", "dK/dV", "dQ")
+# The head dims checked per dtype (together they reach every entry of the tables)
+CASES = {"bf16": [16, 32, 64, 128, 256], "fp32": [16, 32, 64, 128, 256]}
+
+
+def _constants(dim: int, dtype: str, variant: str, blocks: dict) -> dict:
+    constants = dict(
+        GROUP=1, BLOCK_D=dim, BLOCK_DV=dim, SPARSE_Q=128, SPARSE_K=128,
+        CAUSAL=False, WINDOWED=False, DOCUMENT=False, PADDING=0, PREFIX=False, BITMAP=False,
+        ALIBI=0, ALIBI_SYMMETRIC=False, CAP=False, RELATIVE=0, UPCAST=False,
+        PRECISION="ieee" if dtype == "fp32" else "tf32", **blocks,
+    )  # fmt: skip
+    constants.update(VARIANTS[variant])
+    return constants
+
+
+def _ptxas(ptx: str) -> tuple[int, int]:
+    """Registers per thread and spilled bytes (stores + loads) from ``ptxas -v``."""
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas-blackwell"
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "kernel.ptx"
+        source.write_text(ptx)
+        result = subprocess.run(
+            [str(tool), "-v", "--gpu-name=sm_90a", str(source), "-o", str(source) + ".cubin"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    report = result.stdout + result.stderr
+    registers = int(re.search(r"Used (\d+) registers", report).group(1))
+    spills = sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", report))
+    return registers, spills
+
+
+def compile_one(job):
+    """Compile one kernel for sm_90: ``(shared bytes, registers, spilled bytes)``."""
+    name, dim, dtype, variant = job
+    gathers = "rel" in variant
+    torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
+    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, gathers)
+    kernel, blocks, warps, stages = {
+        "forward": (attention_forward, (fwd.block_m, fwd.block_n), fwd.num_warps, fwd.num_stages),
+        "dK/dV": (attention_backward_kv, (bwd.block_m1, bwd.block_n1), bwd.num_warps,
+                  bwd.stages_kv),
+        "dQ": (attention_backward_q, (bwd.block_m2, bwd.block_n2), bwd.num_warps, bwd.num_stages),
+    }[name]  # fmt: skip
+    constants = _constants(dim, dtype, variant, dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1]))
+    signature = _signature(kernel, dtype)
+    source = ASTSource(
+        fn=kernel, signature=signature, constexprs=constants, attrs=_alignment(kernel, signature)
+    )
+    compiled = triton.compile(
+        source, target=TARGET, options={"num_warps": warps, "num_stages": stages}
+    )
+    registers, spills = _ptxas(compiled.asm["ptx"])
+    return job, (blocks, warps, stages), (compiled.metadata.shared, registers, spills)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dtypes", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--dims", type=int, nargs="*", help="only these head dims")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--kernels", nargs="*", default=list(KERNELS), choices=list(KERNELS))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        print("check_sm90: unset TRITON_INTERPRET (the interpreter compiles nothing)")
+        return 2
+    jobs = [
+        (name, dim, dtype, variant)
+        for dtype in args.dtypes
+        for dim in CASES[dtype]
+        if not args.dims or dim in args.dims
+        for variant in args.variants
+        for name in args.kernels
+    ]
+    failures = 0
+    print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<11} {'blocks':>9} {'warps':>5} "
+          f"{'stages':>6} {'shared KB':>9} {'regs':>5} spills")  # fmt: skip
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for job, (blocks, warps, stages), (shared, regs, spills) in pool.map(compile_one, jobs):
+            name, dim, dtype, variant = job
+            bad = shared > tuning.SHARED_MEMORY_LIMIT or spills > 0
+            failures += bad
+            print(
+                f"{dtype:>5} {dim:>4} {name:<8} {variant:<11} {blocks[0]:>4}x{blocks[1]:<4} "
+                f"{warps:>5} {stages:>6} {shared / 1024:>9.1f} {regs:>5} {spills}"
+                f"{'  <-- FAILS' if bad else ''}",
+                flush=True,
+            )
+    print(f"{failures} configuration(s) fail" if failures else "every configuration fits")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Tuning constants of the Triton kernel for sm_90 (H100/H200).
+
+The sparse tile (128, the tile lists' ``TILE``) says which key tiles a query tile visits; the
+*compute blocks* below step inside it. A compute block never spans two sparse tiles, so every
+block size divides 128.
+
+The tables are keyed by the bytes of one padded row of q/k/v (head dim rounded up to a power
+of two, times 2 for fp16/bf16): what fills shared memory and registers. float32 takes the
+last two entries (see ``row_bytes``). FlexAttention's
+sm90 choices for bf16 D=128 (256 bytes) are the starting point (forward 128x64, 3 stages, 8
+warps; backward M1=64, N1=128, M2=128, N2=64); ``check_sm90`` compiles every entry for sm_90
+and the values below are the ones it reports inside the 227 KB of shared memory a block may
+use, without register spills. Calls that read a per-pair table inside the loop (a bitmap mask,
+the relative bias) keep one pipeline stage fewer (those reads are pipelined through shared
+memory too), eight warps in a 16-bit forward (the per-pair reads need registers), half the rows
+per dK/dV block and half its keys down to 32 (there the bias gradient is scattered; 16x16
+blocks spill).
+
+Chosen by compilation, not by timing: no GPU was at hand. Timing on an H100/H200 (the rows of
+benchmarks/gpu.py) may move them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+SHARED_MEMORY_LIMIT = 227 * 1024  # bytes one block may use on sm_90
+FLOAT32_KEYS = (1024, 2048)  # float32 calls take these entries (D <= 32, D > 32): row_bytes
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    block_m: int  # query rows per program
+    block_n: int  # key columns per step
+    num_warps: int
+    num_stages: int
+
+
+@dataclass(frozen=True)
+class BackwardConfig:
+    block_m1: int  # dK/dV pass: query rows per step
+    block_n1: int  # dK/dV pass: key rows per program
+    block_m2: int  # dQ pass: query rows per program
+    block_n2: int  # dQ pass: key columns per step
+    num_warps: int
+    num_stages: int
+    kv_stages: int | None = None  # the dK/dV pass's, when it differs from num_stages
+
+    @property
+    def stages_kv(self) -> int:
+        return self.num_stages if self.kv_stages is None else self.kv_stages
+
+
+# Keyed by row bytes (``row_bytes``: bf16 D=128 -> 256; float32 -> 1024 or 2048).
+FORWARD = {
+    32: ForwardConfig(128, 64, 4, 3),
+    64: ForwardConfig(128, 64, 4, 3),
+    128: ForwardConfig(128, 64, 4, 3),
+    256: ForwardConfig(128, 64, 8, 3),
+    512: ForwardConfig(64, 32, 8, 2),
+    1024: ForwardConfig(32, 16, 4, 1),
+    2048: ForwardConfig(16, 16, 8, 2),
+}
+# The dK/dV pass holds dK, dV (fp32) and K, V for its key block across the whole loop: with 128
+# keys and D=128 that alone is 192 registers a thread at 8 warps, and FlexAttention's N1=128
+# spills here; N1=64 does not (check_sm90), at the price of reading Q and dO twice as often.
+BACKWARD = {
+    32: BackwardConfig(64, 128, 128, 64, 8, 3),
+    64: BackwardConfig(64, 128, 128, 64, 8, 3),
+    128: BackwardConfig(64, 128, 128, 64, 8, 3),
+    256: BackwardConfig(64, 64, 128, 64, 8, 2),
+    512: BackwardConfig(32, 32, 32, 32, 8, 1),
+    1024: BackwardConfig(16, 32, 32, 16, 4, 1),
+    2048: BackwardConfig(16, 16, 32, 16, 8, 2, kv_stages=1),
+}
+
+
+def padded_dim(dim: int) -> int:
+    """The power of two >= ``dim`` (at least 16, ``tl.dot``'s smallest) the kernel computes in;
+    the columns past ``dim`` are masked on load and never stored."""
+    return max(16, 1 << (dim - 1).bit_length())
+
+
+def row_bytes(head_dim: int, value_dim: int, dtype: torch.dtype) -> int:
+    """The key of the tables: bytes of one padded row of the widest of q/k and v (16-bit
+    dtypes). float32 is the exact path, not the fast one: its products run on the FMA units
+    ("ieee"), which hold whole fp32 operands in registers, so it takes the two smallest-block
+    entries, ``FLOAT32_KEYS``, one for D <= 32 and one above."""
+    width = max(padded_dim(head_dim), padded_dim(value_dim))
+    if dtype == torch.float32:
+        return FLOAT32_KEYS[0] if width <= 32 else FLOAT32_KEYS[1]
+    return width * 2
+
+
+def configs_for(
+    head_dim: int, value_dim: int, dtype: torch.dtype, gathers: bool = False, tile: int = 128
+) -> tuple[ForwardConfig, BackwardConfig]:
+    """The configurations of one call. ``gathers``: the call reads a per-pair table in the
+    loop (bitmap mask, relative bias). Every block is clamped to the sparse ``tile`` (tests use
+    64-wide tiles to get more structure out of short sequences)."""
+    key = row_bytes(head_dim, value_dim, dtype)
+    fwd, bwd = FORWARD[key], BACKWARD[key]
+    if gathers and key not in FLOAT32_KEYS:  # (float32's small blocks need no change)
+        fwd = replace(fwd, num_stages=max(1, fwd.num_stages - 1), num_warps=8)
+        bwd = replace(
+            bwd,
+            num_stages=max(1, bwd.num_stages - 1),
+            kv_stages=max(1, bwd.stages_kv - 1),
+            block_m1=max(16, bwd.block_m1 // 2),
+            block_n1=bwd.block_n1 // 2 if bwd.block_n1 >= 64 else bwd.block_n1,
+        )
+    fwd = replace(fwd, block_m=min(fwd.block_m, tile), block_n=min(fwd.block_n, tile))
+    bwd = replace(
+        bwd,
+        block_m1=min(bwd.block_m1, tile),
+        block_n1=min(bwd.block_n1, tile),
+        block_m2=min(bwd.block_m2, tile),
+        block_n2=min(bwd.block_n2, tile),
+    )
+    return fwd, bwd

@@ -1,0 +1,137 @@
+"""The forward kernel: one program per (query block, batch row, query head).
+
+It walks the query tile's *partial* key tiles (mask evaluated in the kernel), then its *full*
+ones (no mask); empty tiles are in neither list and never read. Online softmax in float32 and
+base 2 (``exp2``, scores scaled by ``log2 e``): a running row maximum ``m``, a running sum
+``l`` of ``exp2(s - m)`` and the output accumulator, rescaled by ``exp2(m_old - m_new)`` when
+the maximum grows. A row that met no allowed key keeps ``l = 0``: output 0, LSE ``-inf``.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+from atenea.attention.backends.triton.rules import (
+    LN2,
+    LOG2E,
+    keys_valid,
+    modified_scores,
+    pairs_allowed,
+)
+
+
+@triton.jit
+def attention_forward(
+    Q, K, V, O, LSE,
+    stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+    stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, stride_lb, stride_lh,
+    partial_counts, partial_index, full_counts, full_index,
+    stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
+    q_len, kv_len, head_dim, value_dim, scale,
+    window, document_ptr, document_stride, padding_ptr, padding_stride,
+    prefix_ptr, prefix_stride, bitmap_ptr, bitmap_index_ptr,
+    stride_bb, stride_bh, stride_bq, stride_bk,
+    slopes_ptr, relative_ptr, stride_rh, cap,
+    GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, SPARSE_Q: tl.constexpr, SPARSE_K: tl.constexpr,
+    CAUSAL: tl.constexpr, WINDOWED: tl.constexpr, DOCUMENT: tl.constexpr,
+    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr,
+    ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    start_m = tl.program_id(0) * BLOCK_M
+    off_b = tl.program_id(1).to(tl.int64)
+    off_h = tl.program_id(2).to(tl.int64)
+    off_kvh = off_h // GROUP  # grouped-query attention: no copy of K/V
+    q_tile = start_m // SPARSE_Q
+
+    rows = start_m + tl.arange(0, BLOCK_M)
+    dims = tl.arange(0, BLOCK_D)
+    dims_v = tl.arange(0, BLOCK_DV)
+    q = tl.load(
+        Q + off_b * stride_qb + off_h * stride_qh + rows[:, None] * stride_qm + dims[None, :],
+        mask=(rows[:, None] < q_len) & (dims[None, :] < head_dim),
+        other=0.0,
+    )
+    if UPCAST:
+        q = q.to(tl.float32)
+    K_head = K + off_b * stride_kb + off_kvh * stride_kh
+    V_head = V + off_b * stride_vb + off_kvh * stride_vh
+
+    slope = 0.0
+    if ALIBI != 0:
+        slope = tl.load(slopes_ptr + off_h)
+    relative_head = relative_ptr + off_h * stride_rh
+    bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + off_h * stride_bh
+    qk_scale = scale * LOG2E
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
+    SUB: tl.constexpr = SPARSE_K // BLOCK_N  # compute blocks per sparse tile
+    list_offset = off_b * stride_cb + off_h * stride_ch + q_tile
+    index_offset = off_b * stride_ib + off_h * stride_ih + q_tile * stride_iq
+
+    for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
+        if phase == 0:
+            count = tl.load(partial_counts + list_offset)
+            index = partial_index + index_offset
+        else:
+            count = tl.load(full_counts + list_offset)
+            index = full_index + index_offset
+        for step in range(0, count * SUB):
+            k_tile = tl.load(index + step // SUB)
+            cols = k_tile * SPARSE_K + (step % SUB) * BLOCK_N + tl.arange(0, BLOCK_N)
+            if phase == 0:
+                key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING)
+            else:
+                key_ok = cols < kv_len
+            k = tl.load(
+                K_head + cols[None, :] * stride_kn + dims[:, None],
+                mask=key_ok[None, :] & (dims[:, None] < head_dim),
+                other=0.0,
+            )
+            v = tl.load(
+                V_head + cols[:, None] * stride_vn + dims_v[None, :],
+                mask=key_ok[:, None] & (dims_v[None, :] < value_dim),
+                other=0.0,
+            )
+            if UPCAST:
+                k = k.to(tl.float32)
+                v = v.to(tl.float32)
+            qk = tl.dot(q, k, input_precision=PRECISION)
+            if (ALIBI != 0) or CAP or (RELATIVE != 0):
+                s, _ = modified_scores(qk, rows[:, None], cols[None, :], q_len, kv_len, scale,
+                                       slope, relative_head, cap,
+                                       ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
+                s = s * LOG2E
+            else:
+                s = qk * qk_scale
+            if phase == 0:
+                allowed = pairs_allowed(
+                    rows[:, None], cols[None, :], off_b, q_tile, k_tile, q_len, kv_len, window,
+                    document_ptr, document_stride, prefix_ptr, prefix_stride,
+                    bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
+                    CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
+                )  # fmt: skip
+                s = tl.where(allowed & key_ok[None, :], s, float("-inf"))
+            else:
+                s = tl.where(key_ok[None, :], s, float("-inf"))
+
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no -inf - -inf
+            alpha = tl.math.exp2(m_i - m_safe)
+            p = tl.math.exp2(s - m_safe[:, None])
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+            m_i = m_new
+
+    empty = l_i == 0.0
+    out = acc / tl.where(empty, 1.0, l_i)[:, None]
+    lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(tl.where(empty, 1.0, l_i))) * LN2)
+    tl.store(
+        O + off_b * stride_ob + off_h * stride_oh + rows[:, None] * stride_om + dims_v[None, :],
+        out.to(O.dtype.element_ty),
+        mask=(rows[:, None] < q_len) & (dims_v[None, :] < value_dim),
+    )
+    tl.store(LSE + off_b * stride_lb + off_h * stride_lh + rows, lse, mask=rows < q_len)

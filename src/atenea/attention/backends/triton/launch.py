@@ -1,0 +1,162 @@
+"""Launching the kernels, and the ``autograd.Function`` that ties forward and backward.
+
+Everything a kernel reads besides Q/K/V comes from ``Setup``: the tile lists (expanded to the
+call's batch and heads at stride 0 where the mask broadcasts), the mask plan, the score
+modifier plan and the block sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+import triton
+from atenea.attention.backends.tile_lists import TileLists
+from atenea.attention.backends.triton.backward import attention_backward_kv, attention_backward_q
+from atenea.attention.backends.triton.configs import BackwardConfig, ForwardConfig, padded_dim
+from atenea.attention.backends.triton.forward import attention_forward
+from atenea.attention.backends.triton.plan import MaskPlan, ModPlan
+from atenea.attention.backends.triton.rules import INTERPRETED
+from atenea.attention.problem import Problem
+
+
+@dataclass
+class Setup:
+    """One call's fixed inputs to the kernels."""
+
+    problem: Problem
+    lists: TileLists
+    lists_t: TileLists  # transposed: per key tile, the query tiles visiting it
+    mask: MaskPlan
+    mods: ModPlan
+    forward: ForwardConfig
+    backward: BackwardConfig
+    dtype: torch.dtype
+
+
+def _expanded(lists: TileLists, batch: int, heads: int) -> list:
+    """Counts/indices broadcast to ``(B, Hq, ...)`` and their strides (0 where broadcast)."""
+    pc = lists.partial_counts.expand(batch, heads, -1)
+    pi = lists.partial_indices.expand(batch, heads, -1, -1)
+    fc = lists.full_counts.expand(batch, heads, -1)
+    fi = lists.full_indices.expand(batch, heads, -1, -1)
+    return [pc, pi, fc, fi, pc.stride(0), pc.stride(1), pi.stride(0), pi.stride(1), pi.stride(2)]
+
+
+def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, dict]:
+    """The arguments after the lists, and the constexprs, shared by the three kernels."""
+    p, m, mods = setup.problem, setup.mask, setup.mods
+    dummy = torch.zeros(1, dtype=torch.int32, device=device)
+
+    def row_tensor(t):
+        return (t, t.stride(0)) if t is not None else (dummy, 0)
+
+    index = m.bitmap_index
+    index_strides = list(index.stride()) if index is not None else [0, 0, 0, 0]
+    args = [
+        p.q_len, p.kv_len, p.head_dim, p.value_dim, p.scale, m.window,
+        *row_tensor(m.document), *row_tensor(m.padding), *row_tensor(m.prefix),
+        m.bitmaps if m.bitmaps is not None else dummy,
+        index if index is not None else dummy, *index_strides,
+        mods.alibi_slopes if mods.alibi_slopes is not None else dummy.float(),
+        relative if relative is not None else dummy.float(),
+        relative.stride(0) if relative is not None else 0,
+        mods.cap if mods.cap > 0 else 1.0,
+    ]  # fmt: skip
+    constants = dict(
+        GROUP=p.group,
+        BLOCK_D=padded_dim(p.head_dim),
+        BLOCK_DV=padded_dim(p.value_dim),
+        SPARSE_Q=setup.lists.q_tile,
+        SPARSE_K=setup.lists.k_tile,
+        CAUSAL=m.causal,
+        WINDOWED=m.window > 0,
+        DOCUMENT=m.document is not None,
+        PADDING=m.padding_side,
+        PREFIX=m.prefix is not None,
+        BITMAP=m.bitmaps is not None,
+        ALIBI=mods.alibi,
+        ALIBI_SYMMETRIC=mods.alibi_symmetric,
+        CAP=mods.cap > 0,
+        RELATIVE=mods.relative,
+        UPCAST=INTERPRETED,
+        # fp32 inputs: exact fp32 products (the GPU would round them to TF32 otherwise); the
+        # small float32 blocks of configs.row_bytes keep them from spilling
+        PRECISION="ieee" if setup.dtype == torch.float32 else "tf32",
+    )
+    return args, constants
+
+
+def _strides(t: Tensor) -> list[int]:
+    return [t.stride(0), t.stride(1), t.stride(2)]
+
+
+def run_forward(q, k, v, relative, setup: Setup) -> tuple[Tensor, Tensor]:
+    """``out (B, Hq, Lq, Dv)`` in q's dtype and ``lse (B, Hq, Lq)`` float32, natural log."""
+    p, cfg = setup.problem, setup.forward
+    out = q.new_empty(p.batch, p.q_heads, p.q_len, p.value_dim)
+    lse = torch.empty(p.batch, p.q_heads, p.q_len, dtype=torch.float32, device=q.device)
+    args, constants = _common_args(setup, relative, q.device)
+    grid = (triton.cdiv(p.q_len, cfg.block_m), p.batch, p.q_heads)
+    attention_forward[grid](
+        q, k, v, out, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(out),
+        lse.stride(0), lse.stride(1), *_expanded(setup.lists, p.batch, p.q_heads), *args,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages, **constants,
+    )  # fmt: skip
+    return out, lse
+
+
+def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
+    """Gradients ``dq, dk, dv`` (the inputs' dtypes) and the relative table's (float32, by
+    distance; None without one), from the *global* ``out`` and ``lse``."""
+    p, cfg = setup.problem, setup.backward
+    delta = (out.float() * dout.float()).sum(-1)  # (B, Hq, Lq)
+    if dlse is not None:
+        delta = delta - dlse.float()
+    delta = delta.contiguous()
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    drel = torch.zeros_like(relative) if relative is not None else None
+    args, constants = _common_args(setup, relative, q.device)
+    shared = [*_strides(q), *_strides(k), *_strides(v), *_strides(dout), lse.stride(0),
+              lse.stride(1)]  # fmt: skip
+    grid_kv = (triton.cdiv(p.kv_len, cfg.block_n1), p.batch, p.kv_heads)
+    attention_backward_kv[grid_kv](
+        q, k, v, dout, lse, delta, dk, dv, drel if drel is not None else delta, *shared,
+        *_strides(dk), *_strides(dv), *_expanded(setup.lists_t, p.batch, p.q_heads), *args,
+        BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, num_warps=cfg.num_warps,
+        num_stages=cfg.stages_kv, **constants,
+    )  # fmt: skip
+    grid_q = (triton.cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
+    attention_backward_q[grid_q](
+        q, k, v, dout, lse, delta, dq, *shared, *_strides(dq),
+        *_expanded(setup.lists, p.batch, p.q_heads), *args,
+        BLOCK_M=cfg.block_m2, BLOCK_N=cfg.block_n2, num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages, **constants,
+    )  # fmt: skip
+    return dq, dk, dv, drel
+
+
+class TritonAttention(torch.autograd.Function):
+    """``(out, lse) = f(q, k, v, relative)``; ``relative`` is the relative bias by distance
+    ``(Hq, Lq + Lk - 1)`` float32, or None. Both outputs are differentiable (``lse``'s
+    gradient enters through delta), so per-chunk results can be merged outside."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, relative, setup: Setup):
+        out, lse = run_forward(q, k, v, relative, setup)
+        ctx.save_for_backward(q, k, v, out, lse, relative)
+        ctx.setup = setup
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        q, k, v, out, lse, relative = ctx.saved_tensors
+        if dout is None:
+            dout = torch.zeros_like(out)
+        dq, dk, dv, drel = run_backward(
+            q, k, v, out, lse, dout.contiguous(), dlse, relative, ctx.setup
+        )
+        return dq, dk, dv, drel, None

@@ -1,0 +1,202 @@
+"""What the Triton kernel needs to know about a call, prepared on the host (no Triton here).
+
+- ``MaskPlan``: how the kernel evaluates the mask inside a *partial* tile. The rule families
+  (causal, sliding window, document ids, key padding, prefix LM, and their ``&``) become a few
+  numbers and small per-row tensors the kernel compares positions against. Any other mask
+  (``|``, ``~``, ``dense``) becomes bitmaps of its partial tiles only, deduplicated: a window
+  or a diagonal repeats the same few tiles however long the sequence.
+- ``ModPlan``: which fused score modifiers apply, in which order (ALiBi, softcap, T5 relative
+  bias). Any other Python ``score_mod`` cannot run inside the kernel: ``unfusable`` says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from atenea.attention.backends.tile_lists import TileLists
+from atenea.attention.masks import PARTIAL, Mask
+from atenea.attention.masks.base import And, Or
+from atenea.attention.masks.rules import Causal, Document, KeyPadding, PrefixLM, SlidingWindow
+from atenea.attention.problem import Problem
+from atenea.attention.scores import ALiBi, Compose, RelativeBias, SoftCap, relative_position_bucket
+
+NO_PADDING, PAD_RIGHT, PAD_LEFT = 0, 1, 2
+NO_BIAS, BEFORE_CAP, AFTER_CAP = 0, 1, 2  # where an additive bias sits relative to softcap
+
+
+@dataclass
+class MaskPlan:
+    """Parameters of the in-kernel mask. Per-row tensors are int32 on the device, expanded to
+    the call's batch (stride 0 where the mask broadcasts)."""
+
+    causal: bool = False
+    window: int = 0  # sliding window size; 0 = none
+    document: Tensor | None = None  # (B, Lk) document id of every key position
+    padding_side: int = NO_PADDING
+    padding: Tensor | None = None  # (B,) real keys per row
+    prefix: Tensor | None = None  # (B,) prefix length per row
+    bitmaps: Tensor | None = None  # uint8 (n_distinct, q_tile, k_tile): partial tiles' masks
+    bitmap_index: Tensor | None = None  # int32 (B, Hq, n_q, n_k): which bitmap a tile uses
+
+
+def _leaves(mask: Mask) -> list[Mask]:
+    """The masks an ``&`` chain joins (``Or`` subclasses ``And`` and is not a chain)."""
+    if isinstance(mask, And) and not isinstance(mask, Or):
+        return _leaves(mask.left) + _leaves(mask.right)
+    return [mask]
+
+
+def mask_plan(mask: Mask | None, problem: Problem, lists: TileLists, device) -> MaskPlan:
+    """The ``MaskPlan`` of ``mask`` for this call (``lists``: its tile lists), remembered on
+    the mask: the per-row tensors and bitmaps go to the device once, not at every call."""
+    if mask is None:
+        return MaskPlan()
+    p = problem
+    key = ("triton-plan", p.batch, p.q_heads, p.q_len, p.kv_len, lists.q_tile, str(device))
+    return mask._remember(key, lambda: _mask_plan(mask, problem, lists, device))
+
+
+def _mask_plan(mask: Mask, problem: Problem, lists: TileLists, device) -> MaskPlan:
+    plan = MaskPlan()
+    batch = problem.batch
+
+    def per_row(values: Tensor) -> Tensor:
+        return values.to(device=device, dtype=torch.int32).reshape(-1).expand(batch)
+
+    leaves = _leaves(mask)
+    kinds = [type(leaf) for leaf in leaves]
+    family = (Causal, SlidingWindow, Document, KeyPadding, PrefixLM)
+    if any(k not in family for k in kinds) or any(kinds.count(k) > 1 for k in set(kinds)):
+        plan.bitmaps, plan.bitmap_index = _bitmaps(mask, problem, lists, device)
+        return plan
+    for leaf in leaves:
+        if isinstance(leaf, Causal):
+            plan.causal = True
+        elif isinstance(leaf, SlidingWindow):
+            plan.window = leaf.size
+        elif isinstance(leaf, Document):
+            plan.document = leaf.ids.to(device=device, dtype=torch.int32).expand(batch, -1)
+        elif isinstance(leaf, KeyPadding):
+            plan.padding = per_row(leaf.values)
+            plan.padding_side = PAD_RIGHT if leaf.side == "right" else PAD_LEFT
+        else:
+            plan.prefix = per_row(leaf.values)
+    return plan
+
+
+def _bitmaps(mask: Mask, problem: Problem, lists: TileLists, device) -> tuple[Tensor, Tensor]:
+    """Bitmaps of the partial tiles, deduplicated, and the table saying which one each tile
+    uses. One ``mask.allowed`` call per query tile, over that tile's partial key tiles only:
+    the cost is the partial area, never ``Lq x Lk``."""
+    bitmaps, index = _build_bitmaps(mask, lists)
+    index = index.to(device).expand(problem.batch, problem.q_heads, -1, -1)
+    return bitmaps.to(device), index
+
+
+def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor]:
+    q_tile, k_tile, q_len, kv_len = lists.q_tile, lists.k_tile, lists.q_len, lists.kv_len
+    partial = (lists.kinds() == PARTIAL).cpu()  # (Bm, Hm, n_q, n_k)
+    mask_b, mask_h, n_q, n_k = partial.shape
+    tiles, where = [], []
+    for i in range(n_q):
+        selected = partial[:, :, i].any(0).any(0).nonzero().flatten()  # key tiles, any row/head
+        if selected.numel() == 0:
+            continue
+        rows = torch.arange(i * q_tile, (i + 1) * q_tile)
+        cols = (selected[:, None] * k_tile + torch.arange(k_tile)).flatten()
+        inside = (rows[:, None] < q_len) & (cols[None, :] < kv_len)
+        allowed = mask.allowed(rows.clamp(max=q_len - 1), cols.clamp(max=kv_len - 1), q_len, kv_len)
+        allowed = (allowed.cpu() & inside).expand(mask_b, mask_h, -1, -1)
+        blocks = allowed.reshape(mask_b, mask_h, q_tile, -1, k_tile).permute(0, 1, 3, 2, 4)
+        keep = partial[:, :, i][:, :, selected]  # (Bm, Hm, n_selected)
+        tiles.append(blocks[keep])
+        b, h, j = keep.nonzero(as_tuple=True)
+        where.append(torch.stack([b, h, torch.full_like(b, i), selected[j]], dim=1))
+    index = torch.zeros(mask_b, mask_h, n_q, n_k, dtype=torch.int32)
+    if not tiles:
+        return torch.zeros(1, q_tile, k_tile, dtype=torch.uint8), index
+    stacked = torch.cat(tiles).flatten(1)
+    distinct, inverse = torch.unique(stacked, dim=0, return_inverse=True)
+    b, h, i, j = torch.cat(where).unbind(1)
+    index[b, h, i, j] = inverse.to(torch.int32)
+    return distinct.view(-1, q_tile, k_tile).to(torch.uint8), index
+
+
+# -- score modifiers --------------------------------------------------------------------------
+
+
+@dataclass
+class ModPlan:
+    """The fused score modifiers: ``s = q.k * scale``, then the biases placed ``BEFORE_CAP``,
+    then ``cap * tanh(s / cap)``, then the biases placed ``AFTER_CAP``."""
+
+    alibi: int = NO_BIAS
+    alibi_slopes: Tensor | None = None  # float32 (Hq,)
+    alibi_symmetric: bool = False
+    cap: float = 0.0  # 0 = no softcap
+    relative: int = NO_BIAS
+    relative_module: RelativeBias | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.alibi != NO_BIAS or self.cap > 0 or self.relative != NO_BIAS
+
+
+def _flatten(mod) -> list:
+    if isinstance(mod, Compose):
+        return [leaf for inner in mod._order for leaf in _flatten(inner)]
+    return [mod]
+
+
+def unfusable(score_mod, problem: Problem) -> str | None:
+    """Why ``score_mod`` cannot run inside the kernel, or None when it can."""
+    if score_mod is None:
+        return None
+    leaves = _flatten(score_mod)
+    for leaf in leaves:
+        if not isinstance(leaf, (ALiBi, SoftCap, RelativeBias)):
+            return (
+                f"the kernel fuses only scores.alibi, softcap, relative_bias and their compose; "
+                f"{type(leaf).__name__} is a Python score_mod (use backend='blocks')"
+            )
+        if isinstance(leaf, (ALiBi, RelativeBias)) and leaf.num_heads < problem.q_heads:
+            return f"{leaf!r} has {leaf.num_heads} heads, the queries {problem.q_heads}"
+    kinds = [type(leaf) for leaf in leaves]
+    if any(kinds.count(k) > 1 for k in set(kinds)):
+        return "the kernel fuses at most one alibi, one softcap and one relative_bias"
+    return None
+
+
+def mod_plan(score_mod, problem: Problem, device) -> ModPlan:
+    """The ``ModPlan`` of a fusable ``score_mod`` (see ``unfusable``)."""
+    plan = ModPlan()
+    if score_mod is None:
+        return plan
+    stage = BEFORE_CAP
+    for leaf in _flatten(score_mod):
+        if isinstance(leaf, SoftCap):
+            plan.cap, stage = leaf.cap, AFTER_CAP
+        elif isinstance(leaf, ALiBi):
+            plan.alibi, plan.alibi_symmetric = stage, leaf.symmetric
+            slopes = leaf.slopes[: problem.q_heads]
+            plan.alibi_slopes = slopes.to(device=device, dtype=torch.float32).contiguous()
+        else:
+            plan.relative, plan.relative_module = stage, leaf
+    return plan
+
+
+def relative_bias_by_distance(module: RelativeBias, problem: Problem) -> Tensor:
+    """The relative bias of every query head at every distance ``k_pos - q_pos``, float32
+    ``(Hq, Lq + Lk - 1)`` (column ``d + Lk - 1`` holds distance ``d``), differentiable with
+    respect to the table. The kernel reads it instead of bucketing in-kernel (torch's log
+    decides the buckets, so they match the reference exactly); its gradient flows back to the
+    table through this gather."""
+    weight = module.table.weight
+    distance = torch.arange(-(problem.kv_len - 1), problem.q_len, device=weight.device)
+    buckets = relative_position_bucket(
+        distance, module.bidirectional, module.num_buckets, module.max_distance
+    )
+    return weight[buckets, : problem.q_heads].t().float().contiguous()

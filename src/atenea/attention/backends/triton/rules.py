@@ -1,0 +1,119 @@
+"""In-kernel pieces shared by the forward and backward kernels: which pairs a partial tile
+allows, and the fused score modifiers. Orientation-free: ``rows`` (query row indices) and
+``cols`` (key indices) are any two tensors that broadcast to the tile, ``(M, 1)`` and
+``(1, N)`` in the forward, ``(1, M)`` and ``(N, 1)`` in the dK/dV pass.
+
+Interpreter traps (Triton 3.9 on the CPU): libdevice ``tanh`` fails, so ``tanh`` is written
+with ``exp``; bf16 ``tl.dot`` is wrong, so the kernels upcast their tiles to float32 when
+``INTERPRETED`` (decided once, when this module is imported: Triton decorates the kernels for
+the interpreter only if ``TRITON_INTERPRET=1`` was set before).
+"""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
+
+
+@triton.jit
+def keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING: tl.constexpr):
+    """Keys that exist and are not padding (1 = right padding, 2 = left): also the load mask of
+    K and V, so whatever sits in the padding (NaN included) is never read."""
+    valid = cols < kv_len
+    if PADDING != 0:
+        real = tl.load(padding_ptr + off_b * padding_stride)
+        if PADDING == 1:
+            valid = valid & (cols < real)
+        else:
+            valid = valid & (cols >= kv_len - real)
+    return valid
+
+
+@triton.jit
+def pairs_allowed(
+    rows, cols, off_b, q_tile, k_tile, q_len, kv_len, window,
+    document_ptr, document_stride, prefix_ptr, prefix_stride,
+    bitmap_ptr, bitmap_index_ptr, bitmap_stride_q, bitmap_stride_k,
+    CAUSAL: tl.constexpr, WINDOWED: tl.constexpr, DOCUMENT: tl.constexpr,
+    PREFIX: tl.constexpr, BITMAP: tl.constexpr, SPARSE_Q: tl.constexpr, SPARSE_K: tl.constexpr,
+):  # fmt: skip
+    """The mask inside a partial tile (key padding aside: see ``keys_valid``). Positions are
+    bottom-right aligned: query row ``r`` sits at ``r + Lk - Lq``. ``bitmap_index_ptr`` points
+    at this (batch, head)'s table of bitmap numbers."""
+    q_pos = rows + (kv_len - q_len)
+    allowed = (rows < q_len) & (cols < kv_len)
+    if CAUSAL:
+        allowed = allowed & (cols <= q_pos)
+    if WINDOWED:
+        allowed = allowed & (cols <= q_pos) & (cols > q_pos - window)
+    if DOCUMENT:
+        ids = document_ptr + off_b * document_stride
+        q_doc = tl.load(ids + q_pos, mask=(rows < q_len) & (q_pos >= 0), other=-1)
+        k_doc = tl.load(ids + cols, mask=cols < kv_len, other=-2)
+        allowed = allowed & (q_doc == k_doc)
+    if PREFIX:
+        prefix = tl.load(prefix_ptr + off_b * prefix_stride)
+        allowed = allowed & ((cols < prefix) | (cols <= q_pos))
+    if BITMAP:
+        which = tl.load(bitmap_index_ptr + q_tile * bitmap_stride_q + k_tile * bitmap_stride_k)
+        offset = (rows - q_tile * SPARSE_Q) * SPARSE_K + (cols - k_tile * SPARSE_K)
+        bits = tl.load(bitmap_ptr + which.to(tl.int64) * (SPARSE_Q * SPARSE_K) + offset)
+        allowed = allowed & (bits != 0)
+    return allowed
+
+
+@triton.jit
+def tanh(x):
+    """``tanh`` from one ``exp`` of a non-positive number (never overflows)."""
+    e = tl.exp(-2.0 * tl.abs(x))
+    t = (1.0 - e) / (1.0 + e)
+    return tl.where(x < 0, -t, t)
+
+
+@triton.jit
+def bias(
+    rows, cols, q_len, kv_len, slope, relative_ptr,
+    ALIBI_HERE: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, RELATIVE_HERE: tl.constexpr,
+):  # fmt: skip
+    """The additive biases of one stage: ALiBi ``slope * (k_pos - q_pos)`` (``-slope * |.|``
+    symmetric) and the relative bias read by distance (``relative_ptr``: this head's row of the
+    ``(Hq, Lq + Lk - 1)`` table)."""
+    distance = cols - (rows + (kv_len - q_len))
+    total = tl.zeros(distance.shape, tl.float32)
+    if ALIBI_HERE:
+        if ALIBI_SYMMETRIC:
+            total += -slope * tl.abs(distance).to(tl.float32)
+        else:
+            total += slope * distance.to(tl.float32)
+    if RELATIVE_HERE:
+        inside = (rows < q_len) & (cols < kv_len)
+        total += tl.load(relative_ptr + distance + kv_len - 1, mask=inside, other=0.0)
+    return total
+
+
+@triton.jit
+def modified_scores(
+    qk, rows, cols, q_len, kv_len, scale, slope, relative_ptr, cap,
+    ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
+):  # fmt: skip
+    """``s = qk * scale``, the biases placed before the cap (stage 1), ``cap * tanh(s / cap)``,
+    the biases after it (stage 2). Returns ``s`` and the tanh (the backward's cap factor is
+    ``1 - tanh^2``; ``s`` itself when there is no cap)."""
+    s = qk * scale
+    if (ALIBI == 1) or (RELATIVE == 1):
+        s += bias(rows, cols, q_len, kv_len, slope, relative_ptr,
+                  ALIBI == 1, ALIBI_SYMMETRIC, RELATIVE == 1)  # fmt: skip
+    t = s
+    if CAP:
+        t = tanh(s / cap)
+        s = cap * t
+    if (ALIBI == 2) or (RELATIVE == 2):
+        s += bias(rows, cols, q_len, kv_len, slope, relative_ptr,
+                  ALIBI == 2, ALIBI_SYMMETRIC, RELATIVE == 2)  # fmt: skip
+    return s, t

@@ -1,0 +1,169 @@
+"""atenea's Triton kernel (``backend="triton"``) against the float64 reference: every mask
+family and their ``&``, the bitmap path (``|``, ``~``, dense), GQA/MQA, ``Lq != Lk``, lengths
+that are not a multiple of the tile, head sizes, fp16; outputs, LSE and dq/dk/dv. Without a
+GPU the kernels run in Triton's interpreter on CPU tensors (see triton_cases.py)."""
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+import atenea  # noqa: E402
+from atenea import masks, scores  # noqa: E402
+from tests.attention.triton_cases import DEVICE, assert_close, run_both  # noqa: E402
+
+DOCS = torch.tensor([0] * 50 + [1] * 90 + [2] * 37)  # 177 key positions
+DOCS_PER_ROW = torch.stack([DOCS, torch.tensor([0] * 120 + [3] * 57)])
+
+# (mask, (B, Hq, Hkv, Lq, Lk, D)): every case has lengths that are not multiples of the tile
+MASK_CASES = {
+    "causal_bottom_right": (masks.causal(), (1, 2, 2, 100, 177, 32)),
+    "causal_more_queries_than_keys": (masks.causal(), (1, 2, 2, 177, 100, 32)),  # empty rows
+    "sliding_window": (masks.sliding_window(40), (1, 2, 2, 177, 177, 32)),
+    "documents_causal": (masks.document(DOCS_PER_ROW) & masks.causal(), (2, 1, 1, 150, 177, 32)),
+    "key_padding_right": (masks.key_padding([177, 70]), (2, 1, 1, 130, 177, 32)),
+    "key_padding_left": (masks.key_padding([100, 3], side="left"), (2, 1, 1, 130, 177, 32)),
+    "prefix_lm": (masks.prefix_lm([30, 140]), (2, 1, 1, 177, 177, 32)),
+    "window_documents_padding": (
+        masks.sliding_window(60) & masks.document(DOCS) & masks.key_padding([150, 0]),
+        (2, 1, 1, 177, 177, 32),
+    ),  # batch row 1 has no key at all
+    "prefix_padding_left": (
+        masks.prefix_lm(20) & masks.key_padding([160, 90], side="left"),
+        (2, 1, 1, 177, 177, 32),
+    ),
+    # bitmaps of the partial tiles
+    "or": (masks.document(DOCS) | masks.causal(), (1, 2, 2, 177, 177, 32)),
+    "not": (~masks.sliding_window(50), (1, 2, 2, 177, 177, 32)),
+    "dense_per_head_gqa": (None, (1, 4, 2, 130, 150, 32)),  # random, made in the test
+}
+
+
+def _dense(shape):
+    generator = torch.Generator().manual_seed(3)
+    allowed = torch.rand(1, shape[1], shape[3], shape[4], generator=generator) < 0.3
+    allowed[:, :, :5] = False  # five empty rows
+    allowed[:, :, 64:128, 64:128] = True  # a full tile
+    allowed[:, :, :, 128:] = False  # an empty tile column
+    return masks.dense(allowed)
+
+
+@pytest.mark.parametrize("case", MASK_CASES)
+def test_mask_families_match_reference(case):
+    mask, shape = MASK_CASES[case]
+    mask = _dense(shape) if mask is None else mask
+    assert_close(*run_both(shape, mask))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 4, 2, 150, 150, 32), (1, 4, 1, 100, 150, 32)],
+    ids=["gqa", "mqa_fewer_queries"],
+)
+def test_grouped_queries_match_reference(shape):
+    assert_close(*run_both(shape, masks.causal() & masks.key_padding(140)))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 2, 2, 100, 100, 16), (1, 2, 2, 100, 130, 80), (1, 1, 1, 130, 130, 128),
+     (1, 2, 2, 100, 130, 64, 24)],
+    ids=["d16", "d80_padded_to_128", "d128", "dv_differs"],
+)  # fmt: skip
+def test_head_sizes_match_reference(shape):
+    assert_close(*run_both(shape, masks.sliding_window(70)))
+
+
+def test_float32_blocks_match_reference():
+    """The small blocks float32 takes on a GPU (16 to 32 rows), with a relative bias table:
+    the interpreter runs the 16-bit blocks unless told."""
+    mod = scores.compose(scores.relative_bias(2, 16, 40), scores.softcap(4.0))
+    shape = (1, 2, 1, 70, 90, 16)
+    mask = masks.key_padding(80) & masks.causal()
+    assert_close(*run_both(shape, mask, mod, tile=128, table_dtype=torch.float32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_matches_reference(dtype):
+    """fp32 accumulation, output in the input's dtype. (The interpreter truncates fp32 -> bf16
+    stores instead of rounding: its bf16 tolerance allows one ulp.)"""
+    shape = (1, 2, 1, 130, 177, 64)
+    assert_close(*run_both(shape, masks.causal(), dtype=dtype), dtype)
+
+
+def test_production_tiles_through_attention():
+    """``atenea.attention(backend="triton")`` with the 128 tile and the sm_90 blocks; the LSE
+    and weights it returns are the reference's."""
+    q, k, v = (t.to(DEVICE) for t in torch.randn(3, 2, 2, 200, 64).unbind(0))
+    mask = masks.sliding_window(100)
+    out, weights, lse = atenea.attention(
+        q, k, v, mask=mask, backend="triton", return_weights=True, return_lse=True
+    )
+    want, want_weights, want_lse = atenea.attention(
+        q.double(), k.double(), v.double(), mask=mask, backend="reference",
+        return_weights=True, return_lse=True,
+    )  # fmt: skip
+    assert (out.double() - want).abs().max() < 1e-5
+    assert (lse.double() - want_lse).abs().max() < 1e-5
+    assert (weights.double() - want_weights).abs().max() < 1e-5
+
+
+def test_nan_in_key_padding_changes_nothing():
+    """Whatever sits past each row's length (NaN here) is never read: outputs and gradients
+    are bit-identical to those with zeros there."""
+    lengths = [130, 61]
+    mask = masks.key_padding(lengths) & masks.causal()
+    q, k, v = torch.randn(3, 2, 1, 150, 32).unbind(0)
+    results = []
+    for filler in (0.0, float("nan")):
+        k2, v2 = k.clone(), v.clone()
+        for row, length in enumerate(lengths):
+            k2[row, :, length:] = filler
+            v2[row, :, length:] = filler
+        inputs = [t.to(DEVICE).requires_grad_() for t in (q, k2, v2)]
+        out = atenea.attention(*inputs, mask=mask, backend="triton")
+        grads = torch.autograd.grad(out, inputs, torch.ones_like(out))
+        results.append([out, *grads])
+    for clean, dirty in zip(*results):
+        assert torch.equal(clean, dirty)
+
+
+def test_errors_say_why():
+    q = torch.randn(1, 2, 64, 32, device=DEVICE)
+    with pytest.raises(ValueError, match="backend='triton': score_mod: .*Python score_mod"):
+        atenea.attention(q, q, q, score_mod=lambda s, b, h, i, j: s * 2, backend="triton")
+    with pytest.raises(ValueError, match="backend='triton': dropout"):
+        atenea.attention(q, q, q, dropout_p=0.1, backend="triton")
+    with pytest.raises(ValueError, match="backend='triton': .*float64"):
+        atenea.attention(q.double(), q.double(), q.double(), backend="triton")
+
+
+def test_cpu_without_the_interpreter_is_refused(monkeypatch):
+    import atenea.attention.backends.triton.rules as rules
+
+    monkeypatch.setattr(rules, "INTERPRETED", False)
+    q = torch.randn(1, 1, 8, 16)
+    with pytest.raises(ValueError, match="backend='triton': CPU tensors run only in Triton"):
+        atenea.attention(q, q, q, backend="triton")
+
+
+def test_without_triton_installed_the_request_says_so(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a)
+    )
+    q = torch.randn(1, 1, 8, 16)
+    with pytest.raises(ValueError, match=r"backend='triton': triton is not installed"):
+        atenea.attention(q, q, q, backend="triton")
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch: seconds
+def test_importing_atenea_does_not_import_triton():
+    import subprocess
+    import sys
+
+    code = "import sys, atenea; atenea.attention; print('triton' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

@@ -1,0 +1,74 @@
+"""Shared setup of the Triton kernel tests: the interpreter switch and one comparison against
+the float64 reference (outputs, LSE and every gradient)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+# tests/conftest.py switches Triton's interpreter on when there is no GPU (before anything
+# imports triton); then the kernels run on CPU tensors.
+DEVICE = "cuda" if os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+
+from atenea.attention.backends.reference import reference_attention  # noqa: E402
+from atenea.attention.backends.triton import triton_attention  # noqa: E402
+from atenea.attention.problem import check_call  # noqa: E402
+from atenea.attention.scores import parameters_of  # noqa: E402
+from tests.helpers import make_qkv, relative_error  # noqa: E402
+
+# Largest relative error (max |diff| / max |expected|) of outputs and of gradients.
+TOLERANCE = {torch.float32: (2e-5, 1e-4), torch.float16: (2e-3, 1e-2), torch.bfloat16: (1e-2, 2e-2)}
+
+
+def run_both(
+    shape, mask=None, score_mod=None, dtype=torch.float32, tile=64, seed=0, table_dtype=None
+):
+    """Run the kernel and the float64 reference on the same (rounded) inputs.
+
+    ``shape``: ``(B, Hq, Hkv, Lq, Lk, D)`` or with ``Dv`` appended. Returns two dicts with
+    ``out``, ``lse`` and the gradients ``dq, dk, dv`` (and ``dtable`` for a trainable score
+    modifier) of ``sum(out * g) + sum(lse * g_lse)`` (the LSE term where every row has a key).
+    """
+    q, k, v = make_qkv(*shape, seed=seed)
+    low = [t.to(dtype).to(DEVICE).requires_grad_() for t in (q, k, v)]
+    high = [t.detach().double().cpu().requires_grad_() for t in low]
+    problem = check_call(*low, mask, score_mod, None, 0.0, "triton")
+    out, lse = triton_attention(*low, problem, tile=tile, table_dtype=table_dtype)
+    ref_out, _, ref_lse = reference_attention(
+        *high, check_call(*high, mask, score_mod, None, 0.0, "reference")
+    )
+
+    generator = torch.Generator().manual_seed(seed + 1)
+    g_out = torch.randn(ref_out.shape, generator=generator, dtype=torch.float64)
+    g_lse = torch.randn(ref_lse.shape, generator=generator, dtype=torch.float64)
+    every_row_has_a_key = bool(torch.isfinite(ref_lse).all())
+    params = parameters_of(score_mod)
+
+    def grads(o, s, inputs):
+        loss = (o.double().cpu() * g_out).sum()
+        if every_row_has_a_key:  # logsumexp's own backward is NaN on a row of -inf
+            loss = loss + (s.double().cpu() * g_lse).sum()
+        found = torch.autograd.grad(loss, [*inputs, *params])
+        return dict(zip(["dq", "dk", "dv", "dtable"], found))
+
+    got = {"out": out, "lse": lse, **grads(out, lse, low)}
+    want = {"out": ref_out, "lse": ref_lse, **grads(ref_out, ref_lse, high)}
+    return got, want
+
+
+def assert_close(got, want, dtype=torch.float32):
+    out_tol, grad_tol = TOLERANCE[dtype]
+    assert got["out"].dtype == dtype and got["lse"].dtype == torch.float32
+    empty = torch.isinf(want["lse"])
+    assert torch.equal(torch.isinf(got["lse"].cpu()), empty), "rows with no key: LSE -inf"
+    assert not got["out"].cpu()[empty].any(), "rows with no key: output 0"
+    finite = ~empty
+    assert relative_error(got["lse"].cpu()[finite], want["lse"][finite]) < out_tol
+    for name, tolerance in (("out", out_tol), ("dq", grad_tol), ("dk", grad_tol),
+                            ("dv", grad_tol), ("dtable", grad_tol)):  # fmt: skip
+        if name in want:
+            assert got[name].shape == want[name].shape, name
+            assert torch.isfinite(got[name]).all(), name
+            error = relative_error(got[name].cpu(), want[name])
+            assert error < tolerance, (name, error)
