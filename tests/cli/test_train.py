@@ -369,6 +369,23 @@ def test_images_end_to_end_on_a_small_slice(tmp_path, capsys):
     assert [r["step"] for r in read_metrics(out) if "loss" in r][-1] == 6
     assert run("evaluate", "--model", out, "--data", data) == 0
     assert "accuracy" in capsys.readouterr().out
+    # predict: each file's class and probabilities, read as the training files were
+    from atenea.training.datasets.images import read_image_folder
+    from atenea.training.predict import Predictor
+
+    seen = read_image_folder(data, 8)
+    files = [str(source) for source in seen.sources[:3]]
+    got = Predictor.from_folder(out).predict(files)
+    c = model.config
+    pixels = (seen.images[:3].float() / 255 - c.image_mean[0]) / c.image_std[0]
+    with torch.no_grad():
+        expected = torch.softmax(model.eval()(pixels).logits, -1)
+    for result, row in zip(got, expected):
+        assert result["prediction"] == model.labels[int(row.argmax())]
+        assert list(result["probabilities"].values()) == pytest.approx(row.tolist(), abs=1e-6)
+    assert run("predict", "--model", out, *files) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[1].split()[0] for line in lines] == [r["prediction"] for r in got]
 
 
 def test_images_bad_data_is_one_line(tmp_path, capsys):

@@ -27,12 +27,15 @@ PREDICT_FLAGS = {"model": "--model", "max_new_tokens": "--max-new-tokens", "inpu
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="predict with a trained model: labels, translations, continuations",
+        help="predict with a trained model: labels, translations, continuations, image classes",
         description="Run a model folder written by atenea train on new inputs: a classifier "
         "gives the label and every label's probability, a translator the translation, a "
-        "language model the continuation. Give texts, or --data FILE.",
+        "language model the continuation, an image classifier each image file's class. Give "
+        "the inputs, or --data FILE (a .txt with one per line, or a table's column).",
     )
-    parser.add_argument("texts", nargs="*", metavar="TEXT", help="inputs to predict")
+    parser.add_argument(
+        "texts", nargs="*", metavar="TEXT", help="inputs to predict (images: image files)"
+    )
     parser.add_argument("--model", required=True, help="a folder written by atenea train")
     parser.add_argument(
         "--data", metavar="FILE", help="inputs from a .csv/.tsv/.jsonl table or a .txt file"
@@ -56,7 +59,7 @@ def run(args) -> int:
         return fail("predict", error, flags=PREDICT_FLAGS)
 
 
-def _inputs(args, columns: dict) -> list[str]:
+def _inputs(args, columns: dict, images: bool = False) -> list[str]:
     from atenea.training.files import read_column
 
     if bool(args.texts) == bool(args.data):
@@ -73,7 +76,8 @@ def _inputs(args, columns: dict) -> list[str]:
         if not lines:
             raise ValueError(f"--data: {path} has no inputs (one per line)")
         return lines
-    return read_column(path, args.column or columns.get("text") or columns.get("source", "text"))
+    default = columns.get("text") or columns.get("source") or ("path" if images else "text")
+    return read_column(path, args.column or default)
 
 
 def _predict(args) -> int:
@@ -92,7 +96,8 @@ def _predict(args) -> int:
         output = Path(args.output)
         if output.is_dir() or (output.exists() and not args.overwrite):
             raise ValueError(f"--output: {output} exists; choose another name, or add --overwrite")
-    texts = _inputs(args, read_description(folder).get("columns") or {})
+    info = read_description(folder)
+    texts = _inputs(args, info.get("columns") or {}, images=info.get("task") == "images")
     predictor = Predictor.from_folder(folder, max_new_tokens=args.max_new_tokens, device=device)
     results = predictor.predict(texts)
     if args.output:

@@ -28,7 +28,7 @@ from atenea.training.tasks import read_description
 from atenea.training.tasks.base import EVAL_BATCH, pad_rows
 from atenea.training.tasks.settings import TaskError
 
-PREDICTABLE = ("classify", "translate", "lm")
+PREDICTABLE = ("classify", "translate", "lm", "images")
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Predictor:
 
     task: str
     model: nn.Module
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer | None  # None for an image model
     max_length: int
     labels: list[str] | None = None  # classify: label of each class index
     max_new_tokens: int = 40  # lm: the continuation's length at most
@@ -54,11 +54,13 @@ class Predictor:
                 f"are for {', '.join(PREDICTABLE)} models (atenea explain shows what it reads)"
             )
         model, tokenizer = load_pretrained(folder)
-        if tokenizer is None:
+        if tokenizer is None and info["task"] != "images":  # images: pixels, no tokens
             raise TaskError(f"model: {folder} has no tokenizer.json")
         if device is not None:
             model.to(device)
         labels = None
+        if info["task"] == "images":
+            return cls("images", model.eval(), None, model.config.image_size, list(model.labels))
         if info["task"] == "classify":
             id2label = getattr(model.config, "id2label", None)
             labels = [id2label[i] for i in sorted(id2label)] if id2label else info.get("labels")
@@ -74,12 +76,36 @@ class Predictor:
         """One ``{"input", "prediction"}`` per text (classify adds ``"probabilities"``)."""
         if self.task == "classify":
             return self._classify(texts)
+        if self.task == "images":
+            return self._classify_images(texts)
         if self.task == "translate":
             return self._translate(texts)
         return [{"input": text, "prediction": self._continue(text)} for text in texts]
 
     def _classify(self, texts: list[str]) -> list[dict]:
         return classify_texts(self.model, self.tokenizer, texts, self.max_length, self.labels)
+
+    def _classify_images(self, paths: list[str]) -> list[dict]:
+        """The class of each image file, read and normalised as in training."""
+        from atenea.training.datasets.images import image_for_model
+
+        config = self.model.config
+        mean = torch.tensor(config.image_mean).view(-1, 1, 1)
+        std = torch.tensor(config.image_std).view(-1, 1, 1)
+        results = []
+        for start in range(0, len(paths), EVAL_BATCH):
+            chunk = paths[start : start + EVAL_BATCH]
+            images = torch.stack([
+                torch.from_numpy(image_for_model(p, config.image_size, config.num_channels))
+                for p in chunk
+            ])  # fmt: skip
+            pixel_values = ((images.float() / 255 - mean) / std).to(self.device)
+            probabilities = torch.softmax(self.model(pixel_values).logits.float(), -1)
+            for path, row in zip(chunk, probabilities.tolist()):
+                best = max(range(len(row)), key=row.__getitem__)
+                results.append({"input": path, "prediction": self.labels[best],
+                                "probabilities": dict(zip(self.labels, row))})  # fmt: skip
+        return results
 
     def _translate(self, texts: list[str]) -> list[dict]:
         eos, pad = self.tokenizer.token_id("eos"), self.tokenizer.token_id("pad")

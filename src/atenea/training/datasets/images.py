@@ -171,6 +171,14 @@ def _open(path: Path, size: int):
     return _load(path).resize((size, size), Image.Resampling.BILINEAR)
 
 
+def image_for_model(path, size: int, channels: int) -> np.ndarray:
+    """One image file as a model trained on ``size x size`` images with ``channels`` reads it:
+    resized as the training files were (bilinear), grey or RGB, ``uint8 (C, size, size)``."""
+    image = _open(Path(path), size).convert("L" if channels == 1 else "RGB")
+    array = np.array(image, dtype=np.uint8)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()
+
+
 def read_image(path, channels: int | None = None) -> np.ndarray:
     """One image file at its own size as ``uint8 (C, H, W)``: grey C = 1, else 3, or as
     ``channels`` says."""
