@@ -175,7 +175,8 @@ def _measure_and_print(args, lang, lengths, paths, device, max_bytes) -> int:
     print(say(lang, "cost_lesson", window=args.window))
     if not args.no_png and result.points:
         try:
-            cost_png(result, args.png, f"one head of attention, d = {args.dim}, {device}")
+            cost_png(result, args.png, say(lang, "cost_plot_title", dim=args.dim, device=device),
+                     tuple(say(lang, "cost_plot_axes").split("|")))  # fmt: skip
         except ImportError:
             print(say(lang, "no_matplotlib").strip())
         except OSError as error:

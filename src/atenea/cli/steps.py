@@ -301,11 +301,13 @@ def print_steps(lesson: Lesson, lang: str, png, echo=print, positions: str = "no
 
 
 def write_heatmap(weights, tokens, allowed, png, lang: str, echo) -> None:
-    title = "attention weights" + ("" if bool(allowed.all()) else " (grey: masked)")
+    title = say(lang, "heatmap_title" if bool(allowed.all()) else "heatmap_title_masked")
+    axes = tuple(say(lang, "heatmap_axes").split("|"))
     try:
         written = heatmap_png(
-            weights, tokens, png, title, allowed=allowed, show_values=True, vmax=1.0
-        )
+            weights, tokens, png, title, allowed=allowed, show_values=True, vmax=1.0,
+            axis_labels=axes,
+        )  # fmt: skip
     except ImportError:
         echo(say(lang, "no_matplotlib"))
     except OSError as error:

@@ -46,6 +46,11 @@ TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "report_written": "report: {path}  (open it in a browser)",
         "pictures_written": "pictures: {paths}",
+        "heatmap_title": "attention weights",
+        "heatmap_title_masked": "attention weights (grey: masked)",
+        "heatmap_axes": "key (attended to)|query (attending)",
+        "cost_plot_title": "one head of attention, d = {dim}, {device}",
+        "cost_plot_axes": "time (s)|peak memory (MiB)|length L",
         "default_text": "The bank closed early",
         "title": "atenea steps: self-attention worked out by hand",
         "tokens": "tokens: {tokens}   (L = {length}, d_model = {d_model}, d_k = {d_k})",
@@ -146,6 +151,11 @@ TEXTS: dict[str, dict[str, str]] = {
     "es": {
         "report_written": "informe: {path}  (ábralo en un navegador)",
         "pictures_written": "imágenes: {paths}",
+        "heatmap_title": "pesos de atención",
+        "heatmap_title_masked": "pesos de atención (gris: enmascarado)",
+        "heatmap_axes": "clave (a la que se atiende)|consulta (la que atiende)",
+        "cost_plot_title": "una cabeza de atención, d = {dim}, {device}",
+        "cost_plot_axes": "tiempo (s)|memoria máxima (MiB)|longitud L",
         "default_text": "El banco cerró temprano",
         "title": "atenea steps: la autoatención, calculada a mano",
         "tokens": "tokens: {tokens}   (L = {length}, d_model = {d_model}, d_k = {d_k})",

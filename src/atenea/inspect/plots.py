@@ -52,6 +52,7 @@ def heatmap_png(
     weights: Tensor, tokens: list[str], path, title: str, causal: bool = False,
     key_tokens: list[str] | None = None, *, allowed: Tensor | None = None,
     show_values: bool = False, vmax: float | None = None,
+    axis_labels: tuple[str, str] = ("key (attended to)", "query (attending)"),
 ) -> Path:  # fmt: skip
     """``weights (Lq, Lk)`` with the query ``tokens`` down the side and the keys (``key_tokens``,
     default the same) along the top. Cells a query may not attend are grey: above the diagonal
@@ -85,8 +86,8 @@ def heatmap_png(
     columns, rows = [_tick_label(t) for t in key_tokens], [_tick_label(t) for t in tokens]
     ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
-    ax.set_xlabel("key (attended to)")
-    ax.set_ylabel("query (attending)")
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
@@ -148,9 +149,13 @@ def training_curves_png(records: list[dict], main_metric: str, path) -> Path:
     return path
 
 
-def cost_png(run, path, title: str = "one head of attention") -> Path:
+def cost_png(
+    run, path, title: str = "one head of attention",
+    axis_labels: tuple[str, str, str] = ("time (s)", "peak memory (MiB)", "length L"),
+) -> Path:  # fmt: skip
     """``atenea cost``'s picture: time and peak memory against L, log-log, one line per path
-    with its fitted exponent. ``run``: an ``atenea.inspect.cost.CostRun``."""
+    with its fitted exponent. ``run``: an ``atenea.inspect.cost.CostRun``; ``axis_labels``:
+    time, memory, length (in the reader's language)."""
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name in dict.fromkeys(p.path for p in run.points):
@@ -160,10 +165,10 @@ def cost_png(run, path, title: str = "one head of attention") -> Path:
         left.plot(lengths, [p.seconds for p in mine], "o-", label=f"{name} (L^{time_exp:.2f})")
         right.plot(lengths, [p.peak_bytes / 2**20 for p in mine], "o-",
                    label=f"{name} (L^{memory_exp:.2f})")  # fmt: skip
-    for axis, label in ((left, "time (s)"), (right, "peak memory (MiB)")):
+    for axis, label in ((left, axis_labels[0]), (right, axis_labels[1])):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
-        axis.set_xlabel("length L")
+        axis.set_xlabel(axis_labels[2])
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
