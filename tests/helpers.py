@@ -62,3 +62,12 @@ def run_blocks(q, k, v, *, mask=None, score_mod=None, scale=None, dropout_p=0.0,
 
 def reference(q, k, v, **kwargs):
     return atenea.attention(q, k, v, backend="reference", **kwargs)
+
+
+def assert_same_weights(a, b, **close):
+    """Two models hold the same tensors under the same names: bit for bit, or within
+    ``close`` (``rtol=``, ``atol=``) when given. A missing or extra tensor fails too."""
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        torch.testing.assert_close(sa[name], sb[name], msg=name, **(close or dict(rtol=0, atol=0)))

@@ -108,7 +108,13 @@ def test_masks_and_modifiers_built_on_the_cpu_serve_other_devices(backend, mask_
     out, lse = atenea.attention(q, kv, kv, mask=STRUCTURED[mask_name], score_mod=mod,
                                 backend=backend, return_lse=True)  # fmt: skip
     assert out.device.type == lse.device.type == "meta"
-    one = atenea.attention(q[:, :, -1:], kv, kv, mask=STRUCTURED["padding"])  # the decode path
+
+
+@pytest.mark.parametrize("mask_name", STRUCTURED)
+def test_a_decode_step_with_a_cpu_mask_serves_other_devices(mask_name):
+    q = torch.randn(2, 8, 1, 16, device="meta")
+    kv = torch.randn(2, 2, 300, 16, device="meta")
+    one = atenea.attention(q, kv, kv, mask=STRUCTURED[mask_name])  # the decode path
     assert one.device.type == "meta"
 
 
@@ -119,7 +125,9 @@ def test_models_on_cuda_compute_what_they_compute_on_the_cpu(name):
     inputs = [torch.randint(0, 900, t.shape) for t in _inputs(name, "cpu")]
     expected = model(*inputs)
     got = model.to("cuda")(*[t.cuda() for t in inputs])
-    for got_tensor, expected_tensor in zip(tensors_in(vars(got)), tensors_in(vars(expected))):
+    got, expected = list(tensors_in(vars(got))), list(tensors_in(vars(expected)))
+    assert got and len(got) == len(expected)
+    for got_tensor, expected_tensor in zip(got, expected):
         torch.testing.assert_close(got_tensor.cpu(), expected_tensor, rtol=1e-9, atol=1e-9)
 
 

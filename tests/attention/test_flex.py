@@ -4,6 +4,8 @@ On the CPU FlexAttention runs its unfused reference (forward only): enough to pr
 block mask built from the tile lists and every translated ``mask_mod`` say what atenea's masks
 say, and that the LSE is the kernel's own. Speed and gradients are checked on CUDA (``gpu``)."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -95,17 +97,22 @@ def test_the_block_mask_skips_what_the_tile_lists_skip():
     assert flex.block_mask_of(problem, q.device) is block_mask  # cached
 
 
+def on_cuda(problem):
+    """The same call as if its tensors were on a GPU (routing reads ``problem.device``)."""
+    return dataclasses.replace(problem, device=torch.device("cuda"))
+
+
 def test_auto_keeps_flex_for_cuda_and_explicit_flex_says_what_it_cannot():
     q, k, v = make_qkv(**SHAPE)
     problem = check_call(q, k, v, masks.sliding_window(8), None, None, 0.0, "auto")
-    assert select_backend(problem, "auto", "cpu") == "blocks"
-    assert select_backend(problem, "auto", "cuda") == "flex"
+    assert select_backend(problem, "auto") == "blocks"
+    assert select_backend(on_cuda(problem), "auto") == "flex"
     modded = check_call(q, k, v, None, scores.alibi(4), None, 0.0, "auto")
-    assert select_backend(modded, "auto", "cuda") == "flex"
+    assert select_backend(on_cuda(modded), "auto") == "flex"
     dense = check_call(q, k, v, None, None, None, 0.0, "auto")
-    assert select_backend(dense, "auto", "cuda") == "sdpa"
+    assert select_backend(on_cuda(dense), "auto") == "sdpa"
     with_dropout = check_call(q, k, v, masks.sliding_window(8), None, None, 0.1, "auto")
-    assert select_backend(with_dropout, "auto", "cuda") == "blocks"
+    assert select_backend(on_cuda(with_dropout), "auto") == "blocks"
     with pytest.raises(ValueError, match="flex.*no dropout"):
         atenea.attention(q, k, v, dropout_p=0.1, backend="flex")
     q.requires_grad_(True)

@@ -45,6 +45,7 @@ def test_fused_score_modifiers_match_reference(case):
     assert_close(got, want)
 
 
+@pytest.mark.skipif(DEVICE == "cpu", reason="the slopes and q share the CPU here: nothing to move")
 def test_module_on_another_device_than_the_slopes():
     """ALiBi's slopes live where the module was made; the kernel takes them to q's device."""
     q = torch.randn(1, 2, 70, 16, device=DEVICE)

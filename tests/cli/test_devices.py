@@ -9,6 +9,7 @@ from atenea.cli.main import main
 from atenea.training.devices import resolve_device, uses_bf16
 from tests.cli.test_train import QUICK, SMALL, data  # noqa: F401  (the data fixture)
 from tests.conftest import CUDA
+from tests.helpers import assert_same_weights
 
 NO_GPU = "this machine has no CUDA GPU"
 
@@ -64,8 +65,7 @@ def test_compiled_training_steps_train_the_model_the_eager_ones_do(data, tmp_pat
                      "--batch-size", "16", "--out", str(tmp_path / name), "--device", "cpu",
                      *SMALL, *QUICK, *extra]) == 0  # fmt: skip
     eager, compiled = (atenea.load_pretrained(tmp_path / n)[0] for n in ("eager", "compiled"))
-    for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    assert_same_weights(eager, compiled, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.gpu

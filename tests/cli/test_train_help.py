@@ -51,6 +51,19 @@ def test_a_run_starts_with_a_summary(small_data, tmp_path, capsys):
     assert lines[3].startswith("  run: 2 steps of 16 examples") and str(tmp_path) in lines[4]
 
 
+def test_the_summary_counts_what_each_task_evaluates_on(small_data, tmp_path, capsys):
+    """lm keeps its validation rows as a tuple of tensors: the count is the rows, not 3."""
+    from atenea.training import tasks
+
+    args = [a for a in SMALL if a != "--quiet"]
+    assert run("train", "lm", "--data", small_data / "notes.txt", "--steps", 1, "--batch-size",
+               2, "--max-length", 8, "--device", "cpu", "--out", tmp_path, *args) == 0  # fmt: skip
+    first = capsys.readouterr().out.splitlines()[0]
+    task = tasks.from_description(tasks.read_description(tmp_path), tmp_path)
+    expected = task.val_rows[0].shape[0]
+    assert first.endswith(f" {expected} validation") and expected != 3, first
+
+
 @pytest.mark.parametrize(
     ("task", "expected"),
     [("classify", "set dim to a multiple of 5 (e.g. dim=125)"), ("lm", "or head_dim")],

@@ -3,12 +3,12 @@ trains, its checkpoints are the usual full ones, and it resumes bit for bit. In 
 of one here (fast); two ranks under torchrun in the slow tests."""
 
 import pytest
-import torch
 import torch.distributed as dist
 
 from atenea.models import load_pretrained
 from atenea.training import distributed
 from atenea.training.loop import TrainConfig, train
+from tests.helpers import assert_same_weights
 
 from .test_distributed import SETTINGS, RecordingTask, _losses, _single_process_run, _torchrun
 from .toy import ToyTask
@@ -41,8 +41,7 @@ def test_a_sharded_run_trains_and_saves_what_a_plain_run_does(tmp_path):
     assert task.model_classes == {"FSDPDecoderModel"}  # the loss ran on the sharded model
     assert _losses(tmp_path / "fsdp") == _losses(tmp_path / "plain")
     saved, _ = load_pretrained(tmp_path / "fsdp")  # a plain model folder, full tensors
-    for (name, a), b in zip(plain.state_dict().items(), saved.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert_same_weights(plain, saved)
 
 
 def test_a_sharded_run_resumes_bit_for_bit(tmp_path):
@@ -59,8 +58,7 @@ def test_a_sharded_run_resumes_bit_for_bit(tmp_path):
         distributed.teardown()
     whole, _ = load_pretrained(tmp_path / "whole")
     halves, _ = load_pretrained(tmp_path / "halves")
-    for (name, a), b in zip(whole.state_dict().items(), halves.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert_same_weights(whole, halves)
     assert _losses(tmp_path / "whole") == _losses(tmp_path / "halves")
 
 
@@ -74,7 +72,6 @@ def test_two_sharded_ranks_match_two_ddp_ranks_and_resume_bit_for_bit(tmp_path):
                "resume": True})  # fmt: skip
     assert _losses(tmp_path / "fsdp") == pytest.approx(_losses(tmp_path / "ddp"), rel=1e-5)
     assert _losses(tmp_path / "half") == _losses(tmp_path / "fsdp")
-    models = {name: load_pretrained(tmp_path / name)[0] for name in ("ddp", "fsdp", "half")}
-    for a, b, c in zip(*(m.state_dict().values() for m in models.values())):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # reduce order differs
-        assert torch.equal(b, c)
+    ddp, fsdp, half = (load_pretrained(tmp_path / name)[0] for name in ("ddp", "fsdp", "half"))
+    assert_same_weights(ddp, fsdp, rtol=1e-4, atol=1e-4)  # the reduce order differs
+    assert_same_weights(fsdp, half)

@@ -20,14 +20,11 @@ from atenea.attention.weights import attention_weights
 _ONE_TILE = 128 * 128
 
 
-def select_backend(
-    problem: Problem, requested: str, device: torch.device | str = "cpu", q: Tensor | None = None
-) -> str:
+def select_backend(problem: Problem, requested: str) -> str:
     """The backend that runs the call. An explicit request that cannot run raises; ``"auto"``
     takes the fastest exact path for the device: the one-query path for a decode step,
     PyTorch's fused kernel for dense and square-causal attention; for sparse masks and score
-    modifiers, FlexAttention on a GPU and atenea's tiles elsewhere."""
-    device = torch.device(device)
+    modifiers, FlexAttention on a GPU and atenea's tiles elsewhere (``problem.device``)."""
     p = problem
     if requested == "sdpa" and p.score_mod is not None:
         raise ValueError(
@@ -43,7 +40,7 @@ def select_backend(
         )
     if requested == "flex":
         _check_flex(p)
-    if requested == "triton" and (reason := why_not(p, q)) is not None:
+    if requested == "triton" and (reason := why_not(p)) is not None:
         raise ValueError(f"backend='triton': {reason}")
     if min(p.batch, p.q_heads, p.q_len, p.kv_len) == 0:
         # Nothing to compute: the literal steps give the zeros. (PyTorch's fused CPU kernel
@@ -56,7 +53,7 @@ def select_backend(
     dense = p.mask is None or (isinstance(p.mask, Causal) and p.q_len == p.kv_len)
     if dense and p.score_mod is None:
         return "sdpa"
-    if device.type == "cuda" and p.dropout_p == 0.0 and flex.available():
+    if p.device.type == "cuda" and p.dropout_p == 0.0 and flex.available():
         # A GPU: FlexAttention's block-sparse kernel, which applies score modifiers inside.
         return "flex"
     if p.score_mod is not None:
@@ -118,7 +115,7 @@ def attention(
         ``out (B, Hq, Lq, Dv)``, or the tuple ``(out, weights, lse)`` with only those asked for.
     """
     problem = check_call(q, k, v, mask, score_mod, scale, dropout_p, backend)
-    name = select_backend(problem, backend, q.device, q)
+    name = select_backend(problem, backend)
 
     weights = lse = None
     if name == "reference":

@@ -21,7 +21,8 @@ BACKENDS = ("auto", "reference", "sdpa", "blocks", "decode", "flex", "triton")
 @dataclass(frozen=True)
 class Problem:
     """Sizes and options of one call: batch, heads, lengths and head sizes (the ``(B, H, L, D)``
-    of every docstring), and the options every backend reads."""
+    of every docstring), the options every backend reads, and where and in what dtype the
+    inputs are (backends are chosen by them)."""
 
     batch: int
     q_heads: int
@@ -34,6 +35,8 @@ class Problem:
     mask: Mask | None
     score_mod: ScoreModFn | None
     dropout_p: float
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
 
     @property
     def group(self) -> int:
@@ -132,6 +135,8 @@ def check_call(
         mask=mask,
         score_mod=score_mod,
         dropout_p=float(dropout_p),
+        device=q.device,
+        dtype=q.dtype,
     )
 
 

@@ -13,7 +13,8 @@ import torch
 from atenea.cli.errors import fail
 from atenea.inspect.cost import PATHS, run_cost
 from atenea.inspect.lang import LanguageError, pick_language, say
-from atenea.inspect.plots import cost_png
+from atenea.inspect.plots import cost_png, png_path
+from atenea.training.devices import resolve_device
 
 DEFAULT_LENGTHS = "256,512,1024,2048,4096,8192,16384"
 
@@ -107,13 +108,16 @@ def _run(args) -> int:
     if args.dim < 1 or args.window < 1 or args.repeats < 1:
         raise CostError("--dim, --window and --repeats must be at least 1")
     try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise CostError(f"--device {args.device}: expected cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CostError(f"--device {args.device}: no CUDA device here")
+        device = resolve_device(args.device)
+    except ValueError as error:
+        raise CostError(f"--{error}") from None
     if args.threads < 1:
         raise CostError(f"--threads {args.threads}: give at least 1")
+    if not args.no_png:
+        try:  # before the measurement: a picture cannot go to plot.csv
+            args.png = png_path(args.png)
+        except ValueError as error:
+            raise CostError(f"--png: {error}") from None
     max_bytes = None if args.max_memory is None else int(args.max_memory * 2**30)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

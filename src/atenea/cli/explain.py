@@ -15,7 +15,7 @@ from atenea.cli.explain_image import run_image
 from atenea.cli.explain_rnn import run_alignment
 from atenea.cli.outputs import check_finished, check_report_output
 from atenea.inspect import plots
-from atenea.inspect.explain import explain, notable_heads
+from atenea.inspect.explain import explain
 from atenea.inspect.explain_lang import seq2seq_summary
 from atenea.inspect.explain_lang import summary as summary_in
 from atenea.inspect.lang import LanguageError, pick_language, say
@@ -93,17 +93,20 @@ def run(args) -> int:
         return _run(args)
     except (ExplainError, CheckpointError, LanguageError, DataError) as error:
         return fail("explain", error, flags=EXPLAIN_FLAGS)
-    except ValueError as error:
-        if str(error).startswith("device:"):  # --device names a device that is not there
-            return fail("explain", error, flags=EXPLAIN_FLAGS)
-        raise
 
 
 def _run(args) -> int:
+    out = Path(args.out)
+    try:  # nothing atenea did not write is replaced (cli/outputs.py); the device is there
+        check_report_output(out, args.overwrite)
+        check_finished(args.model)
+        device = device_of(args)
+    except ValueError as error:
+        raise ExplainError(str(error)) from None
     if args.image is not None:
         if args.text is not None:
             raise ExplainError("give a TEXT or --image, not both")
-        return run_image(args)
+        return run_image(args, device)
     if args.text is None:
         raise ExplainError("give a TEXT to explain, or --image PATH")
     check_text(args.text)  # before the model is read
@@ -114,14 +117,7 @@ def _run(args) -> int:
     lang = pick_language(getattr(args, "lang", None))
     if args.head is not None and args.layer is None:
         raise ExplainError("--head needs --layer")
-    out = Path(args.out)
-    try:  # nothing atenea did not write is replaced (cli/outputs.py)
-        check_report_output(out, args.overwrite)
-        check_finished(args.model)
-    except ValueError as error:
-        raise ExplainError(str(error)) from None
 
-    device = device_of(args)
     with torch.inference_mode():
         model, tokenizer = load_pretrained(args.model)
         model.to(device)
@@ -150,27 +146,14 @@ def _run(args) -> int:
 
     name = "all-MiniLM-L6-v2" if args.model == "minilm" else str(args.model)
     family = type(model).__name__
-    if lang != "en":  # the same summary, written from the same numbers (inspect/explain_lang.py)
-        print("\n".join(summary_in(explanations, name, family, lang)))
-        title = f"{name} ({layers} layers x {heads} heads)"
-        _write_outputs(args, explanations, title, out, _write_pictures)
-        return 0
-    print(f"atenea explain: {name} ({family}, {layers} layers x {heads} heads)")
-    for e in explanations:
-        print(f"\ntext: {e.text}")
-        if e.notice:
-            print(f"note: {e.notice}")
-        if isinstance(model, EncoderForSequenceClassification) and args.pair is None:
-            print(_prediction_line(model, tokenizer, e.text))
-        print(f"tokens ({len(e.tokens)}): {' '.join(e.tokens)}")
-        if e.focus is not None:
-            print(f"focus {e.tokens[e.focus]!r} (token {e.focus}), heads averaged per layer:")
-            for line in e.summary:
-                print(f"  {line}")
-        print("heads with a clear pattern:")
-        for d in notable_heads(e, 5):
-            print(f"  {d.text}")
+    extra = None
+    if isinstance(model, EncoderForSequenceClassification) and args.pair is None:
 
+        def extra(e):  # what the classifier says about the text
+            return [_prediction_line(model, tokenizer, e.text)]
+
+    # every language from the same numbers (inspect/explain_lang.py)
+    print("\n".join(summary_in(explanations, name, family, lang, extra)))
     title = f"{name} ({layers} layers x {heads} heads)"
     _write_outputs(args, explanations, title, out, _write_pictures)
     return 0
@@ -234,30 +217,8 @@ def _run_seq2seq(args, model, tokenizer, texts: list[str], out: Path) -> int:
         f"{c.num_heads} heads"
     )
     lang = pick_language(getattr(args, "lang", None))
-    if lang != "en":  # the same summary, written from the same numbers (inspect/explain_lang.py)
-        print("\n".join(seq2seq_summary(explanations, name, c, lang)))
-        _write_outputs(args, explanations, f"{name} ({shape})", out, _write_seq2seq_pictures)
-        return 0
-    print(f"atenea explain: {name} (EncoderDecoderModel, {shape})")
-    for e in explanations:
-        print(f"\nsource: {e.text}")
-        if e.notice:
-            print(f"note: {e.notice}")
-        how = "generated greedily" if e.generated else "given"
-        print(f"target ({how}): {e.target}")
-        print(f"source tokens ({len(e.source_tokens)}): {' '.join(e.source_tokens)}")
-        print(f"target tokens ({len(e.output_tokens)}): {' '.join(e.output_tokens)}")
-        last = e.cross_maps.shape[0] - 1
-        layers = f"last layer L{last}" + (
-            "" if e.sharpest_layer == last else f" | sharpest layer L{e.sharpest_layer}"
-        )
-        print(f"alignment: each target token -> the source tokens it attends to most "
-              f"(cross-attention, heads averaged; {layers}):")  # fmt: skip
-        for line in e.summary:
-            print(f"  {line}")
-        print("cross-attention heads:")
-        for d in sorted(e.cross_descriptions, key=lambda d: d.entropy)[:5]:
-            print(f"  {d.text}")
+    # every language from the same numbers (inspect/explain_lang.py)
+    print("\n".join(seq2seq_summary(explanations, name, c, lang)))
     _write_outputs(args, explanations, f"{name} ({shape})", out, _write_seq2seq_pictures)
     return 0
 

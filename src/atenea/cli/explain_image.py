@@ -20,7 +20,7 @@ from atenea.inspect.tokens import ExplainError
 DEFAULT_PNG = "attention_image"
 
 
-def run_image(args) -> int:
+def run_image(args, device) -> int:
     """The ``--image`` branch of ``atenea explain`` (errors are ExplainError / CheckpointError /
     DataError, which ``explain.run`` prints as one line)."""
     from atenea.inspect.image_report import image_report_data, render_image_html
@@ -36,6 +36,7 @@ def run_image(args) -> int:
     if not isinstance(model, (ViTModel, ViTForImageClassification)):
         raise ExplainError(f"--image: {args.model} is a {type(model).__name__}, not a vision "
                            f"model (train one with atenea train images)")  # fmt: skip
+    model.to(device)
     pixels = read_image(args.image, channels=model.config.num_channels)
     image = torch.from_numpy(pixels).float() / 255
     e = explain_image(model, image)
@@ -69,11 +70,7 @@ def run_image(args) -> int:
     except OSError as error:
         raise ExplainError(f"cannot write the pictures to {folder}: {error}") from None
     print("pictures: " + ", ".join(str(p) for p in written))
-    out = Path(args.out)
-    if out.is_dir():
-        raise ExplainError(
-            f"--out {out} is a folder; give a file name such as {out / 'report.html'}"
-        )
+    out = Path(args.out)  # checked by explain._run: a file atenea may write
     data = image_report_data(e, f"{name}: {args.model}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -104,21 +104,10 @@ def fit_batch_size(settings: dict, examples: int, world_size: int = 1) -> str | 
 # -- the summary a run starts with ------------------------------------------------------------
 
 
-def validation_count(task) -> int | None:
-    """Validation examples (rows for lm / mlm) of a built task, where it keeps them."""
-    for name in ("val_ids", "val_src", "val_rows"):
-        value = getattr(task, name, None)
-        if value is not None:
-            return len(value)
-    return None
-
-
 def run_summary(task, model, config, resumed: bool) -> str:
     """What is about to happen: data, labels, model size, device, precision, where it goes."""
-    import torch
-
     examples = "rows" if task.name in ("lm", "mlm") else "examples"
-    count = validation_count(task)
+    count = task.num_validation_examples()
     lines = [
         f"atenea train {task.name}: {task.num_train_examples()} training {examples}, "
         f"{count if count is not None else '?'} validation",
@@ -129,7 +118,7 @@ def run_summary(task, model, config, resumed: bool) -> str:
         counts = Counter(names[i] for i in labels)
         lines.append("  labels: " + ", ".join(f"{n} {counts[n]}" for n in names))
     parameters = sum(p.numel() for p in model.parameters())
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = next(model.parameters()).device  # where the command put it (--device)
     every = f"every {config.save_every} steps" if config.save_every else "at the end"
     if config.save_minutes:
         every += f" and every {config.save_minutes:g} minutes"

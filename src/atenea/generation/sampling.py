@@ -29,10 +29,11 @@ def sample(decoding, prompt: Tensor, prompt_mask: Tensor, s: GenerationConfig) -
     seen = torch.ones_like(sequences, dtype=torch.bool)  # repetition penalty: not the padding
     seen[:, :length] = prompt_mask
     running = torch.ones(batch, dtype=torch.bool, device=prompt.device)
-    # The end of the output: after the last token chosen while some row was still running.
-    last_running = torch.tensor(length, device=prompt.device)
     # A streamer shows each token as it comes: it must know at once that the rows are done.
     every = 1 if s.streamer is not None else check_every(prompt.device)
+    # Checked less often than every token: the end of the output is after the last token chosen
+    # while some row still ran, kept on the device (checked every token, it is the loop's end).
+    last_running = torch.tensor(length, device=prompt.device) if every > 1 else None
     stop = StopCondition(s, prompt.device)
     if s.streamer is not None:
         s.streamer.put(prompt.cpu())
@@ -48,7 +49,8 @@ def sample(decoding, prompt: Tensor, prompt_mask: Tensor, s: GenerationConfig) -
         end += 1
         if s.streamer is not None:
             s.streamer.put(tokens.cpu())
-        last_running = torch.where(running.any(), end, last_running)
+        if last_running is not None:
+            last_running = torch.where(running.any(), end, last_running)
         running &= ~stop(sequences[:, :end])
         if new + 1 == s.max_new_tokens or ((new + 1) % every == 0 and not bool(running.any())):
             break
@@ -56,7 +58,7 @@ def sample(decoding, prompt: Tensor, prompt_mask: Tensor, s: GenerationConfig) -
     if s.streamer is not None:
         s.streamer.end()
     # Steps after every row was done (between two checks) held padding only: drop them.
-    return sequences[:, : int(last_running)]
+    return sequences[:, : end if last_running is None else int(last_running)]
 
 
 # Tokens between two "is every row done?" checks, per device type (see the module docstring).

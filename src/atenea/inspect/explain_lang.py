@@ -47,8 +47,11 @@ def summary_lines(e: Explanation, lang: str) -> list[str]:
     return lines
 
 
-def summary(explanations: list[Explanation], name: str, family: str, lang: str) -> list[str]:
-    """Every line ``atenea explain`` prints before the report, in ``lang``."""
+def summary(
+    explanations: list[Explanation], name: str, family: str, lang: str, extra=None
+) -> list[str]:
+    """Every line ``atenea explain`` prints before the report, in ``lang``; ``extra(e)``: more
+    lines about each text after its note (a classifier's prediction)."""
     first = explanations[0]
     layers, heads = first.maps.shape[:2]
     out = [say(lang, "explain_title", name=name, family=family, layers=layers, heads=heads)]
@@ -56,6 +59,8 @@ def summary(explanations: list[Explanation], name: str, family: str, lang: str) 
         out += ["", say(lang, "explain_text", text=e.text)]
         if e.notice:
             out.append(say(lang, "explain_note", notice=e.notice))
+        if extra is not None:
+            out += extra(e)
         out.append(say(lang, "explain_tokens", count=len(e.tokens), tokens=" ".join(e.tokens)))
         if e.focus is not None:
             out.append(say(lang, "explain_focus", word=repr(e.tokens[e.focus]), index=e.focus))

@@ -13,14 +13,12 @@ to its maximum, base64), the rollout, the top classes and the image as a PNG.
 from __future__ import annotations
 
 import base64
-import hashlib
-import html
 import io
 
 import torch
 
 from atenea.inspect.images import ImageExplanation, head_lines
-from atenea.inspect.report import safe_json
+from atenea.inspect.report import _rounded, page
 
 STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 24px; color: #222; }
@@ -132,8 +130,8 @@ def image_report_data(e: ImageExplanation, title: str) -> dict:
         "cols": e.grid[1],
         "layers": layers,
         "heads_per_layer": heads,
-        "cls": (torch.round(e.cls_maps.flatten(2) * 10000) / 10000).tolist(),
-        "rollout": (torch.round(e.rollout.flatten() * 10000) / 10000).tolist(),
+        "cls": _rounded(e.cls_maps.flatten(2)),
+        "rollout": _rounded(e.rollout.flatten()),
         "hover": base64.b64encode(quantised).decode(),
         "heads": head_lines(e),
         "image": _png_base64(e.image),
@@ -142,16 +140,4 @@ def image_report_data(e: ImageExplanation, title: str) -> dict:
 
 def render_image_html(data: dict) -> str:
     """The whole page for ``data`` (``image_report_data``)."""
-    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode()
-    policy = (
-        f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
-        f"img-src data:; base-uri 'none'; form-action 'none'"
-    )
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n'
-        f"<title>{html.escape(data['title'])}</title>\n<style>{STYLE}</style></head>\n"
-        f"<body>\n{BODY}\n"
-        f'<script type="application/json" id="atenea-data">{safe_json(data)}</script>\n'
-        f"<script>{SCRIPT}</script>\n</body></html>\n"
-    )
+    return page(data, data["title"], style=STYLE, body=BODY, script=SCRIPT)

@@ -100,10 +100,10 @@ def explain_image(model, image: Tensor) -> ImageExplanation:
     if image.dim() != 3 or image.shape[0] != config.num_channels:
         raise ExplainError(f"image: expected ({config.num_channels}, H, W), got "
                            f"{tuple(image.shape)}")  # fmt: skip
-    batch = pixels(image[None].float(), config)
+    batch = pixels(image[None].float(), config).to(next(model.parameters()).device)
     with torch.no_grad():
         out = model(batch, output_attentions=True)
-    maps = torch.stack([a[0] for a in out.attentions]).double()  # (layers, heads, T, T)
+    maps = torch.stack([a[0] for a in out.attentions]).double().cpu()  # (layers, heads, T, T)
     rows = cols = config.image_size // config.patch_size
     flow = rollout(maps)[0, 1:]  # [CLS]'s row, patches only
     cls_maps = maps[:, :, 0, 1:]
@@ -111,7 +111,7 @@ def explain_image(model, image: Tensor) -> ImageExplanation:
     distances = mean_patch_distance(maps, rows, cols)
     top = []
     if out.logits is not None:
-        probabilities = out.logits[0].softmax(-1)
+        probabilities = out.logits[0].float().cpu().softmax(-1)
         values, indices = probabilities.topk(min(5, probabilities.numel()))
         top = [(model.labels[int(i)], float(v)) for v, i in zip(values, indices)]
     shown = F.interpolate(image[None].float(), size=(config.image_size,) * 2, mode="bilinear",

@@ -174,7 +174,8 @@ def cost_png(
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    path = Path(path)
+    path = png_path(path)  # the name printed is the name written
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

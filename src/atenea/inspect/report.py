@@ -190,7 +190,14 @@ def safe_json(data) -> str:
 
 def render_html(data: dict, title: str = "atenea attention report") -> str:
     """The whole report for ``data`` (see ``report_data``)."""
-    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode()
+    viewport = '<meta name="viewport" content="width=device-width">'
+    return page(data, title, style=STYLE, body=BODY, script=SCRIPT, head=viewport)
+
+
+def page(data: dict, title: str, *, style: str, body: str, script: str, head: str = "") -> str:
+    """A standalone page: ``data`` as JSON for ``script``, which alone may run (its hash in the
+    Content-Security-Policy: nothing else executes, nothing is fetched)."""
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     policy = (
         f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
         f"img-src data:; base-uri 'none'; form-action 'none'"
@@ -198,8 +205,8 @@ def render_html(data: dict, title: str = "atenea attention report") -> str:
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n'
-        f'<meta name="viewport" content="width=device-width"><title>{html.escape(title)}</title>\n'
-        f"<style>{STYLE}</style></head>\n<body>\n{BODY}\n"
+        f"{head}<title>{html.escape(title)}</title>\n"
+        f"<style>{style}</style></head>\n<body>\n{body}\n"
         f'<script type="application/json" id="atenea-data">{safe_json(data)}</script>\n'
-        f"<script>{SCRIPT}</script>\n</body></html>\n"
+        f"<script>{script}</script>\n</body></html>\n"
     )

@@ -30,18 +30,12 @@ from atenea.nn.cache import Cache, steps_of_fixed_shape
 from atenea.nn.linear import Linear, linear
 from atenea.nn.memory import SegmentMemory
 from atenea.nn.norms import make_norm
-from atenea.nn.positions import LearnedPositions, RotaryEmbedding, positions_from_mask
-
-
-def positions_in_documents(document_ids: Tensor) -> Tensor:
-    """``(B, L)`` position of every token within its document (0 at each document start),
-    for packed sequences whose documents are contiguous runs of one id."""
-    length = document_ids.shape[1]
-    index = torch.arange(length, device=document_ids.device).expand_as(document_ids)
-    starts = torch.ones_like(document_ids, dtype=torch.bool)
-    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
-    start_index = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
-    return index - start_index
+from atenea.nn.positions import (
+    LearnedPositions,
+    RotaryEmbedding,
+    positions_from_mask,
+    positions_in_documents,
+)
 
 
 class DecoderModel(nn.Module):

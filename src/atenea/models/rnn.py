@@ -65,10 +65,11 @@ class DecoderGRUCell(nn.Module):
         self.gate_proj = Linear(hidden_dim, 2 * hidden_dim, bias=False)  # [U_z; U_r] s
         self.candidate_proj = Linear(hidden_dim, hidden_dim, bias=False)  # U (r * s)
 
-    def forward(self, projected_input: Tensor, state: Tensor, context: Tensor) -> Tensor:
+    def forward(self, projected_input: Tensor, state: Tensor, projected_context: Tensor) -> Tensor:
         """``projected_input (B, 3Hd)`` (``input_proj`` of the embedded token, computed for
-        all steps at once), ``state (B, Hd)``, ``context (B, Dc)`` -> the new state ``(B, Hd)``."""
-        from_input = projected_input + self.context_proj(context)
+        all steps at once), ``state (B, Hd)``, ``projected_context (B, 3Hd)`` (``context_proj``
+        of the context: once per call when it does not change) -> the new state ``(B, Hd)``."""
+        from_input = projected_input + projected_context
         input_z, input_r, input_candidate = from_input.chunk(3, dim=-1)
         state_z, state_r = self.gate_proj(state).chunk(2, dim=-1)
         update = torch.sigmoid(input_z + state_z)
@@ -200,9 +201,7 @@ class RNNTranslator(nn.Module):
                 f"memory: expected the encoder's output (B={tgt_ids.shape[0]}, S, "
                 f"{2 * c.hidden_dim}), got {tuple(memory.shape)}"
             )
-        mask = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)
-        if memory_mask is not None:
-            mask = memory_mask.bool()
+        mask = self._source_mask(memory[..., 0], memory_mask)
         if cache is not None and cache.state is not None:
             state, source = cache.state, cache.source
         else:
@@ -210,10 +209,13 @@ class RNNTranslator(nn.Module):
         embedded = self.dropout(self.target_embedding(tgt_ids))  # (B, T, E)
         inputs = self.cell.input_proj(embedded)  # (B, T, 3Hd): W E y for every step at once
         keep = None if tgt_mask is None else tgt_mask.bool()
+        # Without attention the context is the fixed summary: project it once, not every step.
+        fixed = None if self.attention else self.cell.context_proj(source)
         states, contexts, alignments = [], [], []
         for step in range(tgt_ids.shape[1]):
             context, alignment = self.context(state, memory, mask, source)
-            new_state = self.cell(inputs[:, step], state, context)
+            projected = fixed if fixed is not None else self.cell.context_proj(context)
+            new_state = self.cell(inputs[:, step], state, projected)
             # A padded target position leaves the state as it was.
             state = (
                 new_state if keep is None else torch.where(keep[:, step, None], new_state, state)

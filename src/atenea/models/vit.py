@@ -96,6 +96,13 @@ def resize_positions(table: Tensor, grid: tuple[int, int]) -> Tensor:
     return resized.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)
 
 
+def resize_table(table: Tensor, grid: tuple[int, int]) -> Tensor:
+    """A whole position table ``(1, 1 + S*S, dim)`` for another patch grid: [CLS]'s vector
+    kept, the patches' resized -> ``(1, 1 + rows * cols, dim)``."""
+    patches = resize_positions(table[0, 1:], grid)
+    return torch.cat([table[:, :1], patches.unsqueeze(0)], dim=1)
+
+
 def pixels(images: Tensor, config: ViTConfig, size: tuple[int, int] | None = None) -> Tensor:
     """Model input from images with values in [0, 1]: ``images (B, C, h, w)`` resized
     (bilinear, antialiased) to ``size`` (default: the training size) and normalised by the
@@ -152,10 +159,7 @@ class ViTModel(nn.Module):
         or the patch part resized when the grid is not the training one."""
         table = self.position_embedding
         side = self.config.grid_size
-        if grid == (side, side):
-            return table
-        patches = resize_positions(table[0, 1:], grid)
-        return torch.cat([table[:, :1], patches.unsqueeze(0)], dim=1)
+        return table if grid == (side, side) else resize_table(table, grid)
 
     def embed(self, pixel_values: Tensor) -> Tensor:
         """Patch embeddings with [CLS] in front and positions added: ``(B, 1 + N, dim)``."""

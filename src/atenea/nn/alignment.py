@@ -44,7 +44,6 @@ class Alignment(nn.Module):
                 f"score='dot' compares the query with the keys directly, so query_dim must equal "
                 f"key_dim; got {query_dim} and {key_dim} ('general' learns a map between them)"
             )
-        self.kind = score
         self.additive = (
             AdditiveAttention(query_dim, key_dim, hidden_dim) if score == "additive" else None
         )

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from atenea.attention import masks
 from atenea.nn.cache import Write
+from atenea.nn.positions import positions_in_documents
 
 # Document id of a slot that holds nothing (never equal to a real id, which is >= 0).
 EMPTY_SLOT = -1
@@ -54,10 +55,11 @@ class LayerMemory:
         all_keys = torch.cat([*past_keys, keys], dim=2)
         all_values = torch.cat([*past_values, values], dim=2)
 
-        # The slots in time order without the compressed ones: memory then segment.
-        recent_keys = torch.cat([t for t in (self.keys, keys) if t is not None], dim=2).detach()
-        recent_values = torch.cat([t for t in (self.values, values) if t is not None], dim=2)
-        recent_values = recent_values.detach()
+        # The slots in time order without the compressed ones (memory then segment): a view
+        # of the tensors just built, not a second copy of the past.
+        compressed = 0 if self.compressed_keys is None else self.compressed_keys.shape[2]
+        recent_keys = all_keys[:, :, compressed:].detach()
+        recent_values = all_values[:, :, compressed:].detach()
         kept = self.owner.memory_len
         evicted = max(recent_keys.shape[2] - kept, 0)
         self.keys, self.values = recent_keys[:, :, evicted:], recent_values[:, :, evicted:]
@@ -135,11 +137,6 @@ class SegmentMemory:
         self.next_position = torch.zeros(self.batch, dtype=torch.long, device=self.device)
         self.last_document = torch.full_like(self.next_position, EMPTY_SLOT)
 
-    @property
-    def length(self) -> int:
-        """Slots held now (compressed + memory)."""
-        return self.documents.shape[1] + self.compressed_documents.shape[1]
-
     def advance(
         self, input_ids: Tensor, document_ids: Tensor | None = None
     ) -> tuple[Tensor, masks.Mask, Write]:
@@ -160,32 +157,21 @@ class SegmentMemory:
                 f"{tuple(document_ids.shape)}"
             )
         document_ids = document_ids.to(self.next_position.device)
-        positions = self._positions(document_ids)
+        positions = positions_in_documents(document_ids, self.last_document, self.next_position)
 
         key_documents = torch.cat([self.compressed_documents, self.documents, document_ids], 1)
         past = key_documents.shape[1] - length
-        same_document = key_documents[:, None, :] == document_ids[:, :, None]  # (B, L, K)
         # Causal with L queries over K keys is bottom-right aligned (query i at slot past + i);
         # when every key shares its query's document (most segments), that is the whole rule
-        # and the attention skips the tiles above the diagonal.
+        # and the attention skips the tiles above the diagonal. Otherwise the keys' document
+        # ids are a document mask (the queries are the last L of them, as ``masks.document``
+        # reads them; an empty slot's -1 matches no query): structured, no L x K tensor.
         mask = masks.causal()
-        if not bool(same_document.all()):
-            mask = mask & masks.dense(same_document[:, None])
+        if not bool((key_documents == key_documents[:, -1:]).all()):
+            mask = mask & masks.document(key_documents)
 
         self._remember(document_ids, positions)
         return positions, mask, Write(slice(past, past + length), None)
-
-    def _positions(self, document_ids: Tensor) -> Tensor:
-        """Within-document positions ``(B, L)``: a run that continues the last segment's
-        document counts on from ``next_position``; a new document starts at 0."""
-        length = document_ids.shape[1]
-        index = torch.arange(length, device=document_ids.device).expand_as(document_ids)
-        previous = torch.cat([self.last_document[:, None], document_ids[:, :-1]], dim=1)
-        starts = document_ids != previous
-        start_index = torch.where(starts, index, torch.full_like(index, -1)).cummax(1).values
-        return torch.where(
-            start_index >= 0, index - start_index, self.next_position[:, None] + index
-        )
 
     def _remember(self, document_ids: Tensor, positions: Tensor) -> None:
         """Move the bookkeeping on by one segment (the layers move their own keys/values)."""

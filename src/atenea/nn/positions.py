@@ -169,6 +169,26 @@ class RotaryEmbedding(nn.Module):
         )
 
 
+def positions_in_documents(
+    document_ids: Tensor, previous: Tensor | None = None, offset: Tensor | None = None
+) -> Tensor:
+    """``(B, L)`` position of every token within its document (0 at each document start),
+    for packed sequences whose documents are contiguous runs of one id.
+
+    A segment that continues a text (segment memory): ``previous (B,)`` is the document the
+    last segment ended in and ``offset (B,)`` the position its next token has; a first run of
+    that same document counts on from ``offset`` instead of starting at 0."""
+    index = torch.arange(document_ids.shape[1], device=document_ids.device)
+    index = index.expand_as(document_ids)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    if previous is not None:
+        starts[:, 0] = document_ids[:, 0] != previous
+    start_index = torch.where(starts, index, -1).cummax(dim=1).values
+    carried = 0 if offset is None else offset[:, None]
+    return torch.where(start_index >= 0, index - start_index, carried + index)
+
+
 def positions_from_mask(attention_mask: Tensor, start: Tensor | int = 0) -> Tensor:
     """Positions ``(B, L)`` of the real tokens of a padded batch: a row's first real token is
     position ``start`` wherever padding puts it (left padding shifts nothing). Padding positions

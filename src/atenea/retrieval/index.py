@@ -3,9 +3,10 @@
     passages --MiniLM (mean pool, L2 norm)--> embeddings (N, dim)
     question --same model--> q (dim,)  ->  scores = embeddings @ q  ->  top k
 
-Exact search is one matrix product: for the English Wikipedia summaries (10k passages, 384
-wide) it costs about a millisecond, so an approximate library (faiss) would not pay at the
-sizes atenea ships (docs/long_context.md has the measurement).
+Exact search is one matrix product: 502 Wikipedia summaries (384 wide) took 0.028 ms a
+question (docs/long_context.md, ``benchmarks/long_context.py``); the whole English set is 20
+times as many rows, still far below the ~250 ms that embedding the question takes, so an
+approximate library (faiss) would not pay at the sizes atenea ships.
 
 On disk, a folder: ``embeddings.safetensors`` (one float32 tensor ``(N, dim)``) and
 ``index.json`` (the passages, the embedding model's name and fingerprint). The fingerprint (a
@@ -30,10 +31,15 @@ FORMAT = "atenea-passage-index/1"
 DEFAULT_MODEL = "minilm"
 
 
-def fingerprint(model) -> str:
-    """A short hash of an encoder's token embedding matrix: the same weights, the same print."""
-    weight = model.token_embedding.weight.detach().to("cpu", torch.float32).contiguous()
+def weight_fingerprint(weight: Tensor) -> str:
+    """A short hash of a weight matrix: the same weights, the same print."""
+    weight = weight.detach().to("cpu", torch.float32).contiguous()
     return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
+
+
+def fingerprint(model) -> str:
+    """An encoder's fingerprint: its token embedding matrix's."""
+    return weight_fingerprint(model.token_embedding.weight)
 
 
 def load_embedder(name: str | None = DEFAULT_MODEL):
@@ -90,13 +96,12 @@ class PassageIndex:
     def __len__(self) -> int:
         return len(self.passages)
 
-    def check_model(self, model, model_name: str | None = None) -> None:
+    def check_model(self, model) -> None:
         """Refuse to search with another embedding model than the one that built the index."""
         if fingerprint(model) != self.fingerprint:
-            name = f" ({model_name})" if model_name else ""
             raise CorpusError(
                 f"index: built with the embedding model {self.model!r} (fingerprint "
-                f"{self.fingerprint}); the model given{name} is another one: rebuild the index"
+                f"{self.fingerprint}); the model given is another one: rebuild the index"
             )
 
     def top_k(self, queries: Tensor, k: int = 5) -> tuple[Tensor, Tensor]:

@@ -15,7 +15,6 @@ whose hidden states it holds).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from atenea.retrieval.corpus import CorpusError
+from atenea.retrieval.index import weight_fingerprint
 
 DATASTORE_FILE, INFO_FILE = "datastore.safetensors", "datastore.json"
 FORMAT = "atenea-knn-datastore/1"
@@ -34,13 +34,12 @@ QUERY_CHUNK = 256  # queries per distance matrix: (256, N) floats at a time
 
 
 def model_fingerprint(model) -> str:
-    """A short hash of a language model's output matrix (tied or not)."""
-    weight = model.output_weight.detach().to("cpu", torch.float32).contiguous()
-    return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
+    """A language model's fingerprint: its output matrix's (tied or not)."""
+    return weight_fingerprint(model.output_weight)
 
 
 def _rows(model, rows, batch_size: int):
-    """``(hidden (B, L-1, dim), targets (B, L-1), lm_log_probs (B, L-1, V))`` batch by batch
+    """``(hidden (B, L-1, dim), targets (B, L-1), logits (B, L-1, V))`` batch by batch
     of packed rows ``(input_ids, document_ids, labels)``: position t's state and the label of
     t + 1 (-100: not predicted)."""
     device = model.output_weight.device
@@ -50,7 +49,7 @@ def _rows(model, rows, batch_size: int):
         docs = document_ids[start : start + batch_size].to(device)
         out = model(ids, document_ids=docs)
         targets = labels[start : start + batch_size, 1:].to(device)
-        yield out.last_hidden_state[:, :-1], targets, out.logits[:, :-1].log_softmax(-1)
+        yield out.last_hidden_state[:, :-1], targets, out.logits[:, :-1]
 
 
 @dataclass
@@ -78,6 +77,14 @@ class Datastore:
     def __len__(self) -> int:
         return len(self.values)
 
+    def _searchable(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Keys in float32 and values on ``device``, converted once (a search runs per batch)."""
+        found = self.__dict__.get("_on_device")
+        if found is None or found[0] != device:
+            found = (device, self.keys.to(device, torch.float32), self.values.to(device))
+            self.__dict__["_on_device"] = found
+        return found[1], found[2]
+
     def log_probs(self, queries: Tensor, vocab_size: int, k: int = 16,
                   temperature: float = 1.0) -> Tensor:  # fmt: skip
         """``log p_knn (Q, vocab)`` of ``queries (Q, dim)``: softmax of ``-distance /
@@ -85,7 +92,7 @@ class Datastore:
         if k < 1 or temperature <= 0:
             raise CorpusError(f"k / temperature: expected k >= 1 and temperature > 0, got {k}, "
                               f"{temperature}")  # fmt: skip
-        keys = self.keys.to(queries.device, torch.float32)
+        keys, values = self._searchable(queries.device)
         out = []
         for start in range(0, len(queries), QUERY_CHUNK):
             q = queries[start : start + QUERY_CHUNK].float()
@@ -93,7 +100,7 @@ class Datastore:
             nearest, positions = distances.topk(min(k, len(keys)), dim=1, largest=False)
             weights = F.softmax(-nearest / temperature, dim=1)  # (q, k)
             probs = torch.zeros(len(q), vocab_size, device=q.device)
-            probs.scatter_add_(1, self.values.to(q.device)[positions], weights)
+            probs.scatter_add_(1, values[positions], weights)
             out.append(probs.log())
         return torch.cat(out)
 
@@ -150,11 +157,12 @@ def evaluate_knn(model, rows, datastore: Datastore, lam: float = 0.25, k: int = 
     model.eval()
     nll_lm = nll_knn = 0.0
     count = 0
-    for hidden, targets, lm in _rows(model, rows, batch_size):
+    for hidden, targets, logits in _rows(model, rows, batch_size):
         kept = targets != IGNORE
         if not kept.any():
             continue
-        lm, hidden, targets = lm[kept], hidden[kept], targets[kept]
+        # the LM's distribution only where a token is predicted (not over every position)
+        lm, hidden, targets = logits[kept].float().log_softmax(-1), hidden[kept], targets[kept]
         knn = datastore.log_probs(hidden, lm.shape[-1], k, temperature)
         mixed = interpolate(lm, knn, lam)
         nll_lm -= float(lm.gather(1, targets[:, None]).sum())

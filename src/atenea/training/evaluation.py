@@ -24,6 +24,7 @@ from atenea.training import metrics
 from atenea.training.predict import Predictor
 from atenea.training.tasks import from_description, read_description
 from atenea.training.tasks.build import read_examples
+from atenea.training.tasks.translate import translation_metrics
 
 # BLEU's geometric mean needs 1- to 4-gram matches: below this many words a reference has no
 # 4-gram, and BLEU is 0 (or smoothed to a number with no meaning) however good the output.
@@ -107,7 +108,7 @@ def evaluate_folder(
         texts = [e["source"] for e in examples]
         references = [e["target"].strip() for e in examples]
         predictions = [r["prediction"] for r in predictor.predict(texts)]
-        result = Evaluation(task, main, _translation_metrics(predictions, references))
+        result = Evaluation(task, main, translation_metrics(predictions, references))
         short = sum(len(r.split()) < BLEU_WORDS for r in references)
         if short * 2 > len(references):
             result.metrics = {k: result.metrics[k] for k in ("exact_match", "chrf", "bleu")}
@@ -119,12 +120,6 @@ def evaluate_folder(
     result.rows = [{"input": t, "reference": r, "prediction": p}
                    for t, r, p in zip(texts, references, predictions)]  # fmt: skip
     return result
-
-
-def _translation_metrics(predictions, references) -> dict[str, float]:
-    return {"exact_match": metrics.exact_match(predictions, references),
-            "bleu": metrics.bleu(predictions, references),
-            "chrf": metrics.chrf(predictions, references)}  # fmt: skip
 
 
 def _task_evaluation(folder: Path, info: dict, data, limit, device=None) -> Evaluation:

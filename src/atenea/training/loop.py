@@ -182,12 +182,11 @@ class _Run:
             batch = _to_device(self.task.batch(indices, generator), self.device)
             # DDP all-reduces the gradients once a step, on the last micro-batch.
             last = micro == config.accumulation - 1
+            sync = contextlib.nullcontext()
             if self.full is not None:  # FSDP: no reduce-scatter until the last micro-batch
-                sync = sharding.gradient_sync(self.model, last)
+                self.model.set_requires_gradient_sync(last)
             elif world.size > 1 and not last:
                 sync = self.model.no_sync()
-            else:
-                sync = contextlib.nullcontext()
             with sync:
                 with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=config.bf16):
                     loss = self.task.loss(self.model, batch)

@@ -87,11 +87,10 @@ class Predictor:
 
     def _classify_images(self, paths: list[str]) -> list[dict]:
         """The class of each image file, read and normalised as in training."""
+        from atenea.models.vit import pixels
         from atenea.training.datasets.images import image_for_model
 
         config = self.model.config
-        mean = torch.tensor(config.image_mean).view(-1, 1, 1)
-        std = torch.tensor(config.image_std).view(-1, 1, 1)
         results = []
         for start in range(0, len(paths), EVAL_BATCH):
             chunk = paths[start : start + EVAL_BATCH]
@@ -99,7 +98,7 @@ class Predictor:
                 torch.from_numpy(image_for_model(p, config.image_size, config.num_channels))
                 for p in chunk
             ])  # fmt: skip
-            pixel_values = ((images.float() / 255 - mean) / std).to(self.device)
+            pixel_values = pixels(images.float() / 255, config).to(self.device)  # at its size
             probabilities = torch.softmax(self.model(pixel_values).logits.float(), -1)
             for path, row in zip(chunk, probabilities.tolist()):
                 best = max(range(len(row)), key=row.__getitem__)
@@ -108,21 +107,14 @@ class Predictor:
         return results
 
     def _translate(self, texts: list[str]) -> list[dict]:
+        from atenea.training.tasks.translate import greedy_translate
+
         eos, pad = self.tokenizer.token_id("eos"), self.tokenizer.token_id("pad")
-        results = []
-        for start in range(0, len(texts), EVAL_BATCH):
-            chunk = texts[start : start + EVAL_BATCH]
-            sources = self.tokenizer.encode_batch(chunk, truncation=False, add_special_tokens=False)
-            src_ids, src_mask = pad_rows([row[: self.max_length] for row in sources], pad)
-            src_ids, src_mask = src_ids.to(self.device), src_mask.to(self.device)
-            out = generate(
-                self.model, src_ids, attention_mask=src_mask, max_new_tokens=self.max_length,
-                eos_token_id=eos, pad_token_id=pad,
-            )  # fmt: skip
-            for text, row in zip(chunk, out[:, 1:].tolist()):
-                row = row[: row.index(eos)] if eos in row else row
-                results.append({"input": text, "prediction": self.tokenizer.decode(row).strip()})
-        return results
+        sources = self.tokenizer.encode_batch(texts, truncation=False, add_special_tokens=False)
+        sources = [row[: self.max_length] for row in sources]
+        outputs = greedy_translate(self.model, sources, pad, eos, self.max_length)
+        return [{"input": text, "prediction": self.tokenizer.decode(row).strip()}
+                for text, row in zip(texts, outputs)]  # fmt: skip
 
     def _continue(self, text: str) -> str:
         ids = self.tokenizer.encode(text)

@@ -7,7 +7,7 @@ state, and gathers a block's full weights just for its forward and backward.
 The training loop stays as it is, with three differences this module carries:
 
 - **gradient accumulation** turns the reduce-scatter off for all but the last micro-batch
-  (``gradient_sync``), as DDP's ``no_sync``;
+  (``set_requires_gradient_sync``), as DDP's ``no_sync``;
 - **evaluation** runs on every rank (a sharded forward needs every rank's shards; they compute
   the same numbers and rank 0 logs them);
 - **checkpoints** are written from a full, unsharded copy (``FullCopy``) in the usual format:
@@ -15,8 +15,6 @@ The training loop stays as it is, with three differences this module carries:
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 from torch import nn
@@ -41,10 +39,6 @@ def shard(model: nn.Module) -> nn.Module:
     return model
 
 
-def is_sharded(model: nn.Module) -> bool:
-    return any(_is_dtensor(p) for p in model.parameters())
-
-
 def _is_dtensor(t) -> bool:
     from torch.distributed.tensor import DTensor
 
@@ -54,12 +48,6 @@ def _is_dtensor(t) -> bool:
 def _full(t):
     """The whole tensor behind a shard (a collective: every rank calls it, in one order)."""
     return t.full_tensor() if _is_dtensor(t) else t
-
-
-def gradient_sync(model: nn.Module, enabled: bool):
-    """A context in which the backward reduce-scatters gradients only if ``enabled``."""
-    model.set_requires_gradient_sync(enabled)
-    return contextlib.nullcontext()
 
 
 def full_norm(norm: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from atenea.attention.backends.tile_lists import TILE, TileLists, tile_lists
+from atenea.attention.backends.tile_lists import TILE, tile_lists
 from atenea.attention.masks import Mask
 from atenea.attention.masks.base import And, Dense, Not, Or
 from atenea.attention.masks.rules import (
@@ -106,36 +106,30 @@ def mask_mod_of(mask: Mask, q_len: int, kv_len: int, device: torch.device):
     ]
 
 
-# -- block masks, cached with their tile lists ----------------------------------------------------
-
-_BLOCK_MASKS: dict[int, tuple[TileLists, object]] = {}
+# -- block masks, remembered with their tile lists ------------------------------------------------
 
 
 def block_mask_of(problem: Problem, device: torch.device):
     """The ``BlockMask`` of the call's mask (``None`` for no mask): from the tile lists, with
-    the translated ``mask_mod`` for the partial blocks. Cached per tile lists."""
+    the translated ``mask_mod`` for the partial blocks. Built once per (cached) tile lists."""
     from torch.nn.attention.flex_attention import BlockMask
 
     p = problem
     if p.mask is None:
         return None
     lists = tile_lists(p.mask, p.q_len, p.kv_len, device, TILE, TILE)
-    found = _BLOCK_MASKS.get(id(lists))
-    if found is not None and found[0] is lists:
-        return found[1]
-    block_mask = BlockMask.from_kv_blocks(
-        lists.partial_counts,
-        lists.partial_indices,
-        lists.full_counts,
-        lists.full_indices,
-        BLOCK_SIZE=TILE,
-        mask_mod=mask_mod_of(p.mask, p.q_len, p.kv_len, device),
-        seq_lengths=(p.q_len, p.kv_len),
+    return lists.remember(
+        "flex_block_mask",
+        lambda: BlockMask.from_kv_blocks(
+            lists.partial_counts,
+            lists.partial_indices,
+            lists.full_counts,
+            lists.full_indices,
+            BLOCK_SIZE=TILE,
+            mask_mod=mask_mod_of(p.mask, p.q_len, p.kv_len, device),
+            seq_lengths=(p.q_len, p.kv_len),
+        ),
     )
-    if len(_BLOCK_MASKS) >= 64:
-        _BLOCK_MASKS.pop(next(iter(_BLOCK_MASKS)))
-    _BLOCK_MASKS[id(lists)] = (lists, block_mask)
-    return block_mask
 
 
 # -- the call -------------------------------------------------------------------------------------

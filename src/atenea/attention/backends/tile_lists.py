@@ -53,15 +53,19 @@ class TileLists:
         """``(Bm, Hm, n_q, n_k)``."""
         return tuple(self.partial_indices.shape)
 
+    def remember(self, key: str, build):
+        """``build()``, computed once per lists object: what a backend derives from the lists
+        (the transpose, FlexAttention's block mask) lives as long as they do (they are cached)."""
+        memo = self.__dict__.setdefault("_memo", {})  # frozen: a memo, not a field
+        if key not in memo:
+            memo[key] = build()
+        return memo[key]
+
     def transposed(self) -> TileLists:
         """Per key tile, the query tiles that visit it (``n_q`` and ``n_k`` swap roles): the lists
         a dK/dV pass walks. ``q_tile``/``k_tile`` and the lengths swap with them. Built once per
-        lists object (the lists themselves are cached), not at every training step."""
-        found = self.__dict__.get("_transposed_lists")
-        if found is None:
-            found = _transposed(self)
-            object.__setattr__(self, "_transposed_lists", found)  # frozen: a memo, not a field
-        return found
+        lists object, not at every training step."""
+        return self.remember("transposed", lambda: _transposed(self))
 
     def kinds(self) -> Tensor:
         """The tile table back, int8 ``(Bm, Hm, n_q, n_k)`` (EMPTY/PARTIAL/FULL): for tests."""

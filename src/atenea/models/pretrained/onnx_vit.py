@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atenea.models.pretrained.rules import convert
+from atenea.models.pretrained.rules import convert, rule_pattern
 from atenea.models.pretrained.safetensors import CheckpointError
 from atenea.models.pretrained.vit import ENCODER
-from atenea.models.vit import IMAGENET_MEAN, IMAGENET_STD, ViTConfig, ViTModel, resize_positions
+from atenea.models.vit import IMAGENET_MEAN, IMAGENET_STD, ViTConfig, ViTModel, resize_table
 
 # DINOv2's names -> Hugging Face ViT's (the rules of ``vit.py`` take it from there).
 DINO_NAMES = [
@@ -202,12 +202,8 @@ def convert_onnx(path, *, num_heads: int | None = None, image_size: int | None =
                 folded += 1
     rules = [rule.prefixed(prefix, "") for rule in ENCODER if "position" not in rule.hf]
     rules = [r for r in rules if not r.hf.startswith(f"{prefix}pooler")]
-    claimed = {}
-    for name in list(tensors):
-        for rule in rules:
-            pattern = re.escape(rule.hf).replace(r"\{i\}", r"\d+")
-            if re.fullmatch(pattern.replace(r"\{p\}", "(weight|bias)"), name):
-                claimed[name] = tensors[name]
+    patterns = [rule_pattern(rule.hf) for rule in rules]
+    claimed = {n: t for n, t in tensors.items() if any(p.fullmatch(n) for p in patterns)}
     leftover = set(tensors) - set(claimed)
     table = _positions(tensors, prefix, dim, leftover)
     grid = math.isqrt(table.shape[1] - 1)
@@ -223,8 +219,7 @@ def convert_onnx(path, *, num_heads: int | None = None, image_size: int | None =
     state = convert({k: torch.from_numpy(np.array(v)) for k, v in claimed.items()}, rules, "ours")
     positions = torch.from_numpy(np.array(table, dtype=np.float32))
     if config.grid_size != grid:  # resized once, as the graph resizes on every call
-        patches = resize_positions(positions[0, 1:], (config.grid_size, config.grid_size))
-        positions = torch.cat([positions[:, :1], patches.unsqueeze(0)], dim=1)
+        positions = resize_table(positions, (config.grid_size, config.grid_size))
     state["position_embedding"] = positions
     model = ViTModel(config)
     model.load_state_dict(state, strict=True)  # every tensor claimed above, by construction

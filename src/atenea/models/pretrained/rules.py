@@ -80,7 +80,7 @@ class Family:
 _FIELDS = {"i": r"(?P<i>\d+)", "p": r"(?P<p>weight|bias)"}
 
 
-def _pattern(template: str) -> re.Pattern:
+def rule_pattern(template: str) -> re.Pattern:
     """``"h.{i}.ln_1.{p}"`` -> a regex matching ``h.0.ln_1.weight`` with groups ``i``, ``p``."""
     escaped = re.escape(template).replace(r"\{i\}", "{i}").replace(r"\{p\}", "{p}")
     return re.compile(escaped.format(**_FIELDS))
@@ -103,7 +103,7 @@ def rename(
     a ``CheckpointError`` listing the names no rule knows (prefixed by ``source``)."""
     if to not in ("ours", "hf"):
         raise ValueError(f"to: expected 'ours' or 'hf', got {to!r}")
-    compiled = [(_pattern(rule.hf if to == "ours" else rule.ours), rule) for rule in rules]
+    compiled = [(rule_pattern(rule.hf if to == "ours" else rule.ours), rule) for rule in rules]
     ignored = [re.compile(pattern) for pattern in ignore]
     renamed, unknown = {}, []
     for name in names:

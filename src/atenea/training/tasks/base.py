@@ -96,6 +96,10 @@ class Task:
         trained model (a sentence to classify, a source to translate, the start of a text)."""
         raise NotImplementedError
 
+    def num_validation_examples(self) -> int | None:
+        """Validation examples (rows for lm / mlm) the task evaluates on; None if unknown."""
+        return None
+
     def describe(self) -> dict:
         """What ``task.json`` holds: enough for ``from_description`` to rebuild this task."""
         return {

@@ -75,6 +75,9 @@ class ClassifyTask(Task):
     def num_train_examples(self) -> int:
         return len(self.train_ids)
 
+    def num_validation_examples(self) -> int:
+        return len(self.val_ids)
+
     def _batch(self, ids, labels, indices):
         input_ids, mask = pad_rows([ids[i] for i in indices], self.pad_id)
         return {"input_ids": input_ids, "attention_mask": mask,

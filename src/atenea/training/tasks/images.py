@@ -95,6 +95,9 @@ class ImagesTask(Task):
     def num_train_examples(self) -> int:
         return len(self.train)
 
+    def num_validation_examples(self) -> int:
+        return len(self.validation)
+
     def _pixels(self, images: Tensor) -> Tensor:
         return (images.float() / 255 - self.mean) / self.std
 

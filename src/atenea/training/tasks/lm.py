@@ -86,6 +86,9 @@ class LanguageModelTask(Task):
     def num_train_examples(self) -> int:
         return self.train_rows[0].shape[0]
 
+    def num_validation_examples(self) -> int:  # also the segmented task's streams
+        return self.val_rows[0].shape[0]
+
     @staticmethod
     def _batch(rows, indices):
         chosen = torch.as_tensor(list(indices), dtype=torch.long)

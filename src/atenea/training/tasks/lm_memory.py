@@ -28,6 +28,7 @@ from torch import Tensor
 
 from atenea.nn.memory import SegmentMemory
 from atenea.training import metrics
+from atenea.training.distributed import unwrap
 from atenea.training.tasks.base import IGNORE, Evaluating, device_of
 from atenea.training.tasks.lm import LanguageModelTask
 from atenea.training.tasks.settings import TaskError
@@ -98,9 +99,12 @@ class SegmentedLanguageModelTask(LanguageModelTask):
         log-likelihood of the predicted tokens, their count)."""
         total = torch.zeros((), device=batch["input_ids"].device)
         count = 0
-        for start in range(0, batch["input_ids"].shape[1], self.segment):
+        starts = range(0, batch["input_ids"].shape[1], self.segment)
+        # every segment's count of predicted tokens in one read from the device, not one each
+        predicted = batch["labels"] != IGNORE
+        counts = torch.stack([predicted[:, s + 1 : s + self.segment].sum() for s in starts])
+        for start, targets in zip(starts, counts.tolist()):
             part = {k: v[:, start : start + self.segment] for k, v in batch.items()}
-            targets = int((part["labels"][:, 1:] != IGNORE).sum())
             out = model(
                 part["input_ids"], memory=memory, document_ids=part["document_ids"],
                 labels=part["labels"],
@@ -111,7 +115,7 @@ class SegmentedLanguageModelTask(LanguageModelTask):
         return total, count
 
     def loss(self, model, batch):
-        plain = getattr(model, "module", model)  # under DDP the memory is the model's
+        plain = unwrap(model)  # under DDP the memory is the model's
         total, count = self.run_segments(model, batch, plain.new_memory(len(batch["input_ids"])))
         return total / max(count, 1)
 

@@ -78,6 +78,9 @@ class MaskedLanguageModelTask(Task):
     def num_train_examples(self) -> int:
         return len(self.train_chunks)
 
+    def num_validation_examples(self) -> int:
+        return len(self.val_chunks)
+
     def mask(self, input_ids: Tensor, attention_mask: Tensor, generator: torch.Generator):
         """``(masked input_ids, labels)`` of a padded batch ``(B, L)``; see the class."""
         eligible = attention_mask.bool() & ~torch.isin(input_ids, self.special_ids)

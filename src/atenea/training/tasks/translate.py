@@ -98,6 +98,9 @@ class TranslateTask(Task):
     def num_train_examples(self) -> int:
         return len(self.train_src)
 
+    def num_validation_examples(self) -> int:
+        return len(self.val_src)
+
     def _batch(self, sources, targets, indices):
         src_ids, src_mask = pad_rows([sources[i] for i in indices], self.pad_id)
         tgt_ids, tgt_mask = pad_rows([[self.bos_id] + targets[i] for i in indices], self.pad_id)
@@ -122,27 +125,39 @@ class TranslateTask(Task):
     def translate(self, model, sources: list[list[int]]) -> list[list[int]]:
         """Greedy translations (ids, without ``<s>``/``</s>``/padding) of source ids."""
         model = unwrap(model)
-        outputs = []
         with Evaluating(model):
-            device = device_of(model)
-            for start in range(0, len(sources), EVAL_BATCH):
-                src_ids, src_mask = pad_rows(sources[start : start + EVAL_BATCH], self.pad_id)
-                out = generate(
-                    model, src_ids.to(device), attention_mask=src_mask.to(device),
-                    max_new_tokens=self.max_length, eos_token_id=self.eos_id,
-                    pad_token_id=self.pad_id,
-                )  # fmt: skip
-                for row in out[:, 1:].tolist():
-                    outputs.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
-        return outputs
+            return greedy_translate(model, sources, self.pad_id, self.eos_id, self.max_length)
 
     def evaluate(self, model, limit=None):
         count = len(self.val_src) if limit is None else min(limit, len(self.val_src))
         generated = self.translate(model, self.val_src[:count])
         predictions = [self.tokenizer.decode(ids).strip() for ids in generated]
         references = [t.strip() for t in self.val_targets[:count]]
-        return {
-            "exact_match": metrics.exact_match(predictions, references),
-            "bleu": metrics.bleu(predictions, references),
-            "chrf": metrics.chrf(predictions, references),
-        }
+        return translation_metrics(predictions, references)
+
+
+def greedy_translate(
+    model, sources: list[list[int]], pad_id: int, eos_id: int, max_new_tokens: int
+) -> list[list[int]]:
+    """Greedy translations of source ids in batches, on the model's device: ids without
+    ``<s>``/``</s>``/padding (what the task evaluates and ``atenea predict`` prints)."""
+    device = device_of(model)
+    outputs = []
+    for start in range(0, len(sources), EVAL_BATCH):
+        src_ids, src_mask = pad_rows(sources[start : start + EVAL_BATCH], pad_id)
+        out = generate(
+            model, src_ids.to(device), attention_mask=src_mask.to(device),
+            max_new_tokens=max_new_tokens, eos_token_id=eos_id, pad_token_id=pad_id,
+        )  # fmt: skip
+        for row in out[:, 1:].tolist():
+            outputs.append(row[: row.index(eos_id)] if eos_id in row else row)
+    return outputs
+
+
+def translation_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Exact match, BLEU and chrF of translations against their references."""
+    return {
+        "exact_match": metrics.exact_match(predictions, references),
+        "bleu": metrics.bleu(predictions, references),
+        "chrf": metrics.chrf(predictions, references),
+    }

@@ -7,7 +7,7 @@ must be switched on (``TRITON_INTERPRET=1``) before triton is first imported: th
 tests run without a GPU.
 
 Entry points: ``triton_attention(q, k, v, problem)`` (what ``atenea.attention(...,
-backend="triton")`` calls) and ``why_not(problem, q)`` (the one-line reason an explicit
+backend="triton")`` calls) and ``why_not(problem)`` (the one-line reason an explicit
 request cannot run, or None).
 """
 
@@ -34,9 +34,9 @@ DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_HEAD_DIM = 256
 
 
-def why_not(problem: Problem, q: Tensor | None) -> str | None:
-    """Why the Triton kernel cannot run this call, in one line, or None when it can (``q``:
-    the queries, for their device and dtype; None skips those checks)."""
+def why_not(problem: Problem) -> str | None:
+    """Why the Triton kernel cannot run this call (on ``problem.device`` in
+    ``problem.dtype``), in one line, or None when it can."""
     p = problem
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed (pip install 'atenea[gpu]')"
@@ -47,20 +47,19 @@ def why_not(problem: Problem, q: Tensor | None) -> str | None:
         return "dropout is not in the kernel yet (use backend='blocks' or 'sdpa')"
     if max(p.head_dim, p.value_dim) > MAX_HEAD_DIM:
         return f"head sizes up to {MAX_HEAD_DIM}, got D={p.head_dim}, Dv={p.value_dim}"
-    if q is None:
-        return None
+    device, dtype = p.device, p.dtype
     interpreting = _interpreting()
-    if q.device.type == "cpu" and not interpreting:
+    if device.type == "cpu" and not interpreting:
         return (
             "CPU tensors run only in Triton's interpreter: set TRITON_INTERPRET=1 before "
             "triton is imported, or use backend='blocks'"
         )
-    if q.device.type == "cuda" and interpreting:
+    if device.type == "cuda" and interpreting:
         return "Triton's interpreter is on (TRITON_INTERPRET=1): CUDA tensors need it off"
-    if q.device.type not in ("cpu", "cuda"):
-        return f"Triton runs on CUDA tensors (or CPU ones in its interpreter), got {q.device}"
-    if q.dtype not in DTYPES:
-        return f"the kernel computes float16, bfloat16 or float32, got {q.dtype}"
+    if device.type not in ("cpu", "cuda"):
+        return f"Triton runs on CUDA tensors (or CPU ones in its interpreter), got {device}"
+    if dtype not in DTYPES:
+        return f"the kernel computes float16, bfloat16 or float32, got {dtype}"
     return None
 
 
@@ -97,7 +96,7 @@ def triton_attention(
     mask = mask_plan(p.mask, p, lists, device)
     gathers = mask.bitmaps is not None or mods.relative_module is not None
     if table_dtype is None:
-        table_dtype = torch.float16 if q.device.type == "cpu" else q.dtype
+        table_dtype = torch.float16 if device.type == "cpu" else q.dtype
     forward, backward = configs_for(p.head_dim, p.value_dim, table_dtype, gathers, tile)
     setup = Setup(
         problem=p,
@@ -107,7 +106,6 @@ def triton_attention(
         mods=mods,
         forward=forward,
         backward=backward,
-        dtype=q.dtype,
     )
     relative = None
     if mods.relative_module is not None:

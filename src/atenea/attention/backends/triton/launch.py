@@ -7,6 +7,7 @@ modifier plan and the block sizes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +34,6 @@ class Setup:
     mods: ModPlan
     forward: ForwardConfig
     backward: BackwardConfig
-    dtype: torch.dtype
 
 
 def _expanded(lists: TileLists, batch: int, heads: int) -> list:
@@ -45,10 +45,18 @@ def _expanded(lists: TileLists, batch: int, heads: int) -> list:
     return [pc, pi, fc, fi, pc.stride(0), pc.stride(1), pi.stride(0), pi.stride(1), pi.stride(2)]
 
 
+@functools.cache
+def _dummies(device: torch.device) -> tuple[Tensor, Tensor]:
+    """Stand-ins for pointers a call does not use (their constexpr is off: never read), made
+    once per device rather than at every launch."""
+    return (torch.zeros(1, dtype=torch.int32, device=device),
+            torch.zeros(1, dtype=torch.float32, device=device))  # fmt: skip
+
+
 def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, dict]:
     """The arguments after the lists, and the constexprs, shared by the three kernels."""
     p, m, mods = setup.problem, setup.mask, setup.mods
-    dummy = torch.zeros(1, dtype=torch.int32, device=device)
+    dummy, dummy_float = _dummies(torch.device(device))
 
     def row_tensor(t):
         return (t, t.stride(0)) if t is not None else (dummy, 0)
@@ -60,8 +68,8 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
         *row_tensor(m.document), *row_tensor(m.padding), *row_tensor(m.prefix),
         m.bitmaps if m.bitmaps is not None else dummy,
         index if index is not None else dummy, *index_strides,
-        mods.alibi_slopes if mods.alibi_slopes is not None else dummy.float(),
-        relative if relative is not None else dummy.float(),
+        mods.alibi_slopes if mods.alibi_slopes is not None else dummy_float,
+        relative if relative is not None else dummy_float,
         relative.stride(0) if relative is not None else 0,
         mods.cap if mods.cap > 0 else 1.0,
     ]  # fmt: skip
@@ -84,7 +92,7 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
         UPCAST=INTERPRETED,
         # fp32 inputs: exact fp32 products (the GPU would round them to TF32 otherwise); the
         # small float32 blocks of configs.row_bytes keep them from spilling
-        PRECISION="ieee" if setup.dtype == torch.float32 else "tf32",
+        PRECISION="ieee" if p.dtype == torch.float32 else "tf32",
     )
     return args, constants
 
@@ -146,6 +154,7 @@ class TritonAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, relative, setup: Setup):
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None (no zeros)
         out, lse = run_forward(q, k, v, relative, setup)
         ctx.save_for_backward(q, k, v, out, lse, relative)
         ctx.setup = setup

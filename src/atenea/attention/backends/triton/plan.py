@@ -140,10 +140,6 @@ class ModPlan:
     relative: int = NO_BIAS
     relative_module: RelativeBias | None = None
 
-    @property
-    def any(self) -> bool:
-        return self.alibi != NO_BIAS or self.cap > 0 or self.relative != NO_BIAS
-
 
 def _flatten(mod) -> list:
     if isinstance(mod, Compose):
