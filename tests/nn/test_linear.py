@@ -127,7 +127,7 @@ def float64_gradients(x, weight, bias, grad_out):
 @pytest.mark.skipif(not linear_module.ONEDNN, reason="PyTorch built without oneDNN")
 @pytest.mark.parametrize("shape", [(1, 600), (5, 600), (2, 37, 600)])
 def test_gradients_on_onednn_match_float64(shape):
-    # Training products go to OneDNNLinear: forward and both backward products on oneDNN.
+    # Training products go to OneDNNLinear: forward and dx on oneDNN, dW on mm.
     weight = torch.randn(700, 600, requires_grad=True)
     bias = torch.randn(700, requires_grad=True)
     x = torch.randn(*shape, requires_grad=True)
