@@ -14,7 +14,6 @@ from atenea.training.datasets import images as reading
 from atenea.training.files import DataError
 from atenea.training.loop import TrainConfig, train
 from atenea.training.sampling import initial_model
-from atenea.training.tasks.images import confusion_matrix
 
 pytest.importorskip("PIL", reason="reading image files needs Pillow")
 from PIL import Image  # noqa: E402
@@ -127,11 +126,6 @@ def test_batches_are_normalised_and_augmentation_only_moves_pixels(tmp_path):
     model = task.build_model()
     assert model.labels == ["circle", "square"]
     assert model(first["pixel_values"], labels=first["labels"]).loss.isfinite()
-
-
-def test_confusion_matrix_counts_by_hand():
-    matrix = confusion_matrix([0, 2, 2, 1, 0], [0, 2, 1, 1, 2], 3)
-    assert matrix.tolist() == [[1, 0, 0], [0, 1, 1], [1, 0, 1]]
 
 
 def test_text_settings_are_refused_by_name(tmp_path):
