@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from atenea.retrieval.files import DataError
 from atenea.training import tasks
 from atenea.training.datasets import images as reading
-from atenea.training.files import DataError
 from atenea.training.loop import TrainConfig, train
 from atenea.training.sampling import initial_model
 

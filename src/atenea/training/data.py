@@ -10,7 +10,7 @@ Formats come from the suffix: ``.csv`` and ``.tsv`` (a header row names the colu
 or ``.json`` (one JSON object per line; a ``.json`` file holding one JSON array of objects is
 read too), and for texts any file, folder or glob pattern. Everything that goes wrong is a
 :class:`DataError` whose message starts with the file (and line) at fault, so the command line
-can print it as is (the reading itself is ``training.files``). The split is a pure function of
+can print it as is (the reading itself is ``retrieval.files``). The split is a pure function of
 ``seed``.
 """
 
@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from atenea.training.files import (
+from atenea.retrieval.files import (
     TABLE_SUFFIXES,
     DataError,
     check_suffix,

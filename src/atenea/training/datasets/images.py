@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from atenea.training.files import DataError
+from atenea.retrieval.files import DataError
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
