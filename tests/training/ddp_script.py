@@ -13,8 +13,6 @@ The argument is a JSON object of ``TrainConfig`` fields plus ``dropout`` (the to
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 
@@ -22,23 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from toy import ToyTask  # noqa: E402
+from toy import SignalledTask  # noqa: E402
 
 from atenea.training import distributed  # noqa: E402
 from atenea.training.loop import TrainConfig, TrainingInterrupted, train  # noqa: E402
-
-
-class SignalledTask(ToyTask):
-    """The toy task, sending this process SIGINT during loss call ``at_call`` (None: never)."""
-
-    def __init__(self, at_call, **kwargs):
-        super().__init__(**kwargs)
-        self.at_call = at_call
-
-    def loss(self, model, batch):
-        if self.loss_calls + 1 == self.at_call:
-            os.kill(os.getpid(), signal.SIGINT)
-        return super().loss(model, batch)
 
 
 def main(arguments: dict) -> None:
