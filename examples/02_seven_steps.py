@@ -1,4 +1,4 @@
-"""Idea 2 -- self-attention in seven steps: input, Q/K/V, scores (scaled), mask, softmax,
+"""Ideas 2 and 3 -- self-attention in seven steps: input, Q/K/V, scores (scaled), mask, softmax,
 output, inspection. The same steps printed one by one: ``atenea steps`` (``--lang es``).
 
     python examples/02_seven_steps.py

@@ -1,4 +1,4 @@
-"""Idea 3 -- masks: which pairs (query, key) may attend.
+"""Idea 4 -- masks: which pairs (query, key) may attend.
 
 - causal: a token sees itself and the tokens before it (text generation);
 - padding: in a batch of sentences of different lengths, the filler positions are ignored.

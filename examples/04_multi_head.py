@@ -1,4 +1,4 @@
-"""Idea 4 -- multi-head attention: d_model is split into h heads, each with its own W_Q^i,
+"""Idea 5 -- multi-head attention: d_model is split into h heads, each with its own W_Q^i,
 W_K^i, W_V^i; the heads run side by side, their outputs are concatenated and mixed by W_O.
 
     python examples/04_multi_head.py       (printed: atenea steps --heads 2)

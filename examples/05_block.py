@@ -1,4 +1,4 @@
-"""Idea 5 -- a transformer block: attention mixes positions, a feed-forward network refines
+"""Idea 6 -- a transformer block: attention mixes positions, a feed-forward network refines
 each position alone, each wrapped in a residual sum and a LayerNorm. Post-norm (the original
 paper, BERT) normalises after the sum; pre-norm (GPT-2, Llama) before the sub-block.
 

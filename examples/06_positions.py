@@ -1,4 +1,4 @@
-"""Idea 6 -- positions: attention alone does not see order. Permute the tokens and the outputs
+"""Idea 7 -- positions: attention alone does not see order. Permute the tokens and the outputs
 are only permuted. Add positions (a sinusoidal or learned table, X0 = E + P; or RoPE, which
 turns q and k) and the order changes the result.
 

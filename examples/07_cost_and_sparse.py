@@ -1,4 +1,4 @@
-"""Idea 7 -- the cost of the L x L matrix, and a sparse cure.
+"""Idea 8 -- the cost of the L x L matrix, and a sparse cure.
 
 The literal steps keep an L x L matrix: twice the length, four times the memory. A sliding
 window lets each query see only its last W keys: memory and work grow like L. The full

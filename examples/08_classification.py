@@ -1,4 +1,4 @@
-"""Idea 8 -- text classification: the encoder gives one vector per token, one vector stands
+"""Idea 9 -- text classification: the encoder gives one vector per token, one vector stands
 for the whole sentence (here the mean of the token vectors), and a final layer turns it into
 class probabilities. Trained for a few seconds on atenea's built-in sentiment sentences, whose
 labels need attention across words ("not bad at all", "good, but ...").

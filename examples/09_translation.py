@@ -1,4 +1,4 @@
-"""Idea 9 -- translation with an encoder-decoder: the encoder reads the whole source with
+"""Idea 10 -- translation with an encoder-decoder: the encoder reads the whole source with
 self-attention (its output is the memory); the decoder writes the target one token at a time
 with causal self-attention, and cross-attention lets each target token look at the source.
 

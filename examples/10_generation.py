@@ -1,4 +1,4 @@
-"""Idea 10 -- generation: a causal decoder predicts the next token from the ones before it, a
+"""Idea 11 -- generation: a causal decoder predicts the next token from the ones before it, a
 distribution over the vocabulary at each step; a decoding strategy turns those distributions
 into text. Greedy takes the most likely token, sampling draws one (temperature, top-k, top-p
 reshape the distribution), beam search keeps the best few partial sequences.

@@ -1,4 +1,4 @@
-"""Idea 11 -- BERT: pre-train an encoder by hiding some tokens and predicting them from both
+"""Idea 12 -- BERT: pre-train an encoder by hiding some tokens and predicting them from both
 sides (masked language modelling), then reuse what it learned for another task (transfer).
 
 Part 1 shows the masked-LM objective on a tiny encoder and a toy language (counting): only the

@@ -1,4 +1,4 @@
-"""Idea 12 -- data-parallel training: self-attention computes every position at once, so a
+"""Idea 13 -- data-parallel training: self-attention computes every position at once, so a
 batch splits cleanly across processes (or GPUs). Each process holds a full copy of the model,
 takes its share of the batch, and the gradients are averaged across processes before each
 update; every copy stays identical, and the step equals one process on the whole batch.

@@ -1,4 +1,4 @@
-"""Idea 13 -- Bahdanau's attention: where attention began (RNNsearch, 2015).
+"""Idea 15 -- Bahdanau's attention: where attention began (RNNsearch, 2015).
 
 An RNN encoder reads the source into one state per word; an RNN decoder writes the target.
 Without attention (RNNencdec) the decoder gets the whole sentence squeezed into one vector. With
@@ -6,7 +6,7 @@ it (RNNsearch), at every output word i the decoder scores every source state h_j
 own previous state s, turns the scores into weights alpha_ij with a softmax, and reads the
 context c_i = sum_j alpha_ij h_j. The score is a small network: v . tanh(W s + U h_j).
 
-The task is the mirror again (idea 9): the target is the source read backwards, so the trained
+The task is the mirror again (idea 10): the target is the source read backwards, so the trained
 alignment must be an anti-diagonal. The real thing, on the Bible in Spanish and English:
 atenea train translate --arch rnnsearch --data bible-es-en.
 

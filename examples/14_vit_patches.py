@@ -1,4 +1,4 @@
-"""Idea 14 -- the Vision Transformer: attention over the patches of an image.
+"""Idea 16 -- the Vision Transformer: attention over the patches of an image.
 
 An image is cut into square patches; each patch is flattened and projected to a vector (one
 strided convolution does both), a [CLS] vector goes in front, learned positions are added,

@@ -4,6 +4,7 @@ The first seven run in this process in a second or two; the ones that train a mo
 processes, run as scripts and are marked slow."""
 
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -22,6 +23,21 @@ def test_every_idea_has_an_example():
     assert {f"{i:02d}_" for i in range(1, 15)} <= set(numbers)
     course = (Path(__file__).resolve().parent.parent / "docs" / "course.md").read_text()
     assert all(f"examples/{p.name}" in course for p in EXAMPLES)  # each one in the course
+
+
+def test_each_example_says_the_course_numbers_of_its_ideas():
+    # "Idea 4 -- ..." / "Ideas 2 and 3 -- ..." opens each script; docs/course.md's Spanish and
+    # English tables list, row by row (# | idea | example | command), the same numbers for it.
+    course = (Path(__file__).resolve().parent.parent / "docs" / "course.md").read_text()
+    spanish, english = course.split("\n## English\n")
+    for table in (spanish, english):
+        rows = re.findall(r"^\| (\d+) \|.*?`examples/([^`]+)`", table, flags=re.M)
+        for path in EXAMPLES:
+            listed = [int(number) for number, name in rows if name == path.name]
+            opening = re.match(r'"""Ideas? (\d+)(?: and (\d+))? -- ', path.read_text())
+            assert opening, f"{path.name}: opens with 'Idea N -- ' or 'Ideas N and M -- '"
+            said = [int(n) for n in opening.groups() if n]
+            assert said == listed, f"{path.name}: says idea {said}, the course lists {listed}"
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ the pictures, generate, explain (the alignment), evaluate, and an exact resume."
 
 import json
 import random
+import re
 import shutil
 
 import pytest
@@ -64,6 +65,11 @@ def test_rnnsearch_from_training_to_its_alignment(dates, tmp_path, capsys):
     assert run("explain", source, "--model", out, "--out", report, "--png", folder) == 0
     printed = capsys.readouterr().out
     assert "alignment: each target token" in printed and "RNNSearch" in printed
+    assert run("explain", source, "--model", out, "--out", report, "--lang", "es") == 0
+    spanish = capsys.readouterr().out.split("\ninforme:")[0]
+    assert "fuente: " in spanish and "alineamiento: cada token del destino" in spanish
+    numbers = re.compile(r"\d+\.\d+")  # the same weights and entropy, in either language
+    assert numbers.findall(spanish) == numbers.findall(printed.split("\nreport:")[0])
     assert (folder / "alignment.png").read_bytes()[:8] == PNG
     page = report.read_text()
     assert "alignment (target rows x source columns)" in page

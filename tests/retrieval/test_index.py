@@ -114,6 +114,21 @@ def test_bad_corpora_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "i").exists()  # nothing written on failure
 
 
+def test_corpus_files_are_read_as_training_reads_them(tmp_path):
+    # text in any newline convention splits at blank lines; a folder skips hidden and binary
+    # files; TSV is read literally (a stray quote stays text); a bad byte names its line
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_bytes(b"first one\r\n\r\nsecond  one\r\n")
+    (tmp_path / "notes" / ".hidden.txt").write_text("never read")
+    (tmp_path / "notes" / "blob.dat").write_bytes(b"\0\xff binary")
+    (tmp_path / "rows.tsv").write_text('topic\tbody\nweather\tit said "rain\n\t\n')
+    texts = [p["text"] for p in read_passages([tmp_path / "notes", tmp_path / "rows.tsv"], "body")]
+    assert texts == ["first one", "second one", 'it said "rain']
+    (tmp_path / "latin.txt").write_bytes(b"fine\ncaf\xe9\n")
+    with pytest.raises(CorpusError, match=r"^corpus: .*latin.txt:2: not UTF-8 text"):
+        read_passages(tmp_path / "latin.txt")
+
+
 def test_index_and_search_commands(corpus, tmp_path, capsys):
     assert run("index", corpus, "--out", tmp_path / "idx", "--quiet") == 0
     assert run("search", tmp_path / "idx", "a string instrument played with a bow", "-k", 2) == 0

@@ -3,9 +3,11 @@ need one: DDP with two ranks.
 
     python tests/training/ddp_script.py '{"output": "...", "steps": 4, ...}'
 
-The argument is a JSON object of ``TrainConfig`` fields plus ``dropout`` (the toy model's) and
-``resume``. Each rank writes the example indices it trained on to
-``output/indices-rank{rank}.json``.
+The argument is a JSON object of ``TrainConfig`` fields plus ``dropout`` (the toy model's),
+``resume``, and ``signal``: ``[rank, call]`` sends that rank SIGINT during its loss call number
+``call``. Each rank writes the example indices it trained on to
+``output/indices-rank{rank}.json``, and the step it stopped at after a signal (on any rank) to
+``output/stopped-rank{rank}.json``.
 """
 
 from __future__ import annotations
@@ -18,21 +20,26 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from toy import ToyTask  # noqa: E402
+from toy import SignalledTask  # noqa: E402
 
 from atenea.training import distributed  # noqa: E402
-from atenea.training.loop import TrainConfig, train  # noqa: E402
+from atenea.training.loop import TrainConfig, TrainingInterrupted, train  # noqa: E402
 
 
 def main(arguments: dict) -> None:
     torch.set_num_threads(1)  # the same numerics as the in-process tests (one thread)
     resume = arguments.pop("resume", False)
-    task = ToyTask(dropout=arguments.pop("dropout", 0.0))
+    signal_rank, signal_call = arguments.pop("signal", (None, None))
     world = distributed.setup()
+    at_call = signal_call if world.rank == signal_rank else None
+    task = SignalledTask(at_call, dropout=arguments.pop("dropout", 0.0))
     model = task.build_model()
     config = TrainConfig(**{"progress": False, **arguments})
     try:
         train(task, model, config, resume=resume)
+    except TrainingInterrupted as stopped:
+        path = Path(config.output) / f"stopped-rank{world.rank}.json"
+        path.write_text(json.dumps(stopped.step))
     finally:
         indices = [i for batch in task.seen for i in batch]
         path = Path(config.output) / f"indices-rank{world.rank}.json"

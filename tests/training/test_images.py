@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from atenea.retrieval.files import DataError
 from atenea.training import tasks
 from atenea.training.datasets import images as reading
-from atenea.training.files import DataError
 from atenea.training.loop import TrainConfig, train
 from atenea.training.sampling import initial_model
-from atenea.training.tasks.images import confusion_matrix
 
 pytest.importorskip("PIL", reason="reading image files needs Pillow")
 from PIL import Image  # noqa: E402
@@ -129,9 +128,18 @@ def test_batches_are_normalised_and_augmentation_only_moves_pixels(tmp_path):
     assert model(first["pixel_values"], labels=first["labels"]).loss.isfinite()
 
 
-def test_confusion_matrix_counts_by_hand():
-    matrix = confusion_matrix([0, 2, 2, 1, 0], [0, 2, 1, 1, 2], 3)
-    assert matrix.tolist() == [[1, 0, 0], [0, 1, 1], [1, 0, 1]]
+def test_a_tenth_is_held_out_and_every_class_keeps_an_image():
+    labels = [0] * 9 + [1]  # 9 of one class, 1 of another: the lone image never leaves train
+    whole = reading.ImageSet(torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1), labels,
+                             ["many", "one"])  # fmt: skip
+    chosen = set()
+    for seed in range(20):
+        train, held = reading.split(whole, 0.1, seed)
+        kept, out = train.images.flatten().tolist(), held.images.flatten().tolist()
+        assert len(out) == 1 and 9 not in out and sorted(kept + out) == list(range(10))
+        assert kept == sorted(kept) and held.labels == [labels[i] for i in out]
+        chosen.update(out)
+    assert len(chosen) > 3  # the seed chooses
 
 
 def test_text_settings_are_refused_by_name(tmp_path):

@@ -4,7 +4,6 @@ SIGINT before the first scheduled checkpoint saves the step it reached and the r
 bit for bit where an uninterrupted one does; the clock saves without a signal; ``steps`` may
 grow on resume, with the schedule continuing as if it had been that long from the start."""
 
-import os
 import signal
 
 import pytest
@@ -17,23 +16,10 @@ from atenea.training.schedule import lr_factor
 from atenea.training.state import latest_checkpoint
 from tests.helpers import assert_same_weights
 
-from .toy import ToyTask
+from .toy import SignalledTask, ToyTask
 
 SETTINGS = dict(steps=8, batch_size=4, accumulation=2, lr=3e-3, warmup=2, eval_every=4,
                 save_every=6, seed=3, progress=False)  # fmt: skip
-
-
-class SignalledTask(ToyTask):
-    """Sends this process ``number`` during loss call ``at_call`` (mid-step: the step goes on)."""
-
-    def __init__(self, at_call, number=signal.SIGINT):
-        super().__init__()
-        self.at_call, self.number = at_call, number
-
-    def loss(self, model, batch):
-        if self.loss_calls + 1 == self.at_call:
-            os.kill(os.getpid(), self.number)
-        return super().loss(model, batch)
 
 
 def _train(output, task, resume=False, **changes):

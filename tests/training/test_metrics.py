@@ -6,7 +6,15 @@ import random
 import pytest
 import torch
 
-from atenea.training.metrics import accuracy, bleu, chrf, exact_match, macro_f1, perplexity
+from atenea.training.metrics import (
+    accuracy,
+    bleu,
+    chrf,
+    confusion_matrix,
+    exact_match,
+    macro_f1,
+    perplexity,
+)
 
 
 def test_accuracy_and_exact_match():
@@ -36,6 +44,16 @@ def test_macro_f1_matches_scikit_learn(seed):
     predictions = [r if rng.random() < 0.5 else rng.choice(labels + ["other"]) for r in references]
     expected = metrics.f1_score(references, predictions, average="macro", zero_division=0)
     assert macro_f1(predictions, references) == pytest.approx(expected)
+
+
+def test_confusion_matrix_counts_by_hand():
+    # class numbers (the image task) and class names (the text classifier) alike
+    matrix = confusion_matrix([0, 2, 2, 1, 0], [0, 2, 1, 1, 2], range(3))
+    assert matrix == [[1, 0, 0], [0, 1, 1], [1, 0, 1]]
+    named = confusion_matrix(["b", "a", "a"], ["a", "a", "c"], ["a", "b", "c"])
+    assert named == [[1, 1, 0], [0, 0, 0], [1, 0, 0]]
+    with pytest.raises(ValueError, match=r"references\[1\]: 'd' is not one of the labels"):
+        confusion_matrix(["a", "a"], ["a", "d"], ["a", "b"])
 
 
 def test_bleu_and_chrf():

@@ -10,6 +10,8 @@ one that got the torch RNG wrong would show too.
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import torch
 import torch.nn.functional as F
@@ -89,3 +91,17 @@ class ToyTask:
         logits = model(ids).logits.float()
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
         return {"loss": float(loss), "perplexity": math.exp(float(loss))}
+
+
+class SignalledTask(ToyTask):
+    """The toy task, sending this process ``number`` during loss call ``at_call`` (mid-step: the
+    step goes on; None: never)."""
+
+    def __init__(self, at_call, number=signal.SIGINT, **kwargs):
+        super().__init__(**kwargs)
+        self.at_call, self.number = at_call, number
+
+    def loss(self, model, batch):
+        if self.loss_calls + 1 == self.at_call:
+            os.kill(os.getpid(), self.number)
+        return super().loss(model, batch)

@@ -62,8 +62,9 @@ def run_evaluate(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from atenea.cli.evaluation_report import confusion_png, print_evaluation, write_predictions
+    from atenea.cli.evaluation_report import print_evaluation, write_predictions
     from atenea.cli.outputs import check_finished
+    from atenea.inspect.plots import confusion_png
     from atenea.training.evaluation import evaluate_folder
 
     if args.limit is not None and args.limit < 1:
@@ -90,7 +91,8 @@ def _evaluate(args) -> int:
         print()  # the files written, apart from the numbers
     for path in pictures:
         try:
-            print(f"confusion matrix: {confusion_png(result, path)}")
+            written = confusion_png(result.confusion, result.labels, path, "confusion matrix")
+            print(f"confusion matrix: {written}")
         except ImportError as error:  # matplotlib missing: the numbers are printed already
             raise ValueError(f"--png: {error}") from None
     if args.predictions:

@@ -1,5 +1,6 @@
 """What ``atenea evaluate`` prints and writes beside the metrics: the per-class table, the
-confusion matrix (as text and as a PNG), the notes, and the per-example predictions."""
+confusion matrix (as text; its picture is ``inspect.plots.confusion_png``), the notes, and
+the per-example predictions."""
 
 from __future__ import annotations
 
@@ -30,19 +31,6 @@ def print_evaluation(result) -> None:
         print()
     for note in result.notes:
         print(f"note: {note}")
-
-
-def confusion_png(result, path: Path) -> Path:
-    """The confusion matrix as a picture: each row's fractions (its recall on the diagonal),
-    the counts in the terminal."""
-    import torch
-
-    from atenea.inspect.plots import heatmap_png
-
-    counts = torch.tensor(result.confusion, dtype=torch.float32)
-    fractions = counts / counts.sum(-1, keepdim=True).clamp(min=1)
-    title = "confusion: true label (rows) -> predicted (columns), fraction of each row"
-    return heatmap_png(fractions, result.labels, path, title, show_values=True, vmax=1.0)
 
 
 def write_predictions(rows: list[dict], path: Path) -> Path:

@@ -29,7 +29,7 @@ from atenea.models import (
     load_pretrained,
 )
 from atenea.models.rnn import RNNTranslator
-from atenea.training.files import DataError
+from atenea.retrieval.files import DataError
 
 DEFAULT_OUT = "attention_report.html"
 

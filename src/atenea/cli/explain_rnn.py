@@ -8,6 +8,8 @@ from pathlib import Path
 
 from atenea.inspect import plots
 from atenea.inspect.alignment import explain_alignment
+from atenea.inspect.explain_lang import alignment_summary
+from atenea.inspect.lang import pick_language
 from atenea.inspect.tokens import ExplainError
 
 
@@ -26,17 +28,8 @@ def run_alignment(args, model, tokenizer, texts: list[str], out: Path, write_out
         for text in texts
     ]  # fmt: skip
     name = f"{args.model} ({type(model).__name__}, score={model.config.score})"
-    print(f"atenea explain: {name}")
-    for e in explanations:
-        print(f"\nsource: {e.text}")
-        if e.notice:
-            print(f"note: {e.notice}")
-        how = "generated greedily" if e.generated else "given"
-        print(f"target ({how}): {e.target}")
-        print("alignment: each target token -> the source tokens it read most:")
-        for line in e.summary:
-            print(f"  {line}")
-        print(f"  ({e.description.text})")
+    lang = pick_language(getattr(args, "lang", None))
+    print("\n".join(alignment_summary(explanations, name, lang)))
     write_outputs(args, explanations, name, out, _pictures)
     return 0
 

@@ -60,7 +60,7 @@ def run(args) -> int:
 
 
 def _inputs(args, columns: dict, images: bool = False) -> list[str]:
-    from atenea.training.files import read_column
+    from atenea.retrieval.files import read_column
 
     if bool(args.texts) == bool(args.data):
         raise ValueError("give the texts to predict, or --data FILE (one of the two)")
@@ -70,7 +70,7 @@ def _inputs(args, columns: dict, images: bool = False) -> list[str]:
         return list(args.texts)
     path = Path(args.data)
     if path.suffix.lower() == ".txt":
-        from atenea.training.files import read_text
+        from atenea.retrieval.files import read_text
 
         lines = [line for line in read_text(path).splitlines() if line.strip()]
         if not lines:

@@ -345,14 +345,12 @@ def draw_run(out: Path, task) -> list[Path]:
 
 def draw_confusion(folder: Path, task) -> Path:
     """``folder/confusion.png``: the trained model's confusion matrix on the validation set."""
-    from atenea.inspect.images import confusion_png
+    from atenea.inspect.plots import confusion_png
     from atenea.models import load_pretrained
 
     model, _ = load_pretrained(folder)
-    matrix = task.confusion(model)
-    accuracy = matrix.diag().sum().item() / max(matrix.sum().item(), 1)
-    title = f"validation confusion matrix ({matrix.sum().item()} images, accuracy {accuracy:.3f})"
-    return confusion_png(matrix, task.info["labels"], folder / "confusion.png", title)
+    path, title = folder / "confusion.png", "validation confusion matrix"
+    return confusion_png(task.confusion(model), task.info["labels"], path, title)
 
 
 def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:

@@ -94,29 +94,3 @@ def alignment_lines(e: AlignmentExplanation, k: int = 3) -> list[str]:
         )
         lines.append(f"{token:>{width}} -> {best}")
     return lines
-
-
-def alignment_panel(e: AlignmentExplanation, rounded) -> dict:
-    """One panel of the HTML report (JSON-ready): the alignment as the one kind of attention
-    (one layer, one head) and, where other models show the rollout, the alignment again with
-    the generated tokens as rows. ``rounded``: the report's tensor-to-list function."""
-    arrow = "→ (generated greedily)" if e.generated else "→"
-    weights = rounded(e.alignment)
-    d = e.description
-    description = {
-        "layer": 0, "head": 0, "layer_index": 0, "head_index": 0, "pattern": d.pattern,
-        "text": d.text, "entropy": d.entropy, "mean_distance": d.mean_distance,
-        "self_share": None, "previous_share": None, "next_share": None,
-        "special_share": d.special_share,
-    }  # fmt: skip
-    view = {
-        "name": "alignment (target rows x source columns)", "tokens": e.output_tokens,
-        "key_tokens": e.source_tokens, "causal": False, "focus": None, "layers": [0],
-        "heads": [0], "maps": [[weights]], "descriptions": [description],
-    }  # fmt: skip
-    return {
-        "text": f"{e.text} {arrow} {e.target}", "notice": e.notice, "summary": e.summary,
-        "focus": None, "tokens": e.output_tokens, "key_tokens": e.source_tokens, "causal": False,
-        "rollout": weights, "rollout_caption": CAPTION, "layers": [0], "heads": [0],
-        "kinds": {"cross": view},
-    }  # fmt: skip

@@ -1,7 +1,7 @@
 """The terminal summary of ``atenea explain`` in any language of ``atenea.inspect.lang``, written
-from the numbers of an ``Explanation`` (encoder and decoder models) or a
-``Seq2SeqExplanation`` (encoder-decoder models) -- not by translating the English lines -- so
-every language carries the same numbers."""
+from the numbers of an ``Explanation`` (encoder and decoder models), a ``Seq2SeqExplanation``
+(encoder-decoder models) or an ``AlignmentExplanation`` (RNNsearch) -- not by translating the
+English lines -- so every language carries the same numbers."""
 
 from __future__ import annotations
 
@@ -79,11 +79,7 @@ def seq2seq_summary(
                 decoder=config.num_decoder_layers, heads=config.num_heads)  # fmt: skip
     out = [say(lang, "s2s_title", name=name, shape=shape)]
     for e in explanations:
-        out += ["", say(lang, "s2s_source", text=e.text)]
-        if e.notice:
-            out.append(say(lang, "explain_note", notice=e.notice))
-        how = say(lang, "s2s_generated" if e.generated else "s2s_given")
-        out.append(say(lang, "s2s_target", how=how, target=e.target))
+        out += translation_lines(e, lang)
         out.append(say(lang, "s2s_source_tokens", count=len(e.source_tokens),
                        tokens=" ".join(e.source_tokens)))  # fmt: skip
         out.append(say(lang, "s2s_target_tokens", count=len(e.output_tokens),
@@ -97,6 +93,29 @@ def seq2seq_summary(
         out.append(say(lang, "s2s_heads"))
         for d in sorted(e.cross_descriptions, key=lambda d: d.entropy)[:5]:
             out.append(f"  {cross_head_text(d, lang)}")
+    return out
+
+
+def translation_lines(e, lang: str) -> list[str]:
+    """The lines that open each translation's summary (an encoder-decoder's or RNNsearch's): a
+    blank line, the source, its note, and the target (given, or generated greedily)."""
+    out = ["", say(lang, "s2s_source", text=e.text)]
+    if e.notice:
+        out.append(say(lang, "explain_note", notice=e.notice))
+    how = say(lang, "s2s_generated" if e.generated else "s2s_given")
+    return out + [say(lang, "s2s_target", how=how, target=e.target)]
+
+
+def alignment_summary(explanations, name: str, lang: str) -> list[str]:
+    """Every line ``atenea explain`` prints for RNNsearch, in ``lang``: per source, the
+    translation, the source tokens each target token read most, and what its one attention
+    does."""
+    out = [say(lang, "rnn_title", name=name)]
+    for e in explanations:
+        out += translation_lines(e, lang)
+        out.append(say(lang, "rnn_alignment"))
+        out += [f"  {line}" for line in e.summary]  # tokens and numbers only: any language
+        out.append(f"  ({cross_head_text(e.description, lang)})")
     return out
 
 

@@ -147,6 +147,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "cross_broad": "{name} spreads its attention over the source (entropy {entropy:.2f})",
         "cross_diagonal": "{name} follows the source in order (mean distance from the diagonal {distance:.1f} tokens)",
         "cross_content": "{name} aligns by content (mean distance from the diagonal {distance:.1f} tokens, entropy {entropy:.2f})",
+        "rnn_title": "atenea explain: {name}",
+        "rnn_alignment": "alignment: each target token -> the source tokens it read most:",
     },
     "es": {
         "report_written": "informe: {path}  (ábralo en un navegador)",
@@ -252,5 +254,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "cross_broad": "{name} reparte su atención por toda la fuente (entropía {entropy:.2f})",
         "cross_diagonal": "{name} recorre la fuente en orden (distancia media a la diagonal {distance:.1f} tokens)",
         "cross_content": "{name} alinea por contenido (distancia media a la diagonal {distance:.1f} tokens, entropía {entropy:.2f})",
+        "rnn_title": "atenea explain: {name}",
+        "rnn_alignment": "alineamiento: cada token del destino -> los tokens de la fuente que más leyó:",
     },
 }

@@ -1,6 +1,7 @@
 """PNG pictures of attention (matplotlib): heatmaps of one map (a head, the heads' mean, the
-rollout, the weights of ``atenea steps``, a translation's alignment), the model view, and the
-cost of attention against length (``atenea cost``). Every picture atenea draws is drawn here."""
+rollout, the weights of ``atenea steps``, a translation's alignment), the model view, the
+cost of attention against length (``atenea cost``), and a classifier's confusion matrix. Every
+picture atenea draws is drawn here."""
 
 from __future__ import annotations
 
@@ -90,6 +91,41 @@ def heatmap_png(
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion_png(counts, classes: list[str], path, title: str) -> Path:
+    """``counts (K, K)`` (a tensor or nested lists; row: true class, column: predicted) as a
+    heatmap of each row's share (its recall on the diagonal), the counts written in the cells;
+    the title ends with the number of examples and the accuracy. ``atenea evaluate`` (a text
+    classifier) and ``atenea train images`` draw it."""
+    import torch
+
+    path = png_path(path)
+    plt = _pyplot()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    counts = torch.as_tensor(counts).detach().cpu().long()
+    shares = counts.float() / counts.sum(1, keepdim=True).clamp(min=1)
+    total = int(counts.sum())
+    accuracy = int(counts.diag().sum()) / max(total, 1)
+    size = min(3 + 0.6 * len(classes), 16)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(shares.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            if counts[i, j]:
+                dark = shares[i, j] > 0.6
+                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")  # fmt: skip
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{title} ({total} examples, accuracy {accuracy:.3f})", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

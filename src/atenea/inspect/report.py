@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from atenea.inspect.alignment import AlignmentExplanation, alignment_panel
+from atenea.inspect.alignment import CAPTION as ALIGNMENT_CAPTION
+from atenea.inspect.alignment import AlignmentExplanation
 from atenea.inspect.analysis import HeadDescription
 from atenea.inspect.explain import Explanation, strongest_link
 from atenea.inspect.seq2seq import Seq2SeqExplanation
@@ -101,7 +102,7 @@ def report_data(
         return {
             "model": model_name,
             "initial": {"layer": 0, "head": 0 if head is None else head, "kind": "cross"},
-            "panels": [alignment_panel(e, _rounded) for e in explanations],
+            "panels": [alignment_panel(e) for e in explanations],
         }
     if isinstance(first, Seq2SeqExplanation):  # the cross-attention is shown first
         layer = first.cross_maps.shape[0] - 1 if layer is None else layer
@@ -155,8 +156,24 @@ def seq2seq_panel(e: Seq2SeqExplanation) -> dict:
     }  # fmt: skip
 
 
+def alignment_panel(e: AlignmentExplanation) -> dict:
+    """One panel for RNNsearch (JSON-ready): the alignment as the one kind of attention (one
+    layer, one head) and, where other models show the rollout, the alignment again with the
+    generated tokens as rows."""
+    arrow = "→ (generated greedily)" if e.generated else "→"
+    name = "alignment (target rows x source columns)"
+    view = _view(e.output_tokens, e.maps, [e.description], False, name, e.source_tokens)
+    return {
+        "text": f"{e.text} {arrow} {e.target}", "notice": e.notice, "summary": e.summary,
+        "focus": None, "tokens": e.output_tokens, "key_tokens": e.source_tokens, "causal": False,
+        "rollout": view["maps"][0][0], "rollout_caption": ALIGNMENT_CAPTION, "layers": [0],
+        "heads": [0], "kinds": {"cross": view},
+    }  # fmt: skip
+
+
 def _view(tokens, maps, descriptions, causal, name, key_tokens=None) -> dict:
-    """One attention kind of an encoder-decoder panel: ``maps (layers, heads, Lq, Lk)``."""
+    """One attention kind of an encoder-decoder or RNNsearch panel: ``maps (layers, heads, Lq,
+    Lk)``."""
     return {
         "name": name, "tokens": tokens, "key_tokens": key_tokens, "causal": causal,
         "focus": None, "layers": list(range(maps.shape[0])), "heads": list(range(maps.shape[1])),

@@ -6,18 +6,19 @@
     .csv / .tsv / .jsonl                one passage per row, from its text column; the row's
                                         other columns kept beside it (a title, a topic)
 
+The files are read by ``retrieval.files`` (UTF-8, tables, folders), as training reads its data.
 MiniLM reads 256 tokens at most (about 190 English words): a longer passage would be embedded
 from its start only, so paragraphs are cut before that.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
+from atenea.retrieval.files import DataError, folder_files, read_records, read_text
+
 MAX_WORDS = 160
-TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")  # a .json file is read as text, one passage a paragraph
 SKIPPED_SUFFIXES = {".safetensors", ".bin", ".pt", ".png", ".jpg", ".gz", ".zip", ".pdf"}
 
 
@@ -37,39 +38,21 @@ def paragraphs(text: str, max_words: int = MAX_WORDS) -> list[str]:
 
 
 def _text_file(path: Path) -> list[dict]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise CorpusError(f"corpus: {path}: not UTF-8 text ({error.reason})") from None
+    # newlines as Python's text mode reads them, so a CRLF file has blank lines too
+    text = read_text(path).replace("\r\n", "\n").replace("\r", "\n")
     return [{"text": piece, "source": f"{path}#{i}"} for i, piece in enumerate(paragraphs(text))]
 
 
 def _rows(path: Path, text_column: str) -> list[dict]:
     """The rows of a CSV / TSV / JSONL file as passages (other columns kept)."""
-    if path.suffix == ".jsonl":
-        rows = []
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise CorpusError(
-                            f"corpus: {path}:{number}: bad JSON ({error.msg})"
-                        ) from None
-                    if not isinstance(row, dict):
-                        raise CorpusError(f"corpus: {path}:{number}: expected a JSON object")
-                    rows.append(row)
-    else:
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle, delimiter=TABLE_SUFFIXES[path.suffix]))
-    if rows and text_column not in rows[0]:
-        columns = ", ".join(rows[0]) or "none"
+    columns, records = read_records(path)
+    if records and text_column not in (columns or records[0][1]):
+        found = ", ".join(columns or records[0][1]) or "none"
         raise CorpusError(
-            f"text_column: {path} has no column {text_column!r}; its columns: {columns}"
+            f"text_column: {path} has no column {text_column!r}; its columns: {found}"
         )
     passages = []
-    for number, row in enumerate(rows):
+    for number, (_, row) in enumerate(records):
         text = " ".join(str(row.get(text_column) or "").split())
         if text:
             extra = {k: v for k, v in row.items() if k != text_column and isinstance(v, str)}
@@ -79,11 +62,7 @@ def _rows(path: Path, text_column: str) -> list[dict]:
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
-        return sorted(
-            p for p in path.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            and p.suffix.lower() not in SKIPPED_SUFFIXES
-        )  # fmt: skip
+        return [p for p in folder_files(path) if p.suffix.lower() not in SKIPPED_SUFFIXES]
     if path.is_file():
         return [path]
     raise CorpusError(f"corpus: {path}: no such file or folder")
@@ -96,12 +75,15 @@ def read_passages(paths, text_column: str = "text") -> list[dict]:
     passage at all."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     passages = []
-    for path in paths:
-        for file in _files(Path(path)):
-            if file.suffix in TABLE_SUFFIXES or file.suffix == ".jsonl":
-                passages += _rows(file, text_column)
-            else:
-                passages += _text_file(file)
+    try:
+        for path in paths:
+            for file in _files(Path(path)):
+                if file.suffix.lower() in TABLE_SUFFIXES:
+                    passages += _rows(file, text_column)
+                else:
+                    passages += _text_file(file)
+    except DataError as error:  # the file readers' message, said of the corpus
+        raise CorpusError(f"corpus: {error}") from None
     if not passages:
         shown = " ".join(str(p) for p in paths) or "(none given)"
         raise CorpusError(f"corpus: no text in {shown}; give text files, folders or CSV/JSONL")

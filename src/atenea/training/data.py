@@ -10,7 +10,7 @@ Formats come from the suffix: ``.csv`` and ``.tsv`` (a header row names the colu
 or ``.json`` (one JSON object per line; a ``.json`` file holding one JSON array of objects is
 read too), and for texts any file, folder or glob pattern. Everything that goes wrong is a
 :class:`DataError` whose message starts with the file (and line) at fault, so the command line
-can print it as is (the reading itself is ``training.files``). The split is a pure function of
+can print it as is (the reading itself is ``retrieval.files``). The split is a pure function of
 ``seed``.
 """
 
@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from atenea.training.files import (
+from atenea.retrieval.files import (
     TABLE_SUFFIXES,
     DataError,
     check_suffix,
@@ -55,9 +55,10 @@ def _validation_count(total: int, fraction: float) -> int:
     return min(total - 1, max(1, round(total * fraction)))
 
 
-def _random_split(examples: list, fraction: float, seed: int, keep=None) -> Split:
+def random_split(examples: list, fraction: float, seed: int, keep=None) -> Split:
     """Hold out a seeded random ``fraction`` of ``examples``; ``keep(example)`` names a group
-    (the label) that must keep at least one example in train. Both parts keep file order."""
+    (the label) that must keep at least one example in train. Both parts keep file order.
+    ``examples`` may be anything in a list: the image task splits image indices."""
     wanted = _validation_count(len(examples), fraction)
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
@@ -105,7 +106,7 @@ def read_classify(
     names = ("text", "label")
     examples = read_pairs(path, text_column, label_column, names)
     if validation is None:
-        return _random_split(examples, validation_fraction, seed, keep=lambda e: e["label"])
+        return random_split(examples, validation_fraction, seed, keep=lambda e: e["label"])
     held_out = read_pairs(validation, text_column, label_column, names)
     unseen = sorted({e["label"] for e in held_out} - {e["label"] for e in examples})
     if unseen:
@@ -134,7 +135,7 @@ def read_translate(
     """
     examples = _read_translate_file(Path(path), source_column, target_column)
     if validation is None:
-        return _random_split(examples, validation_fraction, seed)
+        return random_split(examples, validation_fraction, seed)
     return Split(examples, _read_translate_file(Path(validation), source_column, target_column))
 
 
@@ -188,7 +189,7 @@ def read_texts(paths, validation=None, validation_fraction: float = 0.1, seed: i
         return Split(documents, read_documents(validation))
     if len(documents) == 1:
         return _split_document(documents[0], validation_fraction)
-    return _random_split(documents, validation_fraction, seed)
+    return random_split(documents, validation_fraction, seed)
 
 
 def _split_document(document: dict, fraction: float) -> Split:

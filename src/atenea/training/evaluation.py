@@ -62,15 +62,6 @@ def per_class(predictions: list[str], references: list[str], labels: list[str]) 
     return report
 
 
-def confusion_matrix(predictions, references, labels: list[str]) -> list[list[int]]:
-    """``counts[i][j]``: examples of true label ``labels[i]`` predicted as ``labels[j]``."""
-    index = {label: i for i, label in enumerate(labels)}
-    counts = [[0] * len(labels) for _ in labels]
-    for p, r in zip(predictions, references):
-        counts[index[r]][index[p]] += 1
-    return counts
-
-
 def evaluate_folder(
     folder, data=None, columns: dict | None = None, limit: int | None = None, device=None
 ):
@@ -96,7 +87,7 @@ def evaluate_folder(
             {"accuracy": metrics.accuracy(predictions, references),
              "macro_f1": metrics.macro_f1(predictions, references)},
             classes=per_class(predictions, references, labels), labels=names,
-            confusion=confusion_matrix(predictions, references, names), unseen=dict(unseen),
+            confusion=metrics.confusion_matrix(predictions, references, names), unseen=dict(unseen),
         )  # fmt: skip
         if unseen:
             shown = ", ".join(f"{label!r} x{count}" for label, count in sorted(unseen.items()))

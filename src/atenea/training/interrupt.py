@@ -12,8 +12,10 @@ lose everything. ``Interrupts`` closes that gap for the training loop:
 - every ``save_minutes`` minutes of training it also asks for a checkpoint, so a SIGKILL or a
   power cut loses at most that much work.
 
-Under DDP the ranks must agree on when to save (a checkpoint is a collective step), so the
-request is summed over the ranks once a step: one rank's signal stops them all at one step.
+Under DDP the ranks must agree on when to save (a checkpoint is a collective step), so each
+rank's request (``votes``) is summed over the ranks once a step, riding in the all-reduce the
+loop already makes of the step's loss and tokens: one rank's signal stops them all at one step,
+for no collective of its own.
 The handlers are installed only from the main thread (Python allows no other) and the previous
 ones are put back when the run ends.
 """
@@ -23,10 +25,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-
-import torch
-
-from atenea.training import distributed
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -80,12 +78,15 @@ class Interrupts:
         """A checkpoint was written (scheduled or not): the clock starts again."""
         self._last_save = time.monotonic()
 
-    def poll(self) -> tuple[bool, bool]:
-        """``(save, stop)`` for the step just finished, the same on every rank."""
-        stop = self.received is not None
+    def votes(self) -> list[float]:
+        """This rank's ``[stop, save due]`` now, as 1.0 or 0.0: the loop sums them over the
+        ranks with the step's totals and hands the sum to ``poll``."""
         due = self.interval is not None and time.monotonic() - self._last_save >= self.interval
-        if self.world_size > 1:  # one rank's signal or clock decides for all
-            votes = torch.tensor([float(stop), float(due)], dtype=torch.float64)
-            distributed.all_reduce_sum(votes)
-            stop, due = bool(votes[0] > 0), bool(votes[1] > 0)
-        return stop or due, stop
+        return [float(self.received is not None), float(due)]
+
+    def poll(self, summed: list[float]) -> tuple[bool, bool]:
+        """``(save, stop)`` for the step just finished, the same on every rank: from
+        ``summed``, every rank's ``votes`` added up in the step's all-reduce. One process needs
+        no agreement and reads its own state now (a signal during an evaluation stops there)."""
+        stop, due = summed if self.world_size > 1 else self.votes()
+        return bool(stop or due), bool(stop)

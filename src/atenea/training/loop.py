@@ -122,6 +122,7 @@ class _Run:
         self.task_info = task.describe() if self.main else {}
         self.bar = None
         self.interrupts = Interrupts(None)  # ``train`` installs the real one (signals, clock)
+        self.votes = [0.0, 0.0]  # every rank's interrupt votes, summed in the last step
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -173,7 +174,8 @@ class _Run:
         examples = order[self.position * self.group : (self.position + 1) * self.group]
         shard = config.batch_size // world.size
         self.optimizer.zero_grad(set_to_none=True)
-        totals = torch.zeros(2, dtype=torch.float64)  # loss (summed over ranks), tokens
+        # loss (summed over ranks), tokens, and the interrupt votes: one all-reduce for all
+        totals = torch.zeros(4, dtype=torch.float64)
         autocast_device = "cuda" if self.device.type == "cuda" else "cpu"
         for micro in range(config.accumulation):
             micro_batch = examples[micro * config.batch_size : (micro + 1) * config.batch_size]
@@ -193,7 +195,9 @@ class _Run:
                 (loss / config.accumulation).backward()
             totals[0] += loss.detach().double().cpu() / config.accumulation
             totals[1] += self.task.tokens(batch)
+        totals[2:] = torch.tensor(self.interrupts.votes(), dtype=torch.float64)
         distributed.all_reduce_sum(totals)
+        self.votes = totals[2:].tolist()
         loss = float(totals[0]) / world.size
         max_norm = config.clip if config.clip else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.plain.parameters(), max_norm)
@@ -272,7 +276,7 @@ class _Run:
     def save_if_asked(self, end: int) -> None:
         """A checkpoint when the clock (``save_minutes``) or a signal asks for one; after a
         signal, stop the run there (``TrainingInterrupted``)."""
-        save, stop = self.interrupts.poll()
+        save, stop = self.interrupts.poll(self.votes)
         if save and self.saved_at != self.step and self.step < end:
             self.checkpoint()
         if stop and self.step < end:

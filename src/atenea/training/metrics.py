@@ -1,9 +1,9 @@
 """Evaluation metrics, as plain functions of Python lists.
 
-``accuracy``, ``macro_f1`` and ``exact_match`` are fractions in [0, 1]; ``bleu`` and ``chrf``
-are sacrebleu's corpus scores in [0, 100]; ``perplexity`` is ``exp(mean negative
-log-likelihood per token)``. Bad input (lengths that differ, nothing to score) is a ValueError
-naming the argument.
+``accuracy``, ``macro_f1`` and ``exact_match`` are fractions in [0, 1]; ``confusion_matrix``
+counts examples per (true, predicted) label; ``bleu`` and ``chrf`` are sacrebleu's corpus
+scores in [0, 100]; ``perplexity`` is ``exp(mean negative log-likelihood per token)``. Bad
+input (lengths that differ, nothing to score) is a ValueError naming the argument.
 """
 
 from __future__ import annotations
@@ -57,6 +57,21 @@ def macro_f1(predictions, references) -> float:
         if denominator:
             scores.append(2 * true_positive[label] / denominator)
     return sum(scores) / len(scores)
+
+
+def confusion_matrix(predictions, references, labels) -> list[list[int]]:
+    """``counts[i][j]``: examples of true label ``labels[i]`` predicted as ``labels[j]``, as
+    scikit-learn's ``confusion_matrix(references, predictions, labels=labels)``. Labels are
+    anything hashable (class names, class numbers); one outside ``labels`` is a ValueError."""
+    _check(predictions, references)
+    index = {label: i for i, label in enumerate(labels)}
+    counts = [[0] * len(index) for _ in index]
+    for position, (predicted, reference) in enumerate(zip(predictions, references)):
+        for name, label in (("predictions", predicted), ("references", reference)):
+            if label not in index:
+                raise ValueError(f"{name}[{position}]: {label!r} is not one of the labels")
+        counts[index[reference]][index[predicted]] += 1
+    return counts
 
 
 def exact_match(predictions, references) -> float:

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from atenea.training.files import DataError
+from atenea.retrieval.files import DataError
+from atenea.training.data import random_split
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -271,18 +272,6 @@ def with_channels(images: ImageSet, channels: int) -> ImageSet:
 
 def split(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """Hold out a seeded random ``fraction`` (at least one image; every class keeps one image in
-    train)."""
-    order = list(range(len(images)))
-    random.Random(seed).shuffle(order)
-    wanted = max(1, round(len(order) * fraction))
-    left = {label: images.labels.count(label) for label in set(images.labels)}
-    held = []
-    for index in order:
-        if len(held) == wanted:
-            break
-        if left[images.labels[index]] > 1:
-            left[images.labels[index]] -= 1
-            held.append(index)
-    held_set = set(held)
-    train = [i for i in range(len(images)) if i not in held_set]
-    return images.subset(train), images.subset(sorted(held))
+    train), as ``training.data`` splits the text tasks' examples."""
+    parts = random_split(list(range(len(images))), fraction, seed, keep=images.labels.__getitem__)
+    return images.subset(parts.train), images.subset(parts.validation)

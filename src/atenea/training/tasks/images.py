@@ -44,14 +44,6 @@ def patch_size_for(image_size: int) -> int:
     return 1
 
 
-def confusion_matrix(predictions: list[int], references: list[int], classes: int) -> Tensor:
-    """``(classes, classes)`` counts: row = true class, column = predicted."""
-    counts = torch.zeros(classes * classes, dtype=torch.long)
-    flat = torch.tensor(references) * classes + torch.tensor(predictions)
-    counts.index_add_(0, flat, torch.ones_like(flat))
-    return counts.reshape(classes, classes)
-
-
 class ImagesTask(Task):
     """``ImageSet`` s of train and validation images. Batch: ``pixel_values (B, C, S, S)``
     float, normalised, and ``labels (B,)``."""
@@ -151,7 +143,8 @@ class ImagesTask(Task):
     def confusion(self, model) -> Tensor:
         """The validation set's confusion matrix ``(classes, classes)`` (row: true class)."""
         predictions, references = self.predict(model)
-        return confusion_matrix(predictions, references, len(self.train.classes))
+        classes = range(len(self.train.classes))
+        return torch.tensor(metrics.confusion_matrix(predictions, references, classes))
 
 
 def read_data(data, validation, seed: int, image_size: int | None):

@@ -2,7 +2,8 @@
 as records, and the text files that a path, folder or glob pattern names.
 
 Everything that goes wrong is a ``DataError`` whose message starts with the file (and line) at
-fault. ``training.data`` builds examples and splits on top of these.
+fault. ``retrieval.corpus`` cuts these into passages and ``training.data`` builds examples and
+splits on top of them: the readers live here, in the lower of the two layers, so both can.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def check_suffix(path: Path) -> str:
 # -- tables ------------------------------------------------------------------------------------
 
 
-def _read_records(path: Path) -> tuple[list[str] | None, list[tuple[str, dict]]]:
+def read_records(path: Path) -> tuple[list[str] | None, list[tuple[str, dict]]]:
     """The records of a table file: ``(columns, [(where, record), ...])``.
 
     ``columns`` is the header of a CSV/TSV file (None for JSON lines, whose objects may differ);
@@ -159,7 +160,7 @@ def field_value(where: str, record: dict, column: str, columns: list[str] | None
 def read_pairs(path, first: str, second: str, names: tuple[str, str]) -> list[dict]:
     """Examples ``{names[0]: record[first], names[1]: record[second]}`` of a table file."""
     path = Path(path)
-    columns, records = _read_records(path)
+    columns, records = read_records(path)
     if columns is not None:
         for column in (first, second):
             if column not in columns:
@@ -180,7 +181,7 @@ def read_column(path, column: str) -> list[str]:
     """The values of one column of a table file, in order (inputs to predict); an empty cell is
     an error naming its line."""
     path = Path(path)
-    columns, records = _read_records(path)
+    columns, records = read_records(path)
     if columns is not None and column not in columns:
         found = ", ".join(repr(c) for c in columns)
         raise DataError(f"{path}: no {column!r} column (columns found: {found})")
@@ -224,7 +225,7 @@ def _expand(entry) -> list[Path]:
         files = []
         for match in map(Path, matches):  # folders' files come back already without binaries
             if match.is_dir():
-                files.extend(_folder_files(match))
+                files.extend(folder_files(match))
             elif not _is_binary(match):
                 files.append(match)
         if not files:
@@ -233,7 +234,7 @@ def _expand(entry) -> list[Path]:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
-        files = _folder_files(path)
+        files = folder_files(path)
         if not files:
             raise DataError(f"{path}: the folder holds no text file")
         return files
@@ -242,7 +243,7 @@ def _expand(entry) -> list[Path]:
     return [path]
 
 
-def _folder_files(folder: Path) -> list[Path]:
+def folder_files(folder: Path) -> list[Path]:
     """Non-hidden, non-binary files under ``folder``, recursively, sorted by path."""
     files = []
     for file in sorted(folder.rglob("*")):
