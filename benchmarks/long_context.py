@@ -118,7 +118,8 @@ def memory_part(args) -> list[dict]:
     split = Split(split.train[: args.train_docs], split.validation[: args.val_docs])
     results, tokenizer = [], None
     for trained in (0, args.memory):
-        overrides = {"segment": str(args.segment), "memory_len": str(trained)}
+        overrides = {"segment": str(args.segment), "memory_len": str(trained),
+                     "positions": args.positions}  # fmt: skip
         if args.memory_training == "carry":
             overrides["carry_memory"] = "true"
         with tempfile.TemporaryDirectory() as folder:
@@ -146,7 +147,8 @@ def print_memory_table(args, rows: list[dict]) -> None:
     first = rows[0]
     print(
         f"\n### Segment memory: pydocs, segment {args.segment}, memory {args.memory} "
-        f"({args.memory_training}), {args.steps} steps of {args.batch} x {args.segment} tokens\n"
+        f"({args.memory_training}, {args.positions}), {args.steps} steps of {args.batch} x "
+        f"{args.segment} tokens\n"
     )
     print(f"{first['train_tokens']} training tokens per LM; validation: {first['eval_tokens']} "
           f"tokens in streams of {args.eval_segments} segments.\n")  # fmt: skip
@@ -253,6 +255,8 @@ def main(argv=None) -> int:
     parser.add_argument("--segment", type=int, default=64, help="memory: segment length (64)")
     parser.add_argument("--memory", type=int, default=256, help="memory: its length (256)")
     parser.add_argument("--batch", type=int, default=8, help="memory: streams per step (8)")
+    parser.add_argument("--positions", choices=("rotary", "alibi"), default="rotary",
+                        help="memory: the LMs' positions (rotary)")  # fmt: skip
     parser.add_argument(
         "--memory-training", choices=("carry", "window"), default="carry",
         help="memory: carried from step to step (one segment a step) or windows of "

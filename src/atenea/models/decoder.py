@@ -121,7 +121,8 @@ class DecoderModel(nn.Module):
         input_ids: ``(B, L)`` token ids (with a cache: the new tokens only).
         attention_mask: ``(B, L)``, 1 for tokens, 0 for padding (left padding for batched
             generation). With a cache it covers the new tokens only.
-        position_ids: ``(B, L)``; default: counted from the mask (or from the cache).
+        position_ids: ``(B, L)``; default: counted from the mask (or from the cache). ALiBi
+            does not read them: its distances are those of the key slots.
         cache: a ``Cache`` from ``new_cache``; the new keys/values are appended to it.
         memory: a ``SegmentMemory`` from ``new_memory``: ``input_ids`` is the next segment of
             the texts it remembers and attends to the memory too (``document_ids`` then says

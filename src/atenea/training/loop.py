@@ -22,7 +22,9 @@ dropped (every step sees exactly G examples, so every loss is a mean over the sa
 data; the next epoch's permutation covers the dropped ones with high probability). Every batch
 is a pure function of ``(seed, epoch, position, micro-batch)``, and the optimizer, scheduler
 and RNG states travel with each checkpoint: a resumed run computes the same batches and the
-same losses, bit for bit, as an uninterrupted one.
+same losses, bit for bit, as an uninterrupted one. A task may fix the order itself
+(``train_order``: lm with a carried memory reads its streams in sequence) and carry state from
+step to step (``train_state`` / ``load_train_state``, saved with every checkpoint, every rank's).
 
 Evaluation never draws from the training's random stream (the RNG states are put back
 afterwards), so evaluating more or less often does not change the training. Under DDP only rank
