@@ -72,7 +72,7 @@ def uninterrupted(tmp_path_factory):
 def test_carried_losses_equal_the_streams_run_by_hand(uninterrupted):
     """Stream s is segments [s*K, (s+1)*K); step k runs segment k of both streams on the memory
     the previous step left (detached), then AdamW steps; a new epoch starts from empty."""
-    output, task, start, _ = uninterrupted
+    output, task, start, trained = uninterrupted
     input_ids, document_ids, labels = task.train_rows
     per_stream = len(input_ids) // 2
     assert 2 <= per_stream < SETTINGS["steps"]  # the run crosses an epoch boundary
@@ -94,7 +94,42 @@ def test_carried_losses_equal_the_streams_run_by_hand(uninterrupted):
         scheduler.step()
         expected.append(float(loss.detach()))
     assert losses(output) == expected
+    for a, b in zip(trained.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b)
     assert task.window == 1 and input_ids.shape[1] == SEGMENT
+
+
+def test_each_micro_batch_carries_its_own_memory(tmp_path):
+    """Accumulation 2 of one row: micro-batch 0 always holds stream 0, micro-batch 1 stream 1,
+    each with its memory; the step's loss is their mean, its gradient their sum / 2."""
+    settings = {**SETTINGS, "batch_size": 1, "accumulation": 2, "steps": 4}
+    task, model = carried_task()
+    by_hand = copy.deepcopy(model).train()
+    train(task, model, TrainConfig(output=tmp_path, **settings))
+    assert sorted(task.carried) == [0, 1]
+
+    input_ids, document_ids, labels = task.train_rows
+    per_stream = len(input_ids) // 2
+    optimizer = make_optimizer(by_hand, settings["lr"], 0.01)
+    scheduler = make_scheduler(optimizer, settings["warmup"], settings["steps"])
+    memories = [by_hand.new_memory(1), by_hand.new_memory(1)]
+    expected = []
+    for k in range(settings["steps"]):
+        optimizer.zero_grad()
+        total = torch.zeros((), dtype=torch.float64)
+        for stream, memory in enumerate(memories):
+            row = [stream * per_stream + k]
+            loss = by_hand(input_ids[row], memory=memory, document_ids=document_ids[row],
+                           labels=labels[row]).loss  # fmt: skip
+            (loss / 2).backward()
+            total += loss.detach().double() / 2
+        torch.nn.utils.clip_grad_norm_(by_hand.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        expected.append(float(total))
+    assert losses(tmp_path) == expected
+    for a, b in zip(model.parameters(), by_hand.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_a_document_starting_at_a_step_resets_the_memory():
