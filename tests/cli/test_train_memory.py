@@ -51,6 +51,24 @@ def test_train_and_evaluate_with_memory(folder, tmp_path, capsys):
     assert scores["perplexity"] != scores["perplexity_no_memory"]  # the memory is used
 
 
+def test_carried_memory_with_alibi_through_the_cli(folder, tmp_path, capsys):
+    """--set carry_memory=true --set positions=alibi: saved in task.json and config.json, and
+    the saved model evaluates with and without its memory."""
+    out = tmp_path / "carried"
+    code = run("train", "lm", "--data", folder, "--segment", 16, "--memory", 32, "--steps", 3,
+               "--set", "carry_memory=true", "--set", "positions=alibi", "--out", out,
+               *SMALL, *QUICK)  # fmt: skip
+    assert code == 0
+    info = json.loads((out / "task.json").read_text())
+    assert info["options"]["carry_memory"] is True
+    model, _ = atenea.load_pretrained(out)
+    assert model.config.positions == "alibi" and model.config.memory_len == 32
+    capsys.readouterr()
+    assert run("evaluate", "--model", out, "--limit", 2, "--out", tmp_path / "scores") == 0
+    scores = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert scores["perplexity"] != scores["perplexity_no_memory"]
+
+
 def test_memory_zero_evaluates_the_same_both_ways():
     """With memory_len 0 the two evaluation paths run the same computation: equal numbers."""
     task = build_task("lm", data=Split(texts(6, 1), texts(2, 2)), vocab_size=300,

@@ -35,8 +35,15 @@ def by_segments(model, ids, segment, document_ids=None):
     return torch.cat(logits, dim=1), memory
 
 
-def test_memory_holding_the_whole_past_equals_one_causal_forward():
-    model = tiny(memory_len=64)
+RELATIVE = ["rotary", "alibi"]  # the positions that carry distance through the memory
+
+
+@pytest.mark.parametrize("positions", RELATIVE)
+def test_memory_holding_the_whole_past_equals_one_causal_forward(positions):
+    """RoPE: keys stored rotated at their own positions; ALiBi: the bias -slope * (i - j) of a
+    query at absolute position i on a memory key at j (6 heads: the slopes of a head count that
+    is not a power of two)."""
+    model = tiny(memory_len=64, positions=positions)
     ids = torch.randint(0, 53, (2, 37), generator=torch.Generator().manual_seed(1))
     whole = model(ids).logits
     segmented, memory = by_segments(model, ids, segment=5)  # 8 segments, the last of 2
@@ -44,12 +51,13 @@ def test_memory_holding_the_whole_past_equals_one_causal_forward():
     assert memory.layers[0].keys.shape == (2, 3, 37, 4)
 
 
-def test_short_memory_differs_and_matches_a_window_of_the_same_past():
+@pytest.mark.parametrize("positions", RELATIVE)
+def test_short_memory_differs_and_matches_a_window_of_the_same_past(positions):
     """One layer, M = 4, segments of 4: the last segment's first token sees exactly the 4
     tokens before it, so its logits equal a causal forward over those 5 tokens at their
     positions. (Deeper, the memory's keys carry what their own segment saw: Transformer-XL's
     context grows with depth.)"""
-    model = tiny(memory_len=4, num_layers=1)
+    model = tiny(memory_len=4, num_layers=1, positions=positions)
     ids = torch.randint(0, 53, (1, 12), generator=torch.Generator().manual_seed(2))
     segmented, _ = by_segments(model, ids, segment=4)
     window = model(ids[:, 4:9], position_ids=torch.arange(4, 9)[None]).logits
@@ -57,10 +65,11 @@ def test_short_memory_differs_and_matches_a_window_of_the_same_past():
     assert not torch.allclose(segmented, model(ids).logits)
 
 
-def test_document_boundary_resets_the_memory():
+@pytest.mark.parametrize("positions", RELATIVE)
+def test_document_boundary_resets_the_memory(positions):
     """A document starting mid-segment sees nothing of the one before: its logits equal the
     document run alone from position 0."""
-    model = tiny(memory_len=16)
+    model = tiny(memory_len=16, positions=positions)
     generator = torch.Generator().manual_seed(3)
     first, second = (
         torch.randint(0, 53, (1, 7), generator=generator),
@@ -123,6 +132,18 @@ def test_compressed_memory_shapes_and_pooling():
 def test_learned_positions_are_refused_with_memory():
     with pytest.raises(ValueError, match="memory_len: segment memory needs relative"):
         DecoderConfig.from_name("gpt2-tiny", memory_len=16)
+
+
+def test_alibi_positions_make_order_matter():
+    """One layer: without positions the last token's output would be a function of the bag of
+    tokens before it; ALiBi's distance bias makes the order count."""
+    model = tiny(memory_len=0, num_layers=1, positions="alibi")
+    ids = torch.tensor([[5, 9, 17, 30, 2]])
+    swapped = torch.tensor([[17, 9, 5, 30, 2]])
+    assert not torch.allclose(model(ids).logits[:, -1], model(swapped).logits[:, -1])
+    assert "slopes" not in "".join(model.state_dict())  # no new weights in the checkpoint
+    with pytest.raises(ValueError, match="expected 'learned', 'rotary' or 'alibi'"):
+        DecoderModel(DecoderConfig.from_name("llama-tiny", positions="nope"))
 
 
 def test_memory_refuses_padding_and_wrong_batch():

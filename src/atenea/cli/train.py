@@ -109,7 +109,10 @@ def _add_train(subparsers) -> None:
     model.add_argument(
         "--memory", type=int, metavar="M",
         help="lm with --segment: keep the keys/values of the last M tokens per layer for the "
-        "next segment (0: none)",
+        "next segment (0: none). Training runs each example from an empty memory over "
+        "ceil(M/L)+1 segments; --set carry_memory=true carries the memory from step to step "
+        "instead (one segment a step, Transformer-XL's training; checkpoints keep it). "
+        "Positions: rotary, or --set positions=alibi",
     )  # fmt: skip
     run = parser.add_argument_group("training (defaults: per task)")
     run.add_argument("--steps", type=int, help="optimizer steps")

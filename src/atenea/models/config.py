@@ -99,7 +99,7 @@ class DecoderConfig(_Presets):
     head_dim: int | None = None  # None: dim // num_heads
     ffn_hidden: int = 3072
     max_positions: int = 1024
-    positions: str = "learned"  # learned | rotary
+    positions: str = "learned"  # learned | rotary | alibi (a linear bias on the scores)
     rope_theta: float = 10000.0
     rope_layout: str = "half"  # half (NeoX / Llama / HF) | interleaved (GPT-J)
     rope_scaling: dict | None = None  # e.g. Llama 3's {"rope_type": "llama3", ...}
@@ -142,7 +142,8 @@ class DecoderConfig(_Presets):
     def __post_init__(self):
         if (self.memory_len or self.compressed_len) and self.positions == "learned":
             raise ValueError(
-                "memory_len: segment memory needs relative positions (positions='rotary'); "
+                "memory_len: segment memory needs relative positions (positions='rotary' or "
+                "'alibi'); "
                 "learned absolute positions cannot carry distance across segments"
             )
 

@@ -3,6 +3,10 @@
     ids (B, L) -> token (+ learned position) embeddings -> N pre-norm causal blocks
                -> final norm -> logits over the vocabulary (B, L, V)
 
+Positions: ``learned`` (added to the embeddings), ``rotary`` (RoPE on q and k) or ``alibi`` (a
+bias ``-slope * (i - j)`` on the scores, read from the distance of the key slots: a cache or a
+segment memory keeps its slots contiguous in time, so that distance is the tokens' own).
+
 Left-padded batches (batched generation) get per-row positions: each row's first real token is
 position 0 wherever the padding puts it. With a ``Cache`` (``new_cache``) the model decodes
 incrementally: the same forward runs the whole prompt (the prefill), then each new token.
@@ -14,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from atenea.attention import masks
+from atenea.attention import masks, scores
 from atenea.models.common import (
     and_masks,
     check_attention_mask,
@@ -47,18 +51,24 @@ class DecoderModel(nn.Module):
         self.token_embedding = nn.Embedding(c.vocab_size, c.dim)
         self.position_embedding = None
         self.rotary = None
+        alibi = None  # ALiBi (Press et al. 2022): -slope * distance on the scores, no embedding
         if c.positions == "learned":
             self.position_embedding = LearnedPositions(c.max_positions, c.dim)
         elif c.positions == "rotary":
             self.rotary = RotaryEmbedding(
                 c.resolved_head_dim, base=c.rope_theta, layout=c.rope_layout, scaling=c.rope_scaling
             )
+        elif c.positions == "alibi":
+            alibi = scores.alibi(c.num_heads)
         else:
-            raise ValueError(f"positions: expected 'learned' or 'rotary', got {c.positions!r}")
+            raise ValueError(
+                f"positions: expected 'learned', 'rotary' or 'alibi', got {c.positions!r}"
+            )
         self.dropout = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList(
-            [TransformerBlock(c.block(), rotary=self.rotary) for _ in range(c.num_layers)]
-        )
+            [TransformerBlock(c.block(), rotary=self.rotary, score_mod=alibi)
+             for _ in range(c.num_layers)]
+        )  # fmt: skip
         self.final_norm = make_norm(c.norm, c.dim, c.norm_eps)
         self.lm_head = None if c.tie_embeddings else Linear(c.dim, c.vocab_size, bias=False)
         self.apply(init_weights)
@@ -111,7 +121,8 @@ class DecoderModel(nn.Module):
         input_ids: ``(B, L)`` token ids (with a cache: the new tokens only).
         attention_mask: ``(B, L)``, 1 for tokens, 0 for padding (left padding for batched
             generation). With a cache it covers the new tokens only.
-        position_ids: ``(B, L)``; default: counted from the mask (or from the cache).
+        position_ids: ``(B, L)``; default: counted from the mask (or from the cache). ALiBi
+            does not read them: its distances are those of the key slots.
         cache: a ``Cache`` from ``new_cache``; the new keys/values are appended to it.
         memory: a ``SegmentMemory`` from ``new_memory``: ``input_ids`` is the next segment of
             the texts it remembers and attends to the memory too (``document_ids`` then says

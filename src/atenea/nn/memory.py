@@ -16,8 +16,11 @@ is what layer ``i``'s attention calls ``update(keys, values, write)`` on. So the
 forward runs it, exactly as it runs a KV cache. Unlike a KV cache it is differentiable in
 the current segment (training), and it forgets: what is older than ``M`` (or ``C * r``) goes.
 
-Positions keep counting across segments (RoPE carries the relative distance: keys are stored
-already rotated at their own positions). Documents: every token carries a document id; a
+Positions keep counting across segments. RoPE carries the relative distance because keys are
+stored already rotated at their own positions; ALiBi (``scores.alibi``) because it reads the
+distance of the key slots, and the memory's slots are the tokens just before the segment, in
+order (a compressed slot counts as one step further, as the Compressive Transformer's relative
+encodings count it). Documents: every token carries a document id; a
 token attends only to keys of its own document, and positions restart at each document's
 first token, so a document boundary resets the memory for that row, mid-segment or not.
 """
@@ -184,3 +187,32 @@ class SegmentMemory:
             self.compressed_documents = pooled[:, -self.compressed_len :]
         self.next_position = positions[:, -1] + 1
         self.last_document = document_ids[:, -1].clone()
+
+    # -- saving (a training run that carries the memory from step to step checkpoints it) ------
+
+    def state(self) -> dict[str, Tensor]:
+        """Everything the memory holds, as named tensors: ``documents``, ``compressed_documents``,
+        ``next_position``, ``last_document`` and ``layer.{i}.{keys|values|compressed_keys|
+        compressed_values}`` (those not empty)."""
+        tensors = {
+            "documents": self.documents, "compressed_documents": self.compressed_documents,
+            "next_position": self.next_position, "last_document": self.last_document,
+        }  # fmt: skip
+        for index, layer in enumerate(self.layers):
+            for name in LAYER_TENSORS:
+                if getattr(layer, name) is not None:
+                    tensors[f"layer.{index}.{name}"] = getattr(layer, name)
+        return tensors
+
+    def load_state(self, tensors: dict[str, Tensor]) -> None:
+        """Take back what ``state`` gave (on this memory's device): the same memory, exactly."""
+        self.reset()
+        move = {name: t.to(self.device) for name, t in tensors.items()}
+        self.documents, self.compressed_documents = move["documents"], move["compressed_documents"]
+        self.next_position, self.last_document = move["next_position"], move["last_document"]
+        for index, layer in enumerate(self.layers):
+            for name in LAYER_TENSORS:
+                setattr(layer, name, move.get(f"layer.{index}.{name}"))
+
+
+LAYER_TENSORS = ("keys", "values", "compressed_keys", "compressed_values")

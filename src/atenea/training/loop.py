@@ -22,7 +22,9 @@ dropped (every step sees exactly G examples, so every loss is a mean over the sa
 data; the next epoch's permutation covers the dropped ones with high probability). Every batch
 is a pure function of ``(seed, epoch, position, micro-batch)``, and the optimizer, scheduler
 and RNG states travel with each checkpoint: a resumed run computes the same batches and the
-same losses, bit for bit, as an uninterrupted one.
+same losses, bit for bit, as an uninterrupted one. A task may fix the order itself
+(``train_order``: lm with a carried memory reads its streams in sequence) and carry state from
+step to step (``train_state`` / ``load_train_state``, saved with every checkpoint, every rank's).
 
 Evaluation never draws from the training's random stream (the RNG states are put back
 afterwards), so evaluating more or less often does not change the training. Under DDP only rank
@@ -157,6 +159,9 @@ class _Run:
         if not restore_rank_rng(state, self.world.rank, self.world.size) and self.world.rank:
             # saved by another number of ranks: not exact anyway, but keep the ranks apart
             torch.manual_seed(self.config.seed + self.world.rank + 1_000_003 * state.step)
+        load_task_state = getattr(self.task, "load_train_state", None)
+        if load_task_state is not None and len(state.task_state) == self.world.size:
+            load_task_state(state.task_state[self.world.rank], self.device)
         self.step, self.epoch, self.position = state.step, state.epoch, state.position
         self.last_checkpoint, self.saved_at = folder, state.step
         self.log.truncate_after(self.step)
@@ -166,6 +171,26 @@ class _Run:
         distributed.barrier()  # rank 0 has truncated the log before anyone goes on
 
     # -- the pieces of the loop -----------------------------------------------------------------
+
+    def order(self, epoch: int) -> list[int]:
+        """The examples of ``epoch`` in the order the steps take them: a permutation, or the
+        task's own fixed order when it has one (streams read in sequence, ``lm_carry.py``)."""
+        task_order = getattr(self.task, "train_order", None)
+        if task_order is not None:
+            return task_order(epoch, self.group)
+        return epoch_order(self.num_examples, self.config.seed, epoch)
+
+    def task_state(self) -> list[dict[str, torch.Tensor]]:
+        """What the task carries from step to step (``train_state``: the carried memories of
+        ``lm_carry.py``), every rank's, for rank 0 to save; [] for a task that carries nothing."""
+        state = getattr(self.task, "train_state", None)
+        if state is None:
+            return []
+        local = state()
+        if self.world.size == 1:
+            return [local]
+        gathered = {name: distributed.all_gather(t) for name, t in sorted(local.items())}
+        return [{name: ts[r] for name, ts in gathered.items()} for r in range(self.world.size)]
 
     def train_step(self, order: list[int]) -> tuple[float, float, int]:
         """One optimizer step on global batch ``self.position`` of ``order``. Returns the loss
@@ -247,6 +272,7 @@ class _Run:
             rank_rng = [
                 {"torch": cpu[r], **({"cuda": gpu[r]} if gpu else {})} for r in range(len(cpu))
             ]
+        task_state = self.task_state()  # every rank takes part
         model, optimizer = self.plain, self.optimizer
         if self.full is not None:  # gather the shards (every rank takes part)
             self.full.pull(self.plain, self.optimizer)
@@ -254,7 +280,7 @@ class _Run:
         if self.main:
             state = TrainingState(
                 self.step, self.epoch, self.position, self.config.to_json(), optimizer,
-                self.scheduler, rank_rng,
+                self.scheduler, rank_rng, task_state,
             )  # fmt: skip
             self.last_checkpoint = save_checkpoint(
                 self.output, self.step, model, self.task.tokenizer, self.task_info, state,
@@ -295,11 +321,11 @@ class _Run:
             self.evaluate()  # the untrained model: curves start from where training started
         self.plain.train()
         end = config.stop_at if config.stop_at is not None else config.steps
-        order = epoch_order(self.num_examples, config.seed, self.epoch)
+        order = self.order(self.epoch)
         while self.step < end:
             if self.position >= self.batches_per_epoch:
                 self.epoch, self.position = self.epoch + 1, 0
-                order = epoch_order(self.num_examples, config.seed, self.epoch)
+                order = self.order(self.epoch)
             started = time.perf_counter()
             lr = self.scheduler.get_last_lr()[0]
             loss, grad_norm, tokens = self.train_step(order)

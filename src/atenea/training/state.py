@@ -3,7 +3,8 @@ scheduler, RNG states, where the run stands), written atomically as a checkpoint
 
     root/checkpoints/checkpoint-000200/
         config.json model.safetensors [tokenizer.json ...] task.json    (a model folder)
-        training_state.safetensors   optimizer tensors, RNG states (uint8 tensors)
+        training_state.safetensors   optimizer tensors, RNG states (uint8 tensors), the task's
+                                     carried state (task.{rank}.*: lm_carry.py's memories)
         training_state.json          step, epoch, position, run config, optimizer hyper-parameters,
                                      scheduler state, Python's and numpy's RNG states
         COMPLETE                     written last
@@ -79,6 +80,9 @@ class TrainingState:
     optimizer: torch.optim.Optimizer | None = None
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     rank_rng: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    # What the task carries from step to step (the carried memories of tasks/lm_carry.py), by
+    # rank: ``task.train_state()`` of each; saved as ``task.{rank}.{name}`` tensors.
+    task_state: list[dict[str, torch.Tensor]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +185,8 @@ def save_checkpoint(
     rng_tensors, rng_json = _rng_state()
     for rank, states in enumerate(state.rank_rng):
         rng_tensors.update({f"rng.rank.{rank}.{kind}": t for kind, t in states.items()})
+    for rank, tensors in enumerate(state.task_state):
+        rng_tensors.update({f"task.{rank}.{name}": t for name, t in tensors.items()})
     save_file(
         {
             name: t.detach().cpu().contiguous()
@@ -352,12 +358,18 @@ def load_training_state(folder, model: nn.Module, optimizer, scheduler) -> Train
         ) from None
     _restore_rng(saved["rng"], tensors, folder / STATE_JSON)
     rank_rng: list[dict[str, torch.Tensor]] = []
+    task_state: list[dict[str, torch.Tensor]] = []
     for name, tensor in sorted(tensors.items()):
         if name.startswith("rng.rank."):
             rank, _, kind = name.removeprefix("rng.rank.").partition(".")
             while len(rank_rng) <= int(rank):
                 rank_rng.append({})
             rank_rng[int(rank)][kind] = tensor
+        elif name.startswith("task."):
+            rank, _, key = name.removeprefix("task.").partition(".")
+            while len(task_state) <= int(rank):
+                task_state.append({})
+            task_state[int(rank)][key] = tensor
     return TrainingState(
         step=int(saved["step"]),
         epoch=int(saved["epoch"]),
@@ -366,6 +378,7 @@ def load_training_state(folder, model: nn.Module, optimizer, scheduler) -> Train
         optimizer=optimizer,
         scheduler=scheduler,
         rank_rng=rank_rng,
+        task_state=task_state,
     )
 
 

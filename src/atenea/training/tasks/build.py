@@ -14,6 +14,7 @@ from atenea.training.tasks.base import Task
 from atenea.training.tasks.classify import ClassifyTask
 from atenea.training.tasks.images import ImagesTask, build_images_task, rebuild_images_task
 from atenea.training.tasks.lm import LanguageModelTask
+from atenea.training.tasks.lm_carry import CarriedMemoryLanguageModelTask
 from atenea.training.tasks.lm_memory import SegmentedLanguageModelTask
 from atenea.training.tasks.mlm import MaskedLanguageModelTask
 from atenea.training.tasks.settings import (
@@ -39,8 +40,14 @@ _KEPT_INFO = ("data", "validation", "builtin", "size", "overrides", "seed", "col
 
 
 def task_class(name: str, options: dict) -> type[Task]:
-    """The class of task ``name``: lm with a ``segment`` runs segment by segment with memory."""
-    if name == "lm" and int(options.get("segment") or 0) > 0:
+    """The class of task ``name``: lm with a ``segment`` runs segment by segment with memory
+    (``carry_memory``: carried from step to step)."""
+    segmented = name == "lm" and int(options.get("segment") or 0) > 0
+    if name == "lm" and options.get("carry_memory") and not segmented:
+        raise TaskError("carry_memory: needs segment=L (--segment L) to carry a memory across")
+    if segmented and options.get("carry_memory"):
+        return CarriedMemoryLanguageModelTask
+    if segmented:
         return SegmentedLanguageModelTask
     return TASK_CLASSES[name]
 

@@ -38,12 +38,14 @@ SEGMENTS_PER_STREAM = 8
 
 
 class SegmentedLanguageModelTask(LanguageModelTask):
-    """The lm task with option ``segment > 0``: rotary positions, a segment memory of
-    ``memory_len`` (0: the baseline at the same segment length)."""
+    """The lm task with option ``segment > 0``: rotary positions (``positions=alibi``: ALiBi),
+    a segment memory of ``memory_len`` (0: the baseline at the same segment length)."""
 
     def complete_config(self, fields):
+        asked = fields.get("positions")
         fields = super().complete_config(fields)
-        fields["positions"] = "rotary"  # relative distance across segments (learned cannot)
+        # Relative distance across segments (learned cannot): rotary, or ALiBi when asked.
+        fields["positions"] = "alibi" if asked == "alibi" else "rotary"
         return fields
 
     @property

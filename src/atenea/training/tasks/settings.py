@@ -105,8 +105,9 @@ TASK_OPTIONS = {
     "classify": {"pooling": "mean"},
     "translate": {"label_smoothing": 0.1},
     # segment > 0: run the text in segments of that many tokens with a segment memory of
-    # memory_len (tasks/lm_memory.py); window: segments per training example (0: auto).
-    "lm": {"segment": 0, "window": 0},
+    # memory_len (tasks/lm_memory.py); window: segments per training example (0: auto);
+    # carry_memory: one segment a step, the memory carried across steps (tasks/lm_carry.py).
+    "lm": {"segment": 0, "window": 0, "carry_memory": False},
     "mlm": {"mask_probability": 0.15},
     "images": {"augment": "none"},
 }

@@ -1,0 +1,118 @@
+"""lm with the memory carried from step to step: ``atenea train lm --segment L --memory M
+--set carry_memory=true`` (Transformer-XL's own training, Dai et al. 2019, section 3.2).
+
+The training stream is cut into ``G`` streams (``G`` = batch size x accumulation: one stream
+per row of a step), each a run of consecutive segments of ``L`` tokens:
+
+    stream s = segments [s*K, (s+1)*K)      K = (segments of the text) // G
+    step k of an epoch takes segment k of every stream (one segment a row)
+
+Each micro-batch (and under DDP each rank's shard of it) always holds the same streams, so it
+keeps one ``SegmentMemory`` from step to step: the keys/values of segment ``k`` (computed with
+the weights of step ``k``, detached) are the memory of segment ``k + 1``. A model then trains
+with ``M`` tokens of context at the cost of one segment a step (``lm_memory.py``'s windows
+cost ``ceil(M/L) + 1`` segments). Documents reset the memory where they start (the memory's
+document ids), across steps as inside one; a new epoch starts every stream from empty.
+
+The order is fixed (``train_order``: the loop asks for it instead of shuffling) and the
+memories are part of a checkpoint (``train_state`` / ``load_train_state``): a run stopped and
+resumed computes the same losses as an uninterrupted one, under DDP too (each rank its own
+streams and memories). Resuming on another number of ranks starts the memories empty.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from atenea.nn.memory import SegmentMemory
+from atenea.training.distributed import unwrap
+from atenea.training.tasks.lm_memory import SegmentedLanguageModelTask
+from atenea.training.tasks.settings import TaskError
+
+
+class CarriedMemoryLanguageModelTask(SegmentedLanguageModelTask):
+    """The segmented lm task with option ``carry_memory``: an example is one segment, a step
+    takes the next segment of each of its streams, the memory goes on from the last step."""
+
+    @property
+    def window(self) -> int:
+        return 1  # the memory comes from the previous steps, not from a window
+
+    def prepare(self, train, validation):
+        super().prepare(train, validation)
+        self.segments_per_stream = 0  # set by train_order (it learns the number of streams)
+        # The memory of each micro-batch's streams, under the first stream's index: (memory,
+        # the last segment it has seen).
+        self.carried: dict[int, tuple[SegmentMemory, int]] = {}
+
+    def train_order(self, epoch: int, streams: int) -> list[int]:
+        """The segments in the order the steps take them, for ``streams`` rows a step: segment
+        ``k`` of streams ``0 .. streams-1``, then segment ``k + 1`` of each (every epoch alike)."""
+        self.segments_per_stream = self.num_train_examples() // streams
+        if self.segments_per_stream < 2:
+            raise TaskError(
+                f"carry_memory: {self.num_train_examples()} segments of {self.segment} tokens "
+                f"make fewer than 2 per stream for {streams} streams (batch size x accumulation)"
+                f"; give more text, a shorter segment or a smaller batch"
+            )
+        per = self.segments_per_stream
+        return [stream * per + step for step in range(per) for stream in range(streams)]
+
+    def batch(self, indices, generator):
+        if not self.segments_per_stream:
+            raise TaskError("carry_memory: batches follow train_order (the loop asks for it)")
+        batch = self._batch(self.train_rows, indices)
+        chosen = torch.as_tensor(list(indices), dtype=torch.long)
+        batch["stream"] = chosen // self.segments_per_stream
+        batch["segment_index"] = chosen % self.segments_per_stream
+        return batch
+
+    def loss(self, model, batch):
+        first, index = int(batch["stream"][0]), int(batch["segment_index"][0])
+        memory, last = self.carried.get(first, (None, -1))
+        if memory is None or index == 0:  # a new epoch (or a resume on other ranks): empty
+            memory = unwrap(model).new_memory(len(batch["input_ids"]))
+        elif index != last + 1:
+            raise TaskError(
+                f"carry_memory: stream {first} is at segment {last}, but the step brings "
+                f"segment {index}"
+            )
+        out = model(
+            batch["input_ids"], memory=memory, document_ids=batch["document_ids"],
+            labels=batch["labels"],
+        )  # fmt: skip
+        self.carried[first] = (memory, index)
+        return out.loss
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def train_state(self) -> dict[str, Tensor]:
+        """This process's carried memories as named tensors (``memory.{n}.…``, n in stream
+        order), with the first stream and the last segment each has seen."""
+        tensors = {}
+        for slot, (first, (memory, last)) in enumerate(sorted(self.carried.items())):
+            tensors[f"memory.{slot}.stream"] = torch.tensor([first])
+            tensors[f"memory.{slot}.segment_index"] = torch.tensor([last])
+            for name, tensor in memory.state().items():
+                tensors[f"memory.{slot}.{name}"] = tensor
+        return tensors
+
+    def load_train_state(self, tensors: dict[str, Tensor], device) -> None:
+        """Take back the memories of ``train_state`` (a resumed run goes on with them)."""
+        slots: dict[int, dict[str, Tensor]] = {}
+        for name, tensor in tensors.items():
+            slot, _, rest = name.removeprefix("memory.").partition(".")
+            slots.setdefault(int(slot), {})[rest] = tensor
+        c = self.model_config
+        self.carried = {}
+        for saved in slots.values():
+            rows = saved["next_position"].shape[0]
+            memory = SegmentMemory(
+                c["num_layers"], rows, c.get("memory_len", 0), c.get("compressed_len", 0),
+                c.get("compression_rate", 4), device=device,
+            )  # fmt: skip
+            memory.load_state(
+                {k: v for k, v in saved.items() if k not in ("stream", "segment_index")}
+            )
+            self.carried[int(saved["stream"])] = (memory, int(saved["segment_index"]))
