@@ -1,6 +1,6 @@
 """``atenea train images`` and ``atenea train translate --arch rnnsearch | rnnencdec`` under
 ``torchrun``: two ranks on the CPU (gloo) train the model that one process trains on the same
-global batch. What could make them differ: an augmentation drawn for the whole batch (each
+global batch (and ``--arch transformer``, whose task loss is the same). What could make them differ: an augmentation drawn for the whole batch (each
 rank would draw the first half's shifts), a token-mean loss over a rank's half (the two halves
 hold different numbers of target tokens), the RNN's packed sequences or a parameter a model
 leaves unused (DDP would wait for its gradient)."""
@@ -86,8 +86,10 @@ def dates_with_lengths_that_differ(path: Path, count=24) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["rnnsearch", "rnnencdec"])
-def test_rnn_translation_on_two_ranks_equals_one_process(arch, tmp_path):
+@pytest.mark.parametrize("arch", ["rnnsearch", "rnnencdec", "transformer"])
+def test_translation_on_two_ranks_equals_one_process(arch, tmp_path):
+    """The token-mean loss is the whole micro-batch's, whichever model (the Transformer shares
+    the task's loss)."""
     data = dates_with_lengths_that_differ(tmp_path / "dates.tsv")
     arguments = ["train", "translate", "--arch", arch, "--data", data, "--validation", data,
                  "--tokenizer", "chars", "--max-length", 28, "--steps", 4, "--batch-size", 8,
