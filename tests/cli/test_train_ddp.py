@@ -95,3 +95,20 @@ def test_translation_on_two_ranks_equals_one_process(arch, tmp_path):
                  "--tokenizer", "chars", "--max-length", 28, "--steps", 4, "--batch-size", 8,
                  *RUN]  # fmt: skip
     assert_two_ranks_equal_one(arguments, tmp_path)
+
+
+@pytest.mark.slow
+def test_lm_on_two_ranks_equals_one_process(tmp_path):
+    """Packed rows predict different numbers of tokens (a document's first token and padding
+    are not predicted), so the lm loss is a token mean over every rank's rows too."""
+    rng = random.Random(1)
+    words = "the a cat dog sat ran on under mat table while because red blue".split()
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i in range(6):
+        lines = [" ".join(rng.choices(words, k=rng.randint(3, 30))) for _ in range(20)]
+        (folder / f"{i}.txt").write_text("\n".join(lines))
+    arguments = ["train", "lm", "--data", folder, "--steps", 4, "--batch-size", 8,
+                 "--max-length", 32, "--vocab-size", 300, "--set", "dim=32", "--set",
+                 "num_layers=1", "--set", "num_heads=2", "--set", "ffn_hidden=64", *RUN]  # fmt: skip
+    assert_two_ranks_equal_one(arguments, tmp_path)
