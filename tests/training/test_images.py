@@ -126,6 +126,12 @@ def test_batches_are_normalised_and_augmentation_only_moves_pixels(tmp_path):
     model = task.build_model()
     assert model.labels == ["circle", "square"]
     assert model(first["pixel_values"], labels=first["labels"]).loss.isfinite()
+    # DDP gives each rank a half of the micro-batch and the same generator: each half must be
+    # augmented as it is inside the whole batch (tests/cli/test_train_ddp.py runs two ranks).
+    half = len(indices) // 2
+    halves = [task.batch(part, torch.Generator().manual_seed(5))["pixel_values"]
+              for part in (indices[:half], indices[half:])]  # fmt: skip
+    assert torch.equal(torch.cat(halves), first["pixel_values"])
 
 
 def test_a_tenth_is_held_out_and_every_class_keeps_an_image():

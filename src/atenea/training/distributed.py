@@ -109,6 +109,17 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def mean_over_ranks(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a mean over every rank's items (tokens): ``total`` (this rank's sum
+    of per-item losses) divided by ``count`` summed over the ranks, times the number of ranks.
+    DDP averages the ranks' gradients, so they add up to the gradient of the global mean, as
+    one process computes it on the whole batch; a mean over each rank's own items would weigh
+    a rank with fewer tokens more. In one process: ``total / count``."""
+    if active() and dist.get_world_size() > 1:
+        count = all_reduce_sum(count.detach().double().clone()) / dist.get_world_size()
+    return total / count.to(total.dtype)
+
+
 def all_gather(tensor: torch.Tensor) -> list[torch.Tensor]:
     """Every rank's ``tensor`` (same shape and dtype on all ranks), by rank, on the CPU."""
     if not active() or dist.get_world_size() == 1:

@@ -36,6 +36,14 @@ def batch_generator(seed: int, step: int, micro: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step * 1009 + micro)
 
 
+def example_generators(generator: torch.Generator, indices) -> list[torch.Generator]:
+    """One generator per example, seeded from one draw of the batch's ``generator`` and the
+    example's index: an example gets the same random numbers whichever DDP rank's shard it
+    lands in, so two ranks draw what one process draws for the whole micro-batch."""
+    base = int(torch.randint(0, 2**40, (1,), generator=generator))
+    return [torch.Generator().manual_seed(base * 1_000_003 + int(i)) for i in indices]
+
+
 def seed_everything(seed: int, rank: int = 0) -> None:
     """Seed torch, Python and numpy; each DDP rank draws its own dropout masks (rank 0 as a
     single process would)."""

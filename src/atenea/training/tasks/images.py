@@ -10,7 +10,8 @@ The model's grid follows the data: 28x28 images in 4x4 patches (49 + [CLS] token
 digits in 2x2 patches; user images are resized to ``image_size`` (32 unless overridden).
 Augmentation (``overrides={"augment": "crop"}`` or ``"crop+flip"``): each training image
 shifted by up to 2 pixels (zero padding, as CIFAR training does) and, with flip, mirrored left
-to right half of the time; drawn from the batch's generator, so a resumed run sees the same.
+to right half of the time; drawn from the batch's generator, so a resumed run sees the same
+(and per example, so DDP ranks see what one process sees).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from atenea.models import ViTConfig, ViTForImageClassification
 from atenea.training import metrics
 from atenea.training.datasets import images as reading
+from atenea.training.sampling import example_generators
 from atenea.training.tasks.base import EVAL_BATCH, Evaluating, Task, device_of
 from atenea.training.tasks.settings import TaskError, model_settings
 
@@ -93,24 +95,27 @@ class ImagesTask(Task):
     def _pixels(self, images: Tensor) -> Tensor:
         return (images.float() / 255 - self.mean) / self.std
 
-    def _augment(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        """Shift each image by up to ``SHIFT`` pixels (zero padding) and maybe mirror it."""
-        count, _, height, width = images.shape
+    def _augment(self, images: Tensor, indices, generator: torch.Generator) -> Tensor:
+        """Shift each image by up to ``SHIFT`` pixels (zero padding) and maybe mirror it. Each
+        example draws from its own generator (``example_generators``), so under DDP a rank's
+        half of a batch is augmented as one process augments that half."""
+        _, _, height, width = images.shape
         padded = F.pad(images, (SHIFT,) * 4)
-        offsets = torch.randint(0, 2 * SHIFT + 1, (count, 2), generator=generator)
-        shifted = torch.stack([
-            padded[i, :, y : y + height, x : x + width] for i, (y, x) in enumerate(offsets.tolist())
-        ])  # fmt: skip
-        if self.options["augment"] == "crop+flip":
-            flip = torch.rand(count, generator=generator) < 0.5
-            shifted[flip] = shifted[flip].flip(-1)
-        return shifted
+        flip = self.options["augment"] == "crop+flip"
+        shifted = []
+        for image, own in zip(padded, example_generators(generator, indices)):
+            y, x = torch.randint(0, 2 * SHIFT + 1, (2,), generator=own).tolist()
+            image = image[:, y : y + height, x : x + width]
+            if flip and float(torch.rand(1, generator=own)) < 0.5:
+                image = image.flip(-1)
+            shifted.append(image)
+        return torch.stack(shifted)
 
     def batch(self, indices, generator):
         chosen = torch.as_tensor(list(indices), dtype=torch.long)
         images = self.train.images[chosen]
         if self.options.get("augment", "none") != "none":
-            images = self._augment(images, generator)
+            images = self._augment(images, chosen.tolist(), generator)
         labels = torch.tensor([self.train.labels[i] for i in chosen.tolist()])
         return {"pixel_values": self._pixels(images), "labels": labels}
 

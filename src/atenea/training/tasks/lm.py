@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from atenea.models import DecoderConfig, DecoderModel
 from atenea.training import metrics
+from atenea.training.distributed import mean_over_ranks
 from atenea.training.tasks.base import (
     EVAL_BATCH,
     IGNORE,
@@ -99,9 +100,13 @@ class LanguageModelTask(Task):
         return self._batch(self.train_rows, indices)
 
     def loss(self, model, batch):
-        return model(
+        """The mean over the predicted tokens of the whole micro-batch (under DDP, of every
+        rank's shard: ``mean_over_ranks``; rows hold different numbers of them)."""
+        mean = model(
             batch["input_ids"], document_ids=batch["document_ids"], labels=batch["labels"]
         ).loss
+        predicted = (batch["labels"][:, 1:] != IGNORE).sum()
+        return mean_over_ranks(mean * predicted, predicted)
 
     def tokens(self, batch):
         return int((batch["document_ids"] >= 0).sum())

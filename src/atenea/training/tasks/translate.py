@@ -29,7 +29,7 @@ from atenea.models import (
     RNNSearch,
 )
 from atenea.training import metrics
-from atenea.training.distributed import unwrap
+from atenea.training.distributed import mean_over_ranks, unwrap
 from atenea.training.tasks.base import (
     EVAL_BATCH,
     IGNORE,
@@ -112,12 +112,16 @@ class TranslateTask(Task):
         return self._batch(self.train_src, self.train_tgt, indices)
 
     def loss(self, model, batch):
+        """Cross entropy averaged over the target tokens of the whole micro-batch (under DDP:
+        of every rank's shard, ``mean_over_ranks``)."""
         logits = model(batch["src_ids"], batch["tgt_ids"], batch["src_mask"],
                        batch["tgt_mask"]).logits  # fmt: skip
-        return F.cross_entropy(
-            logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE,
+        labels = batch["labels"].flatten()
+        total = F.cross_entropy(
+            logits.flatten(0, 1).float(), labels, ignore_index=IGNORE, reduction="sum",
             label_smoothing=float(self.options["label_smoothing"]),
         )  # fmt: skip
+        return mean_over_ranks(total, (labels != IGNORE).sum())
 
     def tokens(self, batch):
         return int(batch["src_mask"].sum() + batch["tgt_mask"].sum())
