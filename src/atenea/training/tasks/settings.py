@@ -123,7 +123,7 @@ DEFAULTS = {
                steps=600, batch_size=16, lr=2e-3, warmup=60),
     "mlm": dict(max_length=128, tokenizer="wordpiece", vocab_size=4000,
                 steps=600, batch_size=32, lr=1e-3, warmup=60),
-    "images": dict(steps=4000, batch_size=128, lr=2e-3, warmup=200),
+    "images": dict(steps=5500, batch_size=128, lr=2e-3, warmup=200),
 }  # fmt: skip
 
 # Built-in corpora named as data (``--data bible-es-en``): (task, module in training/datasets).
