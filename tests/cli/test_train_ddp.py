@@ -1,4 +1,4 @@
-"""``atenea train images`` and ``atenea train translate --arch rnnsearch | rnnencdec`` under
+"""``atenea train images``, ``translate --arch rnnsearch | rnnencdec``, ``lm`` and ``mlm`` under
 ``torchrun``: two ranks on the CPU (gloo) train the model that one process trains on the same
 global batch (and ``--arch transformer``, whose task loss is the same). What could make them differ: an augmentation drawn for the whole batch (each
 rank would draw the first half's shifts), a token-mean loss over a rank's half (the two halves
@@ -110,5 +110,22 @@ def test_lm_on_two_ranks_equals_one_process(tmp_path):
         (folder / f"{i}.txt").write_text("\n".join(lines))
     arguments = ["train", "lm", "--data", folder, "--steps", 4, "--batch-size", 8,
                  "--max-length", 32, "--vocab-size", 300, "--set", "dim=32", "--set",
+                 "num_layers=1", "--set", "num_heads=2", "--set", "ffn_hidden=64", *RUN]  # fmt: skip
+    assert_two_ranks_equal_one(arguments, tmp_path)
+
+
+@pytest.mark.slow
+def test_mlm_on_two_ranks_equals_one_process(tmp_path):
+    """Each chunk is masked from its own generator (a rank's half gets the masks one process
+    gives it), and the loss is a mean over every rank's masked tokens."""
+    rng = random.Random(2)
+    words = "the a cat dog sat ran on under mat table while because red blue".split()
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i in range(6):
+        lines = [" ".join(rng.choices(words, k=rng.randint(3, 30))) for _ in range(20)]
+        (folder / f"{i}.txt").write_text("\n".join(lines))
+    arguments = ["train", "mlm", "--data", folder, "--steps", 4, "--batch-size", 8,
+                 "--max-length", 24, "--vocab-size", 300, "--set", "dim=32", "--set",
                  "num_layers=1", "--set", "num_heads=2", "--set", "ffn_hidden=64", *RUN]  # fmt: skip
     assert_two_ranks_equal_one(arguments, tmp_path)

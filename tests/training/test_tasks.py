@@ -40,9 +40,13 @@ def mlm_task():
 
 def test_mlm_masking_statistics(mlm_task):
     task = mlm_task
-    indices = list(range(task.num_train_examples())) * 8
-    batch = task.batch(indices, torch.Generator().manual_seed(0))
-    original, _ = _padded(task, indices)
+    # Eight independent maskings of every chunk (one generator each: a chunk's mask is drawn
+    # from the batch generator and its index, so repeating an index in one batch would repeat
+    # its mask, not sample it again).
+    indices = list(range(task.num_train_examples()))
+    batches = [task.batch(indices, torch.Generator().manual_seed(seed)) for seed in range(8)]
+    batch = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
+    original, _ = _padded(task, indices * 8)
     labels, inputs, real = batch["labels"], batch["input_ids"], batch["attention_mask"].bool()
     special = torch.isin(original, task.special_ids)
     eligible = real & ~special
@@ -76,6 +80,29 @@ def test_mlm_masking_comes_from_the_generator(mlm_task):
     other = mlm_task.batch(indices, torch.Generator().manual_seed(6))
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["labels"], other["labels"])
+
+
+def test_mlm_masks_a_chunk_the_same_in_any_shard_of_its_batch(mlm_task):
+    # Two DDP ranks each mask half of a micro-batch with the same generator state: every chunk
+    # must get the mask one process gives it in the whole batch (else DDP trains on other
+    # targets than one process).
+    indices = [3, 0, 5, 1, 2, 4]
+    whole = mlm_task.batch(indices, torch.Generator().manual_seed(9))
+    for start in (0, 3):
+        half = mlm_task.batch(indices[start : start + 3], torch.Generator().manual_seed(9))
+        width = half["input_ids"].shape[1]  # a half pads to its own longest chunk
+        for key in ("input_ids", "labels", "attention_mask"):
+            assert torch.equal(half[key], whole[key][start : start + 3, :width])
+
+
+def test_mlm_loss_of_a_batch_without_targets_is_zero_not_nan(mlm_task):
+    batch = mlm_task.batch([0, 1], torch.Generator().manual_seed(0))
+    batch["labels"].fill_(IGNORE)  # nothing chosen (short rows can draw no mask at all)
+    model = mlm_task.build_model()
+    loss = mlm_task.loss(model, batch)
+    loss.backward()
+    assert float(loss) == 0.0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def test_mlm_chunks_are_wrapped_and_bounded(mlm_task):

@@ -114,9 +114,11 @@ def mean_over_ranks(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     of per-item losses) divided by ``count`` summed over the ranks, times the number of ranks.
     DDP averages the ranks' gradients, so they add up to the gradient of the global mean, as
     one process computes it on the whole batch; a mean over each rank's own items would weigh
-    a rank with fewer tokens more. In one process: ``total / count``."""
+    a rank with fewer tokens more. In one process: ``total / count``. No item on any rank (an
+    mlm batch that masked nothing): 0, with its graph."""
     if active() and dist.get_world_size() > 1:
         count = all_reduce_sum(count.detach().double().clone()) / dist.get_world_size()
+    count = torch.where(count > 0, count, torch.ones_like(count))  # then total is 0 too
     return total / count.to(total.dtype)
 
 

@@ -13,6 +13,8 @@ from torch import Tensor, nn
 
 from atenea.models import EncoderConfig, EncoderForMaskedLM
 from atenea.training import metrics
+from atenea.training.distributed import mean_over_ranks
+from atenea.training.sampling import example_generators
 from atenea.training.tasks.base import (
     EVAL_BATCH,
     IGNORE,
@@ -32,7 +34,9 @@ class MaskedLanguageModelTask(Task):
     """Documents cut into chunks of ``max_length - 2`` tokens, each ``[CLS] chunk [SEP]``.
     BERT's masking: ``mask_probability`` (15%) of the real non-special tokens are chosen; of
     those 80% become [MASK], 10% a random token, 10% stay. ``labels``: the original token where
-    chosen, -100 elsewhere. All randomness comes from the ``generator`` given to ``batch``."""
+    chosen, -100 elsewhere. All randomness comes from the ``generator`` given to ``batch``,
+    through one generator per example (``example_generators``): a chunk is masked the same way
+    whichever DDP rank's shard it lands in, so two ranks train what one process trains."""
 
     name, main_metric, higher_is_better = "mlm", "perplexity", False
     EVAL_SEED = 1234
@@ -81,15 +85,23 @@ class MaskedLanguageModelTask(Task):
     def num_validation_examples(self) -> int:
         return len(self.val_chunks)
 
-    def mask(self, input_ids: Tensor, attention_mask: Tensor, generator: torch.Generator):
-        """``(masked input_ids, labels)`` of a padded batch ``(B, L)``; see the class."""
-        eligible = attention_mask.bool() & ~torch.isin(input_ids, self.special_ids)
-        select = torch.rand(input_ids.shape, generator=generator)
-        roll = torch.rand(input_ids.shape, generator=generator)
-        random_pick = torch.randint(len(self.random_ids), input_ids.shape, generator=generator)
+    def mask(self, input_ids: Tensor, attention_mask: Tensor, generators: list[torch.Generator]):
+        """``(masked input_ids, labels)`` of a padded batch ``(B, L)``, row ``b`` drawn from
+        ``generators[b]`` over its own tokens only (so the padded width draws nothing); see the
+        class. A batch may choose no token (short rows): its loss is then 0, not a made-up
+        target."""
+        real = attention_mask.bool()
+        select = torch.ones(input_ids.shape)  # padding: never chosen
+        roll = torch.zeros(input_ids.shape)
+        random_pick = torch.zeros(input_ids.shape, dtype=torch.long)
+        for row, generator in enumerate(generators):
+            n = int(real[row].sum())
+            select[row, real[row]] = torch.rand(n, generator=generator)
+            roll[row, real[row]] = torch.rand(n, generator=generator)
+            random_pick[row, real[row]] = torch.randint(len(self.random_ids), (n,),
+                                                        generator=generator)  # fmt: skip
+        eligible = real & ~torch.isin(input_ids, self.special_ids)
         chosen = (select < float(self.options["mask_probability"])) & eligible
-        if not chosen.any() and eligible.any():  # a loss needs at least one target
-            chosen.view(-1)[int(eligible.view(-1).nonzero()[0])] = True
         masked = input_ids.clone()
         masked[chosen & (roll < 0.8)] = self.mask_id
         swap = chosen & (roll >= 0.8) & (roll < 0.9)
@@ -99,14 +111,19 @@ class MaskedLanguageModelTask(Task):
 
     def _batch(self, chunks, indices, generator):
         input_ids, mask = pad_rows([chunks[i] for i in indices], self.pad_id)
-        masked, labels = self.mask(input_ids, mask, generator)
+        masked, labels = self.mask(input_ids, mask, example_generators(generator, indices))
         return {"input_ids": masked, "attention_mask": mask, "labels": labels}
 
     def batch(self, indices, generator):
         return self._batch(self.train_chunks, indices, generator)
 
     def loss(self, model, batch):
-        return model(batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).loss
+        """The mean over the chosen tokens of the whole micro-batch (under DDP, of every rank's
+        shard: ``mean_over_ranks``; rows hold different numbers of them)."""
+        logits = model(batch["input_ids"], batch["attention_mask"]).logits
+        chosen = batch["labels"] != IGNORE
+        total = F.cross_entropy(logits[chosen], batch["labels"][chosen], reduction="sum")
+        return mean_over_ranks(total, chosen.sum())
 
     def tokens(self, batch):
         return int(batch["attention_mask"].sum())
