@@ -6,9 +6,9 @@ use or spills registers. What Triton's interpreter cannot see, this does.
 
 Each kernel of every entry of the tuning tables (bf16 and fp32) is built in the variants of
 ``VARIANTS``: plain (no mask, no modifier) up to every rule family with every modifier, or a
-bitmap mask with every modifier (what one call can ask at most). Registers and spills come
-from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
-emits). Run with ``TRITON_INTERPRET`` unset.
+bitmap mask with every modifier, and those two with dropout too (what one call can ask at
+most). Registers and spills come from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles
+reads the PTX version Triton emits). Run with ``TRITON_INTERPRET`` unset.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from triton.compiler import ASTSource
 TARGET = GPUTarget("cuda", 90, 32)
 HALF_PTRS = {"Q", "K", "V", "O", "DO", "DQ", "DK", "DV"}
 FLOAT_PTRS = {"LSE", "DELTA", "DREL", "slopes_ptr", "relative_ptr"}
-FLOAT_SCALARS = {"scale", "cap"}
+FLOAT_SCALARS = {"scale", "cap", "dropout_p"}
+WIDE_SCALARS = {"seed"}  # dropout's Philox key: an int64 drawn per call
 
 
 def _signature(kernel, dtype: str) -> dict[str, str]:
@@ -53,6 +54,8 @@ def _signature(kernel, dtype: str) -> dict[str, str]:
             signature[name] = "*i32"
         elif name in FLOAT_SCALARS:
             signature[name] = "fp32"
+        elif name in WIDE_SCALARS:
+            signature[name] = "i64"
         else:
             signature[name] = "i32"
     return signature
@@ -82,6 +85,10 @@ VARIANTS = {
     "rules+rel": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
                       ALIBI=1, CAP=True, RELATIVE=2),
     "bitmap+rel": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2),
+    # dropout adds a Philox draw per pair (and, in the backward, a second select)
+    "rules+rel+drop": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
+                           ALIBI=1, CAP=True, RELATIVE=2, DROPOUT=True),
+    "bitmap+rel+drop": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2, DROPOUT=True),
 }  # fmt: skip
 KERNELS = ("forward", "dK/dV", "dQ")
 # The head dims checked per dtype (together they reach every entry of the tables)
@@ -92,7 +99,7 @@ def _constants(dim: int, dtype: str, variant: str, blocks: dict) -> dict:
     constants = dict(
         GROUP=1, BLOCK_D=dim, BLOCK_DV=dim, SPARSE_Q=128, SPARSE_K=128,
         CAUSAL=False, WINDOWED=False, DOCUMENT=False, PADDING=0, PREFIX=False, BITMAP=False,
-        ALIBI=0, ALIBI_SYMMETRIC=False, CAP=False, RELATIVE=0, UPCAST=False,
+        ALIBI=0, ALIBI_SYMMETRIC=False, CAP=False, RELATIVE=0, DROPOUT=False, UPCAST=False,
         PRECISION="ieee" if dtype == "fp32" else "tf32", **blocks,
     )  # fmt: skip
     constants.update(VARIANTS[variant])
@@ -161,7 +168,7 @@ def main(argv=None) -> int:
         for name in args.kernels
     ]
     failures = 0
-    print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<11} {'blocks':>9} {'warps':>5} "
+    print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<15} {'blocks':>9} {'warps':>5} "
           f"{'stages':>6} {'shared KB':>9} {'regs':>5} spills")  # fmt: skip
     with ProcessPoolExecutor(args.jobs) as pool:
         for job, (blocks, warps, stages), (shared, regs, spills) in pool.map(compile_one, jobs):
@@ -169,7 +176,7 @@ def main(argv=None) -> int:
             bad = shared > tuning.SHARED_MEMORY_LIMIT or spills > 0
             failures += bad
             print(
-                f"{dtype:>5} {dim:>4} {name:<8} {variant:<11} {blocks[0]:>4}x{blocks[1]:<4} "
+                f"{dtype:>5} {dim:>4} {name:<8} {variant:<15} {blocks[0]:>4}x{blocks[1]:<4} "
                 f"{warps:>5} {stages:>6} {shared / 1024:>9.1f} {regs:>5} {spills}"
                 f"{'  <-- FAILS' if bad else ''}",
                 flush=True,

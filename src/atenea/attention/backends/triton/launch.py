@@ -34,6 +34,7 @@ class Setup:
     mods: ModPlan
     forward: ForwardConfig
     backward: BackwardConfig
+    seed: int = 0  # dropout's Philox key, drawn from torch's generator per call (0: no dropout)
 
 
 def _expanded(lists: TileLists, batch: int, heads: int) -> list:
@@ -71,7 +72,7 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
         mods.alibi_slopes if mods.alibi_slopes is not None else dummy_float,
         relative if relative is not None else dummy_float,
         relative.stride(0) if relative is not None else 0,
-        mods.cap if mods.cap > 0 else 1.0,
+        mods.cap if mods.cap > 0 else 1.0, setup.seed, p.dropout_p,
     ]  # fmt: skip
     constants = dict(
         GROUP=p.group,
@@ -89,6 +90,7 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
         ALIBI_SYMMETRIC=mods.alibi_symmetric,
         CAP=mods.cap > 0,
         RELATIVE=mods.relative,
+        DROPOUT=p.dropout_p > 0,
         UPCAST=INTERPRETED,
         # fp32 inputs: exact fp32 products (the GPU would round them to TF32 otherwise); the
         # small float32 blocks of configs.row_bytes keep them from spilling

@@ -1,7 +1,13 @@
 """In-kernel pieces shared by the forward and backward kernels: which pairs a partial tile
-allows, and the fused score modifiers. Orientation-free: ``rows`` (query row indices) and
-``cols`` (key indices) are any two tensors that broadcast to the tile, ``(M, 1)`` and
-``(1, N)`` in the forward, ``(1, M)`` and ``(N, 1)`` in the dK/dV pass.
+allows, the fused score modifiers and the dropout draw. Orientation-free: ``rows`` (query row
+indices) and ``cols`` (key indices) are any two tensors that broadcast to the tile,
+``(M, 1)`` and ``(1, N)`` in the forward, ``(1, M)`` and ``(N, 1)`` in the dK/dV pass.
+
+Dropout draws one uniform number per ``(batch row, query head, query row, key column)`` with
+Triton's counter-based Philox generator: the counter is that element's flat index
+``((b * Hq + h) * Lq + row) * Lk + col`` (64-bit), the key the call's seed. The forward and both
+backward kernels hash the same counters, whatever their block sizes and orientation, so each
+element gets the same draw in all three and nothing is stored between them.
 
 Interpreter traps (Triton 3.9 on the CPU): libdevice ``tanh`` fails, so ``tanh`` is written
 with ``exp``; bf16 ``tl.dot`` is wrong, so the kernels upcast their tiles to float32 when
@@ -117,3 +123,12 @@ def modified_scores(
         s += bias(rows, cols, q_len, kv_len, slope, relative_ptr,
                   ALIBI == 2, ALIBI_SYMMETRIC, RELATIVE == 2)  # fmt: skip
     return s, t
+
+
+@triton.jit
+def dropout_keep(seed, dropout_p, head_row, rows, cols, q_len, kv_len):
+    """Which pairs dropout keeps (probability ``1 - dropout_p``): ``head_row = b * Hq + h``
+    (int64), ``rows``/``cols`` broadcast as everywhere here. The draw depends on the element's
+    position only, never on the program that asks (see the module docstring)."""
+    counters = (head_row * q_len + rows) * kv_len + cols
+    return tl.rand(seed, counters) >= dropout_p
