@@ -14,6 +14,11 @@ and the undropped weights' gradient is ``dP = (dO V^T) * Z``; ``rowsum(dP * P)``
 ``rowsum(O * dO)``, so ``delta`` does not change. ``Z`` is redrawn here from the same counters
 as in the forward (``rules.dropout_keep``), never stored.
 
+A pair the mask forbids gets ``dS = 0`` by selection (``tl.where``), never by a product with
+``p = 0``, and in a partial tile the keys no row of the block may attend are zeroed before a
+product that would carry them (``dS K`` here, ``P V`` in the forward): NaN or inf in such keys
+(a bitmap mask's dead keys, like key padding) leave every result bit-identical to zeros there.
+
 Rows past ``Lq`` and keys past ``Lk`` are masked in every step (zeros loaded there could meet
 a large bias and overflow ``exp2``), and K/V are loaded through ``keys_valid`` as in the forward.
 """
@@ -142,10 +147,12 @@ def attention_backward_kv(
                     dp_t = tl.where(keep_t, dp_t * keep_scale, 0.0)
                 else:
                     dv += tl.dot(p_t.to(do.dtype), do, input_precision=PRECISION)
-                ds_t = p_t * (dp_t - delta[None, :])  # gradient of the final score
+                # gradient of the final score; selected, not multiplied by p = 0, so a key no
+                # query may attend gets exactly 0 whatever K and V hold there (NaN included)
+                ds_t = tl.where(allowed, p_t * (dp_t - delta[None, :]), 0.0)
                 ds_before_cap = ds_t
                 if CAP:
-                    ds_before_cap = ds_t * (1.0 - tanh_t * tanh_t)
+                    ds_before_cap = tl.where(allowed, ds_t * (1.0 - tanh_t * tanh_t), 0.0)
                 if RELATIVE != 0:
                     grad = ds_before_cap if RELATIVE == 1 else ds_t
                     distance = cols[:, None] - (rows[None, :] + (kv_len - q_len))
@@ -273,9 +280,11 @@ def attention_backward_q(
                 keep = dropout_keep(seed, dropout_p, head_row, rows[:, None], cols[None, :],
                                     q_len, kv_len)  # fmt: skip
                 dp = tl.where(keep, dp * keep_scale, 0.0)
-            ds = p * (dp - delta[:, None])
+            ds = tl.where(allowed, p * (dp - delta[:, None]), 0.0)  # selected: see dK/dV
             if CAP:
-                ds = ds * (1.0 - tanh_s * tanh_s)
+                ds = tl.where(allowed, ds * (1.0 - tanh_s * tanh_s), 0.0)
+            if phase == 0:  # a key no row of the block may attend: 0 * NaN in the dot
+                k_t = tl.where(tl.max(allowed.to(tl.int32), 0)[None, :] != 0, k_t, 0.0)
             dq += tl.dot(ds.to(k_t.dtype), tl.trans(k_t), input_precision=PRECISION)
 
     tl.store(

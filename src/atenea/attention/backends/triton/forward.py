@@ -123,7 +123,11 @@ def attention_forward(
                     bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
                     CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                 )  # fmt: skip
-                s = tl.where(allowed & key_ok[None, :], s, float("-inf"))
+                allowed = allowed & key_ok[None, :]
+                s = tl.where(allowed, s, float("-inf"))
+                # a key no row of the block may attend adds exactly 0, whatever V holds there
+                # (NaN included): p is 0 there, but 0 * NaN inside the dot would not be
+                v = tl.where(tl.max(allowed.to(tl.int32), 0)[:, None] != 0, v, 0.0)
             else:
                 s = tl.where(key_ok[None, :], s, float("-inf"))
 
