@@ -94,7 +94,7 @@ def triton_attention(
     device = q.device
     lists = tile_lists(p.mask, p.q_len, p.kv_len, device, tile, tile)
     mods = mod_plan(p.score_mod, p, device)
-    mask = mask_plan(p.mask, p, lists, device)
+    mask = mask_plan(p.mask, lists)
     gathers = mask.bitmaps is not None or mods.relative_module is not None
     if table_dtype is None:
         table_dtype = torch.float16 if device.type == "cpu" else q.dtype

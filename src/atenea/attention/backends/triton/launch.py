@@ -59,11 +59,14 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
     p, m, mods = setup.problem, setup.mask, setup.mods
     dummy, dummy_float = _dummies(torch.device(device))
 
+    def broadcast_strides(t: Tensor) -> list[int]:  # the mask's size-1 batch/heads: stride 0
+        return [s if n > 1 else 0 for s, n in zip(t.stride(), t.shape)]
+
     def row_tensor(t):
-        return (t, t.stride(0)) if t is not None else (dummy, 0)
+        return (t, broadcast_strides(t)[0]) if t is not None else (dummy, 0)
 
     index = m.bitmap_index
-    index_strides = list(index.stride()) if index is not None else [0, 0, 0, 0]
+    index_strides = broadcast_strides(index) if index is not None else [0, 0, 0, 0]
     args = [
         p.q_len, p.kv_len, p.head_dim, p.value_dim, p.scale, m.window,
         *row_tensor(m.document), *row_tensor(m.padding), *row_tensor(m.prefix),

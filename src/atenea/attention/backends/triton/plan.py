@@ -29,17 +29,17 @@ NO_BIAS, BEFORE_CAP, AFTER_CAP = 0, 1, 2  # where an additive bias sits relative
 
 @dataclass
 class MaskPlan:
-    """Parameters of the in-kernel mask. Per-row tensors are int32 on the device, expanded to
-    the call's batch (stride 0 where the mask broadcasts)."""
+    """Parameters of the in-kernel mask, on the tile lists' device. Tensors keep the mask's own
+    batch size ``Bm`` (and heads ``Hm``): 1 broadcasts, and the launch reads it at stride 0."""
 
     causal: bool = False
     window: int = 0  # sliding window size; 0 = none
-    document: Tensor | None = None  # (B, Lk) document id of every key position
+    document: Tensor | None = None  # int32 (Bm, Lk) document id of every key position
     padding_side: int = NO_PADDING
-    padding: Tensor | None = None  # (B,) real keys per row
-    prefix: Tensor | None = None  # (B,) prefix length per row
+    padding: Tensor | None = None  # int32 (Bm,) real keys per row
+    prefix: Tensor | None = None  # int32 (Bm,) prefix length per row
     bitmaps: Tensor | None = None  # uint8 (n_distinct, q_tile, k_tile): partial tiles' masks
-    bitmap_index: Tensor | None = None  # int32 (B, Hq, n_q, n_k): which bitmap a tile uses
+    bitmap_index: Tensor | None = None  # int32 (Bm, Hm, n_q, n_k): which bitmap a tile uses
 
 
 def _leaves(mask: Mask) -> list[Mask]:
@@ -49,28 +49,29 @@ def _leaves(mask: Mask) -> list[Mask]:
     return [mask]
 
 
-def mask_plan(mask: Mask | None, problem: Problem, lists: TileLists, device) -> MaskPlan:
-    """The ``MaskPlan`` of ``mask`` for this call (``lists``: its tile lists), remembered on
-    the mask: the per-row tensors and bitmaps go to the device once, not at every call."""
+def mask_plan(mask: Mask | None, lists: TileLists) -> MaskPlan:
+    """The ``MaskPlan`` of ``mask``, whose tile lists are ``lists``: derived once per lists
+    object (``TileLists.remember``). The lists are cached per mask object, or per rule for
+    masks made of numbers only, and per lengths, tiles and device; so the plan (per-row tensors,
+    bitmaps) goes to the device once and lives exactly as long as the lists it came from."""
     if mask is None:
         return MaskPlan()
-    p = problem
-    key = ("triton-plan", p.batch, p.q_heads, p.q_len, p.kv_len, lists.q_tile, str(device))
-    return mask._remember(key, lambda: _mask_plan(mask, problem, lists, device))
+    return lists.remember("triton_mask_plan", lambda: _mask_plan(mask, lists))
 
 
-def _mask_plan(mask: Mask, problem: Problem, lists: TileLists, device) -> MaskPlan:
+def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
     plan = MaskPlan()
-    batch = problem.batch
+    device = lists.partial_counts.device
 
-    def per_row(values: Tensor) -> Tensor:
-        return values.to(device=device, dtype=torch.int32).reshape(-1).expand(batch)
+    def on_device(values: Tensor) -> Tensor:
+        return values.to(device=device, dtype=torch.int32)
 
     leaves = _leaves(mask)
     kinds = [type(leaf) for leaf in leaves]
     family = (Causal, SlidingWindow, Document, KeyPadding, PrefixLM)
     if any(k not in family for k in kinds) or any(kinds.count(k) > 1 for k in set(kinds)):
-        plan.bitmaps, plan.bitmap_index = _bitmaps(mask, problem, lists, device)
+        bitmaps, index = _build_bitmaps(mask, lists)
+        plan.bitmaps, plan.bitmap_index = bitmaps.to(device), index.to(device)
         return plan
     for leaf in leaves:
         if isinstance(leaf, Causal):
@@ -78,25 +79,19 @@ def _mask_plan(mask: Mask, problem: Problem, lists: TileLists, device) -> MaskPl
         elif isinstance(leaf, SlidingWindow):
             plan.window = leaf.size
         elif isinstance(leaf, Document):
-            plan.document = leaf.ids.to(device=device, dtype=torch.int32).expand(batch, -1)
+            plan.document = on_device(leaf.ids)  # (Bm, Lk)
         elif isinstance(leaf, KeyPadding):
-            plan.padding = per_row(leaf.values)
+            plan.padding = on_device(leaf.values.reshape(-1))
             plan.padding_side = PAD_RIGHT if leaf.side == "right" else PAD_LEFT
         else:
-            plan.prefix = per_row(leaf.values)
+            plan.prefix = on_device(leaf.values.reshape(-1))
     return plan
 
 
-def _bitmaps(mask: Mask, problem: Problem, lists: TileLists, device) -> tuple[Tensor, Tensor]:
-    """Bitmaps of the partial tiles, deduplicated, and the table saying which one each tile
-    uses. One ``mask.allowed`` call per query tile, over that tile's partial key tiles only:
-    the cost is the partial area, never ``Lq x Lk``."""
-    bitmaps, index = _build_bitmaps(mask, lists)
-    index = index.to(device).expand(problem.batch, problem.q_heads, -1, -1)
-    return bitmaps.to(device), index
-
-
 def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor]:
+    """Bitmaps of the partial tiles, deduplicated, and the table saying which one each tile
+    uses (on the CPU). One ``mask.allowed`` call per query tile, over that tile's partial key
+    tiles only: the cost is the partial area, never ``Lq x Lk``."""
     q_tile, k_tile, q_len, kv_len = lists.q_tile, lists.k_tile, lists.q_len, lists.kv_len
     partial = (lists.kinds() == PARTIAL).cpu()  # (Bm, Hm, n_q, n_k)
     mask_b, mask_h, n_q, n_k = partial.shape
