@@ -23,6 +23,7 @@ from atenea.attention.backends.triton.rules import (
     keys_valid,
     modified_scores,
     pairs_allowed,
+    tile_list,
 )
 
 
@@ -78,16 +79,11 @@ def attention_forward(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
     SUB: tl.constexpr = SPARSE_K // BLOCK_N  # compute blocks per sparse tile
-    list_offset = off_b * stride_cb + off_h * stride_ch + q_tile
-    index_offset = off_b * stride_ib + off_h * stride_ih + q_tile * stride_iq
 
     for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
-        if phase == 0:
-            count = tl.load(partial_counts + list_offset)
-            index = partial_index + index_offset
-        else:
-            count = tl.load(full_counts + list_offset)
-            index = full_index + index_offset
+        count, index = tile_list(partial_counts, partial_index, full_counts, full_index,
+                                 off_b, off_h, q_tile, stride_cb, stride_ch, stride_ib,
+                                 stride_ih, stride_iq, phase)  # fmt: skip
         for step in range(0, count * SUB):
             k_tile = tl.load(index + step // SUB)
             cols = k_tile * SPARSE_K + (step % SUB) * BLOCK_N + tl.arange(0, BLOCK_N)

@@ -28,6 +28,22 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
+def tile_list(
+    partial_counts, partial_index, full_counts, full_index, off_b, off_h, tile,
+    stride_cb, stride_ch, stride_ib, stride_ih, stride_iq, PHASE: tl.constexpr,
+):  # fmt: skip
+    """The sparse tiles that ``tile`` of (batch row ``off_b``, head ``off_h``) visits in
+    ``PHASE`` (0: partial, 1: full): how many, and a pointer to their indices. The same for the
+    forward and dQ (key tiles of a query tile) and dK/dV (query tiles of a key tile, on the
+    transposed lists); ``launch._expanded`` lays the lists out."""
+    counts, index = partial_counts, partial_index
+    if PHASE == 1:
+        counts, index = full_counts, full_index
+    count = tl.load(counts + off_b * stride_cb + off_h * stride_ch + tile)
+    return count, index + off_b * stride_ib + off_h * stride_ih + tile * stride_iq
+
+
+@triton.jit
 def keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING: tl.constexpr):
     """Keys that exist and are not padding (1 = right padding, 2 = left): also the load mask of
     K and V, so whatever sits in the padding (NaN included) is never read."""
