@@ -154,8 +154,8 @@ NAN_CASES = {  # (mask, score_mod, (B, Hq, Hkv, Lq, Lk, D)): bitmaps of the part
 @pytest.mark.parametrize("case", NAN_CASES)
 def test_nan_in_keys_no_query_attends_changes_nothing(case):
     """Under a bitmap mask a key that no query may attend contributes exactly nothing: NaN in
-    its K and V leaves the outputs and all gradients bit-identical to zeros there (the kernels
-    select with ``tl.where`` where a product with 0 would turn NaN)."""
+    its K and V leaves the outputs and all gradients bit-identical to zeros there (the plan's
+    live keys join the K/V load mask, as key padding does: such keys are never read)."""
     mask, mod, (b, hq, hkv, lq, lk, d) = NAN_CASES[case]
     allowed = mask.materialize(lq, lk).expand(b, hq, lq, lk)
     dead = ~allowed.any(2).any(1)  # (B, Lk): keys no head's query attends

@@ -98,7 +98,9 @@ def triton_attention(
     gathers = mask.bitmaps is not None or mods.relative_module is not None
     if table_dtype is None:
         table_dtype = torch.float16 if device.type == "cpu" else q.dtype
-    forward, backward = configs_for(p.head_dim, p.value_dim, table_dtype, gathers, tile)
+    forward, backward = configs_for(
+        p.head_dim, p.value_dim, table_dtype, gathers, tile, dropout=p.dropout_p > 0
+    )
     setup = Setup(
         problem=p,
         lists=lists,

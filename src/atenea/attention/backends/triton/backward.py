@@ -14,13 +14,9 @@ and the undropped weights' gradient is ``dP = (dO V^T) * Z``; ``rowsum(dP * P)``
 ``rowsum(O * dO)``, so ``delta`` does not change. ``Z`` is redrawn here from the same counters
 as in the forward (``rules.dropout_keep``), never stored.
 
-A pair the mask forbids gets ``dS = 0`` by selection (``tl.where``), never by a product with
-``p = 0``, and in a partial tile the keys no row of the block may attend are zeroed before a
-product that would carry them (``dS K`` here, ``P V`` in the forward): NaN or inf in such keys
-(a bitmap mask's dead keys, like key padding) leave every result bit-identical to zeros there.
-
 Rows past ``Lq`` and keys past ``Lk`` are masked in every step (zeros loaded there could meet
-a large bias and overflow ``exp2``), and K/V are loaded through ``keys_valid`` as in the forward.
+a large bias and overflow ``exp2``), and K/V are loaded through ``keys_valid`` as in the forward
+(padding, and under a bitmap mask the keys no query attends, are never read).
 """
 
 from __future__ import annotations
@@ -47,7 +43,7 @@ def attention_backward_kv(
     stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
     q_len, kv_len, head_dim, value_dim, scale,
     window, document_ptr, document_stride, padding_ptr, padding_stride,
-    prefix_ptr, prefix_stride, bitmap_ptr, bitmap_index_ptr,
+    prefix_ptr, prefix_stride, live_ptr, live_stride, bitmap_ptr, bitmap_index_ptr,
     stride_bb, stride_bh, stride_bq, stride_bk,
     slopes_ptr, relative_ptr, stride_rh, cap, seed, dropout_p,
     GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -67,7 +63,8 @@ def attention_backward_kv(
     cols = start_n + tl.arange(0, BLOCK_N)
     dims = tl.arange(0, BLOCK_D)
     dims_v = tl.arange(0, BLOCK_DV)
-    key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING)
+    key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
+                        live_ptr, live_stride, PADDING, BITMAP)  # fmt: skip
     k = tl.load(
         K + off_b * stride_kb + off_kvh * stride_kh + cols[:, None] * stride_kn + dims[None, :],
         mask=key_ok[:, None] & (dims[None, :] < head_dim),
@@ -143,12 +140,10 @@ def attention_backward_kv(
                     dp_t = tl.where(keep_t, dp_t * keep_scale, 0.0)
                 else:
                     dv += tl.dot(p_t.to(do.dtype), do, input_precision=PRECISION)
-                # gradient of the final score; selected, not multiplied by p = 0, so a key no
-                # query may attend gets exactly 0 whatever K and V hold there (NaN included)
-                ds_t = tl.where(allowed, p_t * (dp_t - delta[None, :]), 0.0)
+                ds_t = p_t * (dp_t - delta[None, :])  # gradient of the final score
                 ds_before_cap = ds_t
                 if CAP:
-                    ds_before_cap = tl.where(allowed, ds_t * (1.0 - tanh_t * tanh_t), 0.0)
+                    ds_before_cap = ds_t * (1.0 - tanh_t * tanh_t)
                 if RELATIVE != 0:
                     grad = ds_before_cap if RELATIVE == 1 else ds_t
                     distance = cols[:, None] - (rows[None, :] + (kv_len - q_len))
@@ -179,7 +174,7 @@ def attention_backward_q(
     stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
     q_len, kv_len, head_dim, value_dim, scale,
     window, document_ptr, document_stride, padding_ptr, padding_stride,
-    prefix_ptr, prefix_stride, bitmap_ptr, bitmap_index_ptr,
+    prefix_ptr, prefix_stride, live_ptr, live_stride, bitmap_ptr, bitmap_index_ptr,
     stride_bb, stride_bh, stride_bq, stride_bk,
     slopes_ptr, relative_ptr, stride_rh, cap, seed, dropout_p,
     GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -237,7 +232,8 @@ def attention_backward_q(
             k_tile = tl.load(index + step // SUB)
             cols = k_tile * SPARSE_K + (step % SUB) * BLOCK_N + tl.arange(0, BLOCK_N)
             if phase == 0:
-                key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING)
+                key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
+                                    live_ptr, live_stride, PADDING, BITMAP)  # fmt: skip
             else:
                 key_ok = cols < kv_len
             k_t = tl.load(  # (BLOCK_D, BLOCK_N): k transposed
@@ -271,11 +267,9 @@ def attention_backward_q(
                 keep = dropout_keep(seed, dropout_p, head_row, rows[:, None], cols[None, :],
                                     q_len, kv_len)  # fmt: skip
                 dp = tl.where(keep, dp * keep_scale, 0.0)
-            ds = tl.where(allowed, p * (dp - delta[:, None]), 0.0)  # selected: see dK/dV
+            ds = p * (dp - delta[:, None])
             if CAP:
-                ds = tl.where(allowed, ds * (1.0 - tanh_s * tanh_s), 0.0)
-            if phase == 0:  # a key no row of the block may attend: 0 * NaN in the dot
-                k_t = tl.where(tl.max(allowed.to(tl.int32), 0)[None, :] != 0, k_t, 0.0)
+                ds = ds * (1.0 - tanh_s * tanh_s)
             dq += tl.dot(ds.to(k_t.dtype), tl.trans(k_t), input_precision=PRECISION)
 
     tl.store(

@@ -6,9 +6,10 @@ use or spills registers. What Triton's interpreter cannot see, this does.
 
 Each kernel of every entry of the tuning tables (bf16 and fp32) is built in the variants of
 ``VARIANTS``: plain (no mask, no modifier) up to every rule family with every modifier, or a
-bitmap mask with every modifier, and those two with dropout too (what one call can ask at
-most). Registers and spills come from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles
-reads the PTX version Triton emits). Run with ``TRITON_INTERPRET`` unset.
+bitmap mask with every modifier (what one call can ask at most), and dropout with each of
+the two configurations it can meet (with and without a per-pair table). Registers and spills
+come from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
+emits). Run with ``TRITON_INTERPRET`` unset.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _signature(kernel, dtype: str) -> dict[str, str]:
             signature[name] = f"*{dtype}"
         elif name in FLOAT_PTRS:
             signature[name] = "*fp32"
-        elif name == "bitmap_ptr":
+        elif name in ("bitmap_ptr", "live_ptr"):
             signature[name] = "*u8"
         elif name.endswith(("counts", "index", "_ptr")):
             signature[name] = "*i32"
@@ -85,9 +86,9 @@ VARIANTS = {
     "rules+rel": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
                       ALIBI=1, CAP=True, RELATIVE=2),
     "bitmap+rel": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2),
-    # dropout adds a Philox draw per pair (and, in the backward, a second select)
-    "rules+rel+drop": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
-                           ALIBI=1, CAP=True, RELATIVE=2, DROPOUT=True),
+    # dropout draws a Philox number per pair, and takes smaller steps (configs.DROPOUT_PAIRS)
+    "rules+drop": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
+                       ALIBI=1, CAP=True, DROPOUT=True),
     "bitmap+rel+drop": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2, DROPOUT=True),
 }  # fmt: skip
 KERNELS = ("forward", "dK/dV", "dQ")
@@ -129,7 +130,7 @@ def compile_one(job):
     name, dim, dtype, variant = job
     gathers = "rel" in variant
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
-    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, gathers)
+    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, gathers, dropout="drop" in variant)
     kernel, blocks, warps, stages = {
         "forward": (attention_forward, (fwd.block_m, fwd.block_n), fwd.num_warps, fwd.num_stages),
         "dK/dV": (attention_backward_kv, (bwd.block_m1, bwd.block_n1), bwd.num_warps,

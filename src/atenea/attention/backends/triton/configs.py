@@ -14,7 +14,10 @@ use, without register spills. Calls that read a per-pair table inside the loop (
 the relative bias) keep one pipeline stage fewer (those reads are pipelined through shared
 memory too), eight warps in a 16-bit forward (the per-pair reads need registers), half the rows
 per dK/dV block and half its keys down to 32 (there the bias gradient is scattered; 16x16
-blocks spill).
+blocks spill). Calls with dropout draw a Philox number per pair of a step, whose state the
+compiler keeps for every pair at once: they take 8 warps and at most 64 x 64 pairs a step (half
+that with a per-pair table, and in the backward for D > 64; at D = 256 with a per-pair table,
+16 keys a dK/dV block).
 
 Chosen by compilation, not by timing: no GPU was at hand. Timing on an H100/H200 (the rows of
 benchmarks/gpu.py) may move them.
@@ -28,6 +31,7 @@ import torch
 
 SHARED_MEMORY_LIMIT = 227 * 1024  # bytes one block may use on sm_90
 FLOAT32_KEYS = (1024, 2048)  # float32 calls take these entries (D <= 32, D > 32): row_bytes
+DROPOUT_PAIRS = 64 * 64  # largest compute step (query rows x keys) of a call with dropout
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,17 @@ def row_bytes(head_dim: int, value_dim: int, dtype: torch.dtype) -> int:
 
 
 def configs_for(
-    head_dim: int, value_dim: int, dtype: torch.dtype, gathers: bool = False, tile: int = 128
+    head_dim: int,
+    value_dim: int,
+    dtype: torch.dtype,
+    gathers: bool = False,
+    tile: int = 128,
+    dropout: bool = False,
 ) -> tuple[ForwardConfig, BackwardConfig]:
     """The configurations of one call. ``gathers``: the call reads a per-pair table in the
-    loop (bitmap mask, relative bias). Every block is clamped to the sparse ``tile`` (tests use
-    64-wide tiles to get more structure out of short sequences)."""
+    loop (bitmap mask, relative bias). ``dropout``: the call draws a random number per pair.
+    Every block is clamped to the sparse ``tile`` (tests use 64-wide tiles to get more
+    structure out of short sequences)."""
     key = row_bytes(head_dim, value_dim, dtype)
     fwd, bwd = FORWARD[key], BACKWARD[key]
     if gathers and key not in FLOAT32_KEYS:  # (float32's small blocks need no change)
@@ -111,6 +121,21 @@ def configs_for(
             block_m1=max(16, bwd.block_m1 // 2),
             block_n1=bwd.block_n1 // 2 if bwd.block_n1 >= 64 else bwd.block_n1,
         )
+    if dropout and key not in FLOAT32_KEYS:
+        # Philox keeps its state for every pair of the step at once: at most DROPOUT_PAIRS
+        # pairs a step (16 a thread at 8 warps), half with a per-pair table, and half in the
+        # backward above D = 64 (its accumulators); fewer query rows rather than fewer keys
+        pairs = DROPOUT_PAIRS // 2 if gathers else DROPOUT_PAIRS
+        fwd = replace(fwd, num_warps=8, block_m=min(fwd.block_m, pairs // fwd.block_n))
+        pairs = DROPOUT_PAIRS // 2 if gathers or key > 128 else DROPOUT_PAIRS
+        bwd = replace(
+            bwd,
+            num_warps=8,
+            block_m1=min(bwd.block_m1, pairs // bwd.block_n1),
+            block_m2=min(bwd.block_m2, pairs // bwd.block_n2),
+        )
+        if gathers and key >= 512:  # D = 256: dK, dV of 32 keys and the draw spilled 8 bytes
+            bwd = replace(bwd, block_n1=bwd.block_n1 // 2)
     fwd = replace(fwd, block_m=min(fwd.block_m, tile), block_n=min(fwd.block_n, tile))
     bwd = replace(
         bwd,

@@ -36,7 +36,7 @@ def attention_forward(
     stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
     q_len, kv_len, head_dim, value_dim, scale,
     window, document_ptr, document_stride, padding_ptr, padding_stride,
-    prefix_ptr, prefix_stride, bitmap_ptr, bitmap_index_ptr,
+    prefix_ptr, prefix_stride, live_ptr, live_stride, bitmap_ptr, bitmap_index_ptr,
     stride_bb, stride_bh, stride_bq, stride_bk,
     slopes_ptr, relative_ptr, stride_rh, cap, seed, dropout_p,
     GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -88,7 +88,8 @@ def attention_forward(
             k_tile = tl.load(index + step // SUB)
             cols = k_tile * SPARSE_K + (step % SUB) * BLOCK_N + tl.arange(0, BLOCK_N)
             if phase == 0:
-                key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING)
+                key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
+                                    live_ptr, live_stride, PADDING, BITMAP)  # fmt: skip
             else:
                 key_ok = cols < kv_len
             k = tl.load(
@@ -119,11 +120,7 @@ def attention_forward(
                     bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
                     CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                 )  # fmt: skip
-                allowed = allowed & key_ok[None, :]
-                s = tl.where(allowed, s, float("-inf"))
-                # a key no row of the block may attend adds exactly 0, whatever V holds there
-                # (NaN included): p is 0 there, but 0 * NaN inside the dot would not be
-                v = tl.where(tl.max(allowed.to(tl.int32), 0)[:, None] != 0, v, 0.0)
+                s = tl.where(allowed & key_ok[None, :], s, float("-inf"))
             else:
                 s = tl.where(key_ok[None, :], s, float("-inf"))
 

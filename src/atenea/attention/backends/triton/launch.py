@@ -70,6 +70,7 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
     args = [
         p.q_len, p.kv_len, p.head_dim, p.value_dim, p.scale, m.window,
         *row_tensor(m.document), *row_tensor(m.padding), *row_tensor(m.prefix),
+        *row_tensor(m.live_keys),
         m.bitmaps if m.bitmaps is not None else dummy,
         index if index is not None else dummy, *index_strides,
         mods.alibi_slopes if mods.alibi_slopes is not None else dummy_float,

@@ -4,7 +4,8 @@
   (causal, sliding window, document ids, key padding, prefix LM, and their ``&``) become a few
   numbers and small per-row tensors the kernel compares positions against. Any other mask
   (``|``, ``~``, ``dense``) becomes bitmaps of its partial tiles only, deduplicated: a window
-  or a diagonal repeats the same few tiles however long the sequence.
+  or a diagonal repeats the same few tiles however long the sequence; and a row of live keys
+  (some query may attend them), so that keys no query attends are never read.
 - ``ModPlan``: which fused score modifiers apply, in which order (ALiBi, softcap, T5 relative
   bias). Any other Python ``score_mod`` cannot run inside the kernel: ``unfusable`` says why.
 """
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from atenea.attention.backends.tile_lists import TileLists
-from atenea.attention.masks import PARTIAL, Mask
+from atenea.attention.masks import FULL, PARTIAL, Mask
 from atenea.attention.masks.base import And, Or
 from atenea.attention.masks.rules import Causal, Document, KeyPadding, PrefixLM, SlidingWindow
 from atenea.attention.problem import Problem
@@ -40,6 +41,9 @@ class MaskPlan:
     prefix: Tensor | None = None  # int32 (Bm,) prefix length per row
     bitmaps: Tensor | None = None  # uint8 (n_distinct, q_tile, k_tile): partial tiles' masks
     bitmap_index: Tensor | None = None  # int32 (Bm, Hm, n_q, n_k): which bitmap a tile uses
+    # uint8 (Bm, Lk), with the bitmaps: 1 where some query of the row (any head) may attend
+    # the key. The others are never loaded, like padding: whatever they hold (NaN) is unread.
+    live_keys: Tensor | None = None
 
 
 def _leaves(mask: Mask) -> list[Mask]:
@@ -70,8 +74,9 @@ def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
     kinds = [type(leaf) for leaf in leaves]
     family = (Causal, SlidingWindow, Document, KeyPadding, PrefixLM)
     if any(k not in family for k in kinds) or any(kinds.count(k) > 1 for k in set(kinds)):
-        bitmaps, index = _build_bitmaps(mask, lists)
+        bitmaps, index, live = _build_bitmaps(mask, lists)
         plan.bitmaps, plan.bitmap_index = bitmaps.to(device), index.to(device)
+        plan.live_keys = live.to(device)
         return plan
     for leaf in leaves:
         if isinstance(leaf, Causal):
@@ -88,13 +93,17 @@ def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
     return plan
 
 
-def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor]:
-    """Bitmaps of the partial tiles, deduplicated, and the table saying which one each tile
-    uses (on the CPU). One ``mask.allowed`` call per query tile, over that tile's partial key
-    tiles only: the cost is the partial area, never ``Lq x Lk``."""
+def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor, Tensor]:
+    """Bitmaps of the partial tiles, deduplicated, the table saying which one each tile uses,
+    and the live keys (on the CPU). One ``mask.allowed`` call per query tile, over that tile's
+    partial key tiles only: the cost is the partial area, never ``Lq x Lk``."""
     q_tile, k_tile, q_len, kv_len = lists.q_tile, lists.k_tile, lists.q_len, lists.kv_len
-    partial = (lists.kinds() == PARTIAL).cpu()  # (Bm, Hm, n_q, n_k)
+    kinds = lists.kinds().cpu()
+    partial = kinds == PARTIAL  # (Bm, Hm, n_q, n_k)
     mask_b, mask_h, n_q, n_k = partial.shape
+    # a key is live where some query of the batch row (any head) may attend it: in a full tile,
+    # or where a partial tile's bitmap allows it (added below)
+    live = (kinds == FULL).any(2).any(1).repeat_interleave(k_tile, dim=-1)  # (Bm, n_k * k_tile)
     tiles, where = [], []
     for i in range(n_q):
         selected = partial[:, :, i].any(0).any(0).nonzero().flatten()  # key tiles, any row/head
@@ -105,19 +114,21 @@ def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor]:
         inside = (rows[:, None] < q_len) & (cols[None, :] < kv_len)
         allowed = mask.allowed(rows.clamp(max=q_len - 1), cols.clamp(max=kv_len - 1), q_len, kv_len)
         allowed = (allowed.cpu() & inside).expand(mask_b, mask_h, -1, -1)
+        live[:, cols] |= allowed.any(2).any(1)
         blocks = allowed.reshape(mask_b, mask_h, q_tile, -1, k_tile).permute(0, 1, 3, 2, 4)
         keep = partial[:, :, i][:, :, selected]  # (Bm, Hm, n_selected)
         tiles.append(blocks[keep])
         b, h, j = keep.nonzero(as_tuple=True)
         where.append(torch.stack([b, h, torch.full_like(b, i), selected[j]], dim=1))
     index = torch.zeros(mask_b, mask_h, n_q, n_k, dtype=torch.int32)
+    live = live[:, :kv_len].to(torch.uint8)
     if not tiles:
-        return torch.zeros(1, q_tile, k_tile, dtype=torch.uint8), index
+        return torch.zeros(1, q_tile, k_tile, dtype=torch.uint8), index, live
     stacked = torch.cat(tiles).flatten(1)
     distinct, inverse = torch.unique(stacked, dim=0, return_inverse=True)
     b, h, i, j = torch.cat(where).unbind(1)
     index[b, h, i, j] = inverse.to(torch.int32)
-    return distinct.view(-1, q_tile, k_tile).to(torch.uint8), index
+    return distinct.view(-1, q_tile, k_tile).to(torch.uint8), index, live
 
 
 # -- score modifiers --------------------------------------------------------------------------

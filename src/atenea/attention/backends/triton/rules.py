@@ -44,9 +44,13 @@ def tile_list(
 
 
 @triton.jit
-def keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING: tl.constexpr):
-    """Keys that exist and are not padding (1 = right padding, 2 = left): also the load mask of
-    K and V, so whatever sits in the padding (NaN included) is never read."""
+def keys_valid(
+    cols, off_b, kv_len, padding_ptr, padding_stride, live_ptr, live_stride,
+    PADDING: tl.constexpr, LIVE: tl.constexpr,
+):  # fmt: skip
+    """Keys that exist, are not padding (1 = right padding, 2 = left) and, under a bitmap mask
+    (``LIVE``), that some query may attend (``plan.MaskPlan.live_keys``): also the load mask of
+    K and V, so whatever sits in the others (NaN included) is never read."""
     valid = cols < kv_len
     if PADDING != 0:
         real = tl.load(padding_ptr + off_b * padding_stride)
@@ -54,6 +58,9 @@ def keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING: tl.con
             valid = valid & (cols < real)
         else:
             valid = valid & (cols >= kv_len - real)
+    if LIVE:
+        live = tl.load(live_ptr + off_b * live_stride + cols, mask=valid, other=0)
+        valid = valid & (live != 0)
     return valid
 
 
