@@ -67,3 +67,19 @@ def test_masks_that_only_look_alike_share_nothing():
     del first, first_plan
     gc.collect()
     assert_close(*run_both(SHAPE, _documents(30) | masks.causal()))
+
+
+def test_live_keys_are_the_keys_some_query_attends():
+    """The plan marks the keys no query of a batch row attends (any head), from the partial
+    tiles' bitmaps and the full tiles, equal to the materialized mask; when every key is
+    attended it marks none, and the kernels check no key."""
+    allowed = torch.rand(2, 2, 100, 150, generator=torch.Generator().manual_seed(2)) < 0.3
+    allowed[0, :, :, [3, 70, 140]] = False
+    allowed[1, :, :, 64:128] = True  # a full tile column
+    allowed[1, :, :, [5, 149]] = False
+    mask = masks.dense(allowed)
+    live = plan.mask_plan(mask, tile_lists(mask, 100, 150, DEVICE, 64, 64)).live_keys
+    assert torch.equal(live.cpu().bool(), allowed.any(2).any(1))
+    every_key = ~masks.sliding_window(50)
+    lists = tile_lists(every_key, 150, 150, DEVICE, 64, 64)
+    assert plan.mask_plan(every_key, lists).live_keys is None

@@ -29,7 +29,7 @@ from atenea.attention.backends.triton.rules import (
     keys_valid,
     modified_scores,
     pairs_allowed,
-    tile_list,
+    tile_lists_of,
 )
 
 
@@ -49,7 +49,7 @@ def attention_backward_kv(
     GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, SPARSE_Q: tl.constexpr, SPARSE_K: tl.constexpr,
     CAUSAL: tl.constexpr, WINDOWED: tl.constexpr, DOCUMENT: tl.constexpr,
-    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr,
+    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr, LIVE: tl.constexpr,
     ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
     DROPOUT: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
@@ -64,7 +64,7 @@ def attention_backward_kv(
     dims = tl.arange(0, BLOCK_D)
     dims_v = tl.arange(0, BLOCK_DV)
     key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
-                        live_ptr, live_stride, PADDING, BITMAP)  # fmt: skip
+                        live_ptr, live_stride, PADDING, LIVE)  # fmt: skip
     k = tl.load(
         K + off_b * stride_kb + off_kvh * stride_kh + cols[:, None] * stride_kn + dims[None, :],
         mask=key_ok[:, None] & (dims[None, :] < head_dim),
@@ -94,10 +94,12 @@ def attention_backward_kv(
             slope = tl.load(slopes_ptr + off_h)
         relative_head = relative_ptr + off_h * stride_rh
         bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + off_h * stride_bh
+        n_partial, partial_at, n_full, full_at = tile_lists_of(
+            partial_counts, partial_index, full_counts, full_index, off_b, off_h, k_tile,
+            stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
+        )  # fmt: skip
         for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
-            count, index = tile_list(partial_counts, partial_index, full_counts, full_index,
-                                     off_b, off_h, k_tile, stride_cb, stride_ch, stride_ib,
-                                     stride_ih, stride_iq, phase)  # fmt: skip
+            count, index = (n_partial, partial_at) if phase == 0 else (n_full, full_at)
             for step in range(0, count * SUB):
                 q_tile = tl.load(index + step // SUB)
                 rows = q_tile * SPARSE_Q + (step % SUB) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -180,7 +182,7 @@ def attention_backward_q(
     GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, SPARSE_Q: tl.constexpr, SPARSE_K: tl.constexpr,
     CAUSAL: tl.constexpr, WINDOWED: tl.constexpr, DOCUMENT: tl.constexpr,
-    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr,
+    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr, LIVE: tl.constexpr,
     ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
     DROPOUT: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
@@ -224,16 +226,18 @@ def attention_backward_q(
     keep_scale = 1.0 / (1.0 - dropout_p)
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     SUB: tl.constexpr = SPARSE_K // BLOCK_N
+    n_partial, partial_at, n_full, full_at = tile_lists_of(
+        partial_counts, partial_index, full_counts, full_index, off_b, off_h, q_tile,
+        stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
+    )  # fmt: skip
     for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
-        count, index = tile_list(partial_counts, partial_index, full_counts, full_index,
-                                 off_b, off_h, q_tile, stride_cb, stride_ch, stride_ib,
-                                 stride_ih, stride_iq, phase)  # fmt: skip
+        count, index = (n_partial, partial_at) if phase == 0 else (n_full, full_at)
         for step in range(0, count * SUB):
             k_tile = tl.load(index + step // SUB)
             cols = k_tile * SPARSE_K + (step % SUB) * BLOCK_N + tl.arange(0, BLOCK_N)
             if phase == 0:
                 key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
-                                    live_ptr, live_stride, PADDING, BITMAP)  # fmt: skip
+                                    live_ptr, live_stride, PADDING, LIVE)  # fmt: skip
             else:
                 key_ok = cols < kv_len
             k_t = tl.load(  # (BLOCK_D, BLOCK_N): k transposed

@@ -6,8 +6,9 @@ use or spills registers. What Triton's interpreter cannot see, this does.
 
 Each kernel of every entry of the tuning tables (bf16 and fp32) is built in the variants of
 ``VARIANTS``: plain (no mask, no modifier) up to every rule family with every modifier, or a
-bitmap mask with every modifier (what one call can ask at most), and dropout with each of
-the two configurations it can meet (with and without a per-pair table). Registers and spills
+bitmap mask with every modifier (what one call can ask at most), the same bitmap with dead
+keys (``LIVE``), and dropout with each of the two configurations it can meet (with and
+without a per-pair table). Registers and spills
 come from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
 emits). Run with ``TRITON_INTERPRET`` unset.
 """
@@ -86,10 +87,13 @@ VARIANTS = {
     "rules+rel": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
                       ALIBI=1, CAP=True, RELATIVE=2),
     "bitmap+rel": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2),
+    # a bitmap mask with keys no query attends: the kernels check every key (LIVE)
+    "bitmap+dead+rel": dict(BITMAP=True, LIVE=True, ALIBI=1, CAP=True, RELATIVE=2),
     # dropout draws a Philox number per pair, and takes smaller steps (configs.DROPOUT_PAIRS)
     "rules+drop": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
                        ALIBI=1, CAP=True, DROPOUT=True),
-    "bitmap+rel+drop": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2, DROPOUT=True),
+    "bitmap+dead+rel+drop": dict(BITMAP=True, LIVE=True, ALIBI=1, CAP=True, RELATIVE=2,
+                                 DROPOUT=True),
 }  # fmt: skip
 KERNELS = ("forward", "dK/dV", "dQ")
 # The head dims checked per dtype (together they reach every entry of the tables)
@@ -100,6 +104,7 @@ def _constants(dim: int, dtype: str, variant: str, blocks: dict) -> dict:
     constants = dict(
         GROUP=1, BLOCK_D=dim, BLOCK_DV=dim, SPARSE_Q=128, SPARSE_K=128,
         CAUSAL=False, WINDOWED=False, DOCUMENT=False, PADDING=0, PREFIX=False, BITMAP=False,
+        LIVE=False,
         ALIBI=0, ALIBI_SYMMETRIC=False, CAP=False, RELATIVE=0, DROPOUT=False, UPCAST=False,
         PRECISION="ieee" if dtype == "fp32" else "tf32", **blocks,
     )  # fmt: skip
@@ -169,7 +174,7 @@ def main(argv=None) -> int:
         for name in args.kernels
     ]
     failures = 0
-    print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<15} {'blocks':>9} {'warps':>5} "
+    print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<20} {'blocks':>9} {'warps':>5} "
           f"{'stages':>6} {'shared KB':>9} {'regs':>5} spills")  # fmt: skip
     with ProcessPoolExecutor(args.jobs) as pool:
         for job, (blocks, warps, stages), (shared, regs, spills) in pool.map(compile_one, jobs):
@@ -177,7 +182,7 @@ def main(argv=None) -> int:
             bad = shared > tuning.SHARED_MEMORY_LIMIT or spills > 0
             failures += bad
             print(
-                f"{dtype:>5} {dim:>4} {name:<8} {variant:<15} {blocks[0]:>4}x{blocks[1]:<4} "
+                f"{dtype:>5} {dim:>4} {name:<8} {variant:<20} {blocks[0]:>4}x{blocks[1]:<4} "
                 f"{warps:>5} {stages:>6} {shared / 1024:>9.1f} {regs:>5} {spills}"
                 f"{'  <-- FAILS' if bad else ''}",
                 flush=True,

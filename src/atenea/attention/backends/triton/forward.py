@@ -23,7 +23,7 @@ from atenea.attention.backends.triton.rules import (
     keys_valid,
     modified_scores,
     pairs_allowed,
-    tile_list,
+    tile_lists_of,
 )
 
 
@@ -42,7 +42,7 @@ def attention_forward(
     GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, SPARSE_Q: tl.constexpr, SPARSE_K: tl.constexpr,
     CAUSAL: tl.constexpr, WINDOWED: tl.constexpr, DOCUMENT: tl.constexpr,
-    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr,
+    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr, LIVE: tl.constexpr,
     ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
     DROPOUT: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
@@ -80,16 +80,18 @@ def attention_forward(
     acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
     SUB: tl.constexpr = SPARSE_K // BLOCK_N  # compute blocks per sparse tile
 
+    n_partial, partial_at, n_full, full_at = tile_lists_of(
+        partial_counts, partial_index, full_counts, full_index, off_b, off_h, q_tile,
+        stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
+    )  # fmt: skip
     for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
-        count, index = tile_list(partial_counts, partial_index, full_counts, full_index,
-                                 off_b, off_h, q_tile, stride_cb, stride_ch, stride_ib,
-                                 stride_ih, stride_iq, phase)  # fmt: skip
+        count, index = (n_partial, partial_at) if phase == 0 else (n_full, full_at)
         for step in range(0, count * SUB):
             k_tile = tl.load(index + step // SUB)
             cols = k_tile * SPARSE_K + (step % SUB) * BLOCK_N + tl.arange(0, BLOCK_N)
             if phase == 0:
                 key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
-                                    live_ptr, live_stride, PADDING, BITMAP)  # fmt: skip
+                                    live_ptr, live_stride, PADDING, LIVE)  # fmt: skip
             else:
                 key_ok = cols < kv_len
             k = tl.load(

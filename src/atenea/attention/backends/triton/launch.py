@@ -90,6 +90,7 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
         PADDING=m.padding_side,
         PREFIX=m.prefix is not None,
         BITMAP=m.bitmaps is not None,
+        LIVE=m.live_keys is not None,
         ALIBI=mods.alibi,
         ALIBI_SYMMETRIC=mods.alibi_symmetric,
         CAP=mods.cap > 0,

@@ -41,8 +41,9 @@ class MaskPlan:
     prefix: Tensor | None = None  # int32 (Bm,) prefix length per row
     bitmaps: Tensor | None = None  # uint8 (n_distinct, q_tile, k_tile): partial tiles' masks
     bitmap_index: Tensor | None = None  # int32 (Bm, Hm, n_q, n_k): which bitmap a tile uses
-    # uint8 (Bm, Lk), with the bitmaps: 1 where some query of the row (any head) may attend
-    # the key. The others are never loaded, like padding: whatever they hold (NaN) is unread.
+    # uint8 (Bm, Lk), with bitmaps where some key is dead: 1 where some query of the row (any
+    # head) may attend the key. The others are never loaded, like padding: whatever they hold
+    # (NaN) is unread. None when every key is live (the kernel then checks none).
     live_keys: Tensor | None = None
 
 
@@ -76,7 +77,8 @@ def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
     if any(k not in family for k in kinds) or any(kinds.count(k) > 1 for k in set(kinds)):
         bitmaps, index, live = _build_bitmaps(mask, lists)
         plan.bitmaps, plan.bitmap_index = bitmaps.to(device), index.to(device)
-        plan.live_keys = live.to(device)
+        if not bool(live.all()):  # dead keys exist: the kernel checks each key (LIVE)
+            plan.live_keys = live.to(device)
         return plan
     for leaf in leaves:
         if isinstance(leaf, Causal):

@@ -28,19 +28,21 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
-def tile_list(
+def tile_lists_of(
     partial_counts, partial_index, full_counts, full_index, off_b, off_h, tile,
-    stride_cb, stride_ch, stride_ib, stride_ih, stride_iq, PHASE: tl.constexpr,
+    stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
 ):  # fmt: skip
-    """The sparse tiles that ``tile`` of (batch row ``off_b``, head ``off_h``) visits in
-    ``PHASE`` (0: partial, 1: full): how many, and a pointer to their indices. The same for the
-    forward and dQ (key tiles of a query tile) and dK/dV (query tiles of a key tile, on the
-    transposed lists); ``launch._expanded`` lays the lists out."""
-    counts, index = partial_counts, partial_index
-    if PHASE == 1:
-        counts, index = full_counts, full_index
-    count = tl.load(counts + off_b * stride_cb + off_h * stride_ch + tile)
-    return count, index + off_b * stride_ib + off_h * stride_ih + tile * stride_iq
+    """The sparse tiles that ``tile`` of (batch row ``off_b``, head ``off_h``) visits: how many
+    partial ones and a pointer to their indices, then the same for the full ones. The same for
+    the forward and dQ (key tiles of a query tile) and dK/dV (query tiles of a key tile, on the
+    transposed lists); ``launch._expanded`` lays the lists out. Called once, before the two
+    phases: what the second phase needs stays two numbers, not the seven that locate it (the
+    fp32 kernels spilled registers when each phase located its own list)."""
+    counts_at = off_b * stride_cb + off_h * stride_ch + tile
+    index_at = off_b * stride_ib + off_h * stride_ih + tile * stride_iq
+    n_partial = tl.load(partial_counts + counts_at)
+    n_full = tl.load(full_counts + counts_at)
+    return n_partial, partial_index + index_at, n_full, full_index + index_at
 
 
 @triton.jit
@@ -49,8 +51,8 @@ def keys_valid(
     PADDING: tl.constexpr, LIVE: tl.constexpr,
 ):  # fmt: skip
     """Keys that exist, are not padding (1 = right padding, 2 = left) and, under a bitmap mask
-    (``LIVE``), that some query may attend (``plan.MaskPlan.live_keys``): also the load mask of
-    K and V, so whatever sits in the others (NaN included) is never read."""
+    with dead keys (``LIVE``), that some query may attend (``plan.MaskPlan.live_keys``): also
+    the load mask of K and V, so whatever sits in the others (NaN included) is never read."""
     valid = cols < kv_len
     if PADDING != 0:
         real = tl.load(padding_ptr + off_b * padding_stride)
