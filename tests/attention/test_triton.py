@@ -11,6 +11,7 @@ pytest.importorskip("triton")
 import atenea  # noqa: E402
 from atenea import masks, scores  # noqa: E402
 from tests.attention.triton_cases import DEVICE, assert_close, run_both  # noqa: E402
+from tests.helpers import make_qkv  # noqa: E402
 
 DOCS = torch.tensor([0] * 50 + [1] * 90 + [2] * 37)  # 177 key positions
 DOCS_PER_ROW = torch.stack([DOCS, torch.tensor([0] * 120 + [3] * 57)])
@@ -128,12 +129,55 @@ def test_nan_in_key_padding_changes_nothing():
         assert torch.equal(clean, dirty)
 
 
+def _dense_without_keys(heads, q_len, kv_len, dead_keys):
+    """A random per-head dense mask in which the ``dead_keys`` columns no query may attend."""
+    generator = torch.Generator().manual_seed(5)
+    allowed = torch.rand(1, heads, q_len, kv_len, generator=generator) < 0.5
+    allowed[..., dead_keys] = False
+    return masks.dense(allowed)
+
+
+DEAD = [3, 70, 71, 140]  # keys no query attends in the bitmap cases below
+NAN_CASES = {  # (mask, score_mod, (B, Hq, Hkv, Lq, Lk, D)): bitmaps of the partial tiles
+    "dense_gqa": (_dense_without_keys(4, 100, 150, DEAD), None, (1, 4, 2, 100, 150, 32)),
+    # queries at 130..149: keys 90..130 lie in every query's window, which ~ forbids
+    "not_window_softcap": (~masks.sliding_window(60), scores.softcap(2.0), (1, 2, 1, 20, 150, 16)),
+    # queries at 120..149, all in document 1: keys 0..59 (document 0) are dead
+    "or_documents": (
+        masks.document(torch.tensor([0] * 60 + [1] * 90)) | masks.sliding_window(10),
+        None,
+        (1, 2, 2, 30, 150, 16),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NAN_CASES)
+def test_nan_in_keys_no_query_attends_changes_nothing(case):
+    """Under a bitmap mask a key that no query may attend contributes exactly nothing: NaN in
+    its K and V leaves the outputs and all gradients bit-identical to zeros there (the plan's
+    live keys join the K/V load mask, as key padding does: such keys are never read)."""
+    mask, mod, (b, hq, hkv, lq, lk, d) = NAN_CASES[case]
+    allowed = mask.materialize(lq, lk).expand(b, hq, lq, lk)
+    dead = ~allowed.any(2).any(1)  # (B, Lk): keys no head's query attends
+    assert dead.any()
+    q, k, v = (t.float() for t in make_qkv(b, hq, hkv, lq, lk, d))
+    results = []
+    for filler in (0.0, float("nan")):
+        k2, v2 = k.clone(), v.clone()
+        k2.transpose(1, 2)[dead] = filler
+        v2.transpose(1, 2)[dead] = filler
+        inputs = [t.to(DEVICE).requires_grad_() for t in (q, k2, v2)]
+        out = atenea.attention(*inputs, mask=mask, score_mod=mod, backend="triton")
+        grads = torch.autograd.grad(out, inputs, torch.ones_like(out))
+        results.append([out, *grads])
+    for name, clean, dirty in zip(["out", "dq", "dk", "dv"], *results):
+        assert torch.equal(clean, dirty), name
+
+
 def test_errors_say_why():
     q = torch.randn(1, 2, 64, 32, device=DEVICE)
     with pytest.raises(ValueError, match="backend='triton': score_mod: .*Python score_mod"):
         atenea.attention(q, q, q, score_mod=lambda s, b, h, i, j: s * 2, backend="triton")
-    with pytest.raises(ValueError, match="backend='triton': dropout"):
-        atenea.attention(q, q, q, dropout_p=0.1, backend="triton")
     with pytest.raises(ValueError, match="backend='triton': .*float64"):
         atenea.attention(q.double(), q.double(), q.double(), backend="triton")
 

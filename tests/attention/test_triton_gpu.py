@@ -1,6 +1,6 @@
 """On a CUDA GPU: the Triton kernel in bf16/fp16 within twice PyTorch's own error against
-float64 (FlashAttention's rule), forward and gradients, on the masks the benchmark times; and
-the sm_90 compile check of every configuration (no GPU needed, slow)."""
+float64 (FlashAttention's rule), forward and gradients, on the masks the benchmark times;
+dropout against float64 with the kernel's own mask; and the sm_90 compile check of every configuration (no GPU needed, slow)."""
 
 import os
 import subprocess
@@ -14,6 +14,7 @@ pytest.importorskip("triton")
 
 import atenea  # noqa: E402
 from atenea import masks  # noqa: E402
+from tests.attention.triton_cases import assert_close, run_both  # noqa: E402
 from tests.helpers import make_qkv, max_error  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[2] / "src"
@@ -54,6 +55,20 @@ def test_cuda_within_twice_pytorchs_error(mask_name, dtype):
     assert max_error(ours, golden) <= 2 * max_error(torch_out, golden) + 1e-3
     for mine, theirs, want in zip(our_grads, torch_grads, golden_grads):
         assert max_error(mine, want) <= 2 * max_error(theirs, want) + 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+    reason="needs a CUDA GPU with Triton's interpreter off",
+)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_cuda_dropout_matches_reference_with_its_mask(dtype):
+    """The GPU's dropout configurations (8 warps, smaller steps): output and gradients against
+    float64 with the keep-mask the kernel drew (read back through it: Lk <= 256)."""
+    mask = masks.sliding_window(100) & masks.key_padding([256, 200])
+    got, want = run_both((2, 8, 2, 256, 256, 128), mask, dtype=dtype, tile=128, dropout_p=0.1)
+    assert_close(got, want, dtype)
 
 
 @pytest.mark.slow

@@ -11,7 +11,10 @@ import torch
 # imports triton); then the kernels run on CPU tensors.
 DEVICE = "cuda" if os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
 
-from atenea.attention.backends.reference import reference_attention  # noqa: E402
+from atenea.attention.backends.reference import (  # noqa: E402
+    attention_probabilities,
+    reference_attention,
+)
 from atenea.attention.backends.triton import triton_attention  # noqa: E402
 from atenea.attention.problem import check_call  # noqa: E402
 from atenea.attention.scores import parameters_of  # noqa: E402
@@ -21,23 +24,54 @@ from tests.helpers import make_qkv, relative_error  # noqa: E402
 TOLERANCE = {torch.float32: (2e-5, 1e-4), torch.float16: (2e-3, 1e-2), torch.bfloat16: (1e-2, 2e-2)}
 
 
+def kernel_keep(q, k, mask, score_mod, dropout_p, dropout_seed, tile=64, table_dtype=None):
+    """The keep decisions the kernel draws under ``torch.manual_seed(dropout_seed)``, bool
+    ``(B, Hq, Lq, Lk)`` on the CPU, read back through its own forward: with V the identity
+    (``Dv = Lk``) output row ``i`` *is* row ``i`` of the dropped weights,
+    ``w_ij * keep_ij / (1 - p)``, nonzero exactly where the pair is allowed (``w > 0``) and
+    kept. (Where a pair is masked it reads False; its weight is 0 in any case.)"""
+    batch, kv_heads, kv_len = k.shape[:3]
+    eye = torch.eye(kv_len, dtype=q.dtype, device=q.device).expand(batch, kv_heads, -1, -1)
+    q, k = q.detach(), k.detach()
+    problem = check_call(q, k, eye, mask, score_mod, None, dropout_p, "triton")
+    torch.manual_seed(dropout_seed)
+    out, _ = triton_attention(q, k, eye, problem, tile=tile, table_dtype=table_dtype)
+    return (out != 0).cpu()
+
+
 def run_both(
-    shape, mask=None, score_mod=None, dtype=torch.float32, tile=64, seed=0, table_dtype=None
+    shape,
+    mask=None,
+    score_mod=None,
+    dtype=torch.float32,
+    tile=64,
+    seed=0,
+    table_dtype=None,
+    dropout_p=0.0,
 ):
     """Run the kernel and the float64 reference on the same (rounded) inputs.
 
     ``shape``: ``(B, Hq, Hkv, Lq, Lk, D)`` or with ``Dv`` appended. Returns two dicts with
     ``out``, ``lse`` and the gradients ``dq, dk, dv`` (and ``dtable`` for a trainable score
     modifier) of ``sum(out * g) + sum(lse * g_lse)`` (the LSE term where every row has a key).
+    With ``dropout_p > 0`` the reference applies the keep-mask the kernel drew
+    (``kernel_keep``, same seed) and its LSE stays that of the undropped weights.
     """
     q, k, v = make_qkv(*shape, seed=seed)
     low = [t.to(dtype).to(DEVICE).requires_grad_() for t in (q, k, v)]
     high = [t.detach().double().cpu().requires_grad_() for t in low]
-    problem = check_call(*low, mask, score_mod, None, 0.0, "triton")
+    problem = check_call(*low, mask, score_mod, None, dropout_p, "triton")
+    dropout_seed = seed + 2
+    torch.manual_seed(dropout_seed)
     out, lse = triton_attention(*low, problem, tile=tile, table_dtype=table_dtype)
-    ref_out, _, ref_lse = reference_attention(
-        *high, check_call(*high, mask, score_mod, None, 0.0, "reference")
-    )
+    ref_problem = check_call(*high, mask, score_mod, None, 0.0, "reference")
+    if dropout_p == 0.0:
+        ref_out, _, ref_lse = reference_attention(*high, ref_problem)
+    else:
+        keep = kernel_keep(*low[:2], mask, score_mod, dropout_p, dropout_seed, tile, table_dtype)
+        weights, ref_lse = attention_probabilities(*high[:2], ref_problem)
+        dropped = weights * keep / (1 - dropout_p)
+        ref_out = dropped @ high[2].repeat_interleave(ref_problem.group, dim=1)
 
     generator = torch.Generator().manual_seed(seed + 1)
     g_out = torch.randn(ref_out.shape, generator=generator, dtype=torch.float64)

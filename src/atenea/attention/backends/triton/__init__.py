@@ -43,8 +43,6 @@ def why_not(problem: Problem) -> str | None:
     reason = unfusable(p.score_mod, p)
     if reason is not None:
         return f"score_mod: {reason}"
-    if p.dropout_p > 0:
-        return "dropout is not in the kernel yet (use backend='blocks' or 'sdpa')"
     if max(p.head_dim, p.value_dim) > MAX_HEAD_DIM:
         return f"head sizes up to {MAX_HEAD_DIM}, got D={p.head_dim}, Dv={p.value_dim}"
     device, dtype = p.device, p.dtype
@@ -86,18 +84,23 @@ def triton_attention(
     table receives its gradient. ``tile`` is the sparse tile (tests use 64 for more structure
     on short inputs). ``table_dtype``: whose row of the tuning tables sets the blocks; by
     default q's dtype on a GPU, float16 in the interpreter (it pays per block step, and the
-    16-bit blocks are the ones speed depends on). The caller checks ``why_not`` first."""
+    16-bit blocks are the ones speed depends on). With ``problem.dropout_p > 0`` one seed is
+    drawn from torch's generator (``torch.manual_seed`` makes the call reproducible); the
+    kernels derive every element's keep decision from it (``rules.dropout_keep``). The caller
+    checks ``why_not`` first."""
     from atenea.attention.backends.triton.launch import Setup, TritonAttention
 
     p = problem
     device = q.device
     lists = tile_lists(p.mask, p.q_len, p.kv_len, device, tile, tile)
     mods = mod_plan(p.score_mod, p, device)
-    mask = mask_plan(p.mask, p, lists, device)
+    mask = mask_plan(p.mask, lists)
     gathers = mask.bitmaps is not None or mods.relative_module is not None
     if table_dtype is None:
         table_dtype = torch.float16 if device.type == "cpu" else q.dtype
-    forward, backward = configs_for(p.head_dim, p.value_dim, table_dtype, gathers, tile)
+    forward, backward = configs_for(
+        p.head_dim, p.value_dim, table_dtype, gathers, tile, dropout=p.dropout_p > 0
+    )
     setup = Setup(
         problem=p,
         lists=lists,
@@ -106,6 +109,8 @@ def triton_attention(
         mods=mods,
         forward=forward,
         backward=backward,
+        # one int64 from torch's generator: torch.manual_seed makes the dropout reproducible
+        seed=int(torch.randint(0, 2**62, ())) if p.dropout_p > 0 else 0,
     )
     relative = None
     if mods.relative_module is not None:

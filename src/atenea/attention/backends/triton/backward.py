@@ -9,8 +9,14 @@
 - ``attention_backward_q``: one program per (query block, batch row, query head), walking the
   same lists as the forward: dQ.
 
+Dropout: with ``Z = keep / (1 - p)`` the output is ``(P * Z) V``, so ``dV = (P * Z)^T dO``
+and the undropped weights' gradient is ``dP = (dO V^T) * Z``; ``rowsum(dP * P)`` is still
+``rowsum(O * dO)``, so ``delta`` does not change. ``Z`` is redrawn here from the same counters
+as in the forward (``rules.dropout_keep``), never stored.
+
 Rows past ``Lq`` and keys past ``Lk`` are masked in every step (zeros loaded there could meet
-a large bias and overflow ``exp2``), and K/V are loaded through ``keys_valid`` as in the forward.
+a large bias and overflow ``exp2``), and K/V are loaded through ``keys_valid`` as in the forward
+(padding, and under a bitmap mask the keys no query attends, are never read).
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ import triton
 import triton.language as tl
 from atenea.attention.backends.triton.rules import (
     LOG2E,
+    dropout_keep,
     keys_valid,
     modified_scores,
     pairs_allowed,
+    tile_lists_of,
 )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call: no recompiles
 def attention_backward_kv(
     Q, K, V, DO, LSE, DELTA, DK, DV, DREL,
     stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
@@ -35,14 +43,15 @@ def attention_backward_kv(
     stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
     q_len, kv_len, head_dim, value_dim, scale,
     window, document_ptr, document_stride, padding_ptr, padding_stride,
-    prefix_ptr, prefix_stride, bitmap_ptr, bitmap_index_ptr,
+    prefix_ptr, prefix_stride, live_ptr, live_stride, bitmap_ptr, bitmap_index_ptr,
     stride_bb, stride_bh, stride_bq, stride_bk,
-    slopes_ptr, relative_ptr, stride_rh, cap,
+    slopes_ptr, relative_ptr, stride_rh, cap, seed, dropout_p,
     GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, SPARSE_Q: tl.constexpr, SPARSE_K: tl.constexpr,
     CAUSAL: tl.constexpr, WINDOWED: tl.constexpr, DOCUMENT: tl.constexpr,
-    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr,
+    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr, LIVE: tl.constexpr,
     ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
+    DROPOUT: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """The lists here are the transposed ones: per key tile, the query tiles visiting it."""
@@ -54,7 +63,8 @@ def attention_backward_kv(
     cols = start_n + tl.arange(0, BLOCK_N)
     dims = tl.arange(0, BLOCK_D)
     dims_v = tl.arange(0, BLOCK_DV)
-    key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING)
+    key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
+                        live_ptr, live_stride, PADDING, LIVE)  # fmt: skip
     k = tl.load(
         K + off_b * stride_kb + off_kvh * stride_kh + cols[:, None] * stride_kn + dims[None, :],
         mask=key_ok[:, None] & (dims[None, :] < head_dim),
@@ -71,9 +81,11 @@ def attention_backward_kv(
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
     SUB: tl.constexpr = SPARSE_Q // BLOCK_M
+    keep_scale = 1.0 / (1.0 - dropout_p)
 
     for g in range(0, GROUP):
         off_h = off_kvh * GROUP + g
+        head_row = off_b * (tl.num_programs(2) * GROUP) + off_h  # b * Hq + h (dropout)
         Q_head = Q + off_b * stride_qb + off_h * stride_qh
         DO_head = DO + off_b * stride_ob + off_h * stride_oh
         row_stats = off_b * stride_lb + off_h * stride_lh
@@ -82,15 +94,12 @@ def attention_backward_kv(
             slope = tl.load(slopes_ptr + off_h)
         relative_head = relative_ptr + off_h * stride_rh
         bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + off_h * stride_bh
-        list_offset = off_b * stride_cb + off_h * stride_ch + k_tile
-        index_offset = off_b * stride_ib + off_h * stride_ih + k_tile * stride_iq
+        n_partial, partial_at, n_full, full_at = tile_lists_of(
+            partial_counts, partial_index, full_counts, full_index, off_b, off_h, k_tile,
+            stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
+        )  # fmt: skip
         for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
-            if phase == 0:
-                count = tl.load(partial_counts + list_offset)
-                index = partial_index + index_offset
-            else:
-                count = tl.load(full_counts + list_offset)
-                index = full_index + index_offset
+            count, index = (n_partial, partial_at) if phase == 0 else (n_full, full_at)
             for step in range(0, count * SUB):
                 q_tile = tl.load(index + step // SUB)
                 rows = q_tile * SPARSE_Q + (step % SUB) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -124,8 +133,15 @@ def attention_backward_kv(
                         CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                     )  # fmt: skip
                 p_t = tl.where(allowed, tl.math.exp2(s_t * LOG2E - lse[None, :]), 0.0)
-                dv += tl.dot(p_t.to(do.dtype), do, input_precision=PRECISION)
                 dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
+                if DROPOUT:  # the forward's draw; dP of the undropped weights
+                    keep_t = dropout_keep(seed, dropout_p, head_row, rows[None, :],
+                                          cols[:, None], q_len, kv_len)  # fmt: skip
+                    dv += tl.dot(tl.where(keep_t, p_t * keep_scale, 0.0).to(do.dtype), do,
+                                 input_precision=PRECISION)  # fmt: skip
+                    dp_t = tl.where(keep_t, dp_t * keep_scale, 0.0)
+                else:
+                    dv += tl.dot(p_t.to(do.dtype), do, input_precision=PRECISION)
                 ds_t = p_t * (dp_t - delta[None, :])  # gradient of the final score
                 ds_before_cap = ds_t
                 if CAP:
@@ -150,7 +166,7 @@ def attention_backward_kv(
     )  # fmt: skip
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call: no recompiles
 def attention_backward_q(
     Q, K, V, DO, LSE, DELTA, DQ,
     stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
@@ -160,14 +176,15 @@ def attention_backward_q(
     stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
     q_len, kv_len, head_dim, value_dim, scale,
     window, document_ptr, document_stride, padding_ptr, padding_stride,
-    prefix_ptr, prefix_stride, bitmap_ptr, bitmap_index_ptr,
+    prefix_ptr, prefix_stride, live_ptr, live_stride, bitmap_ptr, bitmap_index_ptr,
     stride_bb, stride_bh, stride_bq, stride_bk,
-    slopes_ptr, relative_ptr, stride_rh, cap,
+    slopes_ptr, relative_ptr, stride_rh, cap, seed, dropout_p,
     GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, SPARSE_Q: tl.constexpr, SPARSE_K: tl.constexpr,
     CAUSAL: tl.constexpr, WINDOWED: tl.constexpr, DOCUMENT: tl.constexpr,
-    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr,
+    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr, LIVE: tl.constexpr,
     ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
+    DROPOUT: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     start_m = tl.program_id(0) * BLOCK_M
@@ -205,22 +222,22 @@ def attention_backward_q(
     relative_head = relative_ptr + off_h * stride_rh
     bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + off_h * stride_bh
 
+    head_row = off_b * tl.num_programs(2) + off_h  # b * Hq + h (dropout)
+    keep_scale = 1.0 / (1.0 - dropout_p)
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     SUB: tl.constexpr = SPARSE_K // BLOCK_N
-    list_offset = off_b * stride_cb + off_h * stride_ch + q_tile
-    index_offset = off_b * stride_ib + off_h * stride_ih + q_tile * stride_iq
+    n_partial, partial_at, n_full, full_at = tile_lists_of(
+        partial_counts, partial_index, full_counts, full_index, off_b, off_h, q_tile,
+        stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
+    )  # fmt: skip
     for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
-        if phase == 0:
-            count = tl.load(partial_counts + list_offset)
-            index = partial_index + index_offset
-        else:
-            count = tl.load(full_counts + list_offset)
-            index = full_index + index_offset
+        count, index = (n_partial, partial_at) if phase == 0 else (n_full, full_at)
         for step in range(0, count * SUB):
             k_tile = tl.load(index + step // SUB)
             cols = k_tile * SPARSE_K + (step % SUB) * BLOCK_N + tl.arange(0, BLOCK_N)
             if phase == 0:
-                key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING)
+                key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
+                                    live_ptr, live_stride, PADDING, LIVE)  # fmt: skip
             else:
                 key_ok = cols < kv_len
             k_t = tl.load(  # (BLOCK_D, BLOCK_N): k transposed
@@ -250,6 +267,10 @@ def attention_backward_q(
                 )  # fmt: skip
             p = tl.where(allowed, tl.math.exp2(s * LOG2E - lse[:, None]), 0.0)
             dp = tl.dot(do, v_t, input_precision=PRECISION)
+            if DROPOUT:  # the forward's draw; dP of the undropped weights
+                keep = dropout_keep(seed, dropout_p, head_row, rows[:, None], cols[None, :],
+                                    q_len, kv_len)  # fmt: skip
+                dp = tl.where(keep, dp * keep_scale, 0.0)
             ds = p * (dp - delta[:, None])
             if CAP:
                 ds = ds * (1.0 - tanh_s * tanh_s)

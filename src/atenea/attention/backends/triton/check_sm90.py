@@ -6,8 +6,10 @@ use or spills registers. What Triton's interpreter cannot see, this does.
 
 Each kernel of every entry of the tuning tables (bf16 and fp32) is built in the variants of
 ``VARIANTS``: plain (no mask, no modifier) up to every rule family with every modifier, or a
-bitmap mask with every modifier (what one call can ask at most). Registers and spills come
-from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
+bitmap mask with every modifier (what one call can ask at most), the same bitmap with dead
+keys (``LIVE``), and dropout with each of the two configurations it can meet (with and
+without a per-pair table). Registers and spills
+come from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
 emits). Run with ``TRITON_INTERPRET`` unset.
 """
 
@@ -34,7 +36,8 @@ from triton.compiler import ASTSource
 TARGET = GPUTarget("cuda", 90, 32)
 HALF_PTRS = {"Q", "K", "V", "O", "DO", "DQ", "DK", "DV"}
 FLOAT_PTRS = {"LSE", "DELTA", "DREL", "slopes_ptr", "relative_ptr"}
-FLOAT_SCALARS = {"scale", "cap"}
+FLOAT_SCALARS = {"scale", "cap", "dropout_p"}
+WIDE_SCALARS = {"seed"}  # dropout's Philox key: an int64 drawn per call
 
 
 def _signature(kernel, dtype: str) -> dict[str, str]:
@@ -47,12 +50,14 @@ def _signature(kernel, dtype: str) -> dict[str, str]:
             signature[name] = f"*{dtype}"
         elif name in FLOAT_PTRS:
             signature[name] = "*fp32"
-        elif name == "bitmap_ptr":
+        elif name in ("bitmap_ptr", "live_ptr"):
             signature[name] = "*u8"
         elif name.endswith(("counts", "index", "_ptr")):
             signature[name] = "*i32"
         elif name in FLOAT_SCALARS:
             signature[name] = "fp32"
+        elif name in WIDE_SCALARS:
+            signature[name] = "i64"
         else:
             signature[name] = "i32"
     return signature
@@ -82,6 +87,13 @@ VARIANTS = {
     "rules+rel": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
                       ALIBI=1, CAP=True, RELATIVE=2),
     "bitmap+rel": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2),
+    # a bitmap mask with keys no query attends: the kernels check every key (LIVE)
+    "bitmap+dead+rel": dict(BITMAP=True, LIVE=True, ALIBI=1, CAP=True, RELATIVE=2),
+    # dropout draws a Philox number per pair, and takes smaller steps (configs.DROPOUT_PAIRS)
+    "rules+drop": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
+                       ALIBI=1, CAP=True, DROPOUT=True),
+    "bitmap+dead+rel+drop": dict(BITMAP=True, LIVE=True, ALIBI=1, CAP=True, RELATIVE=2,
+                                 DROPOUT=True),
 }  # fmt: skip
 KERNELS = ("forward", "dK/dV", "dQ")
 # The head dims checked per dtype (together they reach every entry of the tables)
@@ -92,7 +104,8 @@ def _constants(dim: int, dtype: str, variant: str, blocks: dict) -> dict:
     constants = dict(
         GROUP=1, BLOCK_D=dim, BLOCK_DV=dim, SPARSE_Q=128, SPARSE_K=128,
         CAUSAL=False, WINDOWED=False, DOCUMENT=False, PADDING=0, PREFIX=False, BITMAP=False,
-        ALIBI=0, ALIBI_SYMMETRIC=False, CAP=False, RELATIVE=0, UPCAST=False,
+        LIVE=False,
+        ALIBI=0, ALIBI_SYMMETRIC=False, CAP=False, RELATIVE=0, DROPOUT=False, UPCAST=False,
         PRECISION="ieee" if dtype == "fp32" else "tf32", **blocks,
     )  # fmt: skip
     constants.update(VARIANTS[variant])
@@ -122,7 +135,7 @@ def compile_one(job):
     name, dim, dtype, variant = job
     gathers = "rel" in variant
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
-    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, gathers)
+    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, gathers, dropout="drop" in variant)
     kernel, blocks, warps, stages = {
         "forward": (attention_forward, (fwd.block_m, fwd.block_n), fwd.num_warps, fwd.num_stages),
         "dK/dV": (attention_backward_kv, (bwd.block_m1, bwd.block_n1), bwd.num_warps,
@@ -161,7 +174,7 @@ def main(argv=None) -> int:
         for name in args.kernels
     ]
     failures = 0
-    print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<11} {'blocks':>9} {'warps':>5} "
+    print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<20} {'blocks':>9} {'warps':>5} "
           f"{'stages':>6} {'shared KB':>9} {'regs':>5} spills")  # fmt: skip
     with ProcessPoolExecutor(args.jobs) as pool:
         for job, (blocks, warps, stages), (shared, regs, spills) in pool.map(compile_one, jobs):
@@ -169,7 +182,7 @@ def main(argv=None) -> int:
             bad = shared > tuning.SHARED_MEMORY_LIMIT or spills > 0
             failures += bad
             print(
-                f"{dtype:>5} {dim:>4} {name:<8} {variant:<11} {blocks[0]:>4}x{blocks[1]:<4} "
+                f"{dtype:>5} {dim:>4} {name:<8} {variant:<20} {blocks[0]:>4}x{blocks[1]:<4} "
                 f"{warps:>5} {stages:>6} {shared / 1024:>9.1f} {regs:>5} {spills}"
                 f"{'  <-- FAILS' if bad else ''}",
                 flush=True,

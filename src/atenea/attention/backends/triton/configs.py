@@ -14,7 +14,10 @@ use, without register spills. Calls that read a per-pair table inside the loop (
 the relative bias) keep one pipeline stage fewer (those reads are pipelined through shared
 memory too), eight warps in a 16-bit forward (the per-pair reads need registers), half the rows
 per dK/dV block and half its keys down to 32 (there the bias gradient is scattered; 16x16
-blocks spill).
+blocks spill). Calls with dropout draw a Philox number per pair of a step, whose state the
+compiler keeps for every pair at once: they take 8 warps and at most 64 x 64 pairs a step, half
+that where ``DROPOUT_PAIRS`` says (a per-pair table, larger head dims; at D = 256 with a table,
+16 keys a dK/dV block).
 
 Chosen by compilation, not by timing: no GPU was at hand. Timing on an H100/H200 (the rows of
 benchmarks/gpu.py) may move them.
@@ -28,6 +31,15 @@ import torch
 
 SHARED_MEMORY_LIMIT = 227 * 1024  # bytes one block may use on sm_90
 FLOAT32_KEYS = (1024, 2048)  # float32 calls take these entries (D <= 32, D > 32): row_bytes
+# Calls with dropout: the largest compute step (query rows x keys), per row bytes, for the
+# forward and the backward, each (without, with a per-pair table); found by check_sm90
+DROPOUT_PAIRS = {
+    32: ((4096, 2048), (4096, 4096)),
+    64: ((4096, 2048), (4096, 4096)),
+    128: ((4096, 2048), (4096, 2048)),
+    256: ((4096, 2048), (2048, 2048)),
+    512: ((4096, 2048), (2048, 2048)),
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,10 @@ BACKWARD = {
     2048: BackwardConfig(16, 16, 32, 16, 8, 2, kv_stages=1),
 }
 
+# float32 calls with dropout: the backward changes that keep ptxas from spilling (8 to 64 bytes,
+# at 72 to 128 registers a thread: its allocation is erratic at these sizes); check_sm90
+FLOAT32_DROPOUT = {1024: dict(kv_stages=2), 2048: dict(block_m2=16)}
+
 
 def padded_dim(dim: int) -> int:
     """The power of two >= ``dim`` (at least 16, ``tl.dot``'s smallest) the kernel computes in;
@@ -95,11 +111,17 @@ def row_bytes(head_dim: int, value_dim: int, dtype: torch.dtype) -> int:
 
 
 def configs_for(
-    head_dim: int, value_dim: int, dtype: torch.dtype, gathers: bool = False, tile: int = 128
+    head_dim: int,
+    value_dim: int,
+    dtype: torch.dtype,
+    gathers: bool = False,
+    tile: int = 128,
+    dropout: bool = False,
 ) -> tuple[ForwardConfig, BackwardConfig]:
     """The configurations of one call. ``gathers``: the call reads a per-pair table in the
-    loop (bitmap mask, relative bias). Every block is clamped to the sparse ``tile`` (tests use
-    64-wide tiles to get more structure out of short sequences)."""
+    loop (bitmap mask, relative bias). ``dropout``: the call draws a random number per pair.
+    Every block is clamped to the sparse ``tile`` (tests use 64-wide tiles to get more
+    structure out of short sequences)."""
     key = row_bytes(head_dim, value_dim, dtype)
     fwd, bwd = FORWARD[key], BACKWARD[key]
     if gathers and key not in FLOAT32_KEYS:  # (float32's small blocks need no change)
@@ -111,6 +133,23 @@ def configs_for(
             block_m1=max(16, bwd.block_m1 // 2),
             block_n1=bwd.block_n1 // 2 if bwd.block_n1 >= 64 else bwd.block_n1,
         )
+    if dropout and key in FLOAT32_KEYS:
+        bwd = replace(bwd, **FLOAT32_DROPOUT[key])
+    if dropout and key not in FLOAT32_KEYS:
+        # Philox keeps its state for every pair of the step at once: at most DROPOUT_PAIRS
+        # pairs a step (4096: 16 a thread at 8 warps); fewer query rows rather than fewer keys
+        forward_pairs, backward_pairs = DROPOUT_PAIRS[key]
+        pairs = forward_pairs[gathers]
+        fwd = replace(fwd, num_warps=8, block_m=min(fwd.block_m, pairs // fwd.block_n))
+        pairs = backward_pairs[gathers]
+        bwd = replace(
+            bwd,
+            num_warps=8,
+            block_m1=min(bwd.block_m1, pairs // bwd.block_n1),
+            block_m2=min(bwd.block_m2, pairs // bwd.block_n2),
+        )
+        if gathers and key >= 512:  # D = 256: dK, dV of 32 keys and the draw spilled 8 bytes
+            bwd = replace(bwd, block_n1=bwd.block_n1 // 2)
     fwd = replace(fwd, block_m=min(fwd.block_m, tile), block_n=min(fwd.block_n, tile))
     bwd = replace(
         bwd,

@@ -5,6 +5,11 @@ ones (no mask); empty tiles are in neither list and never read. Online softmax i
 base 2 (``exp2``, scores scaled by ``log2 e``): a running row maximum ``m``, a running sum
 ``l`` of ``exp2(s - m)`` and the output accumulator, rescaled by ``exp2(m_old - m_new)`` when
 the maximum grows. A row that met no allowed key keeps ``l = 0``: output 0, LSE ``-inf``.
+
+Dropout (``DROPOUT``) zeroes the kept-out weights and scales the others by ``1 / (1 - p)``
+*after* they enter the running sum ``l``: the LSE is that of the undropped softmax, as in the
+other backends and FlashAttention, so the backward recomputes the undropped probabilities from
+it and applies the same draw (``rules.dropout_keep``) again.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ import triton.language as tl
 from atenea.attention.backends.triton.rules import (
     LN2,
     LOG2E,
+    dropout_keep,
     keys_valid,
     modified_scores,
     pairs_allowed,
+    tile_lists_of,
 )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call: no recompiles
 def attention_forward(
     Q, K, V, O, LSE,
     stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
@@ -29,14 +36,15 @@ def attention_forward(
     stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
     q_len, kv_len, head_dim, value_dim, scale,
     window, document_ptr, document_stride, padding_ptr, padding_stride,
-    prefix_ptr, prefix_stride, bitmap_ptr, bitmap_index_ptr,
+    prefix_ptr, prefix_stride, live_ptr, live_stride, bitmap_ptr, bitmap_index_ptr,
     stride_bb, stride_bh, stride_bq, stride_bk,
-    slopes_ptr, relative_ptr, stride_rh, cap,
+    slopes_ptr, relative_ptr, stride_rh, cap, seed, dropout_p,
     GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, SPARSE_Q: tl.constexpr, SPARSE_K: tl.constexpr,
     CAUSAL: tl.constexpr, WINDOWED: tl.constexpr, DOCUMENT: tl.constexpr,
-    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr,
+    PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr, LIVE: tl.constexpr,
     ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
+    DROPOUT: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     start_m = tl.program_id(0) * BLOCK_M
@@ -64,26 +72,26 @@ def attention_forward(
     relative_head = relative_ptr + off_h * stride_rh
     bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + off_h * stride_bh
     qk_scale = scale * LOG2E
+    head_row = off_b * tl.num_programs(2) + off_h  # b * Hq + h: the dropout counters' base
+    keep_scale = 1.0 / (1.0 - dropout_p)
 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
     SUB: tl.constexpr = SPARSE_K // BLOCK_N  # compute blocks per sparse tile
-    list_offset = off_b * stride_cb + off_h * stride_ch + q_tile
-    index_offset = off_b * stride_ib + off_h * stride_ih + q_tile * stride_iq
 
+    n_partial, partial_at, n_full, full_at = tile_lists_of(
+        partial_counts, partial_index, full_counts, full_index, off_b, off_h, q_tile,
+        stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
+    )  # fmt: skip
     for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
-        if phase == 0:
-            count = tl.load(partial_counts + list_offset)
-            index = partial_index + index_offset
-        else:
-            count = tl.load(full_counts + list_offset)
-            index = full_index + index_offset
+        count, index = (n_partial, partial_at) if phase == 0 else (n_full, full_at)
         for step in range(0, count * SUB):
             k_tile = tl.load(index + step // SUB)
             cols = k_tile * SPARSE_K + (step % SUB) * BLOCK_N + tl.arange(0, BLOCK_N)
             if phase == 0:
-                key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING)
+                key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
+                                    live_ptr, live_stride, PADDING, LIVE)  # fmt: skip
             else:
                 key_ok = cols < kv_len
             k = tl.load(
@@ -122,7 +130,11 @@ def attention_forward(
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no -inf - -inf
             alpha = tl.math.exp2(m_i - m_safe)
             p = tl.math.exp2(s - m_safe[:, None])
-            l_i = l_i * alpha + tl.sum(p, 1)
+            l_i = l_i * alpha + tl.sum(p, 1)  # undropped: the LSE is of the softmax itself
+            if DROPOUT:
+                keep = dropout_keep(seed, dropout_p, head_row, rows[:, None], cols[None, :],
+                                    q_len, kv_len)  # fmt: skip
+                p = tl.where(keep, p * keep_scale, 0.0)
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
             m_i = m_new
 

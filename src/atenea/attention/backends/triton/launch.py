@@ -34,6 +34,7 @@ class Setup:
     mods: ModPlan
     forward: ForwardConfig
     backward: BackwardConfig
+    seed: int = 0  # dropout's Philox key, drawn from torch's generator per call (0: no dropout)
 
 
 def _expanded(lists: TileLists, batch: int, heads: int) -> list:
@@ -58,20 +59,24 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
     p, m, mods = setup.problem, setup.mask, setup.mods
     dummy, dummy_float = _dummies(torch.device(device))
 
+    def broadcast_strides(t: Tensor) -> list[int]:  # the mask's size-1 batch/heads: stride 0
+        return [s if n > 1 else 0 for s, n in zip(t.stride(), t.shape)]
+
     def row_tensor(t):
-        return (t, t.stride(0)) if t is not None else (dummy, 0)
+        return (t, broadcast_strides(t)[0]) if t is not None else (dummy, 0)
 
     index = m.bitmap_index
-    index_strides = list(index.stride()) if index is not None else [0, 0, 0, 0]
+    index_strides = broadcast_strides(index) if index is not None else [0, 0, 0, 0]
     args = [
         p.q_len, p.kv_len, p.head_dim, p.value_dim, p.scale, m.window,
         *row_tensor(m.document), *row_tensor(m.padding), *row_tensor(m.prefix),
+        *row_tensor(m.live_keys),
         m.bitmaps if m.bitmaps is not None else dummy,
         index if index is not None else dummy, *index_strides,
         mods.alibi_slopes if mods.alibi_slopes is not None else dummy_float,
         relative if relative is not None else dummy_float,
         relative.stride(0) if relative is not None else 0,
-        mods.cap if mods.cap > 0 else 1.0,
+        mods.cap if mods.cap > 0 else 1.0, setup.seed, p.dropout_p,
     ]  # fmt: skip
     constants = dict(
         GROUP=p.group,
@@ -85,10 +90,12 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
         PADDING=m.padding_side,
         PREFIX=m.prefix is not None,
         BITMAP=m.bitmaps is not None,
+        LIVE=m.live_keys is not None,
         ALIBI=mods.alibi,
         ALIBI_SYMMETRIC=mods.alibi_symmetric,
         CAP=mods.cap > 0,
         RELATIVE=mods.relative,
+        DROPOUT=p.dropout_p > 0,
         UPCAST=INTERPRETED,
         # fp32 inputs: exact fp32 products (the GPU would round them to TF32 otherwise); the
         # small float32 blocks of configs.row_bytes keep them from spilling

@@ -4,7 +4,8 @@
   (causal, sliding window, document ids, key padding, prefix LM, and their ``&``) become a few
   numbers and small per-row tensors the kernel compares positions against. Any other mask
   (``|``, ``~``, ``dense``) becomes bitmaps of its partial tiles only, deduplicated: a window
-  or a diagonal repeats the same few tiles however long the sequence.
+  or a diagonal repeats the same few tiles however long the sequence; and a row of live keys
+  (some query may attend them), so that keys no query attends are never read.
 - ``ModPlan``: which fused score modifiers apply, in which order (ALiBi, softcap, T5 relative
   bias). Any other Python ``score_mod`` cannot run inside the kernel: ``unfusable`` says why.
 """
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from atenea.attention.backends.tile_lists import TileLists
-from atenea.attention.masks import PARTIAL, Mask
+from atenea.attention.masks import FULL, PARTIAL, Mask
 from atenea.attention.masks.base import And, Or
 from atenea.attention.masks.rules import Causal, Document, KeyPadding, PrefixLM, SlidingWindow
 from atenea.attention.problem import Problem
@@ -29,17 +30,21 @@ NO_BIAS, BEFORE_CAP, AFTER_CAP = 0, 1, 2  # where an additive bias sits relative
 
 @dataclass
 class MaskPlan:
-    """Parameters of the in-kernel mask. Per-row tensors are int32 on the device, expanded to
-    the call's batch (stride 0 where the mask broadcasts)."""
+    """Parameters of the in-kernel mask, on the tile lists' device. Tensors keep the mask's own
+    batch size ``Bm`` (and heads ``Hm``): 1 broadcasts, and the launch reads it at stride 0."""
 
     causal: bool = False
     window: int = 0  # sliding window size; 0 = none
-    document: Tensor | None = None  # (B, Lk) document id of every key position
+    document: Tensor | None = None  # int32 (Bm, Lk) document id of every key position
     padding_side: int = NO_PADDING
-    padding: Tensor | None = None  # (B,) real keys per row
-    prefix: Tensor | None = None  # (B,) prefix length per row
+    padding: Tensor | None = None  # int32 (Bm,) real keys per row
+    prefix: Tensor | None = None  # int32 (Bm,) prefix length per row
     bitmaps: Tensor | None = None  # uint8 (n_distinct, q_tile, k_tile): partial tiles' masks
-    bitmap_index: Tensor | None = None  # int32 (B, Hq, n_q, n_k): which bitmap a tile uses
+    bitmap_index: Tensor | None = None  # int32 (Bm, Hm, n_q, n_k): which bitmap a tile uses
+    # uint8 (Bm, Lk), with bitmaps where some key is dead: 1 where some query of the row (any
+    # head) may attend the key. The others are never loaded, like padding: whatever they hold
+    # (NaN) is unread. None when every key is live (the kernel then checks none).
+    live_keys: Tensor | None = None
 
 
 def _leaves(mask: Mask) -> list[Mask]:
@@ -49,28 +54,31 @@ def _leaves(mask: Mask) -> list[Mask]:
     return [mask]
 
 
-def mask_plan(mask: Mask | None, problem: Problem, lists: TileLists, device) -> MaskPlan:
-    """The ``MaskPlan`` of ``mask`` for this call (``lists``: its tile lists), remembered on
-    the mask: the per-row tensors and bitmaps go to the device once, not at every call."""
+def mask_plan(mask: Mask | None, lists: TileLists) -> MaskPlan:
+    """The ``MaskPlan`` of ``mask``, whose tile lists are ``lists``: derived once per lists
+    object (``TileLists.remember``). The lists are cached per mask object, or per rule for
+    masks made of numbers only, and per lengths, tiles and device; so the plan (per-row tensors,
+    bitmaps) goes to the device once and lives exactly as long as the lists it came from."""
     if mask is None:
         return MaskPlan()
-    p = problem
-    key = ("triton-plan", p.batch, p.q_heads, p.q_len, p.kv_len, lists.q_tile, str(device))
-    return mask._remember(key, lambda: _mask_plan(mask, problem, lists, device))
+    return lists.remember("triton_mask_plan", lambda: _mask_plan(mask, lists))
 
 
-def _mask_plan(mask: Mask, problem: Problem, lists: TileLists, device) -> MaskPlan:
+def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
     plan = MaskPlan()
-    batch = problem.batch
+    device = lists.partial_counts.device
 
-    def per_row(values: Tensor) -> Tensor:
-        return values.to(device=device, dtype=torch.int32).reshape(-1).expand(batch)
+    def on_device(values: Tensor) -> Tensor:
+        return values.to(device=device, dtype=torch.int32)
 
     leaves = _leaves(mask)
     kinds = [type(leaf) for leaf in leaves]
     family = (Causal, SlidingWindow, Document, KeyPadding, PrefixLM)
     if any(k not in family for k in kinds) or any(kinds.count(k) > 1 for k in set(kinds)):
-        plan.bitmaps, plan.bitmap_index = _bitmaps(mask, problem, lists, device)
+        bitmaps, index, live = _build_bitmaps(mask, lists)
+        plan.bitmaps, plan.bitmap_index = bitmaps.to(device), index.to(device)
+        if not bool(live.all()):  # dead keys exist: the kernel checks each key (LIVE)
+            plan.live_keys = live.to(device)
         return plan
     for leaf in leaves:
         if isinstance(leaf, Causal):
@@ -78,28 +86,26 @@ def _mask_plan(mask: Mask, problem: Problem, lists: TileLists, device) -> MaskPl
         elif isinstance(leaf, SlidingWindow):
             plan.window = leaf.size
         elif isinstance(leaf, Document):
-            plan.document = leaf.ids.to(device=device, dtype=torch.int32).expand(batch, -1)
+            plan.document = on_device(leaf.ids)  # (Bm, Lk)
         elif isinstance(leaf, KeyPadding):
-            plan.padding = per_row(leaf.values)
+            plan.padding = on_device(leaf.values.reshape(-1))
             plan.padding_side = PAD_RIGHT if leaf.side == "right" else PAD_LEFT
         else:
-            plan.prefix = per_row(leaf.values)
+            plan.prefix = on_device(leaf.values.reshape(-1))
     return plan
 
 
-def _bitmaps(mask: Mask, problem: Problem, lists: TileLists, device) -> tuple[Tensor, Tensor]:
-    """Bitmaps of the partial tiles, deduplicated, and the table saying which one each tile
-    uses. One ``mask.allowed`` call per query tile, over that tile's partial key tiles only:
-    the cost is the partial area, never ``Lq x Lk``."""
-    bitmaps, index = _build_bitmaps(mask, lists)
-    index = index.to(device).expand(problem.batch, problem.q_heads, -1, -1)
-    return bitmaps.to(device), index
-
-
-def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor]:
+def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor, Tensor]:
+    """Bitmaps of the partial tiles, deduplicated, the table saying which one each tile uses,
+    and the live keys (on the CPU). One ``mask.allowed`` call per query tile, over that tile's
+    partial key tiles only: the cost is the partial area, never ``Lq x Lk``."""
     q_tile, k_tile, q_len, kv_len = lists.q_tile, lists.k_tile, lists.q_len, lists.kv_len
-    partial = (lists.kinds() == PARTIAL).cpu()  # (Bm, Hm, n_q, n_k)
+    kinds = lists.kinds().cpu()
+    partial = kinds == PARTIAL  # (Bm, Hm, n_q, n_k)
     mask_b, mask_h, n_q, n_k = partial.shape
+    # a key is live where some query of the batch row (any head) may attend it: in a full tile,
+    # or where a partial tile's bitmap allows it (added below)
+    live = (kinds == FULL).any(2).any(1).repeat_interleave(k_tile, dim=-1)  # (Bm, n_k * k_tile)
     tiles, where = [], []
     for i in range(n_q):
         selected = partial[:, :, i].any(0).any(0).nonzero().flatten()  # key tiles, any row/head
@@ -110,19 +116,21 @@ def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor]:
         inside = (rows[:, None] < q_len) & (cols[None, :] < kv_len)
         allowed = mask.allowed(rows.clamp(max=q_len - 1), cols.clamp(max=kv_len - 1), q_len, kv_len)
         allowed = (allowed.cpu() & inside).expand(mask_b, mask_h, -1, -1)
+        live[:, cols] |= allowed.any(2).any(1)
         blocks = allowed.reshape(mask_b, mask_h, q_tile, -1, k_tile).permute(0, 1, 3, 2, 4)
         keep = partial[:, :, i][:, :, selected]  # (Bm, Hm, n_selected)
         tiles.append(blocks[keep])
         b, h, j = keep.nonzero(as_tuple=True)
         where.append(torch.stack([b, h, torch.full_like(b, i), selected[j]], dim=1))
     index = torch.zeros(mask_b, mask_h, n_q, n_k, dtype=torch.int32)
+    live = live[:, :kv_len].to(torch.uint8)
     if not tiles:
-        return torch.zeros(1, q_tile, k_tile, dtype=torch.uint8), index
+        return torch.zeros(1, q_tile, k_tile, dtype=torch.uint8), index, live
     stacked = torch.cat(tiles).flatten(1)
     distinct, inverse = torch.unique(stacked, dim=0, return_inverse=True)
     b, h, i, j = torch.cat(where).unbind(1)
     index[b, h, i, j] = inverse.to(torch.int32)
-    return distinct.view(-1, q_tile, k_tile).to(torch.uint8), index
+    return distinct.view(-1, q_tile, k_tile).to(torch.uint8), index, live
 
 
 # -- score modifiers --------------------------------------------------------------------------

@@ -1,7 +1,13 @@
 """In-kernel pieces shared by the forward and backward kernels: which pairs a partial tile
-allows, and the fused score modifiers. Orientation-free: ``rows`` (query row indices) and
-``cols`` (key indices) are any two tensors that broadcast to the tile, ``(M, 1)`` and
-``(1, N)`` in the forward, ``(1, M)`` and ``(N, 1)`` in the dK/dV pass.
+allows, the fused score modifiers and the dropout draw. Orientation-free: ``rows`` (query row
+indices) and ``cols`` (key indices) are any two tensors that broadcast to the tile,
+``(M, 1)`` and ``(1, N)`` in the forward, ``(1, M)`` and ``(N, 1)`` in the dK/dV pass.
+
+Dropout draws one uniform number per ``(batch row, query head, query row, key column)`` with
+Triton's counter-based Philox generator: the counter is that element's flat index
+``((b * Hq + h) * Lq + row) * Lk + col`` (64-bit), the key the call's seed. The forward and both
+backward kernels hash the same counters, whatever their block sizes and orientation, so each
+element gets the same draw in all three and nothing is stored between them.
 
 Interpreter traps (Triton 3.9 on the CPU): libdevice ``tanh`` fails, so ``tanh`` is written
 with ``exp``; bf16 ``tl.dot`` is wrong, so the kernels upcast their tiles to float32 when
@@ -22,9 +28,31 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
-def keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING: tl.constexpr):
-    """Keys that exist and are not padding (1 = right padding, 2 = left): also the load mask of
-    K and V, so whatever sits in the padding (NaN included) is never read."""
+def tile_lists_of(
+    partial_counts, partial_index, full_counts, full_index, off_b, off_h, tile,
+    stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
+):  # fmt: skip
+    """The sparse tiles that ``tile`` of (batch row ``off_b``, head ``off_h``) visits: how many
+    partial ones and a pointer to their indices, then the same for the full ones. The same for
+    the forward and dQ (key tiles of a query tile) and dK/dV (query tiles of a key tile, on the
+    transposed lists); ``launch._expanded`` lays the lists out. Called once, before the two
+    phases: what the second phase needs stays two numbers, not the seven that locate it (the
+    fp32 kernels spilled registers when each phase located its own list)."""
+    counts_at = off_b * stride_cb + off_h * stride_ch + tile
+    index_at = off_b * stride_ib + off_h * stride_ih + tile * stride_iq
+    n_partial = tl.load(partial_counts + counts_at)
+    n_full = tl.load(full_counts + counts_at)
+    return n_partial, partial_index + index_at, n_full, full_index + index_at
+
+
+@triton.jit
+def keys_valid(
+    cols, off_b, kv_len, padding_ptr, padding_stride, live_ptr, live_stride,
+    PADDING: tl.constexpr, LIVE: tl.constexpr,
+):  # fmt: skip
+    """Keys that exist, are not padding (1 = right padding, 2 = left) and, under a bitmap mask
+    with dead keys (``LIVE``), that some query may attend (``plan.MaskPlan.live_keys``): also
+    the load mask of K and V, so whatever sits in the others (NaN included) is never read."""
     valid = cols < kv_len
     if PADDING != 0:
         real = tl.load(padding_ptr + off_b * padding_stride)
@@ -32,6 +60,9 @@ def keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride, PADDING: tl.con
             valid = valid & (cols < real)
         else:
             valid = valid & (cols >= kv_len - real)
+    if LIVE:
+        live = tl.load(live_ptr + off_b * live_stride + cols, mask=valid, other=0)
+        valid = valid & (live != 0)
     return valid
 
 
@@ -117,3 +148,12 @@ def modified_scores(
         s += bias(rows, cols, q_len, kv_len, slope, relative_ptr,
                   ALIBI == 2, ALIBI_SYMMETRIC, RELATIVE == 2)  # fmt: skip
     return s, t
+
+
+@triton.jit
+def dropout_keep(seed, dropout_p, head_row, rows, cols, q_len, kv_len):
+    """Which pairs dropout keeps (probability ``1 - dropout_p``): ``head_row = b * Hq + h``
+    (int64), ``rows``/``cols`` broadcast as everywhere here. The draw depends on the element's
+    position only, never on the program that asks (see the module docstring)."""
+    counters = (head_row * q_len + rows) * kv_len + cols
+    return tl.rand(seed, counters) >= dropout_p
