@@ -99,8 +99,9 @@ def triton_attention(
     if table_dtype is None:
         table_dtype = torch.float16 if device.type == "cpu" else q.dtype
     forward, backward = configs_for(
-        p.head_dim, p.value_dim, table_dtype, gathers, tile, dropout=p.dropout_p > 0
-    )
+        p.head_dim, p.value_dim, table_dtype, gathers, tile, dropout=p.dropout_p > 0,
+        bitmap=mask.bitmaps is not None, dead_keys=mask.live_keys is not None,
+    )  # fmt: skip
     setup = Setup(
         problem=p,
         lists=lists,

@@ -135,10 +135,13 @@ def compile_one(job):
     name, dim, dtype, variant = job
     gathers = "rel" in variant
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
-    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, gathers, dropout="drop" in variant)
+    fwd, bwd = tuning.configs_for(
+        dim, dim, torch_dtype, gathers, dropout="drop" in variant,
+        bitmap="bitmap" in variant, dead_keys="dead" in variant,
+    )  # fmt: skip
     kernel, blocks, warps, stages = {
         "forward": (attention_forward, (fwd.block_m, fwd.block_n), fwd.num_warps, fwd.num_stages),
-        "dK/dV": (attention_backward_kv, (bwd.block_m1, bwd.block_n1), bwd.num_warps,
+        "dK/dV": (attention_backward_kv, (bwd.block_m1, bwd.block_n1), bwd.warps_kv,
                   bwd.stages_kv),
         "dQ": (attention_backward_q, (bwd.block_m2, bwd.block_n2), bwd.num_warps, bwd.num_stages),
     }[name]  # fmt: skip

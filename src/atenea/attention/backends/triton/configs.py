@@ -59,10 +59,15 @@ class BackwardConfig:
     num_warps: int
     num_stages: int
     kv_stages: int | None = None  # the dK/dV pass's, when it differs from num_stages
+    kv_warps: int | None = None  # the dK/dV pass's, when it differs from num_warps
 
     @property
     def stages_kv(self) -> int:
         return self.num_stages if self.kv_stages is None else self.kv_stages
+
+    @property
+    def warps_kv(self) -> int:
+        return self.num_warps if self.kv_warps is None else self.kv_warps
 
 
 # Keyed by row bytes (``row_bytes``: bf16 D=128 -> 256; float32 -> 1024 or 2048).
@@ -91,6 +96,15 @@ BACKWARD = {
 # float32 calls with dropout: the backward changes that keep ptxas from spilling (8 to 64 bytes,
 # at 72 to 128 registers a thread: its allocation is erratic at these sizes); check_sm90
 FLOAT32_DROPOUT = {1024: dict(kv_stages=2), 2048: dict(block_m2=16)}
+# Calls with a bitmap mask whose plan has dead keys (keys no query attends, ``LIVE``: the key
+# loads check one more mask): (forward, backward) changes, without dropout, where ptxas spilled
+# 8 to 16 bytes; check_sm90. The dK/dV pass at D = 256 with any bitmap: 16 keys a block.
+# (float32 takes one entry for 32 < D <= 256; its dK/dV change is for D <= 128 only.)
+DEAD_KEYS = {
+    64: ({}, dict(num_stages=1)),  # dQ
+    1024: ({}, dict(kv_warps=8)),  # dK/dV (8 warps spill in dQ, so only there)
+    2048: (dict(num_stages=1), dict(kv_stages=2)),
+}
 
 
 def padded_dim(dim: int) -> int:
@@ -117,9 +131,13 @@ def configs_for(
     gathers: bool = False,
     tile: int = 128,
     dropout: bool = False,
+    bitmap: bool = False,
+    dead_keys: bool = False,
 ) -> tuple[ForwardConfig, BackwardConfig]:
     """The configurations of one call. ``gathers``: the call reads a per-pair table in the
     loop (bitmap mask, relative bias). ``dropout``: the call draws a random number per pair.
+    ``bitmap``: the mask is bitmaps (a table of its own); ``dead_keys``: its plan marks keys no
+    query attends (``DEAD_KEYS``).
     Every block is clamped to the sparse ``tile`` (tests use 64-wide tiles to get more
     structure out of short sequences)."""
     key = row_bytes(head_dim, value_dim, dtype)
@@ -133,6 +151,15 @@ def configs_for(
             block_m1=max(16, bwd.block_m1 // 2),
             block_n1=bwd.block_n1 // 2 if bwd.block_n1 >= 64 else bwd.block_n1,
         )
+    if dead_keys and not dropout and key in DEAD_KEYS:
+        forward_change, backward_change = DEAD_KEYS[key]
+        if key == 2048 and padded_dim(max(head_dim, value_dim)) > 128:
+            backward_change = {}  # float32 D = 256: one dK/dV stage fits, two spill 32 bytes
+        kv_stages = bwd.stages_kv  # a change of num_stages is the dQ pass's alone
+        fwd, bwd = replace(fwd, **forward_change), replace(bwd, **backward_change)
+        bwd = replace(bwd, kv_stages=backward_change.get("kv_stages", kv_stages))
+    if bitmap and not dropout and key == 512:
+        bwd = replace(bwd, block_n1=16)
     if dropout and key in FLOAT32_KEYS:
         bwd = replace(bwd, **FLOAT32_DROPOUT[key])
     if dropout and key not in FLOAT32_KEYS:

@@ -141,7 +141,7 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     attention_backward_kv[grid_kv](
         q, k, v, dout, lse, delta, dk, dv, drel if drel is not None else delta, *shared,
         *_strides(dk), *_strides(dv), *_expanded(setup.lists_t, p.batch, p.q_heads), *args,
-        BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, num_warps=cfg.num_warps,
+        BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, num_warps=cfg.warps_kv,
         num_stages=cfg.stages_kv, **constants,
     )  # fmt: skip
     grid_q = (triton.cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
