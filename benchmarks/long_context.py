@@ -20,8 +20,9 @@
 3. kNN-LM, on the Wikipedia summaries' fixed split: a small LM trained on the train articles,
    its datastore of the train articles, validation perplexity alone and interpolated
    (lambda 0.25, k 16).
-4. In-context retrieval, the same LM: each held-out article scored with the top ``--rag-k``
-   train articles for "What is TITLE?" placed before it, against the article alone.
+4. In-context retrieval, the same LM and one trained with ``join_documents`` (a row is one
+   context, as GPT-2 trains): each held-out article scored with the top ``--rag-k`` train
+   articles for "What is TITLE?" placed before it, against the article alone.
 
 Prints markdown tables; ``--json`` writes every number with the machine's description.
 """
@@ -229,8 +230,14 @@ def knn_part(args) -> dict:
 
 
 def rag_part(args) -> dict:
-    """Each held-out article with the top-k train articles for "What is TITLE?" before it."""
+    """Each held-out article with the top-k train articles for "What is TITLE?" before it, for
+    two LMs of the same data, seed and steps: the kNN-LM's (trained with one document mask per
+    article, so it never attended across articles) and one trained with ``join_documents``
+    (a row is one context, articles separated by </s>, as GPT-2 trains)."""
     split, task, model, _ = wiki_lm(args)
+    with tempfile.TemporaryDirectory() as folder:
+        joined_task, joined, _, _ = train_lm(split, {"join_documents": True}, args.steps,
+                                             Path(folder))  # fmt: skip
     embedder, tokenizer = load_embedder()
     index = PassageIndex.build(split.train, embedder, tokenizer, progress=True)
     questions = [f"What is {a['title']}?" for a in split.validation]
@@ -240,10 +247,13 @@ def rag_part(args) -> dict:
         hit.passage["topic"] == article["topic"]
         for row, article in zip(hits, split.validation, strict=True) for hit in row
     )  # fmt: skip
-    scores = in_context_perplexity(model, task.tokenizer, [a["text"] for a in split.validation],
-                                   passages, max_length=task.max_length)  # fmt: skip
-    return {**scores, "k": args.rag_k, "passages_of_the_same_topic": same_topic,
-            "max_length": task.max_length}  # fmt: skip
+    texts = [a["text"] for a in split.validation]
+    lms = {}
+    for name, (lm_task, lm) in {"separate": (task, model), "joined": (joined_task, joined)}.items():
+        lms[name] = in_context_perplexity(lm, lm_task.tokenizer, texts, passages,
+                                          max_length=lm_task.max_length)  # fmt: skip
+    return {**lms["separate"], "joined": lms["joined"], "k": args.rag_k,
+            "passages_of_the_same_topic": same_topic, "max_length": task.max_length}  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -308,13 +318,15 @@ def main(argv=None) -> int:
             f"\n### In-context retrieval: top {r['k']} train articles before each held-out "
             f"one (context {r['max_length']} tokens)\n"
         )
-        print("| LM alone | with passages | ratio | passages of the article's topic |"
-              "\n|---|---|---|---|")  # fmt: skip
-        print(
-            f"| {r['perplexity_without']:.2f} | {r['perplexity_with_passages']:.2f} | "
-            f"{r['perplexity_with_passages'] / r['perplexity_without']:.3f} | "
-            f"{r['passages_of_the_same_topic']:.2f} |"
-        )
+        print("| LM trained with | LM alone | with passages | ratio | passages of the article's "
+              "topic |\n|---|---|---|---|---|")  # fmt: skip
+        rows = {"a document mask per article": r, "articles joined (GPT-2's packing)": r["joined"]}
+        for name, v in rows.items():
+            print(
+                f"| {name} | {v['perplexity_without']:.2f} | {v['perplexity_with_passages']:.2f} "
+                f"| {v['perplexity_with_passages'] / v['perplexity_without']:.3f} | "
+                f"{r['passages_of_the_same_topic']:.2f} |"
+            )
     print(f"\nmachine: {json.dumps(results['machine'])}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")

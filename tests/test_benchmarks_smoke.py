@@ -71,3 +71,4 @@ def test_long_context_benchmark_quick(tmp_path, monkeypatch, capsys):
     result = json.loads(out.read_text())
     assert len(result["memory"]) == 5 and 0 <= result["retrieval"]["recall@5"] <= 1
     assert result["rag"]["tokens"] > 0 and "In-context retrieval" in table
+    assert result["rag"]["joined"]["tokens"] == result["rag"]["tokens"]  # the same tokens scored

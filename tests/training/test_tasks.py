@@ -172,6 +172,30 @@ def test_one_document_does_not_change_another(lm_task):
     assert not torch.allclose(before[0, inside[0]], after[0, inside[0]], atol=1e-3)
 
 
+def test_joined_documents_see_the_text_before_them(lm_task):
+    # join_documents: the same packing (same ids, each document still ends with </s>), one
+    # document id a row, so a document's tokens are predicted from the documents before it.
+    joined = build_task("lm", data=Split(LM_DOCS[:26], LM_DOCS[26:]), max_length=48,
+                        vocab_size=300, overrides={**SMALL, "join_documents": "true"})  # fmt: skip
+    ids, docs, labels = joined.train_rows
+    separate_ids, separate_docs, _ = lm_task.train_rows
+    assert torch.equal(ids, separate_ids)
+    assert torch.equal(docs, torch.where(separate_docs >= 0, 0, -1))
+    real = docs >= 0
+    assert torch.equal(labels[real], ids[real]) and (labels[~real] == IGNORE).all()
+    torch.manual_seed(0)
+    model = joined.build_model().eval()
+    row = joined.batch([0], None)
+    first = separate_docs[0] == separate_docs[0, 0]  # the row's first document
+    changed = row["input_ids"].clone()
+    changed[0, first] = (changed[0, first] + 7) % joined.tokenizer.vocab_size
+    with torch.no_grad():
+        before = model(row["input_ids"], document_ids=row["document_ids"]).logits
+        after = model(changed, document_ids=row["document_ids"]).logits
+    later = ~first & real[0]
+    assert not torch.allclose(before[0, later], after[0, later], atol=1e-3)
+
+
 def test_lm_loss_and_evaluate(lm_task):
     torch.manual_seed(0)
     model = lm_task.build_model()

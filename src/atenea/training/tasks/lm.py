@@ -31,7 +31,9 @@ class LanguageModelTask(Task):
     """Documents, each followed by ``</s>``, concatenated and cut into rows of ``max_length``
     tokens. Batch: ``input_ids``, ``document_ids`` (-1 on the padding of the last row) and
     ``labels`` ``(B, L)``: the input ids, -100 where a token starts a new document (it must not
-    be predicted from the previous one) and on padding."""
+    be predicted from the previous one) and on padding. Option ``join_documents``: every row
+    is one document (a token attends to the documents before it in its row, as GPT-2 trains),
+    which is what an LM needs to use passages put before a text (in-context retrieval)."""
 
     name, main_metric, higher_is_better = "lm", "perplexity", False
 
@@ -68,6 +70,8 @@ class LanguageModelTask(Task):
         fill = rows * length - len(stream)
         input_ids = torch.tensor(stream + [pad] * fill).view(rows, length)
         document_ids = torch.tensor(owners + [-1] * fill).view(rows, length)
+        if self.options.get("join_documents"):  # one document a row: the text before counts
+            document_ids = torch.where(document_ids >= 0, 0, -1)
         return input_ids, document_ids, self.labels_of(input_ids, document_ids)
 
     @staticmethod

@@ -106,8 +106,10 @@ TASK_OPTIONS = {
     "translate": {"label_smoothing": 0.1},
     # segment > 0: run the text in segments of that many tokens with a segment memory of
     # memory_len (tasks/lm_memory.py); window: segments per training example (0: auto);
-    # carry_memory: one segment a step, the memory carried across steps (tasks/lm_carry.py).
-    "lm": {"segment": 0, "window": 0, "carry_memory": False},
+    # carry_memory: one segment a step, the memory carried across steps (tasks/lm_carry.py);
+    # join_documents: one document mask over a whole row (GPT-2's packing: a token sees the
+    # documents before it in its row, separated by </s>), instead of one per document.
+    "lm": {"segment": 0, "window": 0, "carry_memory": False, "join_documents": False},
     "mlm": {"mask_probability": 0.15},
     "images": {"augment": "none"},
 }
