@@ -15,12 +15,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_carry_memory import carried_task  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests.* imports
 
 from atenea.training import distributed  # noqa: E402
 from atenea.training.loop import TrainConfig, train  # noqa: E402
+from tests.training.test_carry_memory import carried_task  # noqa: E402
 
 
 def main(arguments: dict) -> None:
