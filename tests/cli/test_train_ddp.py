@@ -97,20 +97,28 @@ def test_translation_on_two_ranks_equals_one_process(arch, tmp_path):
     assert_two_ranks_equal_one(arguments, tmp_path)
 
 
-@pytest.mark.slow
-def test_lm_on_two_ranks_equals_one_process(tmp_path):
-    """Packed rows predict different numbers of tokens (a document's first token and padding
-    are not predicted), so the lm loss is a token mean over every rank's rows too."""
-    rng = random.Random(1)
+def texts_of_random_lengths(folder: Path, seed: int) -> Path:
+    """Six files of 20 lines of 3 to 30 words: rows predict different numbers of tokens."""
+    rng = random.Random(seed)
     words = "the a cat dog sat ran on under mat table while because red blue".split()
-    folder = tmp_path / "texts"
     folder.mkdir()
     for i in range(6):
         lines = [" ".join(rng.choices(words, k=rng.randint(3, 30))) for _ in range(20)]
         (folder / f"{i}.txt").write_text("\n".join(lines))
+    return folder
+
+
+TINY_TEXT_MODEL = ["--vocab-size", 300, "--set", "dim=32", "--set", "num_layers=1", "--set",
+                   "num_heads=2", "--set", "ffn_hidden=64"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_lm_on_two_ranks_equals_one_process(tmp_path):
+    """Packed rows predict different numbers of tokens (a document's first token and padding
+    are not predicted), so the lm loss is a token mean over every rank's rows too."""
+    folder = texts_of_random_lengths(tmp_path / "texts", seed=1)
     arguments = ["train", "lm", "--data", folder, "--steps", 4, "--batch-size", 8,
-                 "--max-length", 32, "--vocab-size", 300, "--set", "dim=32", "--set",
-                 "num_layers=1", "--set", "num_heads=2", "--set", "ffn_hidden=64", *RUN]  # fmt: skip
+                 "--max-length", 32, *TINY_TEXT_MODEL, *RUN]  # fmt: skip
     assert_two_ranks_equal_one(arguments, tmp_path)
 
 
@@ -118,14 +126,7 @@ def test_lm_on_two_ranks_equals_one_process(tmp_path):
 def test_mlm_on_two_ranks_equals_one_process(tmp_path):
     """Each chunk is masked from its own generator (a rank's half gets the masks one process
     gives it), and the loss is a mean over every rank's masked tokens."""
-    rng = random.Random(2)
-    words = "the a cat dog sat ran on under mat table while because red blue".split()
-    folder = tmp_path / "texts"
-    folder.mkdir()
-    for i in range(6):
-        lines = [" ".join(rng.choices(words, k=rng.randint(3, 30))) for _ in range(20)]
-        (folder / f"{i}.txt").write_text("\n".join(lines))
+    folder = texts_of_random_lengths(tmp_path / "texts", seed=2)
     arguments = ["train", "mlm", "--data", folder, "--steps", 4, "--batch-size", 8,
-                 "--max-length", 24, "--vocab-size", 300, "--set", "dim=32", "--set",
-                 "num_layers=1", "--set", "num_heads=2", "--set", "ffn_hidden=64", *RUN]  # fmt: skip
+                 "--max-length", 24, *TINY_TEXT_MODEL, *RUN]  # fmt: skip
     assert_two_ranks_equal_one(arguments, tmp_path)
