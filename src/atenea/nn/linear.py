@@ -130,8 +130,8 @@ class OneDNNLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = _onednn(grad_rows, weight.t()).view(x.shape)
         if ctx.needs_input_grad[1]:
-            # A plain mm reads both operands transposed in place; oneDNN would copy them first
-            # (1.6-2.3x slower at 6,400 rows, widths 64-256: /tmp microbenchmark, issue 16 note).
+            # A plain mm reads both operands transposed in place; oneDNN copied them first (the
+            # ViT step of ``benchmarks/models.py --cases vit``: 0.94x -> 0.98x of HF, one thread).
             grad_weight = grad_rows.t().mm(x.reshape(-1, x.shape[-1]))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_rows.sum(0)

@@ -4,7 +4,7 @@
     question --same model--> q (dim,)  ->  scores = embeddings @ q  ->  top k
 
 Exact search is one matrix product: over all 10,033 English Wikipedia summaries (384 wide) it
-took 1.6 ms a question, against 43 ms for embedding the question (docs/long_context.md,
+took 1.6 ms a question, of the 43 ms a whole question took with MiniLM embedding it (docs/long_context.md,
 ``benchmarks/long_context.py --part retrieval --every 1``; recall@5 0.992), so an approximate
 library (faiss) would not pay at the sizes atenea ships.
 
