@@ -105,7 +105,6 @@ def triton_attention(
     setup = Setup(
         problem=p,
         lists=lists,
-        lists_t=lists.transposed(),
         mask=mask,
         mods=mods,
         forward=forward,

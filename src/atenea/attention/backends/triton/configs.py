@@ -25,6 +25,7 @@ benchmarks/gpu.py) may move them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import torch
@@ -124,6 +125,7 @@ def row_bytes(head_dim: int, value_dim: int, dtype: torch.dtype) -> int:
     return width * 2
 
 
+@functools.cache  # a pure function of hashable settings, asked at every call
 def configs_for(
     head_dim: int,
     value_dim: int,

@@ -29,12 +29,20 @@ class Setup:
 
     problem: Problem
     lists: TileLists
-    lists_t: TileLists  # transposed: per key tile, the query tiles visiting it
     mask: MaskPlan
     mods: ModPlan
     forward: ForwardConfig
     backward: BackwardConfig
     seed: int = 0  # dropout's Philox key, drawn from torch's generator per call (0: no dropout)
+    # the arguments and constexprs the three kernels share: built by the forward, reused by
+    # the backward of the same call
+    common: tuple[list, dict] | None = None
+
+    @property
+    def lists_t(self) -> TileLists:
+        """Per key tile, the query tiles visiting it (the dK/dV pass's lists; remembered on
+        ``lists``, built only when a backward needs them)."""
+        return self.lists.transposed()
 
 
 def _expanded(lists: TileLists, batch: int, heads: int) -> list:
@@ -113,7 +121,8 @@ def run_forward(q, k, v, relative, setup: Setup) -> tuple[Tensor, Tensor]:
     p, cfg = setup.problem, setup.forward
     out = q.new_empty(p.batch, p.q_heads, p.q_len, p.value_dim)
     lse = torch.empty(p.batch, p.q_heads, p.q_len, dtype=torch.float32, device=q.device)
-    args, constants = _common_args(setup, relative, q.device)
+    setup.common = setup.common or _common_args(setup, relative, q.device)
+    args, constants = setup.common
     grid = (triton.cdiv(p.q_len, cfg.block_m), p.batch, p.q_heads)
     attention_forward[grid](
         q, k, v, out, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(out),
@@ -134,7 +143,8 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     delta = delta.contiguous()
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     drel = torch.zeros_like(relative) if relative is not None else None
-    args, constants = _common_args(setup, relative, q.device)
+    setup.common = setup.common or _common_args(setup, relative, q.device)
+    args, constants = setup.common
     shared = [*_strides(q), *_strides(k), *_strides(v), *_strides(dout), lse.stride(0),
               lse.stride(1)]  # fmt: skip
     grid_kv = (triton.cdiv(p.kv_len, cfg.block_n1), p.batch, p.kv_heads)
