@@ -196,6 +196,12 @@ def test_joined_documents_see_the_text_before_them(lm_task):
     assert not torch.allclose(before[0, later], after[0, later], atol=1e-3)
 
 
+def test_joined_documents_are_refused_with_a_segment_memory():
+    with pytest.raises(TaskError, match="join_documents"):
+        build_task("lm", data=Split(LM_DOCS[:26], LM_DOCS[26:]), max_length=48, vocab_size=300,
+                   overrides={**SMALL, "join_documents": "true", "segment": "16"})  # fmt: skip
+
+
 def test_lm_loss_and_evaluate(lm_task):
     torch.manual_seed(0)
     model = lm_task.build_model()

@@ -4,9 +4,9 @@
     question --same model--> q (dim,)  ->  scores = embeddings @ q  ->  top k
 
 Exact search is one matrix product: over all 10,033 English Wikipedia summaries (384 wide) it
-took 1.6 ms a question, of the 43 ms a whole question took with MiniLM embedding it (docs/long_context.md,
-``benchmarks/long_context.py --part retrieval --every 1``; recall@5 0.992), so an approximate
-library (faiss) would not pay at the sizes atenea ships.
+took 1.6 ms a question, of the 43 ms a whole question took with MiniLM embedding it
+(docs/long_context.md, ``benchmarks/long_context.py --part retrieval --every 1``; recall@5
+0.992), so an approximate library (faiss) would not pay at the sizes atenea ships.
 
 On disk, a folder: ``embeddings.safetensors`` (one float32 tensor ``(N, dim)``) and
 ``index.json`` (the passages, the embedding model's name and fingerprint). The fingerprint (a

@@ -45,6 +45,9 @@ def task_class(name: str, options: dict) -> type[Task]:
     segmented = name == "lm" and int(options.get("segment") or 0) > 0
     if name == "lm" and options.get("carry_memory") and not segmented:
         raise TaskError("carry_memory: needs segment=L (--segment L) to carry a memory across")
+    if segmented and options.get("join_documents"):  # the memory's streams keep documents apart
+        raise TaskError("join_documents: packs rows for the lm task without --segment; a "
+                        "segment memory resets at every document")  # fmt: skip
     if segmented and options.get("carry_memory"):
         return CarriedMemoryLanguageModelTask
     if segmented:

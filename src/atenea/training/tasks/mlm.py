@@ -121,9 +121,10 @@ class MaskedLanguageModelTask(Task):
         """The mean over the chosen tokens of the whole micro-batch (under DDP, of every rank's
         shard: ``mean_over_ranks``; rows hold different numbers of them)."""
         logits = model(batch["input_ids"], batch["attention_mask"]).logits
-        chosen = batch["labels"] != IGNORE
-        total = F.cross_entropy(logits[chosen], batch["labels"][chosen], reduction="sum")
-        return mean_over_ranks(total, chosen.sum())
+        labels = batch["labels"]  # ignore_index, not a boolean index: no read from the device
+        total = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
+                                reduction="sum")  # fmt: skip
+        return mean_over_ranks(total, (labels != IGNORE).sum())
 
     def tokens(self, batch):
         return int(batch["attention_mask"].sum())
