@@ -63,13 +63,15 @@ class CarriedMemoryLanguageModelTask(SegmentedLanguageModelTask):
         if not self.segments_per_stream:
             raise TaskError("carry_memory: batches follow train_order (the loop asks for it)")
         batch = self._batch(self.train_rows, indices)
-        chosen = torch.as_tensor(list(indices), dtype=torch.long)
-        batch["stream"] = chosen // self.segments_per_stream
-        batch["segment_index"] = chosen % self.segments_per_stream
+        # The micro-batch's (or rank's shard's) first stream names its memory: Python ints,
+        # so the loss reads no tensor back from the device to find it.
+        first = int(indices[0])
+        batch["stream"] = first // self.segments_per_stream
+        batch["segment_index"] = first % self.segments_per_stream
         return batch
 
     def loss(self, model, batch):
-        first, index = int(batch["stream"][0]), int(batch["segment_index"][0])
+        first, index = batch["stream"], batch["segment_index"]
         memory, last = self.carried.get(first, (None, -1))
         if memory is None or index == 0:  # a new epoch (or a resume on other ranks): empty
             memory = unwrap(model).new_memory(len(batch["input_ids"]))
