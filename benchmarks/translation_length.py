@@ -55,6 +55,9 @@ def train_all(args, out: Path) -> tuple[dict, dict]:
         )  # fmt: skip
         tokenizer = task.tokenizer  # the same one for the next architectures
         model = sampling.initial_model(task, args.seed)
+        if args.speed_only:
+            tasks[arch] = (task, model)
+            continue
         config = loop.TrainConfig(
             output=out / arch, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
             warmup=args.steps // 10, eval_every=0, save_every=args.steps, seed=args.seed,
@@ -208,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         help="where the tokens/s table is measured: cpu, or cuda when a GPU is at hand "
         "(training and translation stay on the CPU)",
     )
+    parser.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="only the tokens/s table, on untrained models (a GPU session's few minutes)",
+    )
     parser.add_argument("--examples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -225,6 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     info = machine("sacrebleu")
     tasks, results = train_all(args, args.out)
+    if args.speed_only:
+        speeds = throughput(tasks, args.lengths, args.speed_batch, args.reps, args.speed_device)
+        (args.out / "speed.json").write_text(
+            json.dumps(
+                {"machine": info, "settings": vars(args), "tokens_per_s": speeds},
+                indent=1,
+                default=str,
+            )  # fmt: skip
+        )
+        return 0
     rows, table = test_translations(tasks, args.test_limit)
     bleu_plot(table, args.out / "bleu_by_length.png")
     speeds = throughput(tasks, args.lengths, args.speed_batch, args.reps, args.speed_device)

@@ -1,0 +1,141 @@
+"""The Triton kernel's backward on a GPU: where its time goes, and which block sizes make it
+fastest. Chooses the ``BACKWARD`` entry of ``configs.py`` for bf16 at one head size.
+
+    python benchmarks/gpu_backward_sweep.py [--head-dim 128] [--lengths 4096 16384]
+
+1. A profile of forward + backward (``torch.profiler``, CUDA kernel times summed over 10 calls)
+   per mask (causal, sliding window 1024, 8 documents): the forward kernel, the dK/dV pass, the
+   dQ pass and everything else (delta, allocations), against the wall time per call. Kernel
+   time well under the wall time means the GPU waits for the host.
+2. Candidate block sizes for each pass apart (the two passes are separate kernels): GPU time of
+   that pass per call, in ms, per mask, at ``--sweep-length``. A candidate that does not
+   compile says why.
+
+B=1, H=16, bf16. Times are medians of CUDA kernel durations from the profiler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import atenea
+import atenea.attention.backends.triton as triton_backend
+from atenea import masks
+from atenea.attention.backends.triton.configs import configs_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
+# (block_m1, block_n1, kv_warps, kv_stages) for dK/dV; (block_m2, block_n2, warps, stages) for dQ
+KV_CANDIDATES = [(64, 64, 8, 2), (32, 64, 4, 2), (32, 64, 4, 3), (64, 64, 4, 2), (32, 128, 8, 2),
+                 (64, 128, 8, 2)]  # fmt: skip
+Q_CANDIDATES = [(128, 64, 8, 2), (64, 64, 4, 2), (128, 32, 4, 3), (64, 32, 4, 3),
+                (128, 64, 8, 3), (64, 64, 4, 3)]  # fmt: skip
+
+
+def mask_of(name: str, length: int):
+    if name == "causal":
+        return masks.causal()
+    if name == "window":
+        return masks.sliding_window(1024)
+    ids = (torch.arange(length, device="cuda") * 8) // length
+    return masks.document(ids) & masks.causal()
+
+
+def kernel_times(fn, calls: int = 10) -> dict:
+    """Milliseconds per call of each CUDA kernel family, and the wall time per call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        started = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        wall = (time.perf_counter() - started) / calls * 1e3
+    families = {"forward": 0.0, "dkdv": 0.0, "dq": 0.0, "other": 0.0}
+    for event in prof.key_averages():
+        total = event.device_time_total / 1e3 / calls  # us -> ms per call
+        name = event.key
+        if "attention_forward" in name:
+            families["forward"] += total
+        elif "attention_backward_kv" in name:
+            families["dkdv"] += total
+        elif "attention_backward_q" in name:
+            families["dq"] += total
+        elif total > 0:
+            families["other"] += total
+    return {**{k: round(v, 4) for k, v in families.items()}, "wall": round(wall, 4)}
+
+
+def with_backward(change: dict):
+    """Make every call take the default configs with ``change`` applied to the backward's."""
+
+    def patched(*args, **kwargs):
+        forward, backward = configs_for(*args, **kwargs)
+        return forward, replace(backward, **change)
+
+    triton_backend.configs_for = patched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--head-dim", type=int, default=128)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 16384],
+                        help="lengths profiled")  # fmt: skip
+    parser.add_argument("--sweep-length", type=int, default=16384, help="length swept")
+    parser.add_argument("--json", default="bench-results/gpu_backward_sweep.json")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("benchmarks/gpu_backward_sweep.py: needs a CUDA GPU (none here)")
+    warnings.filterwarnings("ignore")
+    print(f"machine: {benchlib.machine('triton')} {torch.cuda.get_device_name()}", flush=True)
+    print("default configs:", configs_for(args.head_dim, args.head_dim, torch.bfloat16), flush=True)
+    rows = []
+    for length in args.lengths:
+        q, k, v = (torch.randn(1, 16, length, args.head_dim, device="cuda", dtype=torch.bfloat16,
+                               requires_grad=True) for _ in range(3))  # fmt: skip
+        grad = torch.randn_like(q)
+        for name in ("causal", "window", "documents"):
+            mask = mask_of(name, length)
+
+            def step(mask=mask, q=q, k=k, v=v, grad=grad):
+                atenea.attention(q, k, v, mask=mask, backend="triton").backward(grad)
+
+            triton_backend.configs_for = configs_for
+            row = {"what": "profile", "mask": name, "L": length, **kernel_times(step)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            if length != args.sweep_length:
+                continue
+            for pass_name, candidates in (("dkdv", KV_CANDIDATES), ("dq", Q_CANDIDATES)):
+                for m, n, warps, stages in candidates:
+                    if pass_name == "dkdv":
+                        change = dict(block_m1=m, block_n1=n, kv_warps=warps, kv_stages=stages)
+                    else:
+                        change = dict(block_m2=m, block_n2=n, num_warps=warps, num_stages=stages)
+                    with_backward(change)
+                    row = {"what": pass_name, "mask": name, "L": length, "config": [m, n, warps,
+                           stages]}  # fmt: skip
+                    try:
+                        row["ms"] = kernel_times(step, calls=5)[pass_name]
+                    except Exception as error:  # noqa: BLE001 - a candidate that fails says why
+                        row["error"] = f"{type(error).__name__}: {str(error)[:100]}"
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+        triton_backend.configs_for = configs_for
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
