@@ -198,3 +198,25 @@ def test_positions_from_mask():
     expected = torch.tensor([[0, 1, 2, 3, 0, 0], [0, 0, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]])
     assert torch.equal(positions_from_mask(mask), expected)
     assert torch.equal(positions_from_mask(mask, start=3), (expected + 3) * mask)
+
+
+def test_a_float64_model_computes_its_positions_and_norms_in_float64():
+    """Rotary, sinusoidal and RMSNorm work in float32 for lower precisions (as the checkpoints'
+    code does) but in float64 for a float64 model: float32 sines differ between a CPU and a GPU
+    in the last bit, which a float64 model would carry into every result (seen on an H200:
+    1e-7 between devices). Against float64 formulas written out, to 1e-12."""
+    from atenea.nn.norms import RMSNorm
+
+    rope = RotaryEmbedding(16, base=10000.0).double()  # as model.double() leaves it
+    x = torch.randn(2, 3, 7, 16, dtype=torch.float64)
+    positions = random_positions(high=5000)  # large angles: float32 would be off by 1e-4
+    expected = rotation_reference(x, positions, "half", 16, inv_freq=rope.inv_freq.tolist())
+    assert max_error(rope(x, positions), expected) < 1e-12
+    table = SinusoidalPositions(8)(positions, torch.float64)
+    angle = positions.double()[..., None] * 10000.0 ** (-torch.arange(0, 8, 2).double() / 8)
+    assert table.dtype == torch.float64
+    assert max_error(table[..., 0::2], torch.sin(angle)) < 1e-12
+    assert SinusoidalPositions(8)(positions).dtype == torch.float32  # the default stays
+    norm = RMSNorm(16).double()
+    want = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+    assert max_error(norm(x), want) < 1e-12

@@ -87,7 +87,7 @@ class ToyTask:
 
     @torch.no_grad()
     def evaluate(self, model, limit=None) -> dict[str, float]:
-        ids = self.validation_ids[:limit]
+        ids = self.validation_ids[:limit].to(next(model.parameters()).device)
         logits = model(ids).logits.float()
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
         return {"loss": float(loss), "perplexity": math.exp(float(loss))}

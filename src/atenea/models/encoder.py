@@ -65,9 +65,8 @@ class EncoderModel(nn.Module):
     def embed(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         """Token + position (+ segment) embeddings ``(B, L, dim)``."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-        x = self.token_embedding(input_ids) + self.position_embedding(positions).to(
-            self.token_embedding.weight.dtype
-        )
+        dtype = self.token_embedding.weight.dtype
+        x = self.token_embedding(input_ids) + self.position_embedding(positions, dtype).to(dtype)
         if self.segment_embedding is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)

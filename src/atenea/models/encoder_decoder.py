@@ -71,9 +71,8 @@ class EncoderDecoderModel(nn.Module):
 
     def _embed(self, table: nn.Embedding, ids: Tensor, positions: Tensor) -> Tensor:
         # The paper scales embeddings by sqrt(dim) so they are not drowned by the sinusoids.
-        x = table(ids) * math.sqrt(self.config.dim) + self.positions(positions).to(
-            table.weight.dtype
-        )
+        dtype = table.weight.dtype
+        x = table(ids) * math.sqrt(self.config.dim) + self.positions(positions, dtype).to(dtype)
         return self.dropout(x)
 
     def encode(self, src_ids: Tensor, src_mask: Tensor | None = None, intermediates=None) -> Tensor:

@@ -11,7 +11,7 @@ LayerNorm = nn.LayerNorm
 class RMSNorm(nn.Module):
     """Root-mean-square normalisation: ``x / sqrt(mean(x^2) + eps) * weight`` (no centring, no
     bias). Computed in float32 and cast back, as Llama does, so half precision does not lose
-    the small mean."""
+    the small mean (float64 stays float64)."""
 
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -19,9 +19,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))
+        wide = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * wide.to(x.dtype)
 
     def extra_repr(self):
         return f"{self.weight.shape[0]}, eps={self.eps}"

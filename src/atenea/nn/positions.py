@@ -20,13 +20,23 @@ import torch
 from torch import Tensor, nn
 
 
-def sinusoidal_table(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
+def working_dtype(dtype: torch.dtype | None) -> torch.dtype:
+    """Position tables are computed in float32 (as the checkpoints' own code does), float64 for
+    a float64 model: float32 sines differ between the CPU and a GPU in the last bit, which a
+    float64 model would otherwise carry into every result."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def sinusoidal_table(
+    positions: Tensor, dim: int, base: float = 10000.0, dtype: torch.dtype | None = None
+) -> Tensor:
     """``PE[p, 2i] = sin(p / base^(2i/dim))``, ``PE[p, 2i+1] = cos(p / base^(2i/dim))``:
-    ``(..., dim)`` float32 for integer positions ``(...)``."""
-    half = torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device)
+    ``(..., dim)`` float32 (float64 when ``dtype`` is) for integer positions ``(...)``."""
+    work = working_dtype(dtype)
+    half = torch.arange(0, dim, 2, dtype=work, device=positions.device)
     frequencies = torch.exp(-math.log(base) * half / dim)  # 1 / base^(2i/dim)
-    angles = positions.to(torch.float32).unsqueeze(-1) * frequencies  # (..., ceil(dim/2))
-    table = torch.zeros(*positions.shape, dim, device=positions.device)
+    angles = positions.to(work).unsqueeze(-1) * frequencies  # (..., ceil(dim/2))
+    table = torch.zeros(*positions.shape, dim, dtype=work, device=positions.device)
     table[..., 0::2] = torch.sin(angles)
     table[..., 1::2] = torch.cos(angles[..., : dim // 2])
     return table
@@ -39,9 +49,9 @@ class SinusoidalPositions(nn.Module):
         super().__init__()
         self.dim, self.base = dim, base
 
-    def forward(self, positions: Tensor) -> Tensor:
-        """``positions (B, L)`` -> ``(B, L, dim)`` float32."""
-        return sinusoidal_table(positions, self.dim, self.base)
+    def forward(self, positions: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """``positions (B, L)`` -> ``(B, L, dim)`` float32 (float64 for ``dtype=float64``)."""
+        return sinusoidal_table(positions, self.dim, self.base, dtype)
 
     def extra_repr(self):
         return f"dim={self.dim}, base={self.base}"
@@ -55,8 +65,9 @@ class LearnedPositions(nn.Module):
         self.max_positions = max_positions
         self.table = nn.Embedding(max_positions, dim)
 
-    def forward(self, positions: Tensor) -> Tensor:
-        """``positions (B, L)`` -> ``(B, L, dim)``."""
+    def forward(self, positions: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """``positions (B, L)`` -> ``(B, L, dim)`` in the table's dtype (``dtype`` is taken for
+        the sinusoidal encoding's sake and not needed here)."""
         # The check reads a value back to the host, which a compiled graph cannot do; compiled
         # callers (generation) check the lengths before they start; meta tensors hold no values.
         readable = positions.device.type != "meta" and not torch.compiler.is_compiling()
@@ -142,18 +153,20 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"rotary: unknown scaling type {kind!r} (known: llama3, linear)")
         self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
 
-    def angles(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """cos and sin ``(B, 1, L, rotary_dim / 2)`` in float32 for ``positions (B, L)``."""
-        angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (B, L, rd/2)
+    def angles(self, positions: Tensor, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+        """cos and sin ``(B, 1, L, rotary_dim / 2)`` in float32 (float64 for ``dtype=float64``)
+        for ``positions (B, L)``."""
+        work = working_dtype(dtype)
+        angles = positions.to(work).unsqueeze(-1) * self.inv_freq.to(work)  # (B, L, rd/2)
         return torch.cos(angles).unsqueeze(1), torch.sin(angles).unsqueeze(1)
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
         """Rotate ``x (B, H, L, head_dim)`` for ``positions (B, L)`` (or ``(L,)``)."""
         if positions.dim() == 1:
             positions = positions.unsqueeze(0)
-        cos, sin = self.angles(positions)
+        cos, sin = self.angles(positions, x.dtype)
         rotated, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
-        rotated = rotated.float()
+        rotated = rotated.to(cos.dtype)  # half precision rotates in float32
         if self.layout == "half":
             a, b = rotated.chunk(2, dim=-1)
             out = torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)

@@ -135,11 +135,44 @@ def block_mask_of(problem: Problem, device: torch.device):
 # -- the call -------------------------------------------------------------------------------------
 
 
+# Every new length, mask rule or score modifier is a recompile of FlexAttention, and past
+# dynamo's per-function limit (8 by default) dynamo silently runs it unfused, materializing
+# every score: 300x slower, and out of memory at 32k (seen on an H200). A program that meets
+# more shapes than that (lengths in evaluation, masks per layer) keeps the fused kernel.
+RECOMPILE_LIMIT = 64
+
+
 @functools.cache
 def _compiled():
+    import torch._dynamo as dynamo
     from torch.nn.attention.flex_attention import flex_attention
 
+    dynamo.config.recompile_limit = max(dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     return torch.compile(flex_attention, dynamic=False)
+
+
+def _on_device(score_mod, device: torch.device):
+    """FlexAttention traces the modifier into its kernel, where no tensor can move between
+    devices: a module whose buffers sit elsewhere (``scores.alibi(8)`` made on the CPU, as
+    users do) runs as a copy on the call's device, made once and kept on the module. A
+    trainable tensor on another device cannot be copied (its gradient would be lost): an
+    error says to move the module."""
+    if not isinstance(score_mod, torch.nn.Module):
+        return score_mod
+    if all(t.device == device for t in [*score_mod.parameters(), *score_mod.buffers()]):
+        return score_mod
+    if any(t.device != device for t in score_mod.parameters()):
+        raise ValueError(
+            f"backend='flex': the score_mod's parameters are not on {device}, the inputs' "
+            f"device; move it first (score_mod.to({str(device)!r}))"
+        )
+    copies = score_mod.__dict__.setdefault("_copies_by_device", {})
+    key = str(device)
+    if key not in copies:
+        import copy
+
+        copies[key] = copy.deepcopy(score_mod).to(device)
+    return copies[key]
 
 
 def _absolute_positions(score_mod, offset: int):
@@ -166,7 +199,7 @@ def flex_attention_call(
                 f"(CUDA only); use backend='auto' or 'blocks', or torch.no_grad()"
             )
     block_mask = block_mask_of(p, q.device)
-    score_mod = _absolute_positions(p.score_mod, p.offset)
+    score_mod = _absolute_positions(_on_device(p.score_mod, q.device), p.offset)
     run = _compiled() if q.device.type == "cuda" else flex_attention
     with warnings.catch_warnings():
         # Off CUDA the unfused reference path is the point (tests); say nothing about it.

@@ -96,6 +96,10 @@ class Mask:
         return self._remember(("empty", q_len, kv_len, str(device)), compute)
 
     def _remember(self, key, compute):
+        if torch.compiler.is_compiling():
+            # Inside a compiled graph (a CUDA-graph decode step) the computation is traced
+            # once; a dict kept on the object is not something dynamo can trace.
+            return compute()
         memo = self.__dict__.setdefault("_memo", {})
         if key not in memo:
             if len(memo) > 4:  # one model call asks for one or two sizes: stay small
