@@ -102,17 +102,45 @@ def on_cuda(problem):
     return dataclasses.replace(problem, device=torch.device("cuda"))
 
 
-def test_auto_keeps_flex_for_cuda_and_explicit_flex_says_what_it_cannot():
+def _route(monkeypatch, triton_reason, mask=None, score_mod=None, dropout_p=0.0, grad=False,
+           dtype=torch.float32, head_dim=16, q_len=64):
+    """Where ``auto`` sends the call on a GPU, with the Triton kernel available (reason None)
+    or not (reason given): ``why_not`` stands in for the GPU's answer."""
+    import atenea.attention.core as core
+
+    monkeypatch.setattr(core, "why_not", lambda problem: triton_reason)
+    q, k, v = (t.to(dtype) for t in make_qkv(1, 4, 2, q_len, 64, head_dim))
+    q.requires_grad_(grad)
+    problem = check_call(q, k, v, mask, score_mod, None, dropout_p, "auto")
+    return select_backend(on_cuda(problem), "auto")
+
+
+def test_auto_on_cuda_sends_inference_to_triton_and_training_to_flex(monkeypatch):
+    """The measured split (core._sparse_on_cuda): Triton's forward is level with Flex's and
+    needs no compile per length, its backward is slower; each takes what the other cannot."""
+    window = masks.sliding_window(8)
+    assert _route(monkeypatch, None, window) == "triton"
+    assert _route(monkeypatch, None, window, grad=True) == "flex"
+    with torch.no_grad():
+        assert _route(monkeypatch, None, window, grad=True) == "triton"
+    assert _route(monkeypatch, None, score_mod=scores.alibi(4)) == "triton"
+    assert _route(monkeypatch, None, score_mod=scores.relative_bias(4)) == "flex"  # learns
+    assert _route(monkeypatch, None, window, dropout_p=0.1, grad=True) == "triton"
+    assert _route(monkeypatch, None, window, grad=True, head_dim=8) == "triton"  # Flex: D >= 16
+    assert _route(monkeypatch, "no float64", window, grad=True, dtype=torch.float64) == "blocks"
+    # without the Triton kernel (not installed, interpreter on): Flex, and tiles for dropout
+    assert _route(monkeypatch, "not installed", window) == "flex"
+    assert _route(monkeypatch, "not installed", window, dropout_p=0.1) == "blocks"
+    # the paths before: dense and square causal to SDPA, one query to the decode path
+    assert _route(monkeypatch, None) == "sdpa"
+    assert _route(monkeypatch, None, masks.causal(), grad=True) == "sdpa"
+    assert _route(monkeypatch, None, window, q_len=1) == "decode"
+
+
+def test_explicit_flex_says_what_it_cannot():
     q, k, v = make_qkv(**SHAPE)
     problem = check_call(q, k, v, masks.sliding_window(8), None, None, 0.0, "auto")
-    assert select_backend(problem, "auto") == "blocks"
-    assert select_backend(on_cuda(problem), "auto") == "flex"
-    modded = check_call(q, k, v, None, scores.alibi(4), None, 0.0, "auto")
-    assert select_backend(on_cuda(modded), "auto") == "flex"
-    dense = check_call(q, k, v, None, None, None, 0.0, "auto")
-    assert select_backend(on_cuda(dense), "auto") == "sdpa"
-    with_dropout = check_call(q, k, v, masks.sliding_window(8), None, None, 0.1, "auto")
-    assert select_backend(on_cuda(with_dropout), "auto") == "blocks"
+    assert select_backend(problem, "auto") == "blocks"  # the CPU: atenea's tiles
     with pytest.raises(ValueError, match="flex.*no dropout"):
         atenea.attention(q, k, v, dropout_p=0.1, backend="flex")
     q.requires_grad_(True)
@@ -138,3 +166,17 @@ def test_cuda_gradients_equal_the_reference_with_a_learned_bias(name):
         results.append([t.double() for t in (out, *grads)])
     for got, expected in zip(*results):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_modifier_made_on_another_device_runs_as_a_copy_once_and_a_trainable_one_says_so():
+    """FlexAttention cannot move a tensor inside its kernel: ALiBi made on the CPU serves CUDA
+    inputs as a copy on their device (the meta device stands in), made once; a module with a
+    trainable tensor elsewhere is refused in one line (a copy would lose its gradient)."""
+    alibi = scores.alibi(4)
+    meta = torch.device("meta")
+    copy = flex._on_device(alibi, meta)
+    assert copy is not alibi and copy.slopes.device == meta and alibi.slopes.device.type == "cpu"
+    assert flex._on_device(alibi, meta) is copy
+    assert flex._on_device(alibi, torch.device("cpu")) is alibi
+    with pytest.raises(ValueError, match="score_mod's parameters are not on meta"):
+        flex._on_device(scores.relative_bias(4), meta)

@@ -24,7 +24,8 @@ def select_backend(problem: Problem, requested: str) -> str:
     """The backend that runs the call. An explicit request that cannot run raises; ``"auto"``
     takes the fastest exact path for the device: the one-query path for a decode step,
     PyTorch's fused kernel for dense and square-causal attention; for sparse masks and score
-    modifiers, FlexAttention on a GPU and atenea's tiles elsewhere (``problem.device``)."""
+    modifiers, on a GPU atenea's Triton kernel or FlexAttention (``_sparse_on_cuda``), atenea's
+    tiles elsewhere (``problem.device``)."""
     p = problem
     if requested == "sdpa" and p.score_mod is not None:
         raise ValueError(
@@ -53,13 +54,34 @@ def select_backend(problem: Problem, requested: str) -> str:
     dense = p.mask is None or (isinstance(p.mask, Causal) and p.q_len == p.kv_len)
     if dense and p.score_mod is None:
         return "sdpa"
-    if p.device.type == "cuda" and p.dropout_p == 0.0 and flex.available():
-        # A GPU: FlexAttention's block-sparse kernel, which applies score modifiers inside.
-        return "flex"
+    if p.device.type == "cuda":
+        return _sparse_on_cuda(p)
     if p.score_mod is not None:
         return "blocks"
     if p.q_len * p.kv_len <= _ONE_TILE:
         return "sdpa"
+    return "blocks"
+
+
+def _sparse_on_cuda(p: Problem) -> str:
+    """A sparse mask or a score modifier on a GPU: atenea's Triton kernel or FlexAttention,
+    whichever is faster for the call (benchmarks/gpu.py and gpu_routing.py on an H200, bf16,
+    in docs/benchmarks.md#gpu). Triton's forward is level with Flex's (0.7-1.9x, most within 5%) and
+    needs no compile at a new length (Flex compiles each for 1-4 s); its backward is 0.3-0.7x
+    Flex's. So a call that needs no gradient goes to Triton, one that trains to Flex. Each
+    takes the other's calls it cannot run: Flex has no dropout, float64 or head size under 16;
+    Triton no float64, no head size over 256 and no unfused Python score modifier."""
+    triton_reason = why_not(p)
+    flex_runs = (
+        flex.available()
+        and p.dropout_p == 0.0
+        and p.dtype in (torch.float16, torch.bfloat16, torch.float32)
+        and min(p.head_dim, p.value_dim) >= 16
+    )
+    if triton_reason is None and (not p.needs_grad or not flex_runs):
+        return "triton"
+    if flex_runs:
+        return "flex"
     return "blocks"
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from atenea.attention.masks import Mask, as_mask
-from atenea.attention.scores import ScoreModFn
+from atenea.attention.scores import ScoreModFn, parameters_of
 
 BACKENDS = ("auto", "reference", "sdpa", "blocks", "decode", "flex", "triton")
 
@@ -37,6 +37,9 @@ class Problem:
     dropout_p: float
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
+    # whether autograd will ask this call for gradients (q, k, v or a score modifier's tensors
+    # need one, grad mode on): on a GPU the backward's speed decides between kernels
+    needs_grad: bool = False
 
     @property
     def group(self) -> int:
@@ -137,6 +140,8 @@ def check_call(
         dropout_p=float(dropout_p),
         device=q.device,
         dtype=q.dtype,
+        needs_grad=torch.is_grad_enabled()
+        and (any(t.requires_grad for t in (q, k, v)) or bool(parameters_of(score_mod))),
     )
 
 
