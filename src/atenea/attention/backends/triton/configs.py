@@ -19,8 +19,8 @@ compiler keeps for every pair at once: they take 8 warps and at most 64 x 64 pai
 that where ``DROPOUT_PAIRS`` says (a per-pair table, larger head dims; at D = 256 with a table,
 16 keys a dK/dV block).
 
-Chosen by compilation, not by timing: no GPU was at hand. Timing on an H100/H200 (the rows of
-benchmarks/gpu.py) may move them.
+Chosen by compilation, except the 16-bit D=128 backward, timed on an H200 (below); timing the
+others on an H100/H200 (benchmarks/gpu_backward_sweep.py --head-dim N) may move them.
 """
 
 from __future__ import annotations
@@ -84,11 +84,17 @@ FORWARD = {
 # The dK/dV pass holds dK, dV (fp32) and K, V for its key block across the whole loop: with 128
 # keys and D=128 that alone is 192 registers a thread at 8 warps, and FlexAttention's N1=128
 # spills here; N1=64 does not (check_sm90), at the price of reading Q and dO twice as often.
+# The 16-bit D=128 entry (256) was timed on an H200 (benchmarks/gpu_backward_sweep.py, B=1,
+# H=16, L=16k, bf16; docs/gpu.md), six candidates for each pass. 4 warps took the dK/dV pass
+# from 9.39 to 4.63 ms causal and from 1.38 to 0.73 ms under a 1024 window (32 x 64 blocks;
+# 64 x 64 was faster still, 3.86 and 0.64 ms, but at 255 registers it spills up to 520 bytes
+# once rules and score modifiers add up), and the dQ pass from 3.35 to 2.97 and from 0.53 to
+# 0.45 ms (64 x 64). The other entries are chosen by compilation alone.
 BACKWARD = {
     32: BackwardConfig(64, 128, 128, 64, 8, 3),
     64: BackwardConfig(64, 128, 128, 64, 8, 3),
     128: BackwardConfig(64, 128, 128, 64, 8, 3),
-    256: BackwardConfig(64, 64, 128, 64, 8, 2),
+    256: BackwardConfig(32, 64, 64, 64, 4, 2),  # timed on an H200 (below)
     512: BackwardConfig(32, 32, 32, 32, 8, 1),
     1024: BackwardConfig(16, 32, 32, 16, 4, 1),
     2048: BackwardConfig(16, 16, 32, 16, 8, 2, kv_stages=1),
