@@ -5,7 +5,8 @@ fastest. Chooses the ``BACKWARD`` entry of ``configs.py`` for bf16 at one head s
 
 1. A profile of forward + backward (``torch.profiler``, CUDA kernel times summed over 10 calls)
    per mask (causal, sliding window 1024, 8 documents): the forward kernel, the dK/dV pass, the
-   dQ pass and everything else (delta, allocations), against the wall time per call. Kernel
+   dQ pass, the delta pass and everything else (gradient sums), against the wall time per
+   call. Kernel
    time well under the wall time means the GPU waits for the host.
 2. Candidate block sizes for each pass apart (the two passes are separate kernels): GPU time of
    that pass per call, in ms, per mask, at ``--sweep-length``. A candidate that does not
@@ -62,7 +63,7 @@ def kernel_times(fn, calls: int = 10) -> dict:
             fn()
         torch.cuda.synchronize()
         wall = (time.perf_counter() - started) / calls * 1e3
-    families = {"forward": 0.0, "dkdv": 0.0, "dq": 0.0, "other": 0.0}
+    families = {"forward": 0.0, "dkdv": 0.0, "dq": 0.0, "delta": 0.0, "other": 0.0}
     for event in prof.key_averages():
         total = event.device_time_total / 1e3 / calls  # us -> ms per call
         name = event.key
@@ -72,6 +73,8 @@ def kernel_times(fn, calls: int = 10) -> dict:
             families["dkdv"] += total
         elif "attention_backward_q" in name:
             families["dq"] += total
+        elif "attention_backward_delta" in name:
+            families["delta"] += total
         elif total > 0:
             families["other"] += total
     return {**{k: round(v, 4) for k, v in families.items()}, "wall": round(wall, 4)}

@@ -102,8 +102,17 @@ def on_cuda(problem):
     return dataclasses.replace(problem, device=torch.device("cuda"))
 
 
-def _route(monkeypatch, triton_reason, mask=None, score_mod=None, dropout_p=0.0, grad=False,
-           dtype=torch.float32, head_dim=16, q_len=64):
+def _route(
+    monkeypatch,
+    triton_reason,
+    mask=None,
+    score_mod=None,
+    dropout_p=0.0,
+    grad=False,
+    dtype=torch.float32,
+    head_dim=16,
+    q_len=64,
+):
     """Where ``auto`` sends the call on a GPU, with the Triton kernel available (reason None)
     or not (reason given): ``why_not`` stands in for the GPU's answer."""
     import atenea.attention.core as core

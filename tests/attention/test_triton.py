@@ -211,3 +211,20 @@ def test_importing_atenea_does_not_import_triton():
     code = "import sys, atenea; atenea.attention; print('triton' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize("value_dim", [48, 256])
+def test_the_delta_pass_is_rowsum_of_out_times_dout_minus_the_lse_gradient(value_dim):
+    """The backward's one pass over O and dO against the float64 formula: rows not a multiple
+    of the pass's block, Dv padded (48 -> 64) and the widest (256: fewer rows a program),
+    with and without the LSE's gradient, on a dO that was not contiguous."""
+    from atenea.attention.backends.triton.launch import _delta
+
+    generator = torch.Generator().manual_seed(3)
+    out = torch.randn(2, 3, 77, value_dim, generator=generator).to(DEVICE)
+    dout = torch.randn(2, 3, value_dim, 77, generator=generator).to(DEVICE).transpose(-1, -2)
+    lse = torch.empty(2, 3, 77, device=DEVICE)
+    dlse = torch.randn(2, 3, 77, generator=generator).to(DEVICE)
+    want = (out.double() * dout.double()).sum(-1)
+    assert (_delta(out, dout, None, lse).double() - want).abs().max() < 1e-4
+    assert (_delta(out, dout, dlse, lse).double() - (want - dlse.double())).abs().max() < 1e-4

@@ -1,6 +1,9 @@
 """The backward kernels, recomputing the probabilities from the saved (global) LSE:
 ``p = exp(s - lse)``, ``dS = p * (dP - delta)`` with ``dP = dO V^T`` and
-``delta = rowsum(O * dO) - dLSE`` (computed by the caller).
+``delta = rowsum(O * dO) - dLSE``.
+
+- ``attention_backward_delta``: one program per (block of rows, batch row, query head): delta,
+  in float32, in one pass over O and dO (no float32 copies of them).
 
 - ``attention_backward_kv``: one program per (key block, batch row, key/value head); it loops
   over the query heads of its group and over the query tiles that visit its key tile (the
@@ -31,6 +34,28 @@ from atenea.attention.backends.triton.rules import (
     pairs_allowed,
     tile_lists_of,
 )
+
+
+@triton.jit
+def attention_backward_delta(
+    O, DO, DLSE, DELTA, stride_ob, stride_oh, stride_om, stride_lb, stride_lh, q_len, value_dim,
+    BLOCK_M: tl.constexpr, BLOCK_DV: tl.constexpr, HAS_DLSE: tl.constexpr,
+):  # fmt: skip
+    """``delta = rowsum(O * dO) - dLSE`` for ``BLOCK_M`` rows. O and dO share their strides
+    (``stride_o*``), as dLSE and delta do (``stride_l*``)."""
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    off_b = tl.program_id(1).to(tl.int64)
+    off_h = tl.program_id(2).to(tl.int64)
+    dims_v = tl.arange(0, BLOCK_DV)
+    at = off_b * stride_ob + off_h * stride_oh + rows[:, None] * stride_om + dims_v[None, :]
+    inside = (rows[:, None] < q_len) & (dims_v[None, :] < value_dim)
+    o = tl.load(O + at, mask=inside, other=0.0).to(tl.float32)
+    do = tl.load(DO + at, mask=inside, other=0.0).to(tl.float32)
+    delta = tl.sum(o * do, axis=1)
+    row_stats = off_b * stride_lb + off_h * stride_lh + rows
+    if HAS_DLSE:  # the LSE's own gradient (ring attention merges chunks through it)
+        delta -= tl.load(DLSE + row_stats, mask=rows < q_len, other=0.0)
+    tl.store(DELTA + row_stats, delta, mask=rows < q_len)
 
 
 @triton.jit(do_not_specialize=["seed"])  # a fresh seed per call: no recompiles

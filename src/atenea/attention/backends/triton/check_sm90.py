@@ -28,14 +28,19 @@ import torch
 
 import triton
 from atenea.attention.backends.triton import configs as tuning
-from atenea.attention.backends.triton.backward import attention_backward_kv, attention_backward_q
+from atenea.attention.backends.triton.backward import (
+    attention_backward_delta,
+    attention_backward_kv,
+    attention_backward_q,
+)
 from atenea.attention.backends.triton.forward import attention_forward
+from atenea.attention.backends.triton.launch import delta_rows
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 TARGET = GPUTarget("cuda", 90, 32)
 HALF_PTRS = {"Q", "K", "V", "O", "DO", "DQ", "DK", "DV"}
-FLOAT_PTRS = {"LSE", "DELTA", "DREL", "slopes_ptr", "relative_ptr"}
+FLOAT_PTRS = {"LSE", "DLSE", "DELTA", "DREL", "slopes_ptr", "relative_ptr"}
 FLOAT_SCALARS = {"scale", "cap", "dropout_p"}
 WIDE_SCALARS = {"seed"}  # dropout's Philox key: an int64 drawn per call
 
@@ -95,7 +100,7 @@ VARIANTS = {
     "bitmap+dead+rel+drop": dict(BITMAP=True, LIVE=True, ALIBI=1, CAP=True, RELATIVE=2,
                                  DROPOUT=True),
 }  # fmt: skip
-KERNELS = ("forward", "dK/dV", "dQ")
+KERNELS = ("forward", "dK/dV", "dQ", "delta")  # delta: one variant (it reads no mask)
 # The head dims checked per dtype (together they reach every entry of the tables)
 CASES = {"bf16": [16, 32, 64, 128, 256], "fp32": [16, 32, 64, 128, 256]}
 
@@ -133,6 +138,8 @@ def _ptxas(ptx: str) -> tuple[int, int]:
 def compile_one(job):
     """Compile one kernel for sm_90: ``(shared bytes, registers, spilled bytes)``."""
     name, dim, dtype, variant = job
+    if name == "delta":
+        return _compile_delta(job)
     gathers = "rel" in variant
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
     fwd, bwd = tuning.configs_for(
@@ -157,6 +164,19 @@ def compile_one(job):
     return job, (blocks, warps, stages), (compiled.metadata.shared, registers, spills)
 
 
+def _compile_delta(job):
+    _, dim, dtype, _ = job
+    kernel, rows = attention_backward_delta, delta_rows(dim)
+    signature = _signature(kernel, dtype)
+    constants = dict(BLOCK_M=rows, BLOCK_DV=dim, HAS_DLSE=True)
+    source = ASTSource(
+        fn=kernel, signature=signature, constexprs=constants, attrs=_alignment(kernel, signature)
+    )
+    compiled = triton.compile(source, target=TARGET, options={"num_warps": 4, "num_stages": 3})
+    registers, spills = _ptxas(compiled.asm["ptx"])
+    return job, ((rows, dim), 4, 3), (compiled.metadata.shared, registers, spills)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dtypes", nargs="*", default=list(CASES), choices=list(CASES))
@@ -175,6 +195,7 @@ def main(argv=None) -> int:
         if not args.dims or dim in args.dims
         for variant in args.variants
         for name in args.kernels
+        if name != "delta" or variant == args.variants[0]
     ]
     failures = 0
     print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<20} {'blocks':>9} {'warps':>5} "

@@ -15,7 +15,11 @@ from torch import Tensor
 
 import triton
 from atenea.attention.backends.tile_lists import TileLists
-from atenea.attention.backends.triton.backward import attention_backward_kv, attention_backward_q
+from atenea.attention.backends.triton.backward import (
+    attention_backward_delta,
+    attention_backward_kv,
+    attention_backward_q,
+)
 from atenea.attention.backends.triton.configs import BackwardConfig, ForwardConfig, padded_dim
 from atenea.attention.backends.triton.forward import attention_forward
 from atenea.attention.backends.triton.plan import MaskPlan, ModPlan
@@ -137,10 +141,7 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     """Gradients ``dq, dk, dv`` (the inputs' dtypes) and the relative table's (float32, by
     distance; None without one), from the *global* ``out`` and ``lse``."""
     p, cfg = setup.problem, setup.backward
-    delta = (out.float() * dout.float()).sum(-1)  # (B, Hq, Lq)
-    if dlse is not None:
-        delta = delta - dlse.float()
-    delta = delta.contiguous()
+    delta = _delta(out, dout, dlse, lse)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     drel = torch.zeros_like(relative) if relative is not None else None
     setup.common = setup.common or _common_args(setup, relative, q.device)
@@ -162,6 +163,31 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
         num_stages=cfg.num_stages, **constants,
     )  # fmt: skip
     return dq, dk, dv, drel
+
+
+def delta_rows(value_dim: int) -> int:
+    """Rows per program of the delta pass: 16K float32 products at most (128 registers a
+    thread at 4 warps, whatever the head size)."""
+    return min(64, 8192 // padded_dim(value_dim))
+
+
+def _delta(out: Tensor, dout: Tensor, dlse: Tensor | None, lse: Tensor) -> Tensor:
+    """``rowsum(out * dout) - dlse``, ``(B, Hq, Lq)`` float32 laid out as ``lse``, in one pass
+    over out and dout. (On an H200 at 16k, four PyTorch ops with float32 copies of both took
+    about 0.27 ms of the 0.5 ms the backward spent outside its two main passes.)"""
+    out, dout = out.contiguous(), dout.contiguous()  # one layout for both (no copy: the
+    # forward made out, autograd's dout is made contiguous before)
+    delta = torch.empty_like(lse)
+    if dlse is not None:
+        dlse = dlse.float().expand_as(lse).contiguous()
+    batch, heads, q_len, value_dim = out.shape
+    rows = delta_rows(value_dim)
+    attention_backward_delta[(triton.cdiv(q_len, rows), batch, heads)](
+        out, dout, dlse if dlse is not None else delta, delta, *_strides(out),
+        delta.stride(0), delta.stride(1), q_len, value_dim,
+        BLOCK_M=rows, BLOCK_DV=padded_dim(value_dim), HAS_DLSE=dlse is not None,
+    )  # fmt: skip
+    return delta
 
 
 class TritonAttention(torch.autograd.Function):
