@@ -201,12 +201,17 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         # loss (summed over ranks), tokens, and the interrupt votes: one all-reduce for all
         totals = torch.zeros(4, dtype=torch.float64)
+        # the loss stays on the model's device until the step ends: one read back a step, not
+        # one a micro-batch (on a GPU each read waits for all the work queued before it)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         autocast_device = "cuda" if self.device.type == "cuda" else "cpu"
         for micro in range(config.accumulation):
             micro_batch = examples[micro * config.batch_size : (micro + 1) * config.batch_size]
             indices = micro_batch[world.rank * shard : (world.rank + 1) * shard]
             generator = batch_generator(config.seed, self.step, micro)
-            batch = _to_device(self.task.batch(indices, generator), self.device)
+            host_batch = self.task.batch(indices, generator)
+            totals[1] += self.task.tokens(host_batch)  # counted where the batch was made
+            batch = _to_device(host_batch, self.device)
             # DDP all-reduces the gradients once a step, on the last micro-batch.
             last = micro == config.accumulation - 1
             sync = contextlib.nullcontext()
@@ -218,8 +223,8 @@ class _Run:
                 with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=config.bf16):
                     loss = self.task.loss(self.model, batch)
                 (loss / config.accumulation).backward()
-            totals[0] += loss.detach().double().cpu() / config.accumulation
-            totals[1] += self.task.tokens(batch)
+            loss_sum += loss.detach().double() / config.accumulation
+        totals[0] = loss_sum.cpu()
         totals[2:] = torch.tensor(self.interrupts.votes(), dtype=torch.float64)
         distributed.all_reduce_sum(totals)
         self.votes = totals[2:].tolist()
