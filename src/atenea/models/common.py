@@ -63,6 +63,16 @@ def recording(output_attentions: bool, output_hidden_states: bool, intermediates
     return None
 
 
+def recorded(inter, output_attentions: bool, output_hidden_states: bool, intermediates) -> dict:
+    """The ``ModelOutput`` fields a forward fills from its record (``recording``'s): the
+    attentions and hidden states asked for, and the caller's ``intermediates``."""
+    return dict(
+        attentions=inter.attentions() if output_attentions else None,
+        hidden_states=tuple(inter.hidden_states) if output_hidden_states else None,
+        intermediates=intermediates,
+    )
+
+
 def run_blocks(
     blocks, x: Tensor, intermediates=None, *, side: str = "", final_norm=None, cache=None,
     **inputs,

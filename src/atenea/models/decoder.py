@@ -24,6 +24,7 @@ from atenea.models.common import (
     check_attention_mask,
     check_ids,
     init_weights,
+    recorded,
     recording,
     run_blocks,
 )
@@ -191,8 +192,6 @@ class DecoderModel(nn.Module):
         return ModelOutput(
             logits=logits,
             last_hidden_state=x,
-            attentions=inter.attentions() if output_attentions else None,
-            hidden_states=tuple(inter.hidden_states) if output_hidden_states else None,
             loss=loss,
-            intermediates=intermediates,
+            **recorded(inter, output_attentions, output_hidden_states, intermediates),
         )

@@ -18,6 +18,7 @@ from atenea.models.common import (
     check_attention_mask,
     check_ids,
     init_weights,
+    recorded,
     recording,
     run_blocks,
 )
@@ -103,9 +104,7 @@ class EncoderModel(nn.Module):
         return ModelOutput(
             last_hidden_state=x,
             pooled=pooled,
-            attentions=inter.attentions() if output_attentions else None,
-            hidden_states=tuple(inter.hidden_states) if output_hidden_states else None,
-            intermediates=intermediates,
+            **recorded(inter, output_attentions, output_hidden_states, intermediates),
         )
 
     def sentence_embedding(

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from atenea.models.common import init_weights, recording, run_blocks
+from atenea.models.common import init_weights, recorded, recording, run_blocks
 from atenea.models.config import _Presets, block_config
 from atenea.models.outputs import ModelOutput
 from atenea.nn.block import BlockConfig, TransformerBlock
@@ -189,9 +189,7 @@ class ViTModel(nn.Module):
         return ModelOutput(
             last_hidden_state=x,
             pooled=pooled,
-            attentions=inter.attentions() if output_attentions else None,
-            hidden_states=tuple(inter.hidden_states) if output_hidden_states else None,
-            intermediates=intermediates,
+            **recorded(inter, output_attentions, output_hidden_states, intermediates),
         )
 
 
