@@ -22,9 +22,12 @@ streams and memories). Resuming on another number of ranks starts the memories e
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
+from atenea.models.config import DecoderConfig
 from atenea.nn.memory import SegmentMemory
 from atenea.training.distributed import unwrap
 from atenea.training.tasks.lm_memory import SegmentedLanguageModelTask
@@ -106,13 +109,16 @@ class CarriedMemoryLanguageModelTask(SegmentedLanguageModelTask):
         for name, tensor in tensors.items():
             slot, _, rest = name.removeprefix("memory.").partition(".")
             slots.setdefault(int(slot), {})[rest] = tensor
-        c = self.model_config
+        # the memory's settings as the model has them: the run's config over the model's own
+        # defaults (a field the run did not set takes DecoderConfig's, as the model did)
+        defaults = {f.name: f.default for f in dataclasses.fields(DecoderConfig)}
+        c = {**defaults, **self.model_config}
         self.carried = {}
         for saved in slots.values():
             rows = saved["next_position"].shape[0]
             memory = SegmentMemory(
-                c["num_layers"], rows, c.get("memory_len", 0), c.get("compressed_len", 0),
-                c.get("compression_rate", 4), device=device,
+                c["num_layers"], rows, c["memory_len"], c["compressed_len"],
+                c["compression_rate"], device=device,
             )  # fmt: skip
             memory.load_state(
                 {k: v for k, v in saved.items() if k not in ("stream", "segment_index")}
