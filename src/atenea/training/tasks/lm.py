@@ -55,9 +55,10 @@ class LanguageModelTask(Task):
         rows = self.val_rows[0][:count, :PROMPT_TOKENS]
         return [self.tokenizer.decode(row.tolist()) for row in rows]
 
-    def pack(self, documents: list[dict]) -> tuple[Tensor, Tensor, Tensor]:
-        """``(input_ids, document_ids, labels)``, each ``(rows, max_length)``."""
-        eos, pad = self.model_config["eos_token_id"], self.model_config["pad_token_id"]
+    def stream(self, documents: list[dict]) -> tuple[list[int], list[int]]:
+        """The documents as one stream of token ids, each ended by ``</s>``, and the index of
+        the document every token belongs to."""
+        eos = self.model_config["eos_token_id"]
         encoded = self.tokenizer.encode_batch(
             [d["text"] for d in documents], truncation=False, add_special_tokens=False
         )
@@ -65,6 +66,12 @@ class LanguageModelTask(Task):
         for index, ids in enumerate(encoded):
             stream += ids + [eos]
             owners += [index] * (len(ids) + 1)
+        return stream, owners
+
+    def pack(self, documents: list[dict]) -> tuple[Tensor, Tensor, Tensor]:
+        """``(input_ids, document_ids, labels)``, each ``(rows, max_length)``."""
+        pad = self.model_config["pad_token_id"]
+        stream, owners = self.stream(documents)
         length = self.max_length
         rows = max(1, math.ceil(len(stream) / length))
         fill = rows * length - len(stream)

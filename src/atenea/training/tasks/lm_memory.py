@@ -73,14 +73,7 @@ class SegmentedLanguageModelTask(LanguageModelTask):
     def stream_rows(self, documents: list[dict], length: int) -> tuple[Tensor, Tensor, Tensor]:
         """``(input_ids, document_ids, labels)``: the stream cut into rows of ``length``
         tokens (the ragged end dropped: a segment has no padding), or one row (0)."""
-        eos = self.model_config["eos_token_id"]
-        encoded = self.tokenizer.encode_batch(
-            [d["text"] for d in documents], truncation=False, add_special_tokens=False
-        )
-        stream, owners = [], []
-        for index, ids in enumerate(encoded):
-            stream += ids + [eos]
-            owners += [index] * (len(ids) + 1)
+        stream, owners = self.stream(documents)
         length = length or len(stream)
         rows = len(stream) // length
         if rows == 0:
