@@ -134,6 +134,10 @@ def test_auto_on_cuda_sends_inference_to_triton_and_training_to_flex(monkeypatch
         assert _route(monkeypatch, None, window, grad=True) == "triton"
     assert _route(monkeypatch, None, score_mod=scores.alibi(4)) == "triton"
     assert _route(monkeypatch, None, score_mod=scores.relative_bias(4)) == "flex"  # learns
+    bias = torch.zeros(4, requires_grad=True)  # a tensor a plain function captures, trained
+    assert _route(monkeypatch, None, score_mod=lambda s, b, h, q, k: s + bias[h]) == "flex"
+    with torch.no_grad():
+        assert _route(monkeypatch, None, score_mod=lambda s, b, h, q, k: s + bias[h]) == "triton"
     assert _route(monkeypatch, None, window, dropout_p=0.1, grad=True) == "triton"
     assert _route(monkeypatch, None, window, grad=True, head_dim=8) == "triton"  # Flex: D >= 16
     assert _route(monkeypatch, "no float64", window, grad=True, dtype=torch.float64) == "blocks"
