@@ -133,7 +133,12 @@ def test_auto_on_cuda_sends_inference_to_triton_and_training_to_flex(monkeypatch
     with torch.no_grad():
         assert _route(monkeypatch, None, window, grad=True) == "triton"
     assert _route(monkeypatch, None, score_mod=scores.alibi(4)) == "triton"
-    assert _route(monkeypatch, None, score_mod=scores.relative_bias(4)) == "flex"  # learns
+    assert _route(monkeypatch, None, score_mod=scores.alibi(4), grad=True) == "flex"
+    # T5's bias trains, but Flex found no kernel configuration for it (H200, D=128): Triton
+    assert _route(monkeypatch, None, score_mod=scores.relative_bias(4)) == "triton"
+    t5_and_cap = scores.compose(scores.relative_bias(4), scores.softcap(5.0))
+    assert _route(monkeypatch, None, score_mod=t5_and_cap) == "triton"
+    assert _route(monkeypatch, "not installed", score_mod=scores.relative_bias(4)) == "flex"
     bias = torch.zeros(4, requires_grad=True)  # a tensor a plain function captures, trained
     assert _route(monkeypatch, None, score_mod=lambda s, b, h, q, k: s + bias[h]) == "flex"
     with torch.no_grad():

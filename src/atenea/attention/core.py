@@ -13,7 +13,7 @@ from atenea.attention.backends.sdpa import sdpa_attention
 from atenea.attention.backends.triton import triton_attention, why_not
 from atenea.attention.masks import Causal
 from atenea.attention.problem import Problem, check_call
-from atenea.attention.scores import parameters_of
+from atenea.attention.scores import Compose, RelativeBias, parameters_of
 from atenea.attention.weights import attention_weights
 
 # Below this many scores (one 128 x 128 tile) there is nothing worth skipping.
@@ -65,24 +65,29 @@ def select_backend(problem: Problem, requested: str) -> str:
 
 def _sparse_on_cuda(p: Problem) -> str:
     """A sparse mask or a score modifier on a GPU: atenea's Triton kernel or FlexAttention,
-    whichever is faster for the call (benchmarks/gpu.py and gpu_routing.py on an H200, bf16,
-    in docs/benchmarks.md#gpu). Triton's forward is level with Flex's (0.7-1.9x, most within 5%) and
-    needs no compile at a new length (Flex compiles each for 1-4 s); its backward is 0.3-0.7x
-    Flex's. So a call that needs no gradient goes to Triton, one that trains to Flex. Each
-    takes the other's calls it cannot run: Flex has no dropout, float64 or head size under 16;
-    Triton no float64, no head size over 256 and no unfused Python score modifier."""
-    triton_reason = why_not(p)
+    whichever is faster for the call (benchmarks/gpu.py and gpu_routing.py on an H200, bf16;
+    docs/benchmarks.md#gpu). Triton's forward is level with Flex's (0.7-1.9x, most within
+    5%) and needs no compile at a new length (Flex compiles each for 1-4 s); its backward is
+    0.3-0.7x Flex's. So a call that needs no gradient goes to Triton, one that trains to Flex.
+    Each takes the calls the other cannot run: Flex has no dropout, float64 or head size under
+    16, and found no kernel configuration for T5's bucketed bias at D=128; Triton has no
+    float64, no head size over 256 and no unfused Python score modifier."""
     flex_runs = (
         flex.available()
         and p.dropout_p == 0.0
         and p.dtype in (torch.float16, torch.bfloat16, torch.float32)
         and min(p.head_dim, p.value_dim) >= 16
     )
-    if triton_reason is None and (not p.needs_grad or not flex_runs):
+    flex_fits = flex_runs and not _has_relative_bias(p.score_mod)
+    if why_not(p) is None and (not p.needs_grad or not flex_fits):
         return "triton"
-    if flex_runs:
-        return "flex"
-    return "blocks"
+    return "flex" if flex_runs else "blocks"
+
+
+def _has_relative_bias(score_mod) -> bool:
+    if isinstance(score_mod, RelativeBias):
+        return True
+    return isinstance(score_mod, Compose) and any(map(_has_relative_bias, score_mod._order))
 
 
 def _check_flex(p: Problem) -> None:
