@@ -148,14 +148,30 @@ NAN_CASES = {  # (mask, score_mod, (B, Hq, Hkv, Lq, Lk, D)): bitmaps of the part
         None,
         (1, 2, 2, 30, 150, 16),
     ),
+    # rules with Lq < Lk (the dead keys a prefix: read as left padding): queries at 110..149
+    # with a window of 25 attend keys 86..149 only
+    "window_short_queries": (masks.sliding_window(25), None, (1, 2, 1, 40, 150, 16)),
+    # queries at 100..149 in documents 2..4: documents 0 and 1 (keys 0..69) are dead
+    "documents_causal_short_queries": (
+        masks.document(torch.arange(150) // 35) & masks.causal(),
+        scores.alibi(2),
+        (1, 2, 2, 50, 150, 16),
+    ),
+    # the same with left padding of its own, per row: the dead prefix is the longer of the two
+    "window_padding_short_queries": (
+        masks.sliding_window(60) & masks.key_padding(torch.tensor([150, 30]), side="left"),
+        None,
+        (2, 2, 1, 40, 150, 16),
+    ),
 }
 
 
 @pytest.mark.parametrize("case", NAN_CASES)
 def test_nan_in_keys_no_query_attends_changes_nothing(case):
-    """Under a bitmap mask a key that no query may attend contributes exactly nothing: NaN in
-    its K and V leaves the outputs and all gradients bit-identical to zeros there (the plan's
-    live keys join the K/V load mask, as key padding does: such keys are never read)."""
+    """Under a bitmap mask, or rules with fewer queries than keys, a key that no query may
+    attend contributes exactly nothing: NaN in its K and V leaves the outputs and all gradients
+    bit-identical to zeros there (the plan's live keys join the K/V load mask, and a dead
+    prefix is read as left padding: such keys are never read)."""
     mask, mod, (b, hq, hkv, lq, lk, d) = NAN_CASES[case]
     allowed = mask.materialize(lq, lk).expand(b, hq, lq, lk)
     dead = ~allowed.any(2).any(1)  # (B, Lk): keys no head's query attends

@@ -92,21 +92,41 @@ def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
             plan.padding_side = PAD_RIGHT if leaf.side == "right" else PAD_LEFT
         else:
             plan.prefix = on_device(leaf.values.reshape(-1))
+    dead_prefix = _dead_prefix(mask, lists, plan)
+    if dead_prefix is not None:
+        plan.padding, plan.padding_side = on_device(dead_prefix), PAD_LEFT
     return plan
 
 
-def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor, Tensor]:
-    """Bitmaps of the partial tiles, deduplicated, the table saying which one each tile uses,
-    and the live keys (on the CPU). One ``mask.allowed`` call per query tile, over that tile's
-    partial key tiles only: the cost is the partial area, never ``Lq x Lk``."""
+def _dead_prefix(mask: Mask, lists: TileLists, plan: MaskPlan) -> Tensor | None:
+    """With fewer queries than keys, a window or documents leave keys no query attends: those
+    before the first query's window, or in documents before the first query's. When they are
+    a prefix of every row (packed documents, a window), the keys after it are exactly what
+    left padding of these lengths ``(Bm,)`` keeps: the kernel then never reads the dead ones,
+    and whatever they hold (NaN) changes nothing. None when no key is dead, when right padding
+    is in the rule already, or when the dead keys are not a prefix (documents out of order)."""
+    q_len, kv_len = lists.q_len, lists.kv_len
+    if q_len >= kv_len or not (plan.window or plan.document is not None):
+        return None
+    if plan.padding_side == PAD_RIGHT:
+        return None
+    live = _live_keys(mask, lists).bool()  # (Bm, Lk); includes any left padding of the mask
+    if bool(live.all()):
+        return None
+    lengths = live.sum(1)
+    suffix = torch.arange(kv_len) >= kv_len - lengths[:, None]
+    return lengths if torch.equal(live, suffix) else None
+
+
+def _partial_tiles(mask: Mask, lists: TileLists):
+    """Per query tile with partial key tiles: ``(i, selected, cols, allowed)``, the key tiles
+    partial in some batch row or head, their key positions and the mask over them,
+    ``(Bm, Hm, q_tile, len(cols))`` on the CPU (False past the lengths). One ``mask.allowed``
+    call per query tile over its partial tiles only: the cost is the partial area, never
+    ``Lq x Lk``."""
     q_tile, k_tile, q_len, kv_len = lists.q_tile, lists.k_tile, lists.q_len, lists.kv_len
-    kinds = lists.kinds().cpu()
-    partial = kinds == PARTIAL  # (Bm, Hm, n_q, n_k)
-    mask_b, mask_h, n_q, n_k = partial.shape
-    # a key is live where some query of the batch row (any head) may attend it: in a full tile,
-    # or where a partial tile's bitmap allows it (added below)
-    live = (kinds == FULL).any(2).any(1).repeat_interleave(k_tile, dim=-1)  # (Bm, n_k * k_tile)
-    tiles, where = [], []
+    partial = lists.kinds().cpu() == PARTIAL  # (Bm, Hm, n_q, n_k)
+    mask_b, mask_h, n_q, _ = partial.shape
     for i in range(n_q):
         selected = partial[:, :, i].any(0).any(0).nonzero().flatten()  # key tiles, any row/head
         if selected.numel() == 0:
@@ -115,7 +135,29 @@ def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor, Tensor
         cols = (selected[:, None] * k_tile + torch.arange(k_tile)).flatten()
         inside = (rows[:, None] < q_len) & (cols[None, :] < kv_len)
         allowed = mask.allowed(rows.clamp(max=q_len - 1), cols.clamp(max=kv_len - 1), q_len, kv_len)
-        allowed = (allowed.cpu() & inside).expand(mask_b, mask_h, -1, -1)
+        yield i, selected, cols, (allowed.cpu() & inside).expand(mask_b, mask_h, -1, -1)
+
+
+def _live_keys(mask: Mask, lists: TileLists) -> Tensor:
+    """uint8 ``(Bm, Lk)`` on the CPU: 1 where some query of the batch row (any head) may attend
+    the key: in a full tile, or where a partial tile's mask allows it."""
+    kinds = lists.kinds().cpu()
+    live = (kinds == FULL).any(2).any(1).repeat_interleave(lists.k_tile, dim=-1)  # (Bm, n_k*k)
+    for _, _, cols, allowed in _partial_tiles(mask, lists):
+        live[:, cols] |= allowed.any(2).any(1)
+    return live[:, : lists.kv_len].to(torch.uint8)
+
+
+def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor, Tensor]:
+    """Bitmaps of the partial tiles, deduplicated, the table saying which one each tile uses,
+    and the live keys (on the CPU)."""
+    q_tile, k_tile = lists.q_tile, lists.k_tile
+    kinds = lists.kinds().cpu()
+    partial = kinds == PARTIAL  # (Bm, Hm, n_q, n_k)
+    mask_b, mask_h, n_q, n_k = partial.shape
+    live = (kinds == FULL).any(2).any(1).repeat_interleave(k_tile, dim=-1)  # (Bm, n_k * k_tile)
+    tiles, where = [], []
+    for i, selected, cols, allowed in _partial_tiles(mask, lists):
         live[:, cols] |= allowed.any(2).any(1)
         blocks = allowed.reshape(mask_b, mask_h, q_tile, -1, k_tile).permute(0, 1, 3, 2, 4)
         keep = partial[:, :, i][:, :, selected]  # (Bm, Hm, n_selected)
@@ -123,7 +165,7 @@ def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor, Tensor
         b, h, j = keep.nonzero(as_tuple=True)
         where.append(torch.stack([b, h, torch.full_like(b, i), selected[j]], dim=1))
     index = torch.zeros(mask_b, mask_h, n_q, n_k, dtype=torch.int32)
-    live = live[:, :kv_len].to(torch.uint8)
+    live = live[:, : lists.kv_len].to(torch.uint8)
     if not tiles:
         return torch.zeros(1, q_tile, k_tile, dtype=torch.uint8), index, live
     stacked = torch.cat(tiles).flatten(1)
