@@ -29,26 +29,17 @@ import torch
 
 import atenea
 import atenea.attention.backends.triton as triton_backend
-from atenea import masks
 from atenea.attention.backends.triton.configs import configs_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
+import gpu  # noqa: E402
 
 # (block_m1, block_n1, kv_warps, kv_stages) for dK/dV; (block_m2, block_n2, warps, stages) for dQ
 KV_CANDIDATES = [(64, 64, 8, 2), (32, 64, 4, 2), (32, 64, 4, 3), (64, 64, 4, 2), (32, 128, 8, 2),
                  (64, 128, 8, 2)]  # fmt: skip
 Q_CANDIDATES = [(128, 64, 8, 2), (64, 64, 4, 2), (128, 32, 4, 3), (64, 32, 4, 3),
                 (128, 64, 8, 3), (64, 64, 4, 3)]  # fmt: skip
-
-
-def mask_of(name: str, length: int):
-    if name == "causal":
-        return masks.causal()
-    if name == "window":
-        return masks.sliding_window(1024)
-    ids = (torch.arange(length, device="cuda") * 8) // length
-    return masks.document(ids) & masks.causal()
 
 
 def kernel_times(fn, calls: int = 10) -> dict:
@@ -109,7 +100,7 @@ def main() -> None:
                                requires_grad=True) for _ in range(3))  # fmt: skip
         grad = torch.randn_like(q)
         for name in ("causal", "window", "documents"):
-            mask = mask_of(name, length)
+            mask = gpu.mask_of(name, length)[0]  # the masks of benchmarks/gpu.py
 
             def step(mask=mask, q=q, k=k, v=v, grad=grad):
                 atenea.attention(q, k, v, mask=mask, backend="triton").backward(grad)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -27,14 +26,14 @@ from atenea import masks, scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
+from gpu import measure  # noqa: E402
 
 B, H = 2, 16
-DEVICE = "cuda"  # a dry run of the script sets "cpu" (Triton's interpreter)
 
 
 def cases(length: int) -> dict:
     """name -> (mask, score_mod, dropout_p, Lq) at key length ``length``."""
-    ids = (torch.arange(length, device=DEVICE) * 8) // length
+    ids = (torch.arange(length, device="cuda") * 8) // length
     window = masks.sliding_window(1024)
     return {
         "causal Lq=L/4": (masks.causal(), None, 0.0, length // 4),
@@ -59,29 +58,6 @@ def cases(length: int) -> dict:
     }
 
 
-def bench(fn) -> float:
-    from triton.testing import do_bench
-
-    return do_bench(fn, warmup=10, rep=40)
-
-
-def synchronize() -> None:
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, q, k, v, grad) -> dict:
-    synchronize()
-    started = time.perf_counter()
-    out = fn(q, k, v)
-    synchronize()
-    row = {"first_call_s": time.perf_counter() - started}
-    row["fwd_ms"] = bench(lambda: fn(q, k, v))
-    row["fwd_bwd_ms"] = bench(lambda: fn(q, k, v).backward(grad))
-    q.grad = k.grad = v.grad = None
-    return row, out.detach()
-
-
 def rows_for(length: int, head_dim: int) -> list[dict]:
     from atenea.attention.core import select_backend
     from atenea.attention.problem import check_call
@@ -89,9 +65,9 @@ def rows_for(length: int, head_dim: int) -> list[dict]:
     rows = []
     for name, (mask, mod, dropout, q_len) in cases(length).items():
         if mod is not None:
-            mod = mod.to(DEVICE)
-        q = torch.randn(B, H, q_len, head_dim, device=DEVICE, dtype=torch.bfloat16)
-        k, v = (torch.randn(B, H, length, head_dim, device=DEVICE, dtype=torch.bfloat16)
+            mod = mod.cuda()
+        q = torch.randn(B, H, q_len, head_dim, device="cuda", dtype=torch.bfloat16)
+        k, v = (torch.randn(B, H, length, head_dim, device="cuda", dtype=torch.bfloat16)
                 for _ in range(2))  # fmt: skip
         q, k, v = (t.requires_grad_() for t in (q, k, v))
         grad = torch.randn_like(q)
@@ -108,8 +84,9 @@ def rows_for(length: int, head_dim: int) -> list[dict]:
                 return atenea.attention(q, k, v, **options)
 
             try:
-                times, outputs[label] = timed(call, q, k, v, grad)
+                times = measure(call, q, k, v, grad, quick=True)
                 row.update({f"{label}_{key}": value for key, value in times.items()})
+                outputs[label] = call(q, k, v).detach()
             except Exception as error:  # noqa: BLE001 - a row that fails says why
                 row[f"{label}_error"] = f"{type(error).__name__}: {str(error)[:160]}"
         if "triton_fwd_ms" in row and "other_fwd_ms" in row:
@@ -151,9 +128,6 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("benchmarks/gpu_routing.py: needs a CUDA GPU (none here)")
-    import torch._dynamo as dynamo
-
-    dynamo.config.recompile_limit = 64  # every case is a Flex compile (benchmarks/gpu.py)
     warnings.filterwarnings("ignore")
     info = {**benchlib.machine("triton"), "gpu": torch.cuda.get_device_name()}
     print(f"machine: {info}", flush=True)

@@ -17,7 +17,9 @@ import torch
 import atenea
 
 
-def bench_vit_train(batch: int, reps: int, timed_together) -> dict:
+def vit_pair():
+    """``(atenea's model, Hugging Face's)``: vit-tiny for 10 classes, the same weights
+    (Hugging Face's, read back by ``atenea.load_pretrained``), both in training mode."""
     from transformers import ViTConfig as HFConfig
     from transformers import ViTForImageClassification as HFViT
 
@@ -36,8 +38,14 @@ def bench_vit_train(batch: int, reps: int, timed_together) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         hf.save_pretrained(folder)
         ours, _ = atenea.load_pretrained(folder)
-    hf.train()
-    ours.train()
+    return ours.train(), hf.train()
+
+
+def bench_vit_train(batch: int, reps: int, timed_together) -> dict:
+    from atenea.models import ViTConfig
+
+    preset = ViTConfig.from_name("vit-tiny")
+    ours, hf = vit_pair()
     generator = torch.Generator().manual_seed(3)
     pixels = torch.randn(batch, 1, 28, 28, generator=generator)
     labels = torch.randint(0, 10, (batch,), generator=generator)

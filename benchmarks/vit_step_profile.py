@@ -3,6 +3,7 @@
 
     python benchmarks/vit_step_profile.py            # median wall ms of 10 steps, each side
     python benchmarks/vit_step_profile.py --profile  # and torch.profiler's table of 5 steps
+    python benchmarks/vit_step_profile.py --compile  # and atenea's step under torch.compile
 
 A step: forward on 128 grey 28 x 28 images, cross-entropy, backward, AdamW. The profile is
 what found the copies of the old oneDNN weight-gradient route (docs/benchmarks.md).
@@ -12,41 +13,31 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-import atenea
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vit_bench import vit_pair  # noqa: E402
 
 
 def models():
-    from transformers import ViTConfig as HFConfig
-    from transformers import ViTForImageClassification as HFViT
-
-    from atenea.models import ViTConfig
-
-    preset = ViTConfig.from_name("vit-tiny")
-    config = HFConfig(
-        image_size=preset.image_size, patch_size=preset.patch_size,
-        num_channels=preset.num_channels, hidden_size=preset.dim,
-        num_hidden_layers=preset.num_layers, num_attention_heads=preset.num_heads,
-        intermediate_size=preset.ffn_hidden, num_labels=10, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, layer_norm_eps=preset.norm_eps,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    hf = HFViT(config)
-    with tempfile.TemporaryDirectory() as folder:
-        hf.save_pretrained(folder)
-        ours, _ = atenea.load_pretrained(folder)
-    return {"atenea": ours.train(), "hf": hf.train()}
+    ours, hf = vit_pair()
+    return {"atenea": ours, "hf": hf}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true", help="also torch.profiler's table")
+    parser.add_argument(
+        "--compile", action="store_true", help="and atenea's model under torch.compile"
+    )
     args = parser.parse_args(argv)
     contenders = models()
+    if args.compile:
+        contenders["atenea compiled"] = torch.compile(vit_pair()[0])
     pixels, labels = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in contenders.items()}
 
@@ -55,11 +46,13 @@ def main(argv=None) -> int:
         optimizers[name].step()
         optimizers[name].zero_grad()
 
-    for name in contenders:  # warm-up
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name in contenders:  # warm-up (the compile, for the compiled one)
+        started = time.perf_counter()
         for _ in range(3):
             step(name)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for name in ["atenea", "hf"] * 2:  # interleaved, twice
+        print(f"{name}: warm-up of 3 steps {time.perf_counter() - started:.1f} s")
+    for name in list(contenders) * 2:  # interleaved, twice
         times = []
         for _ in range(10):
             started = time.perf_counter()

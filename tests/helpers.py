@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 
 import atenea
@@ -71,3 +78,41 @@ def assert_same_weights(a, b, **close):
     assert sa.keys() == sb.keys()
     for name in sa:
         torch.testing.assert_close(sa[name], sb[name], msg=name, **(close or dict(rtol=0, atol=0)))
+
+
+# -- two-rank runs and the texts they train on ----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = "the a cat dog sat ran on under mat table while because red blue".split()
+
+
+def random_texts(count: int, seed: int, words: int = 30) -> list[dict]:
+    """``count`` documents of ``words`` words drawn from ``WORDS`` (reproducible by seed)."""
+    rng = random.Random(seed)
+    return [{"text": " ".join(rng.choice(WORDS) for _ in range(words))} for _ in range(count)]
+
+
+def losses(folder) -> list[float]:
+    """The training losses a run logged, in order."""
+    from atenea.training.metrics_log import read_metrics
+
+    return [r["loss"] for r in read_metrics(folder) if "loss" in r]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --nproc_per_node=2 ARGS`` from the repository root,
+    one thread a rank, ``src`` on the path; asserts it succeeded (its stderr otherwise)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               f"--master_port={free_port()}", *map(str, args)]  # fmt: skip
+    path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    done = subprocess.run(command, env=environment, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done

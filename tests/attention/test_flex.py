@@ -161,6 +161,14 @@ def test_explicit_flex_says_what_it_cannot():
     assert select_backend(problem, "auto") == "blocks"  # the CPU: atenea's tiles
     with pytest.raises(ValueError, match="flex.*no dropout"):
         atenea.attention(q, k, v, dropout_p=0.1, backend="flex")
+    # on a GPU the compiled kernel's limits, said before it fails to compile
+    small = check_call(*(t[..., :8].float() for t in (q, k, v)), None, None, None, 0.0, "flex")
+    with pytest.raises(ValueError, match="backend='flex': its CUDA kernel needs head sizes"):
+        select_backend(on_cuda(small), "flex")
+    wide = check_call(q.double(), k.double(), v.double(), None, None, None, 0.0, "flex")
+    with pytest.raises(ValueError, match="backend='flex': its CUDA kernel computes float16"):
+        select_backend(on_cuda(wide), "flex")
+    assert select_backend(wide, "flex") == "flex"  # the eager CPU path computes float64
     q.requires_grad_(True)
     with pytest.raises(ValueError, match="no backward on cpu"):
         atenea.attention(q, k, v, mask=masks.causal(), backend="flex")

@@ -5,19 +5,15 @@ rank would draw the first half's shifts), a token-mean loss over a rank's half (
 hold different numbers of target tokens), the RNN's packed sequences or a parameter a model
 leaves unused (DDP would wait for its gradient)."""
 
-import os
 import random
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import atenea
 from atenea.cli.main import main
-from atenea.training.metrics_log import read_metrics
-from tests.helpers import assert_same_weights
+from tests.helpers import assert_same_weights, losses, torchrun
 
 from .test_train import digit_folder
 
@@ -28,23 +24,10 @@ TINY_VIT = ["--set", "dim=16", "--set", "num_layers=1", "--set", "num_heads=2",
             "--set", "ffn_hidden=32", "--set", "image_size=8"]  # fmt: skip
 
 
-def losses(folder) -> list[float]:
-    return [r["loss"] for r in read_metrics(folder) if "loss" in r]
-
-
-def torchrun(*args) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --nproc_per_node=2 -m atenea ARGS``, one thread a
-    rank (the in-process run of the test is on one thread too)."""
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               f"--master_port={port}", "-m", "atenea", *map(str, args)]  # fmt: skip
-    environment = {**os.environ, "OMP_NUM_THREADS": "1",
-                   "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    done = subprocess.run(command, env=environment, cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+def torchrun_atenea(*args) -> subprocess.CompletedProcess:
+    """``atenea ARGS`` on two ranks under torchrun (``tests.helpers.torchrun``), with no
+    traceback in what it printed."""
+    done = torchrun("-m", "atenea", *args)
     assert "Traceback" not in done.stderr
     return done
 
@@ -53,7 +36,7 @@ def assert_two_ranks_equal_one(arguments, tmp_path):
     """The command on two ranks and in this process: the same losses, the same weights (Adam
     divides by a gradient's running RMS, so the all-reduce's rounding in a gradient near zero
     moves a weight by a fraction of a step: close, not equal, as in test_distributed.py)."""
-    torchrun(*arguments, "--out", tmp_path / "ddp")
+    torchrun_atenea(*arguments, "--out", tmp_path / "ddp")
     assert main([str(a) for a in (*arguments, "--out", tmp_path / "one")]) == 0
     assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
     two, _ = atenea.load_pretrained(tmp_path / "ddp")

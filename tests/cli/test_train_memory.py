@@ -2,7 +2,6 @@
 the run, the saved config, the two perplexities and the errors."""
 
 import json
-import random
 
 import pytest
 
@@ -10,11 +9,11 @@ import atenea
 from atenea.cli.main import main
 from atenea.training.data import Split
 from atenea.training.tasks import build_task
+from tests.helpers import random_texts
 
 SMALL = ["--set", "dim=32", "--set", "num_layers=1", "--set", "num_heads=2",
          "--set", "ffn_hidden=64", "--vocab-size", "300"]  # fmt: skip
 QUICK = ["--eval-every", "0", "--quiet", "--seed", "0", "--batch-size", "4"]
-WORDS = "the a cat dog sat ran on under mat table while because red blue".split()
 
 
 def run(*args) -> int:
@@ -22,8 +21,7 @@ def run(*args) -> int:
 
 
 def texts(count: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    return [{"text": " ".join(rng.choice(WORDS) for _ in range(120))} for _ in range(count)]
+    return random_texts(count, seed, words=120)
 
 
 @pytest.fixture(scope="module")

@@ -210,7 +210,7 @@ def test_a_float64_model_computes_its_positions_and_norms_in_float64():
     rope = RotaryEmbedding(16, base=10000.0).double()  # as model.double() leaves it
     x = torch.randn(2, 3, 7, 16, dtype=torch.float64)
     positions = random_positions(high=5000)  # large angles: float32 would be off by 1e-4
-    expected = rotation_reference(x, positions, "half", 16, inv_freq=rope.inv_freq.tolist())
+    expected = rotation_reference(x, positions, "half", 16)  # base^(-2i/d), written out
     assert max_error(rope(x, positions), expected) < 1e-12
     table = SinusoidalPositions(8)(positions, torch.float64)
     angle = positions.double()[..., None] * 10000.0 ** (-torch.arange(0, 8, 2).double() / 8)

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,23 +16,16 @@ from atenea.models.pretrained import read_tensor_file
 from atenea.training import distributed
 from atenea.training.data import Split
 from atenea.training.loop import TrainConfig, train
-from atenea.training.metrics_log import read_metrics
 from atenea.training.schedule import make_optimizer, make_scheduler
 from atenea.training.state import latest_checkpoint
 from atenea.training.tasks import build_task
 from atenea.training.tasks.settings import TaskError
+from tests.helpers import losses, torchrun
+from tests.helpers import random_texts as texts
 
-from .test_distributed import _free_port
-
-WORDS = "the a cat dog sat ran on under mat table while because red blue".split()
 SEGMENT, MEMORY = 12, 24
 # 2 streams a step; the text makes 9 segments a stream, so 12 steps cross an epoch.
 SETTINGS = dict(steps=12, batch_size=2, lr=3e-3, warmup=2, eval_every=0, seed=7, progress=False)
-
-
-def texts(count: int, seed: int, words: int = 30) -> list[dict]:
-    rng = random.Random(seed)
-    return [{"text": " ".join(rng.choice(WORDS) for _ in range(words))} for _ in range(count)]
 
 
 def carried_task(dropout: float = 0.0, **options):
@@ -47,10 +36,6 @@ def carried_task(dropout: float = 0.0, **options):
                       overrides={k: str(v) for k, v in overrides.items()})  # fmt: skip
     torch.manual_seed(0)
     return task, task.build_model()
-
-
-def losses(folder) -> list[float]:
-    return [r["loss"] for r in read_metrics(folder) if "loss" in r]
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +178,8 @@ def test_carry_memory_errors():
         task.batch([0, 1], None)
     with pytest.raises(TaskError, match="fewer than 2 per stream for 64 streams"):
         task.train_order(0, 64)
-    assert json.dumps(task.describe()["options"])  # carry_memory is saved with the task
+    options = json.loads(json.dumps(task.describe()["options"]))  # saved with the task, as JSON
+    assert options["carry_memory"] is True
 
 
 @pytest.mark.slow
@@ -212,12 +198,5 @@ def test_two_ranks_carry_their_own_streams_and_resume_exactly(tmp_path):
 
 
 def _torchrun(output, settings: dict) -> None:
-    root = Path(__file__).resolve().parents[2]
     script = Path(__file__).with_name("ddp_carry_script.py")
-    arguments = json.dumps({"output": str(output), **settings})
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               f"--master_port={_free_port()}", str(script), arguments]  # fmt: skip
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root / "src")}
-    done = subprocess.run(command, env=environment, cwd=root, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(script, json.dumps({"output": str(output), **settings}))

@@ -1,8 +1,4 @@
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +7,7 @@ import torch.distributed as dist
 
 from atenea.training import distributed
 from atenea.training.loop import TrainConfig, train
-from atenea.training.metrics_log import read_metrics
+from tests.helpers import losses, torchrun
 
 from .toy import ToyTask
 
@@ -31,10 +27,6 @@ class RecordingTask(ToyTask):
     def loss(self, model, batch):
         self.model_classes.add(type(model).__name__)
         return super().loss(model, batch)
-
-
-def _losses(folder):
-    return [r["loss"] for r in read_metrics(folder) if "loss" in r]
 
 
 def _single_process_run(output):
@@ -78,23 +70,17 @@ def test_ddp_wrapper_in_a_group_of_one_matches_plain_training(tmp_path):
     finally:
         distributed.teardown()
     assert task.model_classes == {"DistributedDataParallel"}
-    assert _losses(tmp_path / "ddp") == _losses(tmp_path / "plain")
+    assert losses(tmp_path / "ddp") == losses(tmp_path / "plain")
     for a, b in zip(plain_model.parameters(), model.parameters()):
         assert torch.equal(a, b)
     assert (tmp_path / "ddp" / "checkpoints" / "checkpoint-000003" / "COMPLETE").is_file()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_two_ranks_take_disjoint_shards_and_match_one_process(tmp_path):
     output = tmp_path / "ddp"
     arguments = {"output": str(output), "dropout": 0.0, **SETTINGS}
-    _torchrun(arguments)
+    torchrun(SCRIPT, json.dumps(arguments))
 
     task, model = _single_process_run(tmp_path / "single")
     global_order = [i for batch in task.seen for i in batch]  # 3 steps x 2 micro-batches x 4
@@ -107,7 +93,7 @@ def test_two_ranks_take_disjoint_shards_and_match_one_process(tmp_path):
     assert rank0 == [i for half in halves for i in half[:2]]
     assert rank1 == [i for half in halves for i in half[2:]]
 
-    assert _losses(output) == pytest.approx(_losses(tmp_path / "single"), rel=1e-5)
+    assert losses(output) == pytest.approx(losses(tmp_path / "single"), rel=1e-5)
     assert {p.name for p in output.iterdir()} >= {"model.safetensors", "metrics.jsonl"}
     from atenea.models import load_pretrained
 
@@ -118,15 +104,6 @@ def test_two_ranks_take_disjoint_shards_and_match_one_process(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def _torchrun(arguments: dict) -> None:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               f"--master_port={_free_port()}", str(SCRIPT), json.dumps(arguments)]  # fmt: skip
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(command, env=environment, cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 @pytest.mark.slow
 def test_two_ranks_with_dropout_resume_bit_for_bit(tmp_path):
     """Every rank's RNG travels with the checkpoint: a DDP run stopped and resumed equals an
@@ -135,7 +112,7 @@ def test_two_ranks_with_dropout_resume_bit_for_bit(tmp_path):
     _torchrun({"output": str(tmp_path / "a"), **settings})
     _torchrun({"output": str(tmp_path / "b"), **settings, "stop_at": 2})
     _torchrun({"output": str(tmp_path / "b"), **settings, "resume": True})
-    assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
+    assert losses(tmp_path / "b") == losses(tmp_path / "a")
     from atenea.models.pretrained import read_tensor_folder
 
     a, b = read_tensor_folder(tmp_path / "a"), read_tensor_folder(tmp_path / "b")
@@ -153,4 +130,9 @@ def test_a_signal_on_one_rank_stops_both_at_one_step_and_resumes_bit_for_bit(tmp
     assert stopped == [2, 2]
     assert [p.name for p in (tmp_path / "b" / "checkpoints").iterdir()] == ["checkpoint-000002"]
     _torchrun({"output": str(tmp_path / "b"), **settings, "resume": True})
-    assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
+    assert losses(tmp_path / "b") == losses(tmp_path / "a")
+
+
+def _torchrun(arguments: dict) -> None:
+    """``ddp_script.py`` with ``arguments`` on two ranks (``tests.helpers.torchrun``)."""
+    torchrun(SCRIPT, json.dumps(arguments))

@@ -8,9 +8,9 @@ import torch.distributed as dist
 from atenea.models import load_pretrained
 from atenea.training import distributed
 from atenea.training.loop import TrainConfig, train
-from tests.helpers import assert_same_weights
+from tests.helpers import assert_same_weights, losses
 
-from .test_distributed import SETTINGS, RecordingTask, _losses, _single_process_run, _torchrun
+from .test_distributed import SETTINGS, RecordingTask, _single_process_run, _torchrun
 from .toy import ToyTask
 
 
@@ -39,7 +39,7 @@ def test_a_sharded_run_trains_and_saves_what_a_plain_run_does(tmp_path):
     finally:
         distributed.teardown()
     assert task.model_classes == {"FSDPDecoderModel"}  # the loss ran on the sharded model
-    assert _losses(tmp_path / "fsdp") == _losses(tmp_path / "plain")
+    assert losses(tmp_path / "fsdp") == losses(tmp_path / "plain")
     saved, _ = load_pretrained(tmp_path / "fsdp")  # a plain model folder, full tensors
     assert_same_weights(plain, saved)
 
@@ -59,7 +59,7 @@ def test_a_sharded_run_resumes_bit_for_bit(tmp_path):
     whole, _ = load_pretrained(tmp_path / "whole")
     halves, _ = load_pretrained(tmp_path / "halves")
     assert_same_weights(whole, halves)
-    assert _losses(tmp_path / "whole") == _losses(tmp_path / "halves")
+    assert losses(tmp_path / "whole") == losses(tmp_path / "halves")
 
 
 @pytest.mark.slow
@@ -70,8 +70,8 @@ def test_two_sharded_ranks_match_two_ddp_ranks_and_resume_bit_for_bit(tmp_path):
                "stop_at": 2})  # fmt: skip
     _torchrun({"output": str(tmp_path / "half"), "dropout": 0.0, "fsdp": True, **SETTINGS,
                "resume": True})  # fmt: skip
-    assert _losses(tmp_path / "fsdp") == pytest.approx(_losses(tmp_path / "ddp"), rel=1e-5)
-    assert _losses(tmp_path / "half") == _losses(tmp_path / "fsdp")
+    assert losses(tmp_path / "fsdp") == pytest.approx(losses(tmp_path / "ddp"), rel=1e-5)
+    assert losses(tmp_path / "half") == losses(tmp_path / "fsdp")
     ddp, fsdp, half = (load_pretrained(tmp_path / name)[0] for name in ("ddp", "fsdp", "half"))
     assert_same_weights(ddp, fsdp, rtol=1e-4, atol=1e-4)  # the reduce order differs
     assert_same_weights(fsdp, half)

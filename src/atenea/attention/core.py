@@ -13,7 +13,7 @@ from atenea.attention.backends.sdpa import sdpa_attention
 from atenea.attention.backends.triton import triton_attention, why_not
 from atenea.attention.masks import Causal
 from atenea.attention.problem import Problem, check_call
-from atenea.attention.scores import Compose, RelativeBias, parameters_of
+from atenea.attention.scores import RelativeBias, modifiers_in, parameters_of
 from atenea.attention.weights import attention_weights
 
 # Below this many scores (one 128 x 128 tile) there is nothing worth skipping.
@@ -39,8 +39,8 @@ def select_backend(problem: Problem, requested: str) -> str:
             f"Lq={p.q_len}, score_mod={p.score_mod is not None}, dropout_p={p.dropout_p}; use "
             f"backend='auto'"
         )
-    if requested == "flex":
-        _check_flex(p)
+    if requested == "flex" and (reason := flex.why_not(p)) is not None:
+        raise ValueError(f"backend='flex': {reason}; use backend='auto'")
     if requested == "triton" and (reason := why_not(p)) is not None:
         raise ValueError(f"backend='triton': {reason}")
     if min(p.batch, p.q_heads, p.q_len, p.kv_len) == 0:
@@ -72,34 +72,14 @@ def _sparse_on_cuda(p: Problem) -> str:
     Each takes the calls the other cannot run: Flex has no dropout, float64 or head size under
     16, and found no kernel configuration for T5's bucketed bias at D=128; Triton has no
     float64, no head size over 256 and no unfused Python score modifier."""
-    flex_runs = (
-        flex.available()
-        and p.dropout_p == 0.0
-        and p.dtype in (torch.float16, torch.bfloat16, torch.float32)
-        and min(p.head_dim, p.value_dim) >= 16
+    flex_runs = flex.why_not(p) is None
+    flex_fits = flex_runs and not (
+        p.score_mod is not None
+        and any(isinstance(m, RelativeBias) for m in modifiers_in(p.score_mod))
     )
-    flex_fits = flex_runs and not _has_relative_bias(p.score_mod)
-    if why_not(p) is None and (not p.needs_grad or not flex_fits):
+    if (not flex_fits or not p.needs_grad) and why_not(p) is None:
         return "triton"
     return "flex" if flex_runs else "blocks"
-
-
-def _has_relative_bias(score_mod) -> bool:
-    if isinstance(score_mod, RelativeBias):
-        return True
-    return isinstance(score_mod, Compose) and any(map(_has_relative_bias, score_mod._order))
-
-
-def _check_flex(p: Problem) -> None:
-    if not flex.available():
-        raise ValueError(
-            f"backend='flex': this PyTorch ({torch.__version__}) has no FlexAttention with "
-            f"block masks and aux outputs (torch >= 2.9); use backend='auto'"
-        )
-    if p.dropout_p > 0.0:
-        raise ValueError(
-            "backend='flex': FlexAttention has no dropout; use backend='auto' (or 'blocks')"
-        )
 
 
 def attention(

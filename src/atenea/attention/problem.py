@@ -6,6 +6,7 @@ fail deep inside a kernel.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -37,9 +38,17 @@ class Problem:
     dropout_p: float
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
-    # whether autograd will ask this call for gradients (q, k, v or a score modifier's tensors
-    # need one, grad mode on): on a GPU the backward's speed decides between kernels
-    needs_grad: bool = False
+    # grad mode on and one of q, k, v needs a gradient (``needs_grad`` adds the modifier's)
+    inputs_need_grad: bool = False
+
+    @functools.cached_property
+    def needs_grad(self) -> bool:
+        """Whether autograd will ask this call for gradients: q, k, v or a tensor the score
+        modifier uses need one, grad mode on. On a GPU the backward's speed decides between
+        kernels; asked only there (the modifier's tensors are a walk of its objects)."""
+        if self.inputs_need_grad:
+            return True
+        return torch.is_grad_enabled() and bool(parameters_of(self.score_mod))
 
     @property
     def group(self) -> int:
@@ -140,8 +149,7 @@ def check_call(
         dropout_p=float(dropout_p),
         device=q.device,
         dtype=q.dtype,
-        needs_grad=torch.is_grad_enabled()
-        and (any(t.requires_grad for t in (q, k, v)) or bool(parameters_of(score_mod))),
+        inputs_need_grad=torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)),
     )
 
 

@@ -212,6 +212,14 @@ def compose(*mods: ScoreModFn) -> Compose:
     return Compose(*mods)
 
 
+def modifiers_in(score_mod: ScoreModFn) -> list[ScoreModFn]:
+    """The modifiers a ``compose`` applies, nested ones unfolded, in order (``[score_mod]`` for
+    any other)."""
+    if isinstance(score_mod, Compose):
+        return [leaf for inner in score_mod._order for leaf in modifiers_in(inner)]
+    return [score_mod]
+
+
 def parameters_of(score_mod: ScoreModFn | None) -> list[Tensor]:
     """Tensors needing a gradient that a score modifier uses (those autograd must route
     gradients to): a module's parameters, and tensors a function captures (``captured.py``)."""

@@ -206,7 +206,6 @@ class SegmentMemory:
 
     def load_state(self, tensors: dict[str, Tensor]) -> None:
         """Take back what ``state`` gave (on this memory's device): the same memory, exactly."""
-        self.reset()
         move = {name: t.to(self.device) for name, t in tensors.items()}
         self.documents, self.compressed_documents = move["documents"], move["compressed_documents"]
         self.next_position, self.last_document = move["next_position"], move["last_document"]

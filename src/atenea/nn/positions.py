@@ -151,7 +151,9 @@ class RotaryEmbedding(nn.Module):
             inv_freq = inv_freq / self.scaling["factor"]
         elif kind not in (None, "default"):
             raise ValueError(f"rotary: unknown scaling type {kind!r} (known: llama3, linear)")
-        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
+        # float64: ``angles`` rounds it to float32 for the usual models (as the checkpoints'
+        # code computes it), and a float64 model rotates by the exact frequencies
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def angles(self, positions: Tensor, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
         """cos and sin ``(B, 1, L, rotary_dim / 2)`` in float32 (float64 for ``dtype=float64``)

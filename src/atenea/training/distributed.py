@@ -117,9 +117,8 @@ def mean_over_ranks(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     a rank with fewer tokens more. In one process: ``total / count``. No item on any rank (an
     mlm batch that masked nothing): 0, with its graph."""
     if active() and dist.get_world_size() > 1:
-        count = all_reduce_sum(count.detach().double().clone()) / dist.get_world_size()
-    count = torch.where(count > 0, count, torch.ones_like(count))  # then total is 0 too
-    return total / count.to(total.dtype)
+        count = all_reduce_sum(count.detach().to(torch.float64, copy=True)) / dist.get_world_size()
+    return total / count.clamp(min=1).to(total.dtype)  # no item: total is 0 too
 
 
 def all_gather(tensor: torch.Tensor) -> list[torch.Tensor]:

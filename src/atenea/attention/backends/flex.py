@@ -18,8 +18,11 @@ PyTorch's reference implementation, which builds the scores -- correct, for test
 
 from __future__ import annotations
 
+import copy
 import functools
+import inspect
 import warnings
+import weakref
 
 import torch
 from torch import Tensor
@@ -44,6 +47,29 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def why_not(problem: Problem) -> str | None:
+    """Why FlexAttention cannot run this call, in one line, or None when it can. On CUDA its
+    compiled kernel has limits its eager CPU path does not (seen on an H200: it fails to
+    compile float64, and head sizes under 16)."""
+    p = problem
+    if not available():
+        return (
+            f"this PyTorch ({torch.__version__}) has no FlexAttention with block masks and aux "
+            f"outputs (torch >= 2.9)"
+        )
+    if p.dropout_p > 0.0:
+        return "FlexAttention has no dropout (backend='triton' or 'blocks' have)"
+    if p.device.type == "cuda":
+        if p.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+            return f"its CUDA kernel computes float16, bfloat16 or float32, got {p.dtype}"
+        if min(p.head_dim, p.value_dim) < 16:
+            return (
+                f"its CUDA kernel needs head sizes of at least 16, got D={p.head_dim}, "
+                f"Dv={p.value_dim}"
+            )
+    return None
 
 
 # -- masks as mask_mods -------------------------------------------------------------------------
@@ -144,35 +170,39 @@ RECOMPILE_LIMIT = 64
 
 @functools.cache
 def _compiled():
-    import torch._dynamo as dynamo
     from torch.nn.attention.flex_attention import flex_attention
+
+    if "recompile_limit" in inspect.signature(torch.compile).parameters:
+        return torch.compile(flex_attention, dynamic=False, recompile_limit=RECOMPILE_LIMIT)
+    import torch._dynamo as dynamo  # an older torch: only the process-wide setting
 
     dynamo.config.recompile_limit = max(dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     return torch.compile(flex_attention, dynamic=False)
 
 
+_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {device: copy}
+
+
 def _on_device(score_mod, device: torch.device):
     """FlexAttention traces the modifier into its kernel, where no tensor can move between
     devices: a module whose buffers sit elsewhere (``scores.alibi(8)`` made on the CPU, as
-    users do) runs as a copy on the call's device, made once and kept on the module. A
-    trainable tensor on another device cannot be copied (its gradient would be lost): an
-    error says to move the module."""
+    users do) runs as a copy on the call's device, made once per module and device (kept
+    beside the module, not in it). A trainable tensor on another device cannot be copied (its
+    gradient would be lost): an error says to move the module."""
     if not isinstance(score_mod, torch.nn.Module):
         return score_mod
-    if all(t.device == device for t in [*score_mod.parameters(), *score_mod.buffers()]):
+    elsewhere = [t for t in (*score_mod.parameters(), *score_mod.buffers()) if t.device != device]
+    if not elsewhere:
         return score_mod
-    if any(t.device != device for t in score_mod.parameters()):
+    if any(isinstance(t, torch.nn.Parameter) for t in elsewhere):
         raise ValueError(
             f"backend='flex': the score_mod's parameters are not on {device}, the inputs' "
             f"device; move it first (score_mod.to({str(device)!r}))"
         )
-    copies = score_mod.__dict__.setdefault("_copies_by_device", {})
-    key = str(device)
-    if key not in copies:
-        import copy
-
-        copies[key] = copy.deepcopy(score_mod).to(device)
-    return copies[key]
+    copies = _COPIES.setdefault(score_mod, {})
+    if str(device) not in copies:
+        copies[str(device)] = copy.deepcopy(score_mod).to(device)
+    return copies[str(device)]
 
 
 def _absolute_positions(score_mod, offset: int):

@@ -4,13 +4,31 @@ batching and evaluation."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atenea.models import Tokenizer
+from atenea.training.distributed import mean_over_ranks
 from atenea.training.tasks.settings import TaskError
 
 IGNORE = -100  # the label of a position that is not predicted (cross entropy skips it)
 EVAL_BATCH = 64
+
+
+def token_mean(logits: Tensor, targets: Tensor, **cross_entropy) -> Tensor:
+    """Cross entropy of ``logits (..., V)`` against ``targets (...)``, averaged over the
+    targets that are not ``IGNORE`` in the whole micro-batch: under DDP over every rank's
+    shard (``mean_over_ranks``: rows hold different numbers of them). ``cross_entropy``:
+    more of its options (``label_smoothing``)."""
+    total = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE,
+                            reduction="sum", **cross_entropy)  # fmt: skip
+    return mean_over_ranks(total, (targets != IGNORE).sum())
+
+
+def next_tokens(labels: Tensor) -> Tensor:
+    """The targets of a decoder's positions ``(B, L)``: position ``t`` predicts
+    ``labels[t + 1]``; the last predicts nothing (``IGNORE``), as ``DecoderModel`` shifts."""
+    return F.pad(labels[:, 1:], (0, 1), value=IGNORE)
 
 
 def require_token(tokenizer: Tokenizer, role: str) -> int:

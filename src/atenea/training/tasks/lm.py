@@ -13,14 +13,15 @@ from torch import Tensor, nn
 
 from atenea.models import DecoderConfig, DecoderModel
 from atenea.training import metrics
-from atenea.training.distributed import mean_over_ranks
 from atenea.training.tasks.base import (
     EVAL_BATCH,
     IGNORE,
     Evaluating,
     Task,
     device_of,
+    next_tokens,
     require_token,
+    token_mean,
 )
 
 # The suggested prompt of a trained model: the first tokens of a validation row.
@@ -113,11 +114,8 @@ class LanguageModelTask(Task):
     def loss(self, model, batch):
         """The mean over the predicted tokens of the whole micro-batch (under DDP, of every
         rank's shard: ``mean_over_ranks``; rows hold different numbers of them)."""
-        mean = model(
-            batch["input_ids"], document_ids=batch["document_ids"], labels=batch["labels"]
-        ).loss
-        predicted = (batch["labels"][:, 1:] != IGNORE).sum()
-        return mean_over_ranks(mean * predicted, predicted)
+        logits = model(batch["input_ids"], document_ids=batch["document_ids"]).logits
+        return token_mean(logits, next_tokens(batch["labels"]))
 
     def tokens(self, batch):
         return int((batch["document_ids"] >= 0).sum())

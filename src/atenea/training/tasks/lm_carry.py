@@ -22,14 +22,13 @@ streams and memories). Resuming on another number of ranks starts the memories e
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor
 
 from atenea.models.config import DecoderConfig
 from atenea.nn.memory import SegmentMemory
 from atenea.training.distributed import unwrap
+from atenea.training.tasks.base import next_tokens, token_mean
 from atenea.training.tasks.lm_memory import SegmentedLanguageModelTask
 from atenea.training.tasks.settings import TaskError
 
@@ -83,12 +82,9 @@ class CarriedMemoryLanguageModelTask(SegmentedLanguageModelTask):
                 f"carry_memory: stream {first} is at segment {last}, but the step brings "
                 f"segment {index}"
             )
-        out = model(
-            batch["input_ids"], memory=memory, document_ids=batch["document_ids"],
-            labels=batch["labels"],
-        )  # fmt: skip
+        logits = model(batch["input_ids"], memory=memory, document_ids=batch["document_ids"]).logits
         self.carried[first] = (memory, index)
-        return out.loss
+        return token_mean(logits, next_tokens(batch["labels"]))
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -109,16 +105,13 @@ class CarriedMemoryLanguageModelTask(SegmentedLanguageModelTask):
         for name, tensor in tensors.items():
             slot, _, rest = name.removeprefix("memory.").partition(".")
             slots.setdefault(int(slot), {})[rest] = tensor
-        # the memory's settings as the model has them: the run's config over the model's own
-        # defaults (a field the run did not set takes DecoderConfig's, as the model did)
-        defaults = {f.name: f.default for f in dataclasses.fields(DecoderConfig)}
-        c = {**defaults, **self.model_config}
+        c = DecoderConfig(**self.model_config)  # the memory's settings, as the model has them
         self.carried = {}
         for saved in slots.values():
             rows = saved["next_position"].shape[0]
             memory = SegmentMemory(
-                c["num_layers"], rows, c["memory_len"], c["compressed_len"],
-                c["compression_rate"], device=device,
+                c.num_layers, rows, c.memory_len, c.compressed_len, c.compression_rate,
+                device=device,
             )  # fmt: skip
             memory.load_state(
                 {k: v for k, v in saved.items() if k not in ("stream", "segment_index")}

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from atenea.nn.memory import SegmentMemory
 from atenea.training import metrics
-from atenea.training.distributed import unwrap
+from atenea.training.distributed import mean_over_ranks, unwrap
 from atenea.training.tasks.base import IGNORE, Evaluating, device_of
 from atenea.training.tasks.lm import LanguageModelTask
 from atenea.training.tasks.settings import TaskError
@@ -112,7 +112,7 @@ class SegmentedLanguageModelTask(LanguageModelTask):
     def loss(self, model, batch):
         plain = unwrap(model)  # under DDP the memory is the model's
         total, count = self.run_segments(model, batch, plain.new_memory(len(batch["input_ids"])))
-        return total / max(count, 1)
+        return mean_over_ranks(total, torch.tensor(count))  # as lm's (base.token_mean)
 
     def tokens(self, batch):
         return int(batch["input_ids"].numel())

@@ -13,7 +13,6 @@ from torch import Tensor, nn
 
 from atenea.models import EncoderConfig, EncoderForMaskedLM
 from atenea.training import metrics
-from atenea.training.distributed import mean_over_ranks
 from atenea.training.sampling import example_generators
 from atenea.training.tasks.base import (
     EVAL_BATCH,
@@ -23,6 +22,7 @@ from atenea.training.tasks.base import (
     device_of,
     pad_rows,
     require_token,
+    token_mean,
 )
 from atenea.training.tasks.settings import TaskError
 
@@ -121,10 +121,7 @@ class MaskedLanguageModelTask(Task):
         """The mean over the chosen tokens of the whole micro-batch (under DDP, of every rank's
         shard: ``mean_over_ranks``; rows hold different numbers of them)."""
         logits = model(batch["input_ids"], batch["attention_mask"]).logits
-        labels = batch["labels"]  # ignore_index, not a boolean index: no read from the device
-        total = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
-                                reduction="sum")  # fmt: skip
-        return mean_over_ranks(total, (labels != IGNORE).sum())
+        return token_mean(logits, batch["labels"])
 
     def tokens(self, batch):
         return int(batch["attention_mask"].sum())

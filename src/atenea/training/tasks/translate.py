@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import nn
 
 from atenea.generation import generate
@@ -29,7 +28,7 @@ from atenea.models import (
     RNNSearch,
 )
 from atenea.training import metrics
-from atenea.training.distributed import mean_over_ranks, unwrap
+from atenea.training.distributed import unwrap
 from atenea.training.tasks.base import (
     EVAL_BATCH,
     IGNORE,
@@ -38,6 +37,7 @@ from atenea.training.tasks.base import (
     device_of,
     pad_rows,
     require_token,
+    token_mean,
 )
 
 
@@ -116,12 +116,8 @@ class TranslateTask(Task):
         of every rank's shard, ``mean_over_ranks``)."""
         logits = model(batch["src_ids"], batch["tgt_ids"], batch["src_mask"],
                        batch["tgt_mask"]).logits  # fmt: skip
-        labels = batch["labels"].flatten()
-        total = F.cross_entropy(
-            logits.flatten(0, 1).float(), labels, ignore_index=IGNORE, reduction="sum",
-            label_smoothing=float(self.options["label_smoothing"]),
-        )  # fmt: skip
-        return mean_over_ranks(total, (labels != IGNORE).sum())
+        smoothing = float(self.options["label_smoothing"])
+        return token_mean(logits.float(), batch["labels"], label_smoothing=smoothing)
 
     def tokens(self, batch):
         return int(batch["src_mask"].sum() + batch["tgt_mask"].sum())

@@ -34,7 +34,7 @@ from atenea.attention.backends.triton.backward import (
     attention_backward_q,
 )
 from atenea.attention.backends.triton.forward import attention_forward
-from atenea.attention.backends.triton.launch import delta_rows
+from atenea.attention.backends.triton.launch import DELTA_STAGES, DELTA_WARPS, delta_rows
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
@@ -153,6 +153,19 @@ def compile_one(job):
         "dQ": (attention_backward_q, (bwd.block_m2, bwd.block_n2), bwd.num_warps, bwd.num_stages),
     }[name]  # fmt: skip
     constants = _constants(dim, dtype, variant, dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1]))
+    return job, (blocks, warps, stages), _compile(kernel, dtype, constants, warps, stages)
+
+
+def _compile_delta(job):
+    _, dim, dtype, _ = job
+    rows = delta_rows(dim)
+    constants = dict(BLOCK_M=rows, BLOCK_DV=dim, HAS_DLSE=True)
+    measured = _compile(attention_backward_delta, dtype, constants, DELTA_WARPS, DELTA_STAGES)
+    return job, ((rows, dim), DELTA_WARPS, DELTA_STAGES), measured
+
+
+def _compile(kernel, dtype: str, constants: dict, warps: int, stages: int):
+    """Compile ``kernel`` for sm_90: ``(shared bytes, registers, spilled bytes)``."""
     signature = _signature(kernel, dtype)
     source = ASTSource(
         fn=kernel, signature=signature, constexprs=constants, attrs=_alignment(kernel, signature)
@@ -161,20 +174,7 @@ def compile_one(job):
         source, target=TARGET, options={"num_warps": warps, "num_stages": stages}
     )
     registers, spills = _ptxas(compiled.asm["ptx"])
-    return job, (blocks, warps, stages), (compiled.metadata.shared, registers, spills)
-
-
-def _compile_delta(job):
-    _, dim, dtype, _ = job
-    kernel, rows = attention_backward_delta, delta_rows(dim)
-    signature = _signature(kernel, dtype)
-    constants = dict(BLOCK_M=rows, BLOCK_DV=dim, HAS_DLSE=True)
-    source = ASTSource(
-        fn=kernel, signature=signature, constexprs=constants, attrs=_alignment(kernel, signature)
-    )
-    compiled = triton.compile(source, target=TARGET, options={"num_warps": 4, "num_stages": 3})
-    registers, spills = _ptxas(compiled.asm["ptx"])
-    return job, ((rows, dim), 4, 3), (compiled.metadata.shared, registers, spills)
+    return compiled.metadata.shared, registers, spills
 
 
 def main(argv=None) -> int:

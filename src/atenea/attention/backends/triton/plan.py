@@ -22,7 +22,13 @@ from atenea.attention.masks import FULL, PARTIAL, Mask
 from atenea.attention.masks.base import And, Or
 from atenea.attention.masks.rules import Causal, Document, KeyPadding, PrefixLM, SlidingWindow
 from atenea.attention.problem import Problem
-from atenea.attention.scores import ALiBi, Compose, RelativeBias, SoftCap, relative_position_bucket
+from atenea.attention.scores import (
+    ALiBi,
+    RelativeBias,
+    SoftCap,
+    modifiers_in,
+    relative_position_bucket,
+)
 
 NO_PADDING, PAD_RIGHT, PAD_LEFT = 0, 1, 2
 NO_BIAS, BEFORE_CAP, AFTER_CAP = 0, 1, 2  # where an additive bias sits relative to softcap
@@ -110,7 +116,9 @@ def _dead_prefix(mask: Mask, lists: TileLists, plan: MaskPlan) -> Tensor | None:
         return None
     if plan.padding_side == PAD_RIGHT:
         return None
-    live = _live_keys(mask, lists).bool()  # (Bm, Lk); includes any left padding of the mask
+    kinds = lists.kinds().cpu()
+    parts = _partial_tiles(mask, lists, kinds)
+    live = _live_keys(lists, kinds, parts).bool()  # (Bm, Lk); any left padding of the mask too
     if bool(live.all()):
         return None
     lengths = live.sum(1)
@@ -118,14 +126,14 @@ def _dead_prefix(mask: Mask, lists: TileLists, plan: MaskPlan) -> Tensor | None:
     return lengths if torch.equal(live, suffix) else None
 
 
-def _partial_tiles(mask: Mask, lists: TileLists):
+def _partial_tiles(mask: Mask, lists: TileLists, kinds: Tensor):
     """Per query tile with partial key tiles: ``(i, selected, cols, allowed)``, the key tiles
     partial in some batch row or head, their key positions and the mask over them,
     ``(Bm, Hm, q_tile, len(cols))`` on the CPU (False past the lengths). One ``mask.allowed``
     call per query tile over its partial tiles only: the cost is the partial area, never
-    ``Lq x Lk``."""
+    ``Lq x Lk``. ``kinds``: ``lists.kinds()`` on the CPU."""
     q_tile, k_tile, q_len, kv_len = lists.q_tile, lists.k_tile, lists.q_len, lists.kv_len
-    partial = lists.kinds().cpu() == PARTIAL  # (Bm, Hm, n_q, n_k)
+    partial = kinds == PARTIAL  # (Bm, Hm, n_q, n_k)
     mask_b, mask_h, n_q, _ = partial.shape
     for i in range(n_q):
         selected = partial[:, :, i].any(0).any(0).nonzero().flatten()  # key tiles, any row/head
@@ -138,12 +146,12 @@ def _partial_tiles(mask: Mask, lists: TileLists):
         yield i, selected, cols, (allowed.cpu() & inside).expand(mask_b, mask_h, -1, -1)
 
 
-def _live_keys(mask: Mask, lists: TileLists) -> Tensor:
+def _live_keys(lists: TileLists, kinds: Tensor, parts: list) -> Tensor:
     """uint8 ``(Bm, Lk)`` on the CPU: 1 where some query of the batch row (any head) may attend
-    the key: in a full tile, or where a partial tile's mask allows it."""
-    kinds = lists.kinds().cpu()
+    the key: in a full tile, or where a partial tile's mask allows it (``parts``: what
+    ``_partial_tiles`` gave)."""
     live = (kinds == FULL).any(2).any(1).repeat_interleave(lists.k_tile, dim=-1)  # (Bm, n_k*k)
-    for _, _, cols, allowed in _partial_tiles(mask, lists):
+    for _, _, cols, allowed in parts:
         live[:, cols] |= allowed.any(2).any(1)
     return live[:, : lists.kv_len].to(torch.uint8)
 
@@ -153,19 +161,18 @@ def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor, Tensor
     and the live keys (on the CPU)."""
     q_tile, k_tile = lists.q_tile, lists.k_tile
     kinds = lists.kinds().cpu()
+    parts = list(_partial_tiles(mask, lists, kinds))
     partial = kinds == PARTIAL  # (Bm, Hm, n_q, n_k)
     mask_b, mask_h, n_q, n_k = partial.shape
-    live = (kinds == FULL).any(2).any(1).repeat_interleave(k_tile, dim=-1)  # (Bm, n_k * k_tile)
     tiles, where = [], []
-    for i, selected, cols, allowed in _partial_tiles(mask, lists):
-        live[:, cols] |= allowed.any(2).any(1)
+    for i, selected, _, allowed in parts:
         blocks = allowed.reshape(mask_b, mask_h, q_tile, -1, k_tile).permute(0, 1, 3, 2, 4)
         keep = partial[:, :, i][:, :, selected]  # (Bm, Hm, n_selected)
         tiles.append(blocks[keep])
         b, h, j = keep.nonzero(as_tuple=True)
         where.append(torch.stack([b, h, torch.full_like(b, i), selected[j]], dim=1))
     index = torch.zeros(mask_b, mask_h, n_q, n_k, dtype=torch.int32)
-    live = live[:, : lists.kv_len].to(torch.uint8)
+    live = _live_keys(lists, kinds, parts)
     if not tiles:
         return torch.zeros(1, q_tile, k_tile, dtype=torch.uint8), index, live
     stacked = torch.cat(tiles).flatten(1)
@@ -191,17 +198,11 @@ class ModPlan:
     relative_module: RelativeBias | None = None
 
 
-def _flatten(mod) -> list:
-    if isinstance(mod, Compose):
-        return [leaf for inner in mod._order for leaf in _flatten(inner)]
-    return [mod]
-
-
 def unfusable(score_mod, problem: Problem) -> str | None:
     """Why ``score_mod`` cannot run inside the kernel, or None when it can."""
     if score_mod is None:
         return None
-    leaves = _flatten(score_mod)
+    leaves = modifiers_in(score_mod)
     for leaf in leaves:
         if not isinstance(leaf, (ALiBi, SoftCap, RelativeBias)):
             return (
@@ -222,7 +223,7 @@ def mod_plan(score_mod, problem: Problem, device) -> ModPlan:
     if score_mod is None:
         return plan
     stage = BEFORE_CAP
-    for leaf in _flatten(score_mod):
+    for leaf in modifiers_in(score_mod):
         if isinstance(leaf, SoftCap):
             plan.cap, stage = leaf.cap, AFTER_CAP
         elif isinstance(leaf, ALiBi):
