@@ -163,6 +163,19 @@ NAN_CASES = {  # (mask, score_mod, (B, Hq, Hkv, Lq, Lk, D)): bitmaps of the part
         None,
         (2, 2, 1, 40, 150, 16),
     ),
+    # dead keys that are no prefix (through the bitmaps, LIVE): queries at 120..149 in
+    # document 1, which also holds keys 0..39; document 0 (keys 40..99) is dead
+    "documents_out_of_order_short_queries": (
+        masks.document(torch.tensor([1] * 40 + [0] * 60 + [1] * 50)) & masks.causal(),
+        None,
+        (1, 2, 1, 30, 150, 16),
+    ),
+    # a dead window prefix beside right padding (row 0 keeps 130 keys: 130..149 are padding)
+    "window_right_padding_short_queries": (
+        masks.sliding_window(25) & masks.key_padding(torch.tensor([130, 150]), side="right"),
+        None,
+        (2, 2, 1, 40, 150, 16),
+    ),
 }
 
 

@@ -81,11 +81,7 @@ def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
     kinds = [type(leaf) for leaf in leaves]
     family = (Causal, SlidingWindow, Document, KeyPadding, PrefixLM)
     if any(k not in family for k in kinds) or any(kinds.count(k) > 1 for k in set(kinds)):
-        bitmaps, index, live = _build_bitmaps(mask, lists)
-        plan.bitmaps, plan.bitmap_index = bitmaps.to(device), index.to(device)
-        if not bool(live.all()):  # dead keys exist: the kernel checks each key (LIVE)
-            plan.live_keys = live.to(device)
-        return plan
+        return _bitmap_plan(mask, lists)
     for leaf in leaves:
         if isinstance(leaf, Causal):
             plan.causal = True
@@ -98,32 +94,61 @@ def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
             plan.padding_side = PAD_RIGHT if leaf.side == "right" else PAD_LEFT
         else:
             plan.prefix = on_device(leaf.values.reshape(-1))
-    dead_prefix = _dead_prefix(mask, lists, plan)
-    if dead_prefix is not None:
-        plan.padding, plan.padding_side = on_device(dead_prefix), PAD_LEFT
+    live = _rule_live_keys(mask, lists, plan)
+    if live is None:
+        return plan
+    lengths = live.sum(1)
+    if plan.padding_side != PAD_RIGHT and torch.equal(live, _suffixes(lengths, lists.kv_len)):
+        plan.padding, plan.padding_side = on_device(lengths), PAD_LEFT
+        return plan
+    # Dead keys scattered (documents out of order) or beside right padding: the bitmaps'
+    # route, which checks every key (LIVE). Rare, and slower than the rules: correct first.
+    return _bitmap_plan(mask, lists)
+
+
+def _bitmap_plan(mask: Mask, lists: TileLists) -> MaskPlan:
+    """The plan of a mask evaluated through bitmaps of its partial tiles, with the live keys
+    when some key is dead."""
+    device = lists.partial_counts.device
+    bitmaps, index, live = _build_bitmaps(mask, lists)
+    plan = MaskPlan(bitmaps=bitmaps.to(device), bitmap_index=index.to(device))
+    if not bool(live.all()):  # dead keys exist: the kernel checks each key (LIVE)
+        plan.live_keys = live.to(device)
     return plan
 
 
-def _dead_prefix(mask: Mask, lists: TileLists, plan: MaskPlan) -> Tensor | None:
+def _rule_live_keys(mask: Mask, lists: TileLists, plan: MaskPlan) -> Tensor | None:
     """With fewer queries than keys, a window or documents leave keys no query attends: those
-    before the first query's window, or in documents before the first query's. When they are
-    a prefix of every row (packed documents, a window), the keys after it are exactly what
-    left padding of these lengths ``(Bm,)`` keeps: the kernel then never reads the dead ones,
-    and whatever they hold (NaN) changes nothing. None when no key is dead, when right padding
-    is in the rule already, or when the dead keys are not a prefix (documents out of order)."""
-    q_len, kv_len = lists.q_len, lists.kv_len
-    if q_len >= kv_len or not (plan.window or plan.document is not None):
-        return None
-    if plan.padding_side == PAD_RIGHT:
+    before the first query's window, or in documents other than the queries'. Bool ``(Bm, Lk)``
+    on the CPU, True where some query of the row may attend the key (left padding of the mask
+    counts as dead too); None when every key is live or dead only through the mask's own key
+    padding (the kernel skips those already), or when no key can be dead (no window or
+    documents, or ``Lq >= Lk``: bottom-right aligned, each key's own position is a query).
+
+    The caller reads dead keys that are a prefix of every row (a window; packed documents) as
+    left padding of ``live.sum(1)`` keys: the kernel never reads them, and whatever they hold
+    (NaN) changes nothing. Any other pattern goes to the bitmaps, which check each key."""
+    if lists.q_len >= lists.kv_len or not (plan.window or plan.document is not None):
         return None
     kinds = lists.kinds().cpu()
-    parts = _partial_tiles(mask, lists, kinds)
-    live = _live_keys(lists, kinds, parts).bool()  # (Bm, Lk); any left padding of the mask too
-    if bool(live.all()):
-        return None
-    lengths = live.sum(1)
-    suffix = torch.arange(kv_len) >= kv_len - lengths[:, None]
-    return lengths if torch.equal(live, suffix) else None
+    live = _live_keys(lists, kinds, _partial_tiles(mask, lists, kinds)).bool()
+    return None if bool((live | _padded(plan, lists.kv_len)).all()) else live
+
+
+def _padded(plan: MaskPlan, kv_len: int) -> Tensor:
+    """Bool ``(Bm, Lk)`` (or ``(1, 1)``): the keys the plan's own key padding already keeps the
+    kernel from reading."""
+    if plan.padding is None:
+        return torch.zeros(1, 1, dtype=torch.bool)
+    real = plan.padding.cpu().long()[:, None]
+    if plan.padding_side == PAD_RIGHT:
+        return torch.arange(kv_len) >= real
+    return torch.arange(kv_len) < kv_len - real
+
+
+def _suffixes(lengths: Tensor, kv_len: int) -> Tensor:
+    """Bool ``(Bm, Lk)``: True on the last ``lengths[b]`` keys of each row."""
+    return torch.arange(kv_len) >= kv_len - lengths[:, None]
 
 
 def _partial_tiles(mask: Mask, lists: TileLists, kinds: Tensor):
