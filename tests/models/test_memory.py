@@ -154,3 +154,56 @@ def test_memory_refuses_padding_and_wrong_batch():
         model(ids, memory=memory)
     with pytest.raises(ValueError, match="memory: runs whole segments"):
         model(ids.expand(2, 3), attention_mask=torch.ones(2, 3), memory=memory)
+
+
+def test_memory_checks_the_document_ids():
+    """On the CPU path the tests run (the path a GPU runs too: one read a segment), negative or
+    misshapen ids are refused, and a refused segment leaves the memory as it was."""
+    model = tiny(memory_len=4)
+    memory = model.new_memory(2)
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    model(ids, memory=memory, document_ids=torch.zeros(2, 3, dtype=torch.long))
+    before = {name: t.clone() for name, t in memory.state().items()}
+    bad = {
+        "negative": torch.tensor([[0, 0, 0], [0, -1, -1]]),
+        "shape": torch.zeros(2, 4, dtype=torch.long),
+    }
+    for name, documents in bad.items():
+        with pytest.raises(ValueError, match=r"document_ids: expected non-negative ids of shape"
+                                             r" \(2, 3\), got \(2, [34]\)"):  # fmt: skip
+            model(ids, memory=memory, document_ids=documents)
+        assert memory.state().keys() == before.keys(), name
+        assert all(torch.equal(memory.state()[k], t) for k, t in before.items()), name
+
+
+def test_rows_going_on_with_their_document_read_nothing_back():
+    """Segments without document ids on a memory holding one document a row never read a
+    value from the device (a host-device sync on a GPU): on the meta device, which has no
+    values to read, the segments run."""
+    model = tiny(memory_len=8, num_layers=2).to("meta")
+    memory = model.new_memory(3)
+    ids = torch.zeros(3, 5, dtype=torch.long, device="meta")
+    for _ in range(3):
+        logits = model(ids, memory=memory).logits
+    assert logits.shape == (3, 5, 53) and memory.one_document
+    assert memory.next_position.device.type == "meta"
+
+
+@pytest.mark.parametrize("reload", [False, True])
+def test_going_on_after_a_boundary_still_masks_the_old_document(reload):
+    """A document starts mid-segment; the next segments give no ids (the rows go on): the
+    memory still holds the old document's slots, so those segments must keep masking them,
+    as explicit ids would (also from a memory taken back with ``load_state``)."""
+    model = tiny(memory_len=16)
+    ids = torch.randint(0, 53, (1, 15), generator=torch.Generator().manual_seed(6))
+    documents = torch.tensor([[0] * 3 + [1] * 12])
+    explicit, _ = by_segments(model, ids, segment=5, document_ids=documents)
+    memory = model.new_memory(1)
+    first = model(ids[:, :5], memory=memory, document_ids=documents[:, :5]).logits
+    if reload:
+        state = memory.state()
+        memory = model.new_memory(1)
+        memory.load_state(state)
+    rest = [model(ids[:, s : s + 5], memory=memory).logits for s in (5, 10)]
+    torch.testing.assert_close(torch.cat([first, *rest], 1), explicit, rtol=1e-10, atol=1e-10)
+    assert memory.one_document is False  # the doc-0 slots are still in the memory

@@ -24,7 +24,7 @@ from tests.helpers import losses, torchrun
 from tests.helpers import random_texts as texts
 
 SEGMENT, MEMORY = 12, 24
-# 2 streams a step; the text makes 9 segments a stream, so 12 steps cross an epoch.
+# 2 streams a step; the text makes 8 segments a stream, so 12 steps cross an epoch.
 SETTINGS = dict(steps=12, batch_size=2, lr=3e-3, warmup=2, eval_every=0, seed=7, progress=False)
 
 
@@ -167,6 +167,19 @@ def test_ddp_group_of_one_matches_plain_training(uninterrupted, tmp_path):
     finally:
         distributed.teardown()
     assert losses(tmp_path / "ddp") == losses(output)
+
+
+def test_segments_per_stream_is_read_without_train_order():
+    """The stream layout is a function of the training segments and the streams, readable
+    before the loop asks for an order; ``train_order`` follows it."""
+    task, _ = carried_task()
+    segments = task.num_train_examples()
+    assert task.segments_per_stream(2) == segments // 2 == 8  # SETTINGS' comment
+    assert task.segments_per_stream(3) == segments // 3
+    order = task.train_order(0, 2)
+    assert order[:4] == [0, 8, 1, 9] and len(order) == 2 * 8
+    with pytest.raises(TaskError, match="fewer than 2 per stream for 64 streams"):
+        task.segments_per_stream(64)
 
 
 def test_carry_memory_errors():

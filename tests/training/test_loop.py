@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from atenea.models import load_pretrained
+from atenea.models.pretrained import read_tensor_file
 from atenea.training import state
 from atenea.training.loop import TrainConfig, TrainingError, train
 from atenea.training.metrics_log import read_metrics
@@ -89,6 +90,21 @@ def test_the_remainder_of_an_epoch_is_dropped(tmp_path):
     flat = [i for indices in task.seen for i in indices]
     assert flat[:16] == epoch_order(21, seed=3, epoch=0)[:16]
     assert flat[16:] == epoch_order(21, seed=3, epoch=1)[:8]
+
+
+def test_a_task_with_no_hooks_of_its_own_trains_and_resumes(tmp_path):
+    """The loop calls ``Task``'s hooks directly; ToyTask overrides none of them, so it gets the
+    defaults: the seeded permutation (``train_order`` None), nothing carried or saved."""
+    task = ToyTask()
+    assert not {"train_order", "train_state", "load_train_state"} & set(vars(ToyTask))
+    assert task.train_order(0, 8) is None and task.train_state() == {}
+    _run(tmp_path, task=task, steps=2, stop_at=1, eval_every=0, save_every=0)
+    saved = read_tensor_file(latest_checkpoint(tmp_path) / state.STATE_TENSORS)
+    assert not [name for name in saved if name.startswith("task.")]
+    again = ToyTask()
+    _run(tmp_path, resume=True, task=again, steps=2, eval_every=0, save_every=0)
+    assert task.seen + again.seen == [epoch_order(48, seed=3, epoch=0)[i : i + 4]
+                                      for i in (0, 4, 8, 12)]  # fmt: skip
 
 
 def test_resume_is_bit_for_bit(uninterrupted, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from atenea.models import CheckpointError, load_pretrained
+from atenea.models.pretrained import read_tensor_file
 from atenea.training.schedule import make_optimizer, make_scheduler
 from atenea.training.state import (
     TrainingState,
@@ -71,6 +72,28 @@ def test_round_trip_restores_everything_exactly(tmp_path):
             assert torch.equal(restored["state"][index][key], value), (index, key)
     assert other_scheduler.state_dict() == scheduler.state_dict()
     assert other_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
+
+
+def test_every_ranks_rng_and_task_state_round_trip(tmp_path):
+    """Per rank tensors are saved as ``rng.rank.{rank}.*`` and ``task.{rank}.*`` (names.py) and
+    come back by rank; a rank that saved no task state comes back empty."""
+    _, model, optimizer, scheduler = _trained(steps=1)
+    rank_rng = [{"torch": torch.arange(3, dtype=torch.uint8) + r} for r in range(2)]
+    task_state = [
+        {"memory.0.stream": torch.tensor([0])},
+        {},
+        {"memory.0.stream": torch.tensor([4]), "memory.1.layer.0.keys": torch.ones(2)},
+    ]
+    state = TrainingState(2, optimizer=optimizer, scheduler=scheduler, rank_rng=rank_rng,
+                          task_state=task_state)  # fmt: skip
+    folder = save_checkpoint(tmp_path, 2, model, None, {}, state)
+    names = set(read_tensor_file(folder / "training_state.safetensors"))
+    assert {"rng.rank.1.torch", "task.0.memory.0.stream", "task.2.memory.1.layer.0.keys"} <= names
+    assert not any(name.startswith("task.1.") for name in names)
+    loaded = load_training_state(folder, model, optimizer, scheduler)
+    for saved, back in ((rank_rng, loaded.rank_rng), (task_state, loaded.task_state)):
+        assert [sorted(d) for d in back] == [sorted(d) for d in saved]
+        assert all(torch.equal(back[r][k], t) for r, d in enumerate(saved) for k, t in d.items())
 
 
 def test_checkpoint_is_a_model_folder(tmp_path):

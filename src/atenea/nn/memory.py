@@ -139,6 +139,9 @@ class SegmentMemory:
         self.compressed_documents = empty.clone()  # (B, C')
         self.next_position = torch.zeros(self.batch, dtype=torch.long, device=self.device)
         self.last_document = torch.full_like(self.next_position, EMPTY_SLOT)
+        # Known on the host (no read from the device): every slot of every row belongs to the
+        # row's last document (true of an empty memory). ``_one_document`` keeps it up to date.
+        self.one_document = True
 
     def advance(
         self, input_ids: Tensor, document_ids: Tensor | None = None
@@ -152,13 +155,11 @@ class SegmentMemory:
         batch, length = input_ids.shape
         if batch != self.batch:
             raise ValueError(f"memory: made for {self.batch} rows, got input_ids of {batch}")
-        if document_ids is None:
+        given = document_ids is not None
+        if not given:
             document_ids = self.last_document.clamp(min=0)[:, None].expand(batch, length)
-        elif tuple(document_ids.shape) != (batch, length) or bool((document_ids < 0).any()):
-            raise ValueError(
-                f"document_ids: expected non-negative ids of shape {(batch, length)}, got "
-                f"{tuple(document_ids.shape)}"
-            )
+        elif tuple(document_ids.shape) != (batch, length):
+            raise _bad_documents(document_ids, batch, length)
         document_ids = document_ids.to(self.next_position.device)
         positions = positions_in_documents(document_ids, self.last_document, self.next_position)
 
@@ -170,11 +171,34 @@ class SegmentMemory:
         # ids are a document mask (the queries are the last L of them, as ``masks.document``
         # reads them; an empty slot's -1 matches no query): structured, no L x K tensor.
         mask = masks.causal()
-        if not bool((key_documents == key_documents[:, -1:]).all()):
+        self.one_document = self._one_document(key_documents, document_ids if given else None)
+        if not self.one_document:
             mask = mask & masks.document(key_documents)
 
         self._remember(document_ids, positions)
         return positions, mask, Write(slice(past, past + length), None)
+
+    def _one_document(self, key_documents: Tensor, given: Tensor | None) -> bool:
+        """Whether every key of every row is in the row's current document (its last key's),
+        ``key_documents (B, C'+M'+L)``; checks the ``given (B, L)`` document ids are >= 0.
+
+        Both are facts about device values, and reading one back waits for all the work queued
+        before it (on a GPU, a host-device sync: the GPU idles while the host queues the
+        segment). So the check and the answer travel in one read, at most one a segment, on
+        every device (the CPU runs exactly the path a GPU does), and none at all when the rows
+        go on (no ids given) from a memory known to hold one document a row
+        (``self.one_document``): a long text run segment by segment never waits here. Always
+        passing the document mask instead would not save the read (its tile table reads the
+        ids to the host) and would lose the plain causal path. The check stays: a negative id
+        would match the empty slots' -1 and attend to them."""
+        if given is None and self.one_document:
+            return True  # the new tokens continue each row's only document
+        mixed = (key_documents != key_documents[:, -1:]).any()
+        negative = (given < 0).any() if given is not None else torch.zeros_like(mixed)
+        negative, mixed = torch.stack([negative, mixed]).tolist()  # the one read
+        if negative:
+            raise _bad_documents(given, *given.shape)
+        return not mixed
 
     def _remember(self, document_ids: Tensor, positions: Tensor) -> None:
         """Move the bookkeeping on by one segment (the layers move their own keys/values)."""
@@ -212,6 +236,14 @@ class SegmentMemory:
         for index, layer in enumerate(self.layers):
             for name in LAYER_TENSORS:
                 setattr(layer, name, move.get(f"layer.{index}.{name}"))
+        self.one_document = False  # unknown until the next segment reads it
 
 
 LAYER_TENSORS = ("keys", "values", "compressed_keys", "compressed_values")
+
+
+def _bad_documents(document_ids: Tensor, batch: int, length: int) -> ValueError:
+    return ValueError(
+        f"document_ids: expected non-negative ids of shape {(batch, length)}, got "
+        f"{tuple(document_ids.shape)}"
+    )

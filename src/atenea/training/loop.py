@@ -24,7 +24,8 @@ is a pure function of ``(seed, epoch, position, micro-batch)``, and the optimize
 and RNG states travel with each checkpoint: a resumed run computes the same batches and the
 same losses, bit for bit, as an uninterrupted one. A task may fix the order itself
 (``train_order``: lm with a carried memory reads its streams in sequence) and carry state from
-step to step (``train_state`` / ``load_train_state``, saved with every checkpoint, every rank's).
+step to step (``train_state`` / ``load_train_state``, saved with every checkpoint, every rank's):
+hooks of ``Task`` (``tasks/base.py``) whose defaults keep the permutation and carry nothing.
 
 Evaluation never draws from the training's random stream (the RNG states are put back
 afterwards), so evaluating more or less often does not change the training. Under DDP only rank
@@ -159,9 +160,8 @@ class _Run:
         if not restore_rank_rng(state, self.world.rank, self.world.size) and self.world.rank:
             # saved by another number of ranks: not exact anyway, but keep the ranks apart
             torch.manual_seed(self.config.seed + self.world.rank + 1_000_003 * state.step)
-        load_task_state = getattr(self.task, "load_train_state", None)
-        if load_task_state is not None and len(state.task_state) == self.world.size:
-            load_task_state(state.task_state[self.world.rank], self.device)
+        if len(state.task_state) == self.world.size:  # saved by as many ranks: each its own
+            self.task.load_train_state(state.task_state[self.world.rank], self.device)
         self.step, self.epoch, self.position = state.step, state.epoch, state.position
         self.last_checkpoint, self.saved_at = folder, state.step
         self.log.truncate_after(self.step)
@@ -173,20 +173,18 @@ class _Run:
     # -- the pieces of the loop -----------------------------------------------------------------
 
     def order(self, epoch: int) -> list[int]:
-        """The examples of ``epoch`` in the order the steps take them: a permutation, or the
-        task's own fixed order when it has one (streams read in sequence, ``lm_carry.py``)."""
-        task_order = getattr(self.task, "train_order", None)
-        if task_order is not None:
-            return task_order(epoch, self.group)
+        """The examples of ``epoch`` in the order the steps take them: the task's own fixed
+        order when it has one (streams read in sequence, ``lm_carry.py``), else a permutation."""
+        order = self.task.train_order(epoch, self.group)
+        if order is not None:
+            return order
         return epoch_order(self.num_examples, self.config.seed, epoch)
 
     def task_state(self) -> list[dict[str, torch.Tensor]]:
         """What the task carries from step to step (``train_state``: the carried memories of
-        ``lm_carry.py``), every rank's, for rank 0 to save; [] for a task that carries nothing."""
-        state = getattr(self.task, "train_state", None)
-        if state is None:
-            return []
-        local = state()
+        ``lm_carry.py``), every rank's, for rank 0 to save; a task that carries nothing gives
+        empty dicts, so nothing is saved (and no rank gathers anything)."""
+        local = self.task.train_state()
         if self.world.size == 1:
             return [local]
         gathered = {name: distributed.all_gather(t) for name, t in sorted(local.items())}

@@ -41,12 +41,15 @@ from atenea.models.pretrained import (
     read_tensor_file,
 )
 from atenea.models.pretrained import save_pretrained as _save_pretrained
+from atenea.training.names import group_by_index, indexed_name
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
 COMPLETE = "COMPLETE"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"checkpoint-(\d+)")
+# Prefixes of the tensors saved once per rank or per parameter: ``{prefix}.{index}.{name}``.
+RANK_RNG, TASK, OPTIMIZER = "rng.rank", "task", "optimizer.state"
 
 __all__ = [
     "CheckpointError",
@@ -116,7 +119,7 @@ def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.
     for index, entries in state_dict["state"].items():
         for key, value in entries.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.state.{index}.{key}"] = value
+                tensors[indexed_name(OPTIMIZER, index, key)] = value
             else:
                 scalars.setdefault(str(index), {})[key] = value
     return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
@@ -184,9 +187,9 @@ def save_checkpoint(
     optimizer_tensors, optimizer_json = _optimizer_state(state.optimizer)
     rng_tensors, rng_json = _rng_state()
     for rank, states in enumerate(state.rank_rng):
-        rng_tensors.update({f"rng.rank.{rank}.{kind}": t for kind, t in states.items()})
+        rng_tensors.update({indexed_name(RANK_RNG, rank, kind): t for kind, t in states.items()})
     for rank, tensors in enumerate(state.task_state):
-        rng_tensors.update({f"task.{rank}.{name}": t for name, t in tensors.items()})
+        rng_tensors.update({indexed_name(TASK, rank, name): t for name, t in tensors.items()})
     save_file(
         {
             name: t.detach().cpu().contiguous()
@@ -289,11 +292,7 @@ def _read_state_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _restore_optimizer(optimizer, saved: dict, tensors: dict, source: Path) -> None:
-    state: dict[int, dict] = {}
-    for name, tensor in tensors.items():
-        if name.startswith("optimizer.state."):
-            index, _, key = name.removeprefix("optimizer.state.").partition(".")
-            state.setdefault(int(index), {})[key] = tensor
+    state: dict[int, dict] = group_by_index(OPTIMIZER, tensors)
     for index, entries in saved.get("scalars", {}).items():
         state.setdefault(int(index), {}).update(entries)
     groups = saved["param_groups"]
@@ -357,19 +356,6 @@ def load_training_state(folder, model: nn.Module, optimizer, scheduler) -> Train
             f"{folder / STATE_JSON}: cannot restore the scheduler ({error})"
         ) from None
     _restore_rng(saved["rng"], tensors, folder / STATE_JSON)
-    rank_rng: list[dict[str, torch.Tensor]] = []
-    task_state: list[dict[str, torch.Tensor]] = []
-    for name, tensor in sorted(tensors.items()):
-        if name.startswith("rng.rank."):
-            rank, _, kind = name.removeprefix("rng.rank.").partition(".")
-            while len(rank_rng) <= int(rank):
-                rank_rng.append({})
-            rank_rng[int(rank)][kind] = tensor
-        elif name.startswith("task."):
-            rank, _, key = name.removeprefix("task.").partition(".")
-            while len(task_state) <= int(rank):
-                task_state.append({})
-            task_state[int(rank)][key] = tensor
     return TrainingState(
         step=int(saved["step"]),
         epoch=int(saved["epoch"]),
@@ -377,9 +363,16 @@ def load_training_state(folder, model: nn.Module, optimizer, scheduler) -> Train
         config=saved["config"],
         optimizer=optimizer,
         scheduler=scheduler,
-        rank_rng=rank_rng,
-        task_state=task_state,
+        rank_rng=_by_rank(RANK_RNG, tensors),
+        task_state=_by_rank(TASK, tensors),
     )
+
+
+def _by_rank(prefix: str, tensors: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """The tensors named ``{prefix}.{rank}.{name}`` as one ``{name: tensor}`` per rank, ranks
+    0 up to the highest saved (a rank that saved nothing gets {})."""
+    ranks = group_by_index(prefix, tensors)
+    return [ranks.get(rank, {}) for rank in range(max(ranks, default=-1) + 1)]
 
 
 def restore_rank_rng(state: TrainingState, rank: int, world_size: int) -> bool:

@@ -85,7 +85,9 @@ class Task:
 
     A subclass fills in ``complete_config``, ``prepare``, ``build_model``,
     ``num_train_examples``, ``batch``, ``loss``, ``tokens``, ``evaluate`` and
-    ``example_inputs``.
+    ``example_inputs``. A task that carries state from step to step (lm with
+    ``carry_memory``, ``lm_carry.py``) also overrides the loop's hooks ``train_order``,
+    ``train_state`` and ``load_train_state``, whose defaults here carry nothing.
     """
 
     name = ""
@@ -129,3 +131,20 @@ class Task:
             "model_config": self.model_config,
             **self.info,
         }
+
+    # -- the loop's hooks for a task that carries state from step to step ----------------------
+
+    def train_order(self, epoch: int, group: int) -> list[int] | None:
+        """The training examples of ``epoch`` in the order the loop's steps take them, ``group``
+        (batch size x accumulation) a step; None: the loop's own permutation, drawn from the
+        run's seed (``sampling.epoch_order``), which a task without an order of its own wants."""
+        return None
+
+    def train_state(self) -> dict[str, Tensor]:
+        """What this process's task carries from step to step, as named tensors saved with
+        every checkpoint (every rank's); {} (the default): nothing, and nothing is saved."""
+        return {}
+
+    def load_train_state(self, tensors: dict[str, Tensor], device: torch.device) -> None:
+        """Take back what ``train_state`` gave, onto ``device`` (a resumed run goes on with it).
+        Called only when the checkpoint holds this rank's state; the default has none."""

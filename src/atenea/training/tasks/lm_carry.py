@@ -28,9 +28,12 @@ from torch import Tensor
 from atenea.models.config import DecoderConfig
 from atenea.nn.memory import SegmentMemory
 from atenea.training.distributed import unwrap
+from atenea.training.names import group_by_index, indexed_name
 from atenea.training.tasks.base import next_tokens, token_mean
 from atenea.training.tasks.lm_memory import SegmentedLanguageModelTask
 from atenea.training.tasks.settings import TaskError
+
+MEMORY = "memory"  # the carried memories' tensors: ``memory.{slot}.{name}`` (``names.py``)
 
 
 class CarriedMemoryLanguageModelTask(SegmentedLanguageModelTask):
@@ -43,33 +46,42 @@ class CarriedMemoryLanguageModelTask(SegmentedLanguageModelTask):
 
     def prepare(self, train, validation):
         super().prepare(train, validation)
-        self.segments_per_stream = 0  # set by train_order (it learns the number of streams)
+        # The streams the loop reads (rows a step): the loop says it in ``train_order``, the
+        # one place it is told; ``batch`` needs it to tell the stream of a segment.
+        self.streams: int | None = None
         # The memory of each micro-batch's streams, under the first stream's index: (memory,
         # the last segment it has seen).
         self.carried: dict[int, tuple[SegmentMemory, int]] = {}
 
-    def train_order(self, epoch: int, streams: int) -> list[int]:
-        """The segments in the order the steps take them, for ``streams`` rows a step: segment
-        ``k`` of streams ``0 .. streams-1``, then segment ``k + 1`` of each (every epoch alike)."""
-        self.segments_per_stream = self.num_train_examples() // streams
-        if self.segments_per_stream < 2:
+    def segments_per_stream(self, streams: int) -> int:
+        """``K``, the segments of each of ``streams`` streams: the training segments //
+        ``streams`` (the ragged end unread). TaskError under 2: the memory would never carry."""
+        per = self.num_train_examples() // streams
+        if per < 2:
             raise TaskError(
                 f"carry_memory: {self.num_train_examples()} segments of {self.segment} tokens "
                 f"make fewer than 2 per stream for {streams} streams (batch size x accumulation)"
                 f"; give more text, a shorter segment or a smaller batch"
             )
-        per = self.segments_per_stream
+        return per
+
+    def train_order(self, epoch: int, streams: int) -> list[int]:
+        """The segments in the order the steps take them, for ``streams`` rows a step: segment
+        ``k`` of streams ``0 .. streams-1``, then segment ``k + 1`` of each (every epoch alike).
+        Keeps ``streams`` for ``batch``."""
+        per = self.segments_per_stream(streams)
+        self.streams = streams
         return [stream * per + step for step in range(per) for stream in range(streams)]
 
     def batch(self, indices, generator):
-        if not self.segments_per_stream:
+        if self.streams is None:
             raise TaskError("carry_memory: batches follow train_order (the loop asks for it)")
+        per = self.segments_per_stream(self.streams)
         batch = self._batch(self.train_rows, indices)
         # The micro-batch's (or rank's shard's) first stream names its memory: Python ints,
         # so the loss reads no tensor back from the device to find it.
         first = int(indices[0])
-        batch["stream"] = first // self.segments_per_stream
-        batch["segment_index"] = first % self.segments_per_stream
+        batch["stream"], batch["segment_index"] = divmod(first, per)
         return batch
 
     def loss(self, model, batch):
@@ -93,18 +105,14 @@ class CarriedMemoryLanguageModelTask(SegmentedLanguageModelTask):
         order), with the first stream and the last segment each has seen."""
         tensors = {}
         for slot, (first, (memory, last)) in enumerate(sorted(self.carried.items())):
-            tensors[f"memory.{slot}.stream"] = torch.tensor([first])
-            tensors[f"memory.{slot}.segment_index"] = torch.tensor([last])
-            for name, tensor in memory.state().items():
-                tensors[f"memory.{slot}.{name}"] = tensor
+            own = {"stream": torch.tensor([first]), "segment_index": torch.tensor([last]),
+                   **memory.state()}  # fmt: skip
+            tensors.update({indexed_name(MEMORY, slot, name): t for name, t in own.items()})
         return tensors
 
     def load_train_state(self, tensors: dict[str, Tensor], device) -> None:
         """Take back the memories of ``train_state`` (a resumed run goes on with them)."""
-        slots: dict[int, dict[str, Tensor]] = {}
-        for name, tensor in tensors.items():
-            slot, _, rest = name.removeprefix("memory.").partition(".")
-            slots.setdefault(int(slot), {})[rest] = tensor
+        slots = group_by_index(MEMORY, tensors)
         c = DecoderConfig(**self.model_config)  # the memory's settings, as the model has them
         self.carried = {}
         for saved in slots.values():
