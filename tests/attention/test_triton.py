@@ -58,8 +58,8 @@ def test_mask_families_match_reference(case):
 
 @pytest.mark.parametrize(
     "shape",
-    [(1, 4, 2, 150, 150, 32), (1, 4, 1, 100, 150, 32)],
-    ids=["gqa", "mqa_fewer_queries"],
+    [(1, 4, 2, 150, 150, 32), (1, 4, 1, 100, 150, 32), (1, 4, 2, 130, 150, 128)],
+    ids=["gqa", "mqa_fewer_queries", "gqa_d128_grouped_blocks"],  # the last: configs.GROUPED_KV
 )
 def test_grouped_queries_match_reference(shape):
     assert_close(*run_both(shape, masks.causal() & masks.key_padding(140)))

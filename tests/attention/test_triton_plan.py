@@ -83,3 +83,41 @@ def test_live_keys_are_the_keys_some_query_attends():
     every_key = ~masks.sliding_window(50)
     lists = tile_lists(every_key, 150, 150, DEVICE, 64, 64)
     assert plan.mask_plan(every_key, lists).live_keys is None
+
+
+SWITCH_CASES = {
+    "causal": (masks.causal(), None, 0.0),
+    "window_left_padding": (
+        masks.sliding_window(40) & masks.key_padding(torch.tensor([150]), side="left"),
+        None,
+        0.0,
+    ),
+    "documents_prefix": (_documents(60) & masks.prefix_lm(20), None, 0.0),
+    "dense_dead_keys_alibi_softcap": (
+        masks.dense((torch.arange(150) % 7 != 3).expand(150, 150) & (torch.rand(150, 150) < 0.5)),
+        atenea.scores.compose(atenea.scores.alibi(2), atenea.scores.softcap(5.0)),
+        0.0,
+    ),
+    "relative_dropout": (None, atenea.scores.relative_bias(2), 0.2),
+}
+
+
+@pytest.mark.parametrize("case", SWITCH_CASES)
+def test_the_configs_see_the_switches_the_kernels_run(case, monkeypatch):
+    """The block sizes are chosen from ``plan.switches`` (``configs.configs_for``) and the
+    sm_90 check compiles the kernels by constexpr names: both must name exactly the code paths
+    the launch turns on, or a call would run a configuration no check compiled."""
+    from atenea.attention.backends import triton as backend
+    from atenea.attention.backends.triton import check_sm90, launch
+
+    chosen, launched = [], []
+    real_configs, real_common = backend.configs_for, launch._common_args
+    monkeypatch.setattr(backend, "configs_for", lambda *a: chosen.append(a[3]) or real_configs(*a))
+    monkeypatch.setattr(
+        launch, "_common_args", lambda *a: launched.append(real_common(*a)[1]) or real_common(*a)
+    )
+    mask, mod, dropout = SWITCH_CASES[case]
+    q, k, v = (t.float().to(DEVICE) for t in make_qkv(1, 2, 2, 150, 150, 16))
+    atenea.attention(q, k, v, mask=mask, score_mod=mod, dropout_p=dropout, backend="triton")
+    names = set().union(*check_sm90.VARIANTS.values())  # every switch the check varies
+    assert chosen and chosen[0] == {n for n in names if launched[0][n]}, (chosen, launched)

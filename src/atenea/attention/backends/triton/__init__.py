@@ -26,6 +26,7 @@ from atenea.attention.backends.triton.plan import (
     mask_plan,
     mod_plan,
     relative_bias_by_distance,
+    switches,
     unfusable,
 )
 from atenea.attention.problem import Problem
@@ -95,13 +96,11 @@ def triton_attention(
     lists = tile_lists(p.mask, p.q_len, p.kv_len, device, tile, tile)
     mods = mod_plan(p.score_mod, p, device)
     mask = mask_plan(p.mask, lists)
-    gathers = mask.bitmaps is not None or mods.relative_module is not None
     if table_dtype is None:
         table_dtype = torch.float16 if device.type == "cpu" else q.dtype
     forward, backward = configs_for(
-        p.head_dim, p.value_dim, table_dtype, gathers, tile, dropout=p.dropout_p > 0,
-        bitmap=mask.bitmaps is not None, dead_keys=mask.live_keys is not None,
-    )  # fmt: skip
+        p.head_dim, p.value_dim, table_dtype, switches(mask, mods, p.dropout_p > 0), p.group, tile
+    )
     setup = Setup(
         problem=p,
         lists=lists,

@@ -8,14 +8,17 @@ Each kernel of every entry of the tuning tables (bf16 and fp32) is built in the 
 ``VARIANTS``: plain (no mask, no modifier) up to every rule family with every modifier, or a
 bitmap mask with every modifier (what one call can ask at most), the same bitmap with dead
 keys (``LIVE``), and dropout with each of the two configurations it can meet (with and
-without a per-pair table). Registers and spills
-come from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
+without a per-pair table). The dK/dV pass is built again with ``GROUP`` query heads per key
+head (its loop over them keeps more alive: ``configs.GROUPED_KV``), and in every combination
+``configs.is_light`` gives its larger blocks (``light_variants``). Registers and spills come
+from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
 emits). Run with ``TRITON_INTERPRET`` unset.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import subprocess
@@ -103,17 +106,49 @@ VARIANTS = {
 KERNELS = ("forward", "dK/dV", "dQ", "delta")  # delta: one variant (it reads no mask)
 # The head dims checked per dtype (together they reach every entry of the tables)
 CASES = {"bf16": [16, 32, 64, 128, 256], "fp32": [16, 32, 64, 128, 256]}
+GROUP = 4  # the dK/dV pass loops over a group's query heads: compiled at 1 and at this too
+LIGHT_FAMILIES = dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True, ALIBI=1)
 
 
-def _constants(dim: int, dtype: str, variant: str, blocks: dict) -> dict:
+# Spills accepted, each with its bytes and why (every other spill fails the check): float32 is
+# the exact path, not the fast one, and at these two grouped-query corners every other block
+# or warp count compiled spilled as much or more (configs.GROUPED_KV's search, stop 23).
+KNOWN_SPILLS = {
+    # ptxas keeps 64 registers of 255 and spills 8-16 bytes anyway: its choice, not pressure;
+    # 4 warps fix it here but spill 8-16 bytes in two other variants of the same entry
+    ("dK/dV", 64, "fp32", "plain", GROUP): 16,
+    # 255 registers: 2 stages spilled 80 bytes, 4 warps 1,520, 2 warps 6,940, 16 warps 16
+    ("dK/dV", 256, "fp32", "bitmap+dead+rel+drop", GROUP): 16,
+}
+
+
+def light_variants() -> dict[str, dict]:
+    """Every combination of rule families and ALiBi that ``configs.is_light`` lets take the
+    larger dK/dV blocks, by name (``light:CAUSAL+WINDOWED``): register use at 255 a thread is
+    not monotone in what the kernel evaluates, so each one is compiled."""
+    variants = {}
+    names = list(LIGHT_FAMILIES)
+    for size in range(len(names) + 1):
+        for chosen in itertools.combinations(names, size):
+            if tuning.is_light(frozenset(chosen), group=1):
+                variants["light:" + "+".join(chosen)] = {n: LIGHT_FAMILIES[n] for n in chosen}
+    return variants
+
+
+def switches_of(constants: dict) -> frozenset[str]:
+    """The switches ``configs_for`` reads: the constexprs a variant turns on."""
+    return frozenset(name for name, value in constants.items() if value)
+
+
+def _constants(dim: int, dtype: str, switched: dict, blocks: dict, group: int = 1) -> dict:
     constants = dict(
-        GROUP=1, BLOCK_D=dim, BLOCK_DV=dim, SPARSE_Q=128, SPARSE_K=128,
+        GROUP=group, BLOCK_D=dim, BLOCK_DV=dim, SPARSE_Q=128, SPARSE_K=128,
         CAUSAL=False, WINDOWED=False, DOCUMENT=False, PADDING=0, PREFIX=False, BITMAP=False,
         LIVE=False,
         ALIBI=0, ALIBI_SYMMETRIC=False, CAP=False, RELATIVE=0, DROPOUT=False, UPCAST=False,
         PRECISION="ieee" if dtype == "fp32" else "tf32", **blocks,
     )  # fmt: skip
-    constants.update(VARIANTS[variant])
+    constants.update(switched)
     return constants
 
 
@@ -136,28 +171,26 @@ def _ptxas(ptx: str) -> tuple[int, int]:
 
 
 def compile_one(job):
-    """Compile one kernel for sm_90: ``(shared bytes, registers, spilled bytes)``."""
-    name, dim, dtype, variant = job
+    """Compile one kernel for sm_90: ``(shared bytes, registers, spilled bytes)``. ``job``:
+    ``(kernel name, head dim, dtype, variant name, group)``."""
+    name, dim, dtype, variant, group = job
     if name == "delta":
         return _compile_delta(job)
-    gathers = "rel" in variant
+    switched = VARIANTS[variant] if variant in VARIANTS else light_variants()[variant]
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
-    fwd, bwd = tuning.configs_for(
-        dim, dim, torch_dtype, gathers, dropout="drop" in variant,
-        bitmap="bitmap" in variant, dead_keys="dead" in variant,
-    )  # fmt: skip
+    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, switches_of(switched), group)
     kernel, blocks, warps, stages = {
         "forward": (attention_forward, (fwd.block_m, fwd.block_n), fwd.num_warps, fwd.num_stages),
         "dK/dV": (attention_backward_kv, (bwd.block_m1, bwd.block_n1), bwd.warps_kv,
                   bwd.stages_kv),
         "dQ": (attention_backward_q, (bwd.block_m2, bwd.block_n2), bwd.num_warps, bwd.num_stages),
     }[name]  # fmt: skip
-    constants = _constants(dim, dtype, variant, dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1]))
+    constants = _constants(dim, dtype, switched, dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1]), group)
     return job, (blocks, warps, stages), _compile(kernel, dtype, constants, warps, stages)
 
 
 def _compile_delta(job):
-    _, dim, dtype, _ = job
+    _, dim, dtype, _, _ = job
     rows = delta_rows(dim)
     constants = dict(BLOCK_M=rows, BLOCK_DV=dim, HAS_DLSE=True)
     measured = _compile(attention_backward_delta, dtype, constants, DELTA_WARPS, DELTA_STAGES)
@@ -184,12 +217,18 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--kernels", nargs="*", default=list(KERNELS), choices=list(KERNELS))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--no-light",
+        dest="light",
+        action="store_false",
+        help="skip the light dK/dV combinations (40 compilations)",
+    )
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("check_sm90: unset TRITON_INTERPRET (the interpreter compiles nothing)")
         return 2
     jobs = [
-        (name, dim, dtype, variant)
+        (name, dim, dtype, variant, 1)
         for dtype in args.dtypes
         for dim in CASES[dtype]
         if not args.dims or dim in args.dims
@@ -197,18 +236,30 @@ def main(argv=None) -> int:
         for name in args.kernels
         if name != "delta" or variant == args.variants[0]
     ]
+    if "dK/dV" in args.kernels:
+        jobs += [(name, dim, dtype, variant, GROUP) for name, dim, dtype, variant, _ in jobs
+                 if name == "dK/dV"]  # fmt: skip
+        light = [
+            ("dK/dV", dim, "bf16", variant, 1)
+            for dim in CASES["bf16"]
+            if "bf16" in args.dtypes and (not args.dims or dim in args.dims)
+            and tuning.row_bytes(dim, dim, torch.bfloat16) in tuning.LIGHT_KV
+            for variant in (light_variants() if args.light else ())
+        ]  # fmt: skip
+        jobs += light
     failures = 0
-    print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<20} {'blocks':>9} {'warps':>5} "
+    print(f"{'dtype':>5} {'D':>4} {'kernel':<8} {'variant':<28} {'blocks':>9} {'warps':>5} "
           f"{'stages':>6} {'shared KB':>9} {'regs':>5} spills")  # fmt: skip
     with ProcessPoolExecutor(args.jobs) as pool:
         for job, (blocks, warps, stages), (shared, regs, spills) in pool.map(compile_one, jobs):
-            name, dim, dtype, variant = job
-            bad = shared > tuning.SHARED_MEMORY_LIMIT or spills > 0
+            name, dim, dtype, variant, group = job
+            variant = variant if group == 1 else f"{variant} G={group}"
+            bad = shared > tuning.SHARED_MEMORY_LIMIT or spills > KNOWN_SPILLS.get(job, 0)
             failures += bad
             print(
-                f"{dtype:>5} {dim:>4} {name:<8} {variant:<20} {blocks[0]:>4}x{blocks[1]:<4} "
+                f"{dtype:>5} {dim:>4} {name:<8} {variant:<28} {blocks[0]:>4}x{blocks[1]:<4} "
                 f"{warps:>5} {stages:>6} {shared / 1024:>9.1f} {regs:>5} {spills}"
-                f"{'  <-- FAILS' if bad else ''}",
+                f"{'  <-- FAILS' if bad else '  (known: KNOWN_SPILLS)' if spills else ''}",
                 flush=True,
             )
     print(f"{failures} configuration(s) fail" if failures else "every configuration fits")

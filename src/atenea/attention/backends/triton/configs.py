@@ -6,7 +6,7 @@ block size divides 128.
 
 The tables are keyed by the bytes of one padded row of q/k/v (head dim rounded up to a power
 of two, times 2 for fp16/bf16): what fills shared memory and registers. float32 takes the
-last two entries (see ``row_bytes``). FlexAttention's
+last three entries (see ``row_bytes``). FlexAttention's
 sm90 choices for bf16 D=128 (256 bytes) are the starting point (forward 128x64, 3 stages, 8
 warps; backward M1=64, N1=128, M2=128, N2=64); ``check_sm90`` compiles every entry for sm_90
 and the values below are the ones it reports inside the 227 KB of shared memory a block may
@@ -17,7 +17,8 @@ per dK/dV block and half its keys down to 32 (there the bias gradient is scatter
 blocks spill). Calls with dropout draw a Philox number per pair of a step, whose state the
 compiler keeps for every pair at once: they take 8 warps and at most 64 x 64 pairs a step, half
 that where ``DROPOUT_PAIRS`` says (a per-pair table, larger head dims; at D = 256 with a table,
-16 keys a dK/dV block).
+16 keys a dK/dV block). Light calls (``is_light``) take larger dK/dV blocks, grouped-query
+calls smaller ones (``LIGHT_KV``, ``GROUPED_KV``).
 
 Chosen by compilation, except the 16-bit D=128 backward, timed on an H200 (below); timing the
 others on an H100/H200 (benchmarks/gpu_backward_sweep.py --head-dim N) may move them.
@@ -31,7 +32,7 @@ from dataclasses import dataclass, replace
 import torch
 
 SHARED_MEMORY_LIMIT = 227 * 1024  # bytes one block may use on sm_90
-FLOAT32_KEYS = (1024, 2048)  # float32 calls take these entries (D <= 32, D > 32): row_bytes
+FLOAT32_KEYS = (1024, 2048, 4096)  # float32 calls: D <= 32, <= 128, <= 256 (``row_bytes``)
 # Calls with dropout: the largest compute step (query rows x keys), per row bytes, for the
 # forward and the backward, each (without, with a per-pair table); found by check_sm90
 DROPOUT_PAIRS = {
@@ -80,6 +81,7 @@ FORWARD = {
     512: ForwardConfig(64, 32, 8, 2),
     1024: ForwardConfig(32, 16, 4, 1),
     2048: ForwardConfig(16, 16, 8, 2),
+    4096: ForwardConfig(16, 16, 8, 2),
 }
 # The dK/dV pass holds dK, dV (fp32) and K, V for its key block across the whole loop: with 128
 # keys and D=128 that alone is 192 registers a thread at 8 warps, and FlexAttention's N1=128
@@ -98,20 +100,53 @@ BACKWARD = {
     512: BackwardConfig(32, 32, 32, 32, 8, 1),
     1024: BackwardConfig(16, 32, 32, 16, 4, 1),
     2048: BackwardConfig(16, 16, 32, 16, 8, 2, kv_stages=1),
+    4096: BackwardConfig(16, 16, 32, 16, 8, 2, kv_stages=1),
 }
 
 # float32 calls with dropout: the backward changes that keep ptxas from spilling (8 to 64 bytes,
 # at 72 to 128 registers a thread: its allocation is erratic at these sizes); check_sm90
-FLOAT32_DROPOUT = {1024: dict(kv_stages=2), 2048: dict(block_m2=16)}
+FLOAT32_DROPOUT = {1024: dict(kv_stages=2), 2048: dict(block_m2=16), 4096: dict(block_m2=16)}
 # Calls with a bitmap mask whose plan has dead keys (keys no query attends, ``LIVE``: the key
 # loads check one more mask): (forward, backward) changes, without dropout, where ptxas spilled
-# 8 to 16 bytes; check_sm90. The dK/dV pass at D = 256 with any bitmap: 16 keys a block.
-# (float32 takes one entry for 32 < D <= 256; its dK/dV change is for D <= 128 only.)
+# 8 to 16 bytes; check_sm90. (float32 D = 256 keeps its dK/dV pass: one stage fits, two spill.)
 DEAD_KEYS = {
     64: ({}, dict(num_stages=1)),  # dQ
     1024: ({}, dict(kv_warps=8)),  # dK/dV (8 warps spill in dQ, so only there)
     2048: (dict(num_stages=1), dict(kv_stages=2)),
+    4096: (dict(num_stages=1), {}),
 }
+# The dK/dV pass under any bitmap mask (without dropout), and with dropout and a per-pair
+# table: 16 keys a block at 16-bit D = 256, where 32 spilled; check_sm90
+BITMAP_KV = {512: dict(block_n1=16)}
+DROPOUT_TABLE_KV = {512: dict(block_n1=16)}
+# The dK/dV pass of a *light* call (``is_light``): 64 x 64 blocks at 4 warps, timed on an H200
+# at 3.86 / 0.64 / 0.63 ms (causal / window 1024 / 8 documents, L=16k) against the 32 x 64
+# entry's 4.63 / 0.73 / 0.74 (benchmarks/gpu_backward_sweep.py). They fill all 255 registers a
+# thread, so they fit only without the code a heavier call adds (check_sm90 compiles every
+# light combination).
+LIGHT_KV = {256: dict(block_m1=64)}
+# The dK/dV pass of grouped-query calls (GROUP > 1: the loop over the group's query heads keeps
+# more alive): upper bounds on its blocks, and its warps, where the ungrouped entry spilled
+# 8 to 72 bytes; check_sm90 compiles every variant with GROUP = 4.
+GROUPED_KV = {
+    64: dict(block_m1=32),
+    128: dict(block_m1=32),
+    256: dict(block_m1=16),
+    1024: dict(kv_warps=8),
+}
+
+# The kernel switches (its constexpr names) that make a call heavier than ``LIGHT_KV`` allows
+HEAVY = frozenset({"CAP", "RELATIVE", "BITMAP", "LIVE", "DROPOUT"})
+
+
+def is_light(switches: frozenset[str], group: int) -> bool:
+    """Whether the dK/dV pass takes ``LIGHT_KV``: one query head per key head, no softcap,
+    no per-pair table, no dropout, and documents only without key padding or ALiBi (with
+    either, ptxas spilled 8 to 204 bytes). Found by compiling every combination (check_sm90);
+    what fits at 255 registers is not monotone, so the rule lists what was compiled."""
+    if group > 1 or switches & HEAVY:
+        return False
+    return "DOCUMENT" not in switches or not switches & {"PADDING", "ALIBI"}
 
 
 def padded_dim(dim: int) -> int:
@@ -123,12 +158,19 @@ def padded_dim(dim: int) -> int:
 def row_bytes(head_dim: int, value_dim: int, dtype: torch.dtype) -> int:
     """The key of the tables: bytes of one padded row of the widest of q/k and v (16-bit
     dtypes). float32 is the exact path, not the fast one: its products run on the FMA units
-    ("ieee"), which hold whole fp32 operands in registers, so it takes the two smallest-block
-    entries, ``FLOAT32_KEYS``, one for D <= 32 and one above."""
+    ("ieee"), which hold whole fp32 operands in registers, so it takes small-block entries of
+    its own, ``FLOAT32_KEYS``: D <= 32, D <= 128 and D <= 256 (the last two share their blocks
+    and differ in the changes of the other tables)."""
     width = max(padded_dim(head_dim), padded_dim(value_dim))
     if dtype == torch.float32:
-        return FLOAT32_KEYS[0] if width <= 32 else FLOAT32_KEYS[1]
+        return FLOAT32_KEYS[(width > 32) + (width > 128)]
     return width * 2
+
+
+def _at_most(config, **bounds):
+    """``config`` with each named field lowered to its bound (never raised)."""
+    lowered = {name: min(getattr(config, name), bound) for name, bound in bounds.items()}
+    return replace(config, **lowered)
 
 
 @functools.cache  # a pure function of hashable settings, asked at every call
@@ -136,20 +178,22 @@ def configs_for(
     head_dim: int,
     value_dim: int,
     dtype: torch.dtype,
-    gathers: bool = False,
+    switches: frozenset[str] = frozenset(),
+    group: int = 1,
     tile: int = 128,
-    dropout: bool = False,
-    bitmap: bool = False,
-    dead_keys: bool = False,
 ) -> tuple[ForwardConfig, BackwardConfig]:
-    """The configurations of one call. ``gathers``: the call reads a per-pair table in the
-    loop (bitmap mask, relative bias). ``dropout``: the call draws a random number per pair.
-    ``bitmap``: the mask is bitmaps (a table of its own); ``dead_keys``: its plan marks keys no
-    query attends (``DEAD_KEYS``).
-    Every block is clamped to the sparse ``tile`` (tests use 64-wide tiles to get more
-    structure out of short sequences)."""
+    """The configurations of one call. ``switches``: the kernel's optional code paths the call
+    turns on, by their constexpr names (``plan.switches``): ``BITMAP`` or ``RELATIVE`` read a
+    per-pair table in the loop, ``DROPOUT`` draws a number per pair, ``LIVE`` marks a bitmap
+    plan with dead keys; the rule families and score modifiers decide ``is_light``. ``group``:
+    query heads per key/value head. Every block is clamped to the sparse ``tile`` (tests use
+    64-wide tiles to get more structure out of short sequences)."""
     key = row_bytes(head_dim, value_dim, dtype)
     fwd, bwd = FORWARD[key], BACKWARD[key]
+    gathers = bool(switches & {"BITMAP", "RELATIVE"})
+    dropout, bitmap = "DROPOUT" in switches, "BITMAP" in switches
+    if key in LIGHT_KV and is_light(switches, group):
+        bwd = replace(bwd, **LIGHT_KV[key])
     if gathers and key not in FLOAT32_KEYS:  # (float32's small blocks need no change)
         fwd = replace(fwd, num_stages=max(1, fwd.num_stages - 1), num_warps=8)
         bwd = replace(
@@ -159,15 +203,13 @@ def configs_for(
             block_m1=max(16, bwd.block_m1 // 2),
             block_n1=bwd.block_n1 // 2 if bwd.block_n1 >= 64 else bwd.block_n1,
         )
-    if dead_keys and not dropout and key in DEAD_KEYS:
+    if "LIVE" in switches and not dropout and key in DEAD_KEYS:
         forward_change, backward_change = DEAD_KEYS[key]
-        if key == 2048 and padded_dim(max(head_dim, value_dim)) > 128:
-            backward_change = {}  # float32 D = 256: one dK/dV stage fits, two spill 32 bytes
         kv_stages = bwd.stages_kv  # a change of num_stages is the dQ pass's alone
         fwd, bwd = replace(fwd, **forward_change), replace(bwd, **backward_change)
         bwd = replace(bwd, kv_stages=backward_change.get("kv_stages", kv_stages))
-    if bitmap and not dropout and key == 512:
-        bwd = replace(bwd, block_n1=16)
+    if bitmap and not dropout and key in BITMAP_KV:
+        bwd = replace(bwd, **BITMAP_KV[key])
     if dropout and key in FLOAT32_KEYS:
         bwd = replace(bwd, **FLOAT32_DROPOUT[key])
     if dropout and key not in FLOAT32_KEYS:
@@ -183,14 +225,13 @@ def configs_for(
             block_m1=min(bwd.block_m1, pairs // bwd.block_n1),
             block_m2=min(bwd.block_m2, pairs // bwd.block_n2),
         )
-        if gathers and key >= 512:  # D = 256: dK, dV of 32 keys and the draw spilled 8 bytes
-            bwd = replace(bwd, block_n1=bwd.block_n1 // 2)
-    fwd = replace(fwd, block_m=min(fwd.block_m, tile), block_n=min(fwd.block_n, tile))
-    bwd = replace(
-        bwd,
-        block_m1=min(bwd.block_m1, tile),
-        block_n1=min(bwd.block_n1, tile),
-        block_m2=min(bwd.block_m2, tile),
-        block_n2=min(bwd.block_n2, tile),
-    )
+        if gathers and key in DROPOUT_TABLE_KV:
+            bwd = replace(bwd, **DROPOUT_TABLE_KV[key])
+    if group > 1 and key in GROUPED_KV:
+        bounds = dict(GROUPED_KV[key])
+        warps = bounds.pop("kv_warps", None)
+        bwd = _at_most(bwd, **bounds)
+        bwd = replace(bwd, kv_warps=warps) if warps is not None else bwd
+    fwd = _at_most(fwd, block_m=tile, block_n=tile)
+    bwd = _at_most(bwd, block_m1=tile, block_n1=tile, block_m2=tile, block_n2=tile)
     return fwd, bwd
