@@ -1,7 +1,7 @@
 """The Triton kernel's backward on a GPU: where its time goes, and which block sizes make it
 fastest. Chooses the ``BACKWARD`` entry of ``configs.py`` for bf16 at one head size.
 
-    python benchmarks/gpu_backward_sweep.py [--head-dim 128] [--lengths 4096 16384]
+    python benchmarks/gpu_backward_sweep.py [--head-dim 128] [--lengths 4096 16384] [--group 4]
 
 1. A profile of forward + backward (``torch.profiler``, CUDA kernel times summed over 10 calls)
    per mask (causal, sliding window 1024, 8 documents): the forward kernel, the dK/dV pass, the
@@ -37,7 +37,7 @@ import gpu  # noqa: E402
 
 # (block_m1, block_n1, kv_warps, kv_stages) for dK/dV; (block_m2, block_n2, warps, stages) for dQ
 KV_CANDIDATES = [(64, 64, 8, 2), (32, 64, 4, 2), (32, 64, 4, 3), (64, 64, 4, 2), (32, 128, 8, 2),
-                 (64, 128, 8, 2)]  # fmt: skip
+                 (64, 128, 8, 2), (16, 64, 4, 2)]  # fmt: skip
 Q_CANDIDATES = [(128, 64, 8, 2), (64, 64, 4, 2), (128, 32, 4, 3), (64, 32, 4, 3),
                 (128, 64, 8, 3), (64, 64, 4, 3)]  # fmt: skip
 
@@ -87,17 +87,26 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 16384],
                         help="lengths profiled")  # fmt: skip
     parser.add_argument("--sweep-length", type=int, default=16384, help="length swept")
+    parser.add_argument(
+        "--group",
+        type=int,
+        default=1,
+        help="query heads per key/value head (16 query heads; 4: GQA as Llama's)",
+    )
     parser.add_argument("--json", default="bench-results/gpu_backward_sweep.json")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("benchmarks/gpu_backward_sweep.py: needs a CUDA GPU (none here)")
     warnings.filterwarnings("ignore")
     print(f"machine: {benchlib.machine('triton')} {torch.cuda.get_device_name()}", flush=True)
-    print("default configs:", configs_for(args.head_dim, args.head_dim, torch.bfloat16), flush=True)
+    causal = frozenset({"CAUSAL"})  # the configs of a light call (configs.is_light)
+    print("default configs:", configs_for(args.head_dim, args.head_dim, torch.bfloat16, causal,
+                                           args.group), flush=True)  # fmt: skip
     rows = []
     for length in args.lengths:
-        q, k, v = (torch.randn(1, 16, length, args.head_dim, device="cuda", dtype=torch.bfloat16,
-                               requires_grad=True) for _ in range(3))  # fmt: skip
+        q, k, v = (torch.randn(1, heads, length, args.head_dim, device="cuda",
+                               dtype=torch.bfloat16, requires_grad=True)
+                   for heads in (16, 16 // args.group, 16 // args.group))  # fmt: skip
         grad = torch.randn_like(q)
         for name in ("causal", "window", "documents"):
             mask = gpu.mask_of(name, length)[0]  # the masks of benchmarks/gpu.py
@@ -106,7 +115,8 @@ def main() -> None:
                 atenea.attention(q, k, v, mask=mask, backend="triton").backward(grad)
 
             triton_backend.configs_for = configs_for
-            row = {"what": "profile", "mask": name, "L": length, **kernel_times(step)}
+            row = {"what": "profile", "mask": name, "L": length, "group": args.group,
+                   **kernel_times(step)}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows.append(row)
             if length != args.sweep_length:
@@ -118,8 +128,8 @@ def main() -> None:
                     else:
                         change = dict(block_m2=m, block_n2=n, num_warps=warps, num_stages=stages)
                     with_backward(change)
-                    row = {"what": pass_name, "mask": name, "L": length, "config": [m, n, warps,
-                           stages]}  # fmt: skip
+                    row = {"what": pass_name, "mask": name, "L": length, "group": args.group,
+                           "config": [m, n, warps, stages]}  # fmt: skip
                     try:
                         row["ms"] = kernel_times(step, calls=5)[pass_name]
                     except Exception as error:  # noqa: BLE001 - a candidate that fails says why

@@ -45,21 +45,28 @@ step() {
 # 1. Correctness: the Triton kernel's interpreter tests on CUDA (tests/conftest.py switches the
 #    interpreter on only where there is no GPU) and every gpu-marked test.
 pytest="$python -m pytest -q $parallel -p no:cacheprovider --continue-on-collection-errors"
-step 1_tests.log 150 bash -c "$pytest -m 'not slow' tests/attention/test_triton.py \
+step 1_tests.log 120 bash -c "$pytest -m 'not slow' tests/attention/test_triton.py \
     tests/attention/test_triton_dropout.py tests/attention/test_triton_plan.py \
     tests/attention/test_triton_scores.py; $pytest -m gpu tests"
 # 2. The issue's table: causal, window, documents at 4k/16k/32k, D=128, with a cold Triton cache
 #    (the first call at 4k includes compiling the kernels; later lengths show a new length).
+#    New since the last GPU run: the light dK/dV blocks (64x64) and the delta pass.
 TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
     $python benchmarks/gpu.py --only attention --json /tmp/attention128.json
-# 3. The backward's passes apart, and block sizes for D=128 and D=64.
-step 3_sweep128.log 70 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
-step 4_sweep64.log 60 $python benchmarks/gpu_backward_sweep.py --head-dim 64 --lengths 16384 \
+# 3. Where the host's time goes at 4k (2.05 ms per fwd+bwd against 0.72 ms of kernels).
+step 3_host.log 45 $python benchmarks/gpu_host_profile.py --masks window causal --calls 50 \
+    --json /tmp/host.json
+# 4. The backward's passes apart, and block sizes: D=128, grouped-query (4 query heads a key
+#    head: configs.GROUPED_KV is compile-chosen), D=64.
+step 4_sweep128.log 70 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
+step 5_sweep128_gqa.log 60 $python benchmarks/gpu_backward_sweep.py --group 4 --lengths 16384 \
+    --json /tmp/sweep128gqa.json
+step 6_sweep64.log 50 $python benchmarks/gpu_backward_sweep.py --head-dim 64 --lengths 16384 \
     --json /tmp/sweep64.json
-# 4. Where auto should send the other masks, score modifiers and dropout, at 16k.
-step 5_routing.log 80 $python benchmarks/gpu_routing.py --lengths 16384 --json /tmp/routing.json
-# 5. Compiled decoding (a CUDA graph per token), then D=64 attention.
-step 6_decode.log 60 $python benchmarks/gpu.py --only decode --quick --json /tmp/decode.json
-step 7_attention64.log 60 $python benchmarks/gpu.py --only attention --head-dim 64 --quick \
+# 5. Where auto should send the other masks, score modifiers and dropout, at 16k.
+step 7_routing.log 60 $python benchmarks/gpu_routing.py --lengths 16384 --json /tmp/routing.json
+# 6. Compiled decoding (a CUDA graph per token), then D=64 attention.
+step 8_decode.log 40 $python benchmarks/gpu.py --only decode --quick --json /tmp/decode.json
+step 9_attention64.log 50 $python benchmarks/gpu.py --only attention --head-dim 64 --quick \
     --json /tmp/attention64.json
 echo "total $SECONDS s" | tee -a "$out/0_steps.txt"
