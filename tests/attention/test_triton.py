@@ -33,6 +33,11 @@ MASK_CASES = {
         masks.prefix_lm(20) & masks.key_padding([160, 90], side="left"),
         (2, 1, 1, 177, 177, 32),
     ),
+    # length 1: a decoding step (one query, grouped heads), one key (every row but the last
+    # empty, bottom-right), one of each
+    "one_query_gqa": (masks.causal(), (1, 4, 2, 1, 177, 32)),
+    "one_key": (masks.causal(), (1, 2, 2, 50, 1, 32)),
+    "one_by_one_window": (masks.sliding_window(3), (1, 1, 1, 1, 1, 16)),
     # bitmaps of the partial tiles
     "or": (masks.document(DOCS) | masks.causal(), (1, 2, 2, 177, 177, 32)),
     "not": (~masks.sliding_window(50), (1, 2, 2, 177, 177, 32)),
@@ -73,6 +78,34 @@ def test_grouped_queries_match_reference(shape):
 )  # fmt: skip
 def test_head_sizes_match_reference(shape):
     assert_close(*run_both(shape, masks.sliding_window(70)))
+
+
+def test_fp16_scores_past_its_range_stay_within_twice_pytorchs_error():
+    """q.k near 8e4, past fp16's largest number (65504): the kernel's scores are float32
+    (``tl.dot`` accumulates in float32, the scale applies there), so nothing overflows. Most of
+    each score is the same for every key of its row (q ~ 100 + noise, k ~ 25 + small noise),
+    so the softmax is not one-hot; but then dq sums nearly equal keys with weights that sum to
+    zero, which no fp16 or float32 computation gets to fp16's usual tolerance (float32 keeps
+    ~1e-3 of a 1.4e4 score). So the rule is FlashAttention's: within twice the error PyTorch's
+    own attention (SDPA) makes in fp16 on the same inputs, against float64."""
+    from tests.attention.triton_cases import relative_error
+
+    q, k, v = make_qkv(1, 2, 2, 100, 130, 32, seed=4)
+    q, k = q + 100, 25 + 0.01 * k
+    low = [t.half().to(DEVICE).requires_grad_() for t in (q, k, v)]
+    peer = [t.detach().clone().requires_grad_() for t in low]  # PyTorch's, in fp16 too
+    high = [t.detach().double().cpu().requires_grad_() for t in low]
+    assert (high[0] @ high[1].transpose(-1, -2)).abs().max() > 65504  # the premise
+    mask = masks.causal()
+    grad = torch.randn(1, 2, 100, 32, generator=torch.Generator().manual_seed(2))
+    results = []
+    for inputs, backend in ((low, "triton"), (peer, "sdpa"), (high, "reference")):
+        out = atenea.attention(*inputs, mask=mask, backend=backend)
+        grads = torch.autograd.grad(out, inputs, grad.to(out))
+        results.append([t.detach().double().cpu() for t in (out, *grads)])
+    for name, got, pytorch, want in zip(["out", "dq", "dk", "dv"], *results):
+        assert torch.isfinite(got).all(), name
+        assert relative_error(got, want) <= 2 * relative_error(pytorch, want) + 1e-4, name
 
 
 def test_float32_blocks_match_reference():
