@@ -101,7 +101,7 @@ def main() -> None:
     print(f"machine: {benchlib.machine('triton')} {torch.cuda.get_device_name()}", flush=True)
     causal = frozenset({"CAUSAL"})  # the configs of a light call (configs.is_light)
     print("default configs:", configs_for(args.head_dim, args.head_dim, torch.bfloat16, causal,
-                                           args.group), flush=True)  # fmt: skip
+                                           args.group, pack=args.group), flush=True)  # fmt: skip
     rows = []
     for length in args.lengths:
         q, k, v = (torch.randn(1, heads, length, args.head_dim, device="cuda",

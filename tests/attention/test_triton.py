@@ -62,12 +62,26 @@ def test_mask_families_match_reference(case):
 
 
 @pytest.mark.parametrize(
-    "shape",
-    [(1, 4, 2, 150, 150, 32), (1, 4, 1, 100, 150, 32), (1, 4, 2, 130, 150, 128)],
-    ids=["gqa", "mqa_fewer_queries", "gqa_d128_grouped_blocks"],  # the last: configs.GROUPED_KV
+    "shape, pack",
+    [
+        ((1, 4, 2, 150, 150, 32), 2),
+        ((1, 4, 1, 100, 150, 32), 4),
+        ((1, 4, 2, 130, 150, 128), 2),
+        ((1, 16, 1, 70, 150, 16), 16),
+        ((1, 6, 2, 100, 150, 32), 1),
+    ],
+    ids=["gqa", "mqa_fewer_queries", "gqa_d128", "mqa_16_heads", "gqa_3_heads_loop"],
 )
-def test_grouped_queries_match_reference(shape):
+def test_grouped_queries_match_reference(shape, pack, monkeypatch):
+    """The dK/dV pass takes a group's query heads together in each step (``pack``) when they
+    share the mask's tiles and number a power of two; three heads a group take the loop over
+    them (and its smaller blocks, ``configs.GROUPED_KV``)."""
+    from atenea.attention.backends.triton import launch
+
+    packs, real = [], launch.pack_of
+    monkeypatch.setattr(launch, "pack_of", lambda *a: packs.append(real(*a)) or packs[-1])
     assert_close(*run_both(shape, masks.causal() & masks.key_padding(140)))
+    assert packs == [pack]
 
 
 @pytest.mark.parametrize(

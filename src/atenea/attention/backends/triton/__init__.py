@@ -89,7 +89,7 @@ def triton_attention(
     drawn from torch's generator (``torch.manual_seed`` makes the call reproducible); the
     kernels derive every element's keep decision from it (``rules.dropout_keep``). The caller
     checks ``why_not`` first."""
-    from atenea.attention.backends.triton.launch import Setup, TritonAttention
+    from atenea.attention.backends.triton.launch import Setup, TritonAttention, pack_of
 
     p = problem
     device = q.device
@@ -98,9 +98,11 @@ def triton_attention(
     mask = mask_plan(p.mask, lists)
     if table_dtype is None:
         table_dtype = torch.float16 if device.type == "cpu" else q.dtype
+    pack = pack_of(p.group, lists, table_dtype)
     forward, backward = configs_for(
-        p.head_dim, p.value_dim, table_dtype, switches(mask, mods, p.dropout_p > 0), p.group, tile
-    )
+        p.head_dim, p.value_dim, table_dtype, switches(mask, mods, p.dropout_p > 0), p.group,
+        pack, tile,
+    )  # fmt: skip
     setup = Setup(
         problem=p,
         lists=lists,
@@ -110,6 +112,7 @@ def triton_attention(
         backward=backward,
         # one int64 from torch's generator: torch.manual_seed makes the dropout reproducible
         seed=int(torch.randint(0, 2**62, ())) if p.dropout_p > 0 else 0,
+        pack=pack,
     )
     relative = None
     if mods.relative_module is not None:

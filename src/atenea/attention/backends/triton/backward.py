@@ -5,9 +5,10 @@
 - ``attention_backward_delta``: one program per (block of rows, batch row, query head): delta,
   in float32, in one pass over O and dO (no float32 copies of them).
 
-- ``attention_backward_kv``: one program per (key block, batch row, key/value head); it loops
-  over the query heads of its group and over the query tiles that visit its key tile (the
-  transposed lists): dK and dV summed in registers, no atomics, no copies of K/V per head. The
+- ``attention_backward_kv``: one program per (key block, batch row, key/value head); it walks
+  the query tiles that visit its key tile (the transposed lists) for every query head of its
+  group, the heads packed into each step where they share the tiles (``PACK``) or one after
+  the other: dK and dV summed in registers, no atomics, no copies of K/V per head. The
   relative-bias table's gradient (per head and distance) is the only atomic sum, in float32.
 - ``attention_backward_q``: one program per (query block, batch row, query head), walking the
   same lists as the forward: dQ.
@@ -77,9 +78,12 @@ def attention_backward_kv(
     PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr, LIVE: tl.constexpr,
     ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
     DROPOUT: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr, PACK: tl.constexpr = 1,
 ):  # fmt: skip
-    """The lists here are the transposed ones: per key tile, the query tiles visiting it."""
+    """The lists here are the transposed ones: per key tile, the query tiles visiting it.
+    ``PACK`` (a power of two dividing ``GROUP``, at most ``BLOCK_M``): query heads of the group
+    taken together in one step; GROUP when every head visits the same tiles (the mask's lists
+    broadcast over heads), else 1 (a loop over the heads)."""
     start_n = tl.program_id(0) * BLOCK_N
     off_b = tl.program_id(1).to(tl.int64)
     off_kvh = tl.program_id(2).to(tl.int64)
@@ -105,49 +109,68 @@ def attention_backward_kv(
         v = v.to(tl.float32)
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
-    SUB: tl.constexpr = SPARSE_Q // BLOCK_M
+    # A step's BLOCK_M columns are ROWS query rows of each of PACK query heads of the group
+    # (column c: head c % PACK, row c // PACK): the heads that visit the same tiles share the
+    # loop, so a group costs the registers of one head; the other packs of the group follow.
+    ROWS: tl.constexpr = BLOCK_M // PACK
+    SUB: tl.constexpr = SPARSE_Q // ROWS
+    lanes = tl.arange(0, BLOCK_M)
     keep_scale = 1.0 / (1.0 - dropout_p)
+    heads_total = tl.num_programs(2) * GROUP  # Hq
 
-    for g in range(0, GROUP):
-        off_h = off_kvh * GROUP + g
-        head_row = off_b * (tl.num_programs(2) * GROUP) + off_h  # b * Hq + h (dropout)
-        Q_head = Q + off_b * stride_qb + off_h * stride_qh
-        DO_head = DO + off_b * stride_ob + off_h * stride_oh
-        row_stats = off_b * stride_lb + off_h * stride_lh
-        slope = 0.0
-        if ALIBI != 0:
-            slope = tl.load(slopes_ptr + off_h)
-        relative_head = relative_ptr + off_h * stride_rh
-        bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + off_h * stride_bh
+    for g in range(0, GROUP // PACK):
+        first = off_kvh * GROUP + g * PACK  # the pack's first query head (its lists are all's)
+        if PACK == 1:  # one head: scalars, as the forward has them
+            q_cols = Q + off_b * stride_qb + first * stride_qh
+            do_rows = DO + off_b * stride_ob + first * stride_oh
+            stats = off_b * stride_lb + first * stride_lh
+            head_row = off_b * heads_total + first  # b * Hq + h (dropout)
+            relative_at = relative_ptr + first * stride_rh
+            drel_at = DREL + first * stride_rh
+            slope = 0.0
+            if ALIBI != 0:
+                slope = tl.load(slopes_ptr + first)
+        else:  # per column: the (1, BLOCK_M) orientation of the transposed tiles
+            heads = first + lanes % PACK
+            q_cols = (Q + off_b * stride_qb + heads * stride_qh)[None, :]
+            do_rows = (DO + off_b * stride_ob + heads * stride_oh)[:, None]
+            stats = off_b * stride_lb + heads * stride_lh
+            head_row = (off_b * heads_total + heads)[None, :]
+            relative_at = (relative_ptr + heads * stride_rh)[None, :]
+            drel_at = (DREL + heads * stride_rh)[None, :]
+            slope = 0.0
+            if ALIBI != 0:
+                slope = tl.load(slopes_ptr + heads)[None, :]
+        bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + first * stride_bh
         n_partial, partial_at, n_full, full_at = tile_lists_of(
-            partial_counts, partial_index, full_counts, full_index, off_b, off_h, k_tile,
+            partial_counts, partial_index, full_counts, full_index, off_b, first, k_tile,
             stride_cb, stride_ch, stride_ib, stride_ih, stride_iq,
         )  # fmt: skip
         for phase in tl.static_range(2):  # 0: partial tiles (masked), 1: full tiles
             count, index = (n_partial, partial_at) if phase == 0 else (n_full, full_at)
             for step in range(0, count * SUB):
                 q_tile = tl.load(index + step // SUB)
-                rows = q_tile * SPARSE_Q + (step % SUB) * BLOCK_M + tl.arange(0, BLOCK_M)
+                rows = q_tile * SPARSE_Q + (step % SUB) * ROWS + lanes // PACK
                 row_ok = rows < q_len
                 q_t = tl.load(  # (BLOCK_D, BLOCK_M): q transposed
-                    Q_head + rows[None, :] * stride_qm + dims[:, None],
+                    q_cols + rows[None, :] * stride_qm + dims[:, None],
                     mask=row_ok[None, :] & (dims[:, None] < head_dim),
                     other=0.0,
                 )
                 do = tl.load(
-                    DO_head + rows[:, None] * stride_om + dims_v[None, :],
+                    do_rows + rows[:, None] * stride_om + dims_v[None, :],
                     mask=row_ok[:, None] & (dims_v[None, :] < value_dim),
                     other=0.0,
                 )
-                lse = tl.load(LSE + row_stats + rows, mask=row_ok, other=0.0)
+                lse = tl.load(LSE + stats + rows, mask=row_ok, other=0.0)
                 lse = tl.where(lse == float("-inf"), 0.0, lse) * LOG2E  # empty row: p = 0
-                delta = tl.load(DELTA + row_stats + rows, mask=row_ok, other=0.0)
+                delta = tl.load(DELTA + stats + rows, mask=row_ok, other=0.0)
                 if UPCAST:
                     q_t = q_t.to(tl.float32)
                     do = do.to(tl.float32)
                 qk_t = tl.dot(k, q_t, input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
                 s_t, tanh_t = modified_scores(qk_t, rows[None, :], cols[:, None], q_len, kv_len,
-                                              scale, slope, relative_head, cap,
+                                              scale, slope, relative_at, cap,
                                               ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
                 allowed = key_ok[:, None] & row_ok[None, :]
                 if phase == 0:
@@ -174,8 +197,7 @@ def attention_backward_kv(
                 if RELATIVE != 0:
                     grad = ds_before_cap if RELATIVE == 1 else ds_t
                     distance = cols[:, None] - (rows[None, :] + (kv_len - q_len))
-                    tl.atomic_add(DREL + off_h * stride_rh + distance + kv_len - 1, grad,
-                                  mask=allowed)  # fmt: skip
+                    tl.atomic_add(drel_at + distance + kv_len - 1, grad, mask=allowed)
                 dk += tl.dot(ds_before_cap.to(q_t.dtype), tl.trans(q_t), input_precision=PRECISION)
 
     tl.store(

@@ -9,7 +9,8 @@ Each kernel of every entry of the tuning tables (bf16 and fp32) is built in the 
 bitmap mask with every modifier (what one call can ask at most), the same bitmap with dead
 keys (``LIVE``), and dropout with each of the two configurations it can meet (with and
 without a per-pair table). The dK/dV pass is built again with ``GROUP`` query heads per key
-head (its loop over them keeps more alive: ``configs.GROUPED_KV``), and in every combination
+head, both looping over them (per-head masks, groups that are no power of two; the loop keeps
+more alive: ``configs.GROUPED_KV``) and, in 16-bit, packed into each step; and in every combination
 ``configs.is_light`` gives its larger blocks (``light_variants``). Registers and spills come
 from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
 emits). Run with ``TRITON_INTERPRET`` unset.
@@ -106,26 +107,28 @@ VARIANTS = {
 KERNELS = ("forward", "dK/dV", "dQ", "delta")  # delta: one variant (it reads no mask)
 # The head dims checked per dtype (together they reach every entry of the tables)
 CASES = {"bf16": [16, 32, 64, 128, 256], "fp32": [16, 32, 64, 128, 256]}
-GROUP = 4  # the dK/dV pass loops over a group's query heads: compiled at 1 and at this too
+GROUP = 4  # query heads per key head the dK/dV pass is compiled for besides 1
 LIGHT_FAMILIES = dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True, ALIBI=1)
 
 
 # Spills accepted, each with its bytes and why (every other spill fails the check): float32 is
-# the exact path, not the fast one, and at these two grouped-query corners every other block
-# or warp count compiled spilled as much or more (configs.GROUPED_KV's search, stop 23).
+# the exact path, not the fast one, and at these two corners of the dK/dV pass looping over a
+# group's heads every other block or warp count compiled spilled as much or more
+# (configs.GROUPED_KV's search, stop 23). Keys: ``compile_one``'s jobs.
 KNOWN_SPILLS = {
     # ptxas keeps 64 registers of 255 and spills 8-16 bytes anyway: its choice, not pressure;
     # 4 warps fix it here but spill 8-16 bytes in two other variants of the same entry
-    ("dK/dV", 64, "fp32", "plain", GROUP): 16,
+    ("dK/dV", 64, "fp32", "plain", GROUP, 1): 16,
     # 255 registers: 2 stages spilled 80 bytes, 4 warps 1,520, 2 warps 6,940, 16 warps 16
-    ("dK/dV", 256, "fp32", "bitmap+dead+rel+drop", GROUP): 16,
+    ("dK/dV", 256, "fp32", "bitmap+dead+rel+drop", GROUP, 1): 16,
 }
 
 
 def light_variants() -> dict[str, dict]:
     """Every combination of rule families and ALiBi that ``configs.is_light`` lets take the
-    larger dK/dV blocks, by name (``light:CAUSAL+WINDOWED``): register use at 255 a thread is
-    not monotone in what the kernel evaluates, so each one is compiled."""
+    larger dK/dV blocks with one head per step, by name (``light:CAUSAL+WINDOWED``): register
+    use at 255 a thread is not monotone in what the kernel evaluates, so each one is compiled
+    (and again with the heads of a group packed, those ``is_light`` allows there)."""
     variants = {}
     names = list(LIGHT_FAMILIES)
     for size in range(1, len(names) + 1):  # (none at all is VARIANTS' "plain")
@@ -172,25 +175,28 @@ def _ptxas(ptx: str) -> tuple[int, int]:
 
 def compile_one(job):
     """Compile one kernel for sm_90: ``(shared bytes, registers, spilled bytes)``. ``job``:
-    ``(kernel name, head dim, dtype, variant name, group)``."""
-    name, dim, dtype, variant, group = job
+    ``(kernel name, head dim, dtype, variant name, group, pack)``."""
+    name, dim, dtype, variant, group, pack = job
     if name == "delta":
         return _compile_delta(job)
     switched = VARIANTS[variant] if variant in VARIANTS else light_variants()[variant]
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
-    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, switches_of(switched), group)
+    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, switches_of(switched), group, pack)
     kernel, blocks, warps, stages = {
         "forward": (attention_forward, (fwd.block_m, fwd.block_n), fwd.num_warps, fwd.num_stages),
         "dK/dV": (attention_backward_kv, (bwd.block_m1, bwd.block_n1), bwd.warps_kv,
                   bwd.stages_kv),
         "dQ": (attention_backward_q, (bwd.block_m2, bwd.block_n2), bwd.num_warps, bwd.num_stages),
     }[name]  # fmt: skip
-    constants = _constants(dim, dtype, switched, dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1]), group)
+    sizes = dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1])
+    if name == "dK/dV":
+        sizes["PACK"] = pack
+    constants = _constants(dim, dtype, switched, sizes, group)
     return job, (blocks, warps, stages), _compile(kernel, dtype, constants, warps, stages)
 
 
 def _compile_delta(job):
-    _, dim, dtype, _, _ = job
+    _, dim, dtype, _, _, _ = job
     rows = delta_rows(dim)
     constants = dict(BLOCK_M=rows, BLOCK_DV=dim, HAS_DLSE=True)
     measured = _compile(attention_backward_delta, dtype, constants, DELTA_WARPS, DELTA_STAGES)
@@ -228,7 +234,7 @@ def main(argv=None) -> int:
         print("check_sm90: unset TRITON_INTERPRET (the interpreter compiles nothing)")
         return 2
     jobs = [
-        (name, dim, dtype, variant, 1)
+        (name, dim, dtype, variant, 1, 1)
         for dtype in args.dtypes
         for dim in CASES[dtype]
         if not args.dims or dim in args.dims
@@ -236,15 +242,18 @@ def main(argv=None) -> int:
         for name in args.kernels
         if name != "delta" or variant == args.variants[0]
     ]
-    if "dK/dV" in args.kernels:
-        jobs += [(name, dim, dtype, variant, GROUP) for name, dim, dtype, variant, _ in jobs
-                 if name == "dK/dV"]  # fmt: skip
+    if "dK/dV" in args.kernels:  # grouped queries: a loop over the heads, or packed in a step
+        kv = [job for job in jobs if job[0] == "dK/dV"]
+        jobs += [(*job[:4], GROUP, 1) for job in kv]  # looped
+        jobs += [(*job[:4], GROUP, GROUP) for job in kv if job[2] == "bf16"]  # packed (16-bit)
         light = [
-            ("dK/dV", dim, "bf16", variant, 1)
+            ("dK/dV", dim, "bf16", variant, group, group)
             for dim in CASES["bf16"]
             if "bf16" in args.dtypes and (not args.dims or dim in args.dims)
             and tuning.row_bytes(dim, dim, torch.bfloat16) in tuning.LIGHT_KV
-            for variant in (light_variants() if args.light else ())
+            for group in (1, GROUP)
+            for variant, switched in (light_variants().items() if args.light else ())
+            if tuning.is_light(switches_of(switched), group, group)
         ]  # fmt: skip
         jobs += light
     failures = 0
@@ -252,8 +261,9 @@ def main(argv=None) -> int:
           f"{'stages':>6} {'shared KB':>9} {'regs':>5} spills")  # fmt: skip
     with ProcessPoolExecutor(args.jobs) as pool:
         for job, (blocks, warps, stages), (shared, regs, spills) in pool.map(compile_one, jobs):
-            name, dim, dtype, variant, group = job
-            variant = variant if group == 1 else f"{variant} G={group}"
+            name, dim, dtype, variant, group, pack = job
+            if group > 1:
+                variant += f" G={group}" + (" packed" if pack > 1 else "")
             bad = shared > tuning.SHARED_MEMORY_LIMIT or spills > KNOWN_SPILLS.get(job, 0)
             failures += bad
             print(

@@ -17,8 +17,9 @@ per dK/dV block and half its keys down to 32 (there the bias gradient is scatter
 blocks spill). Calls with dropout draw a Philox number per pair of a step, whose state the
 compiler keeps for every pair at once: they take 8 warps and at most 64 x 64 pairs a step, half
 that where ``DROPOUT_PAIRS`` says (a per-pair table, larger head dims; at D = 256 with a table,
-16 keys a dK/dV block). Light calls (``is_light``) take larger dK/dV blocks, grouped-query
-calls smaller ones (``LIGHT_KV``, ``GROUPED_KV``).
+16 keys a dK/dV block). Light calls (``is_light``) take larger dK/dV blocks; grouped-query
+calls whose dK/dV pass loops over the group's heads smaller ones (``LIGHT_KV``,
+``GROUPED_KV``); a group packed into each step takes one head's blocks.
 
 Chosen by compilation, except the 16-bit D=128 backward, timed on an H200 (below); timing the
 others on an H100/H200 (benchmarks/gpu_backward_sweep.py --head-dim N) may move them.
@@ -125,9 +126,13 @@ DROPOUT_TABLE_KV = {512: dict(block_n1=16)}
 # thread, so they fit only without the code a heavier call adds (check_sm90 compiles every
 # light combination).
 LIGHT_KV = {256: dict(block_m1=64)}
-# The dK/dV pass of grouped-query calls (GROUP > 1: the loop over the group's query heads keeps
-# more alive): upper bounds on its blocks, and its warps, where the ungrouped entry spilled
-# 8 to 72 bytes; check_sm90 compiles every variant with GROUP = 4.
+# The dK/dV pass of grouped-query calls that loop over the group's heads (``pack < group``:
+# per-head masks, groups of 3, 5, 6, ... heads; the loop keeps more alive): upper bounds on its
+# blocks, and its warps, where the ungrouped entry spilled 8 to 72 bytes; check_sm90 compiles
+# every variant with GROUP = 4 both looped and packed.
+# ... and of packed groups with a per-pair table (a pointer per column into it): 8 warps where
+# 4 spilled 16 bytes (16-bit D = 128); check_sm90
+PACKED_TABLE_KV = {256: dict(kv_warps=8)}
 GROUPED_KV = {
     64: dict(block_m1=32),
     128: dict(block_m1=32),
@@ -139,12 +144,17 @@ GROUPED_KV = {
 HEAVY = frozenset({"CAP", "RELATIVE", "BITMAP", "LIVE", "DROPOUT"})
 
 
-def is_light(switches: frozenset[str], group: int) -> bool:
-    """Whether the dK/dV pass takes ``LIGHT_KV``: one query head per key head, no softcap,
-    no per-pair table, no dropout, and documents only without key padding or ALiBi (with
-    either, ptxas spilled 8 to 204 bytes). Found by compiling every combination (check_sm90);
-    what fits at 255 registers is not monotone, so the rule lists what was compiled."""
-    if group > 1 or switches & HEAVY:
+def is_light(switches: frozenset[str], group: int = 1, pack: int = 1) -> bool:
+    """Whether the dK/dV pass takes ``LIGHT_KV``: no loop over a group's heads (one query head
+    per key head, or the whole group packed into each step: ``pack == group``), no softcap,
+    no per-pair table, no dropout, documents only without key padding or ALiBi (with either,
+    ptxas spilled 8 to 204 bytes); packed heads also without ALiBi (a slope per column), key
+    padding, or documents beside a prefix (16 to 72 bytes). Found by compiling every
+    combination (check_sm90); what fits at 255 registers is not monotone, so the rule is
+    what was compiled, kept simple where that costs little."""
+    if group // pack > 1 or switches & HEAVY:
+        return False
+    if pack > 1 and (switches & {"ALIBI", "PADDING"} or {"DOCUMENT", "PREFIX"} <= switches):
         return False
     return "DOCUMENT" not in switches or not switches & {"PADDING", "ALIBI"}
 
@@ -180,19 +190,22 @@ def configs_for(
     dtype: torch.dtype,
     switches: frozenset[str] = frozenset(),
     group: int = 1,
+    pack: int = 1,
     tile: int = 128,
 ) -> tuple[ForwardConfig, BackwardConfig]:
     """The configurations of one call. ``switches``: the kernel's optional code paths the call
     turns on, by their constexpr names (``plan.switches``): ``BITMAP`` or ``RELATIVE`` read a
     per-pair table in the loop, ``DROPOUT`` draws a number per pair, ``LIVE`` marks a bitmap
     plan with dead keys; the rule families and score modifiers decide ``is_light``. ``group``:
-    query heads per key/value head. Every block is clamped to the sparse ``tile`` (tests use
-    64-wide tiles to get more structure out of short sequences)."""
+    query heads per key/value head, ``pack``: how many of them the dK/dV pass takes in one step
+    (``launch.pack_of``; it loops over the ``group // pack`` packs). Every block is clamped to
+    the sparse ``tile`` (tests use 64-wide tiles to get more structure out of short
+    sequences)."""
     key = row_bytes(head_dim, value_dim, dtype)
     fwd, bwd = FORWARD[key], BACKWARD[key]
     gathers = bool(switches & {"BITMAP", "RELATIVE"})
     dropout, bitmap = "DROPOUT" in switches, "BITMAP" in switches
-    if key in LIGHT_KV and is_light(switches, group):
+    if key in LIGHT_KV and is_light(switches, group, pack):
         bwd = replace(bwd, **LIGHT_KV[key])
     if gathers and key not in FLOAT32_KEYS:  # (float32's small blocks need no change)
         fwd = replace(fwd, num_stages=max(1, fwd.num_stages - 1), num_warps=8)
@@ -227,7 +240,9 @@ def configs_for(
         )
         if gathers and key in DROPOUT_TABLE_KV:
             bwd = replace(bwd, **DROPOUT_TABLE_KV[key])
-    if group > 1 and key in GROUPED_KV:
+    if pack > 1 and gathers and key in PACKED_TABLE_KV:
+        bwd = replace(bwd, **PACKED_TABLE_KV[key])
+    if group // pack > 1 and key in GROUPED_KV:
         bounds = dict(GROUPED_KV[key])
         warps = bounds.pop("kv_warps", None)
         bwd = _at_most(bwd, **bounds)

@@ -38,6 +38,7 @@ class Setup:
     forward: ForwardConfig
     backward: BackwardConfig
     seed: int = 0  # dropout's Philox key, drawn from torch's generator per call (0: no dropout)
+    pack: int = 1  # query heads the dK/dV pass takes in one step (``pack_of``)
     # the arguments and constexprs the kernels share: built by the forward (``run_forward``),
     # read by the backward of the same call
     common: tuple[list, dict] | None = None
@@ -151,7 +152,7 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     attention_backward_kv[grid_kv](
         q, k, v, dout, lse, delta, dk, dv, drel if drel is not None else delta, *shared,
         *_strides(dk), *_strides(dv), *_expanded(setup.lists_t, p.batch, p.q_heads), *args,
-        BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, num_warps=cfg.warps_kv,
+        BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, PACK=setup.pack, num_warps=cfg.warps_kv,
         num_stages=cfg.stages_kv, **constants,
     )  # fmt: skip
     grid_q = (triton.cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
@@ -162,6 +163,21 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
         num_stages=cfg.num_stages, **constants,
     )  # fmt: skip
     return dq, dk, dv, drel
+
+
+MAX_PACK = 16  # the smallest dK/dV block holds 16 query rows: one of each of 16 heads
+
+
+def pack_of(group: int, lists: TileLists, dtype: torch.dtype) -> int:
+    """How many query heads of a group the dK/dV pass takes in one step: the whole group when
+    its heads visit the same tiles (the mask's lists broadcast over heads), it is a power of
+    two up to ``MAX_PACK`` and the tables' ``dtype`` is 16-bit (packing is for speed; float32,
+    the exact path, keeps its small blocks); else 1, a loop over the group's heads (whose
+    extra live values take smaller blocks, ``configs.GROUPED_KV``)."""
+    shared = lists.shape[1] == 1
+    if shared and dtype != torch.float32 and group <= MAX_PACK and group & (group - 1) == 0:
+        return group
+    return 1
 
 
 DELTA_WARPS, DELTA_STAGES = 4, 3  # the delta pass's launch (check_sm90 compiles the same)
