@@ -10,6 +10,9 @@
   group, the heads packed into each step where they share the tiles (``PACK``) or one after
   the other: dK and dV summed in registers, no atomics, no copies of K/V per head. The
   relative-bias table's gradient (per head and distance) is the only atomic sum, in float32.
+  A packed step interleaves the heads (column ``c``: head ``c % PACK``, row ``c // PACK``):
+  the head-major order (``c = h * ROWS + r``) compiled to 150-280 bytes of register spills in
+  the light 64x64 blocks where this one spills none (check_sm90).
 - ``attention_backward_q``: one program per (query block, batch row, query head), walking the
   same lists as the forward: dQ.
 
