@@ -48,6 +48,12 @@ WINDOW, DOCUMENTS = 1024, 8
 BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12}
 
 
+def require_cuda(script: str) -> None:
+    """Stop with one line when there is no GPU (every gpu*.py benchmark needs one)."""
+    if not torch.cuda.is_available():
+        raise SystemExit(f"benchmarks/{script}: needs a CUDA GPU (none here)")
+
+
 def bench(fn, quick: bool) -> float:
     """Median milliseconds of ``fn()`` on the GPU."""
     from triton.testing import do_bench
@@ -303,13 +309,14 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--lengths", type=int, nargs="+", help="attention rows at these lengths")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("benchmarks/gpu.py: needs a CUDA GPU (none here)")
+    require_cuda("gpu.py")
     # Each mask and length is a compile of FlexAttention; past dynamo's default limit of 8 it
-    # runs unfused (what atenea's flex backend prevents the same way, flex.RECOMPILE_LIMIT).
+    # runs unfused (what atenea's flex backend prevents the same way, with this limit).
     import torch._dynamo as dynamo
 
-    dynamo.config.recompile_limit = 64
+    from atenea.attention.backends.flex import RECOMPILE_LIMIT
+
+    dynamo.config.recompile_limit = RECOMPILE_LIMIT
     warnings.filterwarnings("ignore")
     info = {**benchlib.machine("transformers", "triton"), "gpu": torch.cuda.get_device_name()}
     print(f"machine: {info}", flush=True)

@@ -95,8 +95,7 @@ def main() -> None:
     )
     parser.add_argument("--json", default="bench-results/gpu_backward_sweep.json")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("benchmarks/gpu_backward_sweep.py: needs a CUDA GPU (none here)")
+    gpu.require_cuda("gpu_backward_sweep.py")
     warnings.filterwarnings("ignore")
     print(f"machine: {benchlib.machine('triton')} {torch.cuda.get_device_name()}", flush=True)
     causal = frozenset({"CAUSAL"})  # the configs of a light call (configs.is_light)

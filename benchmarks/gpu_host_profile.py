@@ -82,8 +82,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("gpu_host_profile.py needs a CUDA GPU")
+    gpu.require_cuda("gpu_host_profile.py")
     print(json.dumps({"machine": benchlib.machine()}), flush=True)
     rows, profiles = [], []
     shape = (gpu.B, gpu.H, args.length, gpu.D)

@@ -23,9 +23,11 @@ import torch
 
 import atenea
 from atenea import masks, scores
+from atenea.attention.backends import flex
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
+import gpu  # noqa: E402
 from gpu import measure  # noqa: E402
 
 B, H = 2, 16
@@ -74,7 +76,7 @@ def rows_for(length: int, head_dim: int) -> list[dict]:
         problem = check_call(q, k, v, mask, mod, None, dropout, "auto")
         today = select_backend(problem, "auto")
         if today == "triton":  # once auto routes here: time what it would pick otherwise
-            today = "flex" if dropout == 0.0 else "blocks"
+            today = "flex" if flex.why_not(problem) is None else "blocks"
         row = {"case": name, "L": length, "Lq": q_len, "D": head_dim, "other": today}
         outputs = {}
         for label, backend in (("triton", "triton"), ("other", today)):
@@ -126,8 +128,7 @@ def main() -> None:
     parser.add_argument("--head-dim", type=int, default=128)
     parser.add_argument("--json", default="bench-results/gpu_routing.json")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("benchmarks/gpu_routing.py: needs a CUDA GPU (none here)")
+    gpu.require_cuda("gpu_routing.py")
     warnings.filterwarnings("ignore")
     info = {**benchlib.machine("triton"), "gpu": torch.cuda.get_device_name()}
     print(f"machine: {info}", flush=True)

@@ -57,7 +57,7 @@ TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
 step 3_host.log 45 $python benchmarks/gpu_host_profile.py --masks window causal --calls 50 \
     --json /tmp/host.json
 # 4. The backward's passes apart, and block sizes: D=128, grouped-query (4 query heads a key
-#    head: configs.GROUPED_KV is compile-chosen), D=64.
+#    head: configs.GROUPED_KV_ROWS is compile-chosen), D=64.
 step 4_sweep128.log 70 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
 step 5_sweep128_gqa.log 60 $python benchmarks/gpu_backward_sweep.py --group 4 --lengths 16384 \
     --json /tmp/sweep128gqa.json

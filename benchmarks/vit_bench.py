@@ -42,10 +42,8 @@ def vit_pair():
 
 
 def bench_vit_train(batch: int, reps: int, timed_together) -> dict:
-    from atenea.models import ViTConfig
-
-    preset = ViTConfig.from_name("vit-tiny")
     ours, hf = vit_pair()
+    preset = ours.config
     generator = torch.Generator().manual_seed(3)
     pixels = torch.randn(batch, 1, 28, 28, generator=generator)
     labels = torch.randint(0, 10, (batch,), generator=generator)

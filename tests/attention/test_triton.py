@@ -75,7 +75,7 @@ def test_mask_families_match_reference(case):
 def test_grouped_queries_match_reference(shape, pack, monkeypatch):
     """The dK/dV pass takes a group's query heads together in each step (``pack``) when they
     share the mask's tiles and number a power of two; three heads a group take the loop over
-    them (and its smaller blocks, ``configs.GROUPED_KV``)."""
+    them (and its smaller blocks, ``configs.GROUPED_KV_ROWS``)."""
     from atenea.attention.backends.triton import launch
 
     packs, real = [], launch.pack_of
@@ -268,12 +268,16 @@ def test_cpu_without_the_interpreter_is_refused(monkeypatch):
 
 
 def test_without_triton_installed_the_request_says_so(monkeypatch):
+    import functools
     import importlib.util
+
+    from atenea.attention.backends import triton as backend
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a)
-    )
+    )  # and a fresh answer to "is it installed?" (remembered per process otherwise)
+    monkeypatch.setattr(backend, "_installed", functools.cache(backend._installed.__wrapped__))
     q = torch.randn(1, 1, 8, 16)
     with pytest.raises(ValueError, match=r"backend='triton': triton is not installed"):
         atenea.attention(q, q, q, backend="triton")

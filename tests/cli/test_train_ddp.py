@@ -17,7 +17,6 @@ from tests.helpers import assert_same_weights, losses, torchrun
 
 from .test_train import digit_folder
 
-ROOT = Path(__file__).resolve().parents[2]
 RUN = ["--eval-every", "0", "--save-every", "2", "--quiet", "--seed", "3", "--lr", "3e-3",
        "--warmup", "1"]  # fmt: skip
 TINY_VIT = ["--set", "dim=16", "--set", "num_layers=1", "--set", "num_heads=2",

@@ -12,7 +12,6 @@ from tests.helpers import losses, torchrun
 from .toy import ToyTask
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
-ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = dict(steps=3, batch_size=4, accumulation=2, lr=3e-3, warmup=1, eval_every=0,
                 save_every=2, seed=5, progress=False)  # fmt: skip
 
@@ -53,6 +52,18 @@ def test_without_torchrun_everything_is_one_process(monkeypatch):
         distributed.setup()
 
 
+def test_the_mean_over_ranks_divides_by_the_ranks_average_count(monkeypatch):
+    """Two ranks, one item between them (on this one): each rank divides its total by the
+    average count, 0.5, and DDP's mean of the two gradients is then one process's mean over
+    the one item. A count under 1 is a real average here, not "no item"."""
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "all_reduce_sum", lambda t: t)  # the other rank: 0 items
+    assert distributed.mean_over_ranks(torch.tensor(3.0), torch.tensor(1)).item() == 6.0
+    nothing = distributed.mean_over_ranks(torch.tensor(0.0), torch.tensor(0))
+    assert nothing.item() == 0.0
+
+
 def test_batch_size_must_divide_among_the_ranks(tmp_path):
     with pytest.raises(ValueError, match="batch_size: 4 does not divide among 3 processes"):
         TrainConfig(output=tmp_path, batch_size=4).check(world_size=3)
@@ -79,8 +90,7 @@ def test_ddp_wrapper_in_a_group_of_one_matches_plain_training(tmp_path):
 @pytest.mark.slow
 def test_two_ranks_take_disjoint_shards_and_match_one_process(tmp_path):
     output = tmp_path / "ddp"
-    arguments = {"output": str(output), "dropout": 0.0, **SETTINGS}
-    torchrun(SCRIPT, json.dumps(arguments))
+    _torchrun({"output": str(output), "dropout": 0.0, **SETTINGS})
 
     task, model = _single_process_run(tmp_path / "single")
     global_order = [i for batch in task.seen for i in batch]  # 3 steps x 2 micro-batches x 4

@@ -13,7 +13,7 @@ from atenea.attention.backends.sdpa import sdpa_attention
 from atenea.attention.backends.triton import triton_attention, why_not
 from atenea.attention.masks import Causal
 from atenea.attention.problem import Problem, check_call
-from atenea.attention.scores import RelativeBias, modifiers_in, parameters_of
+from atenea.attention.scores import parameters_of
 from atenea.attention.weights import attention_weights
 
 # Below this many scores (one 128 x 128 tile) there is nothing worth skipping.
@@ -73,10 +73,7 @@ def _sparse_on_cuda(p: Problem) -> str:
     16, and found no kernel configuration for T5's bucketed bias at D=128; Triton has no
     float64, no head size over 256 and no unfused Python score modifier."""
     flex_runs = flex.why_not(p) is None
-    flex_fits = flex_runs and not (
-        p.score_mod is not None
-        and any(isinstance(m, RelativeBias) for m in modifiers_in(p.score_mod))
-    )
+    flex_fits = flex_runs and flex.seen_failing(p) is None
     if (not flex_fits or not p.needs_grad) and why_not(p) is None:
         return "triton"
     return "flex" if flex_runs else "blocks"

@@ -4,9 +4,20 @@ records on the way), weight initialisation."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from atenea.models.outputs import Intermediates
+
+IGNORE = -100  # the label of a position that is not predicted (cross entropy skips it)
+
+
+def next_tokens(labels: Tensor) -> Tensor:
+    """The targets of a decoder's positions ``(B, L)``: position ``t`` predicts
+    ``labels[t + 1]``; the last predicts nothing (``IGNORE``). Shifting the labels, not the
+    logits: ``logits[:, :-1]`` is a strided view whose flatten copies the whole
+    ``(B, L-1, vocab)`` tensor (and its backward another one)."""
+    return F.pad(labels[:, 1:], (0, 1), value=IGNORE)
 
 
 def check_ids(input_ids: Tensor, vocab_size: int, name: str = "input_ids") -> None:

@@ -20,10 +20,12 @@ from torch import Tensor, nn
 
 from atenea.attention import masks, scores
 from atenea.models.common import (
+    IGNORE,
     and_masks,
     check_attention_mask,
     check_ids,
     init_weights,
+    next_tokens,
     recorded,
     recording,
     run_blocks,
@@ -184,11 +186,8 @@ class DecoderModel(nn.Module):
         logits = linear(kept, self.output_weight)
         loss = None
         if labels is not None:
-            # Shift the labels, not the logits: ``logits[:, :-1]`` is a strided view whose
-            # flatten copies the whole (B, L-1, vocab) tensor (and its backward another one).
-            # The last position gets the ignored label -100 instead.
-            targets = F.pad(labels[:, 1:], (0, 1), value=-100)
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+            targets = next_tokens(labels)
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         return ModelOutput(
             logits=logits,
             last_hidden_state=x,

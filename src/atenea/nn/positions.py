@@ -151,15 +151,18 @@ class RotaryEmbedding(nn.Module):
             inv_freq = inv_freq / self.scaling["factor"]
         elif kind not in (None, "default"):
             raise ValueError(f"rotary: unknown scaling type {kind!r} (known: llama3, linear)")
-        # float64: ``angles`` rounds it to float32 for the usual models (as the checkpoints'
-        # code computes it), and a float64 model rotates by the exact frequencies
+        # float64: a float64 model rotates by the exact frequencies; the usual models by their
+        # float32 rounding (as the checkpoints' code computes it), kept beside it so that the
+        # two rotary calls of every layer and decoding step cast nothing
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("inv_freq32", inv_freq.float(), persistent=False)
 
     def angles(self, positions: Tensor, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
         """cos and sin ``(B, 1, L, rotary_dim / 2)`` in float32 (float64 for ``dtype=float64``)
         for ``positions (B, L)``."""
         work = working_dtype(dtype)
-        angles = positions.to(work).unsqueeze(-1) * self.inv_freq.to(work)  # (B, L, rd/2)
+        frequencies = self.inv_freq if work == torch.float64 else self.inv_freq32
+        angles = positions.to(work).unsqueeze(-1) * frequencies.to(work)  # (B, L, rd/2)
         return torch.cos(angles).unsqueeze(1), torch.sin(angles).unsqueeze(1)
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:

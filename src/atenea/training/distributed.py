@@ -118,7 +118,10 @@ def mean_over_ranks(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     mlm batch that masked nothing): 0, with its graph."""
     if active() and dist.get_world_size() > 1:
         count = all_reduce_sum(count.detach().to(torch.float64, copy=True)) / dist.get_world_size()
-    return total / count.clamp(min=1).to(total.dtype)  # no item: total is 0 too
+    # No item on any rank: divide by 1 (total is 0 too). Not clamp(min=1): the ranks' average
+    # count is a fraction when some ranks have none (2 ranks, 1 item: 0.5)
+    count = torch.where(count > 0, count, torch.ones_like(count))
+    return total / count.to(total.dtype)
 
 
 def all_gather(tensor: torch.Tensor) -> list[torch.Tensor]:

@@ -38,6 +38,7 @@ from atenea.attention.masks.rules import (
     SlidingWindow,
 )
 from atenea.attention.problem import Problem
+from atenea.attention.scores import RelativeBias, modifiers_in
 
 
 def available() -> bool:
@@ -69,6 +70,17 @@ def why_not(problem: Problem) -> str | None:
                 f"its CUDA kernel needs head sizes of at least 16, got D={p.head_dim}, "
                 f"Dv={p.value_dim}"
             )
+    return None
+
+
+def seen_failing(problem: Problem) -> str | None:
+    """A call FlexAttention accepts but was seen failing to compile on a GPU, in one line, or
+    None: T5's bucketed relative bias ("No valid triton configs", shared memory; an H200 at
+    D=128, benchmarks/gpu_routing.py). ``auto`` sends such calls elsewhere; an explicit
+    ``backend='flex'`` still tries (it may compile at other sizes)."""
+    leaves = modifiers_in(problem.score_mod) if problem.score_mod is not None else []
+    if any(isinstance(leaf, RelativeBias) for leaf in leaves):
+        return "its compiled kernel found no configuration for T5's relative bias (an H200, D=128)"
     return None
 
 

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atenea.models import Tokenizer
+from atenea.models.common import IGNORE, next_tokens  # noqa: F401 - the tasks' names for them
 from atenea.training.distributed import mean_over_ranks
 from atenea.training.tasks.settings import TaskError
 
-IGNORE = -100  # the label of a position that is not predicted (cross entropy skips it)
 EVAL_BATCH = 64
 
 
@@ -23,12 +23,6 @@ def token_mean(logits: Tensor, targets: Tensor, **cross_entropy) -> Tensor:
     total = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE,
                             reduction="sum", **cross_entropy)  # fmt: skip
     return mean_over_ranks(total, (targets != IGNORE).sum())
-
-
-def next_tokens(labels: Tensor) -> Tensor:
-    """The targets of a decoder's positions ``(B, L)``: position ``t`` predicts
-    ``labels[t + 1]``; the last predicts nothing (``IGNORE``), as ``DecoderModel`` shifts."""
-    return F.pad(labels[:, 1:], (0, 1), value=IGNORE)
 
 
 def require_token(tokenizer: Tokenizer, role: str) -> int:

@@ -13,6 +13,7 @@ request cannot run, or None).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -39,7 +40,7 @@ def why_not(problem: Problem) -> str | None:
     """Why the Triton kernel cannot run this call (on ``problem.device`` in
     ``problem.dtype``), in one line, or None when it can."""
     p = problem
-    if importlib.util.find_spec("triton") is None:
+    if not _installed():
         return "triton is not installed (pip install 'atenea[gpu]')"
     reason = unfusable(p.score_mod, p)
     if reason is not None:
@@ -60,6 +61,11 @@ def why_not(problem: Problem) -> str | None:
     if dtype not in DTYPES:
         return f"the kernel computes float16, bfloat16 or float32, got {dtype}"
     return None
+
+
+@functools.cache  # auto asks at every CUDA call; a search of the import path each time
+def _installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
 
 
 def _interpreting() -> bool:

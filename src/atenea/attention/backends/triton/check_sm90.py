@@ -10,10 +10,10 @@ bitmap mask with every modifier (what one call can ask at most), the same bitmap
 keys (``LIVE``), and dropout with each of the two configurations it can meet (with and
 without a per-pair table). The dK/dV pass is built again with ``GROUP`` query heads per key
 head, both looping over them (per-head masks, groups that are no power of two; the loop keeps
-more alive: ``configs.GROUPED_KV``) and, in 16-bit, packed into each step; and in every combination
-``configs.is_light`` gives its larger blocks (``light_variants``). Registers and spills come
-from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version Triton
-emits). Run with ``TRITON_INTERPRET`` unset.
+more alive: ``configs.GROUPED_KV_ROWS``) and, in 16-bit, packed into each step; and in every
+combination ``configs.is_light`` gives its larger blocks (``light_variants``). Registers and
+spills come from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version
+Triton emits). Run with ``TRITON_INTERPRET`` unset.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ LIGHT_FAMILIES = dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREF
 # Spills accepted, each with its bytes and why (every other spill fails the check): float32 is
 # the exact path, not the fast one, and at these two corners of the dK/dV pass looping over a
 # group's heads every other block or warp count compiled spilled as much or more
-# (configs.GROUPED_KV's search, stop 23). Keys: ``compile_one``'s jobs.
+# (configs.GROUPED_KV_ROWS's search, stop 23). Keys: ``compile_one``'s jobs.
 KNOWN_SPILLS = {
     # ptxas keeps 64 registers of 255 and spills 8-16 bytes anyway: its choice, not pressure;
     # 4 warps fix it here but spill 8-16 bytes in two other variants of the same entry

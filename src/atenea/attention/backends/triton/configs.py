@@ -19,7 +19,7 @@ compiler keeps for every pair at once: they take 8 warps and at most 64 x 64 pai
 that where ``DROPOUT_PAIRS`` says (a per-pair table, larger head dims; at D = 256 with a table,
 16 keys a dK/dV block). Light calls (``is_light``) take larger dK/dV blocks; grouped-query
 calls whose dK/dV pass loops over the group's heads smaller ones (``LIGHT_KV``,
-``GROUPED_KV``); a group packed into each step takes one head's blocks.
+``GROUPED_KV_ROWS``); a group packed into each step takes one head's blocks.
 
 Chosen by compilation, except the 16-bit D=128 backward, timed on an H200 (below); timing the
 others on an H100/H200 (benchmarks/gpu_backward_sweep.py --head-dim N) may move them.
@@ -82,8 +82,8 @@ FORWARD = {
     512: ForwardConfig(64, 32, 8, 2),
     1024: ForwardConfig(32, 16, 4, 1),
     2048: ForwardConfig(16, 16, 8, 2),
-    4096: ForwardConfig(16, 16, 8, 2),
 }
+FORWARD[4096] = FORWARD[2048]  # float32 D <= 256: the D <= 128 blocks (other tables differ)
 # The dK/dV pass holds dK, dV (fp32) and K, V for its key block across the whole loop: with 128
 # keys and D=128 that alone is 192 registers a thread at 8 warps, and FlexAttention's N1=128
 # spills here; N1=64 does not (check_sm90), at the price of reading Q and dO twice as often.
@@ -101,12 +101,13 @@ BACKWARD = {
     512: BackwardConfig(32, 32, 32, 32, 8, 1),
     1024: BackwardConfig(16, 32, 32, 16, 4, 1),
     2048: BackwardConfig(16, 16, 32, 16, 8, 2, kv_stages=1),
-    4096: BackwardConfig(16, 16, 32, 16, 8, 2, kv_stages=1),
 }
+BACKWARD[4096] = BACKWARD[2048]
 
 # float32 calls with dropout: the backward changes that keep ptxas from spilling (8 to 64 bytes,
 # at 72 to 128 registers a thread: its allocation is erratic at these sizes); check_sm90
-FLOAT32_DROPOUT = {1024: dict(kv_stages=2), 2048: dict(block_m2=16), 4096: dict(block_m2=16)}
+FLOAT32_DROPOUT = {1024: dict(kv_stages=2), 2048: dict(block_m2=16)}
+FLOAT32_DROPOUT[4096] = FLOAT32_DROPOUT[2048]
 # Calls with a bitmap mask whose plan has dead keys (keys no query attends, ``LIVE``: the key
 # loads check one more mask): (forward, backward) changes, without dropout, where ptxas spilled
 # 8 to 16 bytes; check_sm90. (float32 D = 256 keeps its dK/dV pass: one stage fits, two spill.)
@@ -126,19 +127,15 @@ DROPOUT_TABLE_KV = {512: dict(block_n1=16)}
 # thread, so they fit only without the code a heavier call adds (check_sm90 compiles every
 # light combination).
 LIGHT_KV = {256: dict(block_m1=64)}
-# The dK/dV pass of grouped-query calls that loop over the group's heads (``pack < group``:
-# per-head masks, groups of 3, 5, 6, ... heads; the loop keeps more alive): upper bounds on its
-# blocks, and its warps, where the ungrouped entry spilled 8 to 72 bytes; check_sm90 compiles
-# every variant with GROUP = 4 both looped and packed.
-# ... and of packed groups with a per-pair table (a pointer per column into it): 8 warps where
-# 4 spilled 16 bytes (16-bit D = 128); check_sm90
+# The dK/dV pass of packed groups with a per-pair table (a pointer per column into it): 8 warps
+# where 4 spilled 16 bytes (16-bit D = 128); check_sm90
 PACKED_TABLE_KV = {256: dict(kv_warps=8)}
-GROUPED_KV = {
-    64: dict(block_m1=32),
-    128: dict(block_m1=32),
-    256: dict(block_m1=16),
-    1024: dict(kv_warps=8),
-}
+# The dK/dV pass of grouped-query calls that loop over the group's heads (``pack < group``:
+# per-head masks, groups of 3, 5, 6, ... heads; the loop keeps more alive), where the ungrouped
+# entry spilled 8 to 72 bytes: the most query rows a step, and the warps; check_sm90 compiles
+# every variant with GROUP = 4 both looped and packed.
+GROUPED_KV_ROWS = {64: 32, 128: 32, 256: 16}
+GROUPED_KV_WARPS = {1024: 8}
 
 # The kernel switches (its constexpr names) that make a call heavier than ``LIGHT_KV`` allows
 HEAVY = frozenset({"CAP", "RELATIVE", "BITMAP", "LIVE", "DROPOUT"})
@@ -242,11 +239,10 @@ def configs_for(
             bwd = replace(bwd, **DROPOUT_TABLE_KV[key])
     if pack > 1 and gathers and key in PACKED_TABLE_KV:
         bwd = replace(bwd, **PACKED_TABLE_KV[key])
-    if group // pack > 1 and key in GROUPED_KV:
-        bounds = dict(GROUPED_KV[key])
-        warps = bounds.pop("kv_warps", None)
-        bwd = _at_most(bwd, **bounds)
-        bwd = replace(bwd, kv_warps=warps) if warps is not None else bwd
+    if group // pack > 1 and key in GROUPED_KV_ROWS:
+        bwd = _at_most(bwd, block_m1=GROUPED_KV_ROWS[key])
+    if group // pack > 1 and key in GROUPED_KV_WARPS:
+        bwd = replace(bwd, kv_warps=GROUPED_KV_WARPS[key])
     fwd = _at_most(fwd, block_m=tile, block_n=tile)
     bwd = _at_most(bwd, block_m1=tile, block_n1=tile, block_m2=tile, block_n2=tile)
     return fwd, bwd

@@ -22,7 +22,7 @@ from atenea.attention.backends.triton.backward import (
 )
 from atenea.attention.backends.triton.configs import BackwardConfig, ForwardConfig, padded_dim
 from atenea.attention.backends.triton.forward import attention_forward
-from atenea.attention.backends.triton.plan import MaskPlan, ModPlan
+from atenea.attention.backends.triton.plan import MaskPlan, ModPlan, kernel_paths
 from atenea.attention.backends.triton.rules import INTERPRETED
 from atenea.attention.problem import Problem
 
@@ -97,18 +97,8 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
         BLOCK_DV=padded_dim(p.value_dim),
         SPARSE_Q=setup.lists.q_tile,
         SPARSE_K=setup.lists.k_tile,
-        CAUSAL=m.causal,
-        WINDOWED=m.window > 0,
-        DOCUMENT=m.document is not None,
-        PADDING=m.padding_side,
-        PREFIX=m.prefix is not None,
-        BITMAP=m.bitmaps is not None,
-        LIVE=m.live_keys is not None,
-        ALIBI=mods.alibi,
+        **kernel_paths(m, mods, p.dropout_p > 0),
         ALIBI_SYMMETRIC=mods.alibi_symmetric,
-        CAP=mods.cap > 0,
-        RELATIVE=mods.relative,
-        DROPOUT=p.dropout_p > 0,
         UPCAST=INTERPRETED,
         # fp32 inputs: exact fp32 products (the GPU would round them to TF32 otherwise); the
         # small float32 blocks of configs.row_bytes keep them from spilling
@@ -173,7 +163,7 @@ def pack_of(group: int, lists: TileLists, dtype: torch.dtype) -> int:
     its heads visit the same tiles (the mask's lists broadcast over heads), it is a power of
     two up to ``MAX_PACK`` and the tables' ``dtype`` is 16-bit (packing is for speed; float32,
     the exact path, keeps its small blocks); else 1, a loop over the group's heads (whose
-    extra live values take smaller blocks, ``configs.GROUPED_KV``)."""
+    extra live values take smaller blocks, ``configs.GROUPED_KV_ROWS``)."""
     shared = lists.shape[1] == 1
     if shared and dtype != torch.float32 and group <= MAX_PACK and group & (group - 1) == 0:
         return group

@@ -207,23 +207,28 @@ def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor, Tensor
     return distinct.view(-1, q_tile, k_tile).to(torch.uint8), index, live
 
 
+def kernel_paths(mask: MaskPlan, mods: ModPlan, dropout: bool) -> dict:
+    """The constexprs that switch the kernels' optional code paths, with the values the launch
+    passes (a padding side, a bias stage; 0/False: off)."""
+    return dict(
+        CAUSAL=mask.causal,
+        WINDOWED=mask.window > 0,
+        DOCUMENT=mask.document is not None,
+        PADDING=mask.padding_side,
+        PREFIX=mask.prefix is not None,
+        BITMAP=mask.bitmaps is not None,
+        LIVE=mask.live_keys is not None,
+        ALIBI=mods.alibi,
+        CAP=mods.cap > 0,
+        RELATIVE=mods.relative,
+        DROPOUT=dropout,
+    )
+
+
 def switches(mask: MaskPlan, mods: ModPlan, dropout: bool) -> frozenset[str]:
-    """The kernel's optional code paths a call turns on, by their constexpr names (what
-    ``launch`` passes them as): what picks the call's block sizes (``configs.configs_for``)."""
-    on = {
-        "CAUSAL": mask.causal,
-        "WINDOWED": mask.window > 0,
-        "DOCUMENT": mask.document is not None,
-        "PADDING": mask.padding_side != NO_PADDING,
-        "PREFIX": mask.prefix is not None,
-        "BITMAP": mask.bitmaps is not None,
-        "LIVE": mask.live_keys is not None,
-        "ALIBI": mods.alibi != NO_BIAS,
-        "CAP": mods.cap > 0,
-        "RELATIVE": mods.relative != NO_BIAS,
-        "DROPOUT": dropout,
-    }
-    return frozenset(name for name, value in on.items() if value)
+    """The names of the code paths a call turns on (``kernel_paths``): what picks its block
+    sizes (``configs.configs_for``), by the names check_sm90 compiles."""
+    return frozenset(name for name, on in kernel_paths(mask, mods, dropout).items() if on)
 
 
 # -- score modifiers --------------------------------------------------------------------------
