@@ -154,7 +154,7 @@ class MultiHeadAttention(nn.Module):
         if self.rotary is not None and memory is None:
             if positions is None:
                 raise ValueError("attention: a rotary embedding needs the token positions")
-            q, k = self.rotary(q, positions), self.rotary(k, positions)
+            q, k = self.rotary.rotate_pair(q, k, positions)
         if cache is not None and memory is None:
             if write is None:
                 raise ValueError("attention: a KV cache needs the Write of Cache.advance")

@@ -167,9 +167,20 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
         """Rotate ``x (B, H, L, head_dim)`` for ``positions (B, L)`` (or ``(L,)``)."""
+        return self.rotate_pair(x, None, positions)[0]
+
+    def rotate_pair(
+        self, q: Tensor, k: Tensor | None, positions: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Rotate queries ``q (B, Hq, L, head_dim)`` and keys ``k (B, Hk, L, head_dim)`` (or
+        None) for the same ``positions (B, L)`` (or ``(L,)``): the angles are computed once for
+        both (a layer's attention needs them twice, at every decoding step)."""
         if positions.dim() == 1:
             positions = positions.unsqueeze(0)
-        cos, sin = self.angles(positions, x.dtype)
+        cos, sin = self.angles(positions, q.dtype)
+        return self._rotate(q, cos, sin), (self._rotate(k, cos, sin) if k is not None else None)
+
+    def _rotate(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         rotated, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
         rotated = rotated.to(cos.dtype)  # half precision rotates in float32
         if self.layout == "half":
