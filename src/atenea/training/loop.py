@@ -197,8 +197,7 @@ class _Run:
         examples = order[self.position * self.group : (self.position + 1) * self.group]
         shard = config.batch_size // world.size
         self.optimizer.zero_grad(set_to_none=True)
-        # loss (summed over ranks), tokens, and the interrupt votes: one all-reduce for all
-        totals = torch.zeros(4, dtype=torch.float64)
+        tokens = 0
         # the loss stays on the model's device until the step ends: one read back a step, not
         # one a micro-batch (on a GPU each read waits for all the work queued before it)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -208,7 +207,7 @@ class _Run:
             indices = micro_batch[world.rank * shard : (world.rank + 1) * shard]
             generator = batch_generator(config.seed, self.step, micro)
             host_batch = self.task.batch(indices, generator)
-            totals[1] += self.task.tokens(host_batch)  # counted where the batch was made
+            tokens += self.task.tokens(host_batch)  # counted where the batch was made
             batch = _to_device(host_batch, self.device)
             # DDP all-reduces the gradients once a step, on the last micro-batch.
             last = micro == config.accumulation - 1
@@ -222,20 +221,22 @@ class _Run:
                     loss = self.task.loss(self.model, batch)
                 (loss / config.accumulation).backward()
             loss_sum += loss.detach().double() / config.accumulation
-        totals[0] = loss_sum.cpu()
-        totals[2:] = torch.tensor(self.interrupts.votes(), dtype=torch.float64)
-        distributed.all_reduce_sum(totals)
-        self.votes = totals[2:].tolist()
-        loss = float(totals[0]) / world.size
+        # The loss, tokens and interrupt votes summed over the ranks in one all-reduce, on the
+        # loss's device (where nccl reduces), and read back together with the gradient norm:
+        # the step's only wait for the device.
+        host = torch.tensor([tokens, *self.interrupts.votes()], dtype=torch.float64)
+        totals = distributed.all_reduce_sum(torch.cat([loss_sum[None], host.to(self.device)]))
         max_norm = config.clip if config.clip else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.plain.parameters(), max_norm)
-        grad_norm = float(sharding.full_norm(norm))
+        norm = sharding.full_norm(norm).to(totals).reshape(1)
+        loss_total, tokens_total, *self.votes, grad_norm = torch.cat([totals, norm]).tolist()
+        loss = loss_total / world.size
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             self.log.flush()
             raise self._non_finite(loss, grad_norm)
         self.optimizer.step()
         self.scheduler.step()
-        return loss, grad_norm, int(totals[1])
+        return loss, grad_norm, int(tokens_total)
 
     def _non_finite(self, loss: float, grad_norm: float) -> TrainingError:
         what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient norm", grad_norm)
