@@ -94,7 +94,10 @@ def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
             plan.padding_side = PAD_RIGHT if leaf.side == "right" else PAD_LEFT
         else:
             plan.prefix = on_device(leaf.values.reshape(-1))
-    live = _rule_live_keys(mask, lists, plan)
+    if lists.q_len >= lists.kv_len or not (plan.window or plan.document is not None):
+        return plan  # bottom-right aligned, each key's own position is a query: none is dead
+    tiles = _tiles(mask, lists)
+    live = _rule_live_keys(lists, plan, tiles)
     if live is None:
         return plan
     lengths = live.sum(1)
@@ -103,35 +106,38 @@ def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
         return plan
     # Dead keys scattered (documents out of order) or beside right padding: the bitmaps'
     # route, which checks every key (LIVE). Rare, and slower than the rules: correct first.
-    return _bitmap_plan(mask, lists)
+    return _bitmap_plan(mask, lists, tiles)
 
 
-def _bitmap_plan(mask: Mask, lists: TileLists) -> MaskPlan:
+def _tiles(mask: Mask, lists: TileLists) -> tuple[Tensor, list]:
+    """``lists.kinds()`` on the CPU and what ``_partial_tiles`` gives for them: the mask over
+    its partial tiles, computed once for the live keys and the bitmaps."""
+    kinds = lists.kinds().cpu()
+    return kinds, list(_partial_tiles(mask, lists, kinds))
+
+
+def _bitmap_plan(mask: Mask, lists: TileLists, tiles: tuple | None = None) -> MaskPlan:
     """The plan of a mask evaluated through bitmaps of its partial tiles, with the live keys
-    when some key is dead."""
+    when some key is dead. ``tiles``: ``_tiles(mask, lists)`` when already computed."""
     device = lists.partial_counts.device
-    bitmaps, index, live = _build_bitmaps(mask, lists)
+    bitmaps, index, live = _build_bitmaps(lists, *(tiles or _tiles(mask, lists)))
     plan = MaskPlan(bitmaps=bitmaps.to(device), bitmap_index=index.to(device))
     if not bool(live.all()):  # dead keys exist: the kernel checks each key (LIVE)
         plan.live_keys = live.to(device)
     return plan
 
 
-def _rule_live_keys(mask: Mask, lists: TileLists, plan: MaskPlan) -> Tensor | None:
+def _rule_live_keys(lists: TileLists, plan: MaskPlan, tiles: tuple) -> Tensor | None:
     """With fewer queries than keys, a window or documents leave keys no query attends: those
     before the first query's window, or in documents other than the queries'. Bool ``(Bm, Lk)``
     on the CPU, True where some query of the row may attend the key (left padding of the mask
     counts as dead too); None when every key is live or dead only through the mask's own key
-    padding (the kernel skips those already), or when no key can be dead (no window or
-    documents, or ``Lq >= Lk``: bottom-right aligned, each key's own position is a query).
+    padding (the kernel skips those already). ``tiles``: ``_tiles(mask, lists)``.
 
     The caller reads dead keys that are a prefix of every row (a window; packed documents) as
     left padding of ``live.sum(1)`` keys: the kernel never reads them, and whatever they hold
     (NaN) changes nothing. Any other pattern goes to the bitmaps, which check each key."""
-    if lists.q_len >= lists.kv_len or not (plan.window or plan.document is not None):
-        return None
-    kinds = lists.kinds().cpu()
-    live = _live_keys(lists, kinds, _partial_tiles(mask, lists, kinds)).bool()
+    live = _live_keys(lists, *tiles).bool()
     return None if bool((live | _padded(plan, lists.kv_len)).all()) else live
 
 
@@ -181,12 +187,10 @@ def _live_keys(lists: TileLists, kinds: Tensor, parts: list) -> Tensor:
     return live[:, : lists.kv_len].to(torch.uint8)
 
 
-def _build_bitmaps(mask: Mask, lists: TileLists) -> tuple[Tensor, Tensor, Tensor]:
+def _build_bitmaps(lists: TileLists, kinds: Tensor, parts: list) -> tuple[Tensor, Tensor, Tensor]:
     """Bitmaps of the partial tiles, deduplicated, the table saying which one each tile uses,
-    and the live keys (on the CPU)."""
+    and the live keys (on the CPU), from ``_tiles(mask, lists)``'s ``kinds`` and ``parts``."""
     q_tile, k_tile = lists.q_tile, lists.k_tile
-    kinds = lists.kinds().cpu()
-    parts = list(_partial_tiles(mask, lists, kinds))
     partial = kinds == PARTIAL  # (Bm, Hm, n_q, n_k)
     mask_b, mask_h, n_q, n_k = partial.shape
     tiles, where = [], []
