@@ -1,5 +1,6 @@
 """Segment memory (Transformer-XL) in the decoder: equal to one causal forward when it holds
-the whole past, blind across documents, no gradient into the past, compressed shapes."""
+the whole past, blind across documents, no gradient into the past, compressed shapes, and no
+value read back from the device (the bookkeeping is on the host)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from atenea.models import DecoderConfig, DecoderModel
-from atenea.nn.memory import pool, pool_documents
+from atenea.nn import memory as memory_module
+from atenea.nn.memory import SegmentMemory, pool, pool_documents
 
 
 def tiny(memory_len: int, **overrides) -> DecoderModel:
@@ -186,7 +188,108 @@ def test_rows_going_on_with_their_document_read_nothing_back():
     for _ in range(3):
         logits = model(ids, memory=memory).logits
     assert logits.shape == (3, 5, 53) and memory.one_document
-    assert memory.next_position.device.type == "meta"
+    assert memory.next_position.device.type == "cpu"  # the bookkeeping lives on the host
+    assert memory.layers[0].keys.device.type == "meta"
+
+
+# Segments of 4 tokens of 2 rows through M = 6, C = 3, rate 2: row 1 mixes documents, ids come
+# and go (None: the rows go on), the memory overflows into the compressed slots, and at the end
+# every slot of a row is in its document again (the plain causal mask).
+SEGMENT_DOCUMENTS = [[[0, 0, 0, 0], [5, 5, 6, 6]], None, [[0, 0, 1, 1], [6, 6, 6, 6]], None,
+                     None, None, None]  # fmt: skip
+
+
+def advance_all(memory: SegmentMemory, device) -> list:
+    """Run ``SEGMENT_DOCUMENTS`` through ``memory`` (host ids; tokens and keys/values of zeros on
+    ``device``, 2 layers, 3 heads of 5): each segment's ``(positions, mask, keys it attends to,
+    one_document)``."""
+    ids = torch.zeros(2, 4, dtype=torch.long, device=device)
+    keys = torch.zeros(2, 3, 4, 5, device=device)
+    returned = []
+    for documents in SEGMENT_DOCUMENTS:
+        documents = None if documents is None else torch.tensor(documents)
+        positions, mask, write = memory.advance(ids, documents)
+        for layer in memory.layers:
+            layer.update(keys, keys, write)
+        returned.append((positions, mask, write.slots.stop, memory.one_document))
+    return returned
+
+
+def test_advance_reads_nothing_from_the_device(monkeypatch):
+    """The memory decides on the host: on the meta device (no values: any read raises) the
+    segments run, and give what a CPU memory gives: the positions it hands to the device, the
+    masks (their host ids materialized on the CPU), the bookkeeping, the shapes of the slots."""
+    handed = []
+
+    def record(host, device):  # the positions on the host, as they go to the device
+        handed.append(host)
+        return to_device(host, device)
+
+    to_device = memory_module.to_device
+    monkeypatch.setattr(memory_module, "to_device", record)
+    on_meta = SegmentMemory(2, 2, 6, 3, 2, device="meta")
+    meta_runs = advance_all(on_meta, "meta")
+    meta_handed = list(handed)
+    on_cpu = SegmentMemory(2, 2, 6, 3, 2, device="cpu")
+    cpu_runs = advance_all(on_cpu, "cpu")
+    assert [one for *_, one in cpu_runs] == [False] * 6 + [True]  # both masks are exercised
+    for (positions, mask, keys, one), (expected, cpu_mask, cpu_keys, cpu_one), host in zip(
+        meta_runs, cpu_runs, meta_handed, strict=True
+    ):
+        assert positions.device.type == "meta" and positions.shape == (2, 4)
+        assert torch.equal(host, expected) and (keys, one) == (cpu_keys, cpu_one)
+        assert torch.equal(mask.materialize(4, keys, "cpu"), cpu_mask.materialize(4, keys))
+    meta_state, cpu_state = on_meta.state(), on_cpu.state()
+    assert meta_state.keys() == cpu_state.keys()
+    for name, tensor in cpu_state.items():
+        if name.startswith("layer."):
+            assert meta_state[name].device.type == "meta", name
+            assert meta_state[name].shape == tensor.shape, name
+        else:
+            assert torch.equal(meta_state[name], tensor), name
+    assert cpu_state["compressed_documents"].shape == (2, 3) and keys == 3 + 6 + 4
+
+
+def test_document_ids_are_checked_on_the_host():
+    """A negative id (it would match the empty slots' -1) is refused on a memory of the meta
+    device too, with the same one-line error, and the memory stays as it was."""
+    memory = SegmentMemory(1, 2, 4, device="meta")
+    ids = torch.zeros(2, 3, dtype=torch.long, device="meta")
+    memory.advance(ids, torch.zeros(2, 3, dtype=torch.long))
+    before = {name: t.clone() for name, t in memory.state().items()}
+    expected = r"^document_ids: expected non-negative ids of shape \(2, 3\), got \(2, 3\)$"
+    with pytest.raises(ValueError, match=expected):
+        memory.advance(ids, torch.tensor([[0, 0, 0], [0, -1, -1]]))
+    assert all(torch.equal(memory.state()[name], t) for name, t in before.items())
+
+
+def test_a_model_on_meta_runs_segments_with_host_document_ids():
+    """The whole forward, attention included, takes the memory's host-side document masks on
+    the meta device: nothing on the way reads a value back."""
+    model = tiny(memory_len=6, compressed_len=3, compression_rate=2, num_layers=2).to("meta")
+    memory = model.new_memory(2)
+    ids = torch.zeros(2, 4, dtype=torch.long, device="meta")
+    for documents in SEGMENT_DOCUMENTS:
+        documents = None if documents is None else torch.tensor(documents)
+        logits = model(ids, memory=memory, document_ids=documents).logits
+    assert logits.shape == (2, 4, 53) and logits.device.type == "meta"
+    assert memory.compressed_documents.tolist() == [[1, 1, 1], [6, 6, 6]]
+
+
+@pytest.mark.gpu
+def test_advance_on_cuda_never_waits_for_the_device():
+    """With PyTorch's check of host-device synchronizations raising, the segments run on a GPU
+    memory (the positions' copy included) and give the CPU's positions."""
+    on_cuda = SegmentMemory(2, 2, 6, 3, 2, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        cuda_runs = advance_all(on_cuda, "cuda")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    cpu_runs = advance_all(SegmentMemory(2, 2, 6, 3, 2, device="cpu"), "cpu")
+    for (positions, *_), (expected, *_) in zip(cuda_runs, cpu_runs, strict=True):
+        assert positions.device.type == "cuda" and torch.equal(positions.cpu(), expected)
 
 
 @pytest.mark.parametrize("reload", [False, True])

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from atenea.models.pretrained import read_tensor_file
 from atenea.training import distributed
 from atenea.training.data import Split
-from atenea.training.loop import TrainConfig, train
+from atenea.training.loop import TrainConfig, _to_device, train
 from atenea.training.schedule import make_optimizer, make_scheduler
 from atenea.training.state import latest_checkpoint
 from atenea.training.tasks import build_task
@@ -138,6 +138,21 @@ def test_a_document_starting_at_a_step_resets_the_memory():
         task.carried = carried_over
         new_document = {**following, "document_ids": following["document_ids"] + 1000}
         assert task.loss(model, new_document) == fresh  # ... and forgotten at a new document
+
+
+def test_the_losses_read_nothing_from_the_device():
+    """A step's batch keeps host copies of its document ids and labels, which the loop's move to
+    the device leaves on the host: on the meta device (no values: any read raises) the carried
+    memory's steps and a window of segments (``lm_memory.py``) run."""
+    task, model = carried_task()
+    order, meta = task.train_order(0, 2), torch.device("meta")
+    model = model.to(meta)
+    for step in range(3):  # the memory carried over two steps
+        batch = _to_device(task.batch(order[2 * step : 2 * step + 2], None), meta)
+        assert batch["document_ids"].device == meta and task.loss(model, batch).device == meta
+    windows, model = carried_task(carry_memory="false")
+    batch = _to_device(windows.batch([0, 1], None), meta)
+    assert windows.window == 3 and windows.loss(model.to(meta), batch).device == meta
 
 
 def test_resume_equals_the_uninterrupted_run(uninterrupted, tmp_path):

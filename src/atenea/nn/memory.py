@@ -23,6 +23,12 @@ order (a compressed slot counts as one step further, as the Compressive Transfor
 encodings count it). Documents: every token carries a document id; a
 token attends only to keys of its own document, and positions restart at each document's
 first token, so a document boundary resets the memory for that row, mid-segment or not.
+
+Where things live: the keys/values on the model's device; the bookkeeping (the document of every
+slot, each row's next position and last document: a few longs a row) on the host, so that
+``advance`` decides positions and masks without reading a value back from the device. On a GPU
+every read waits for all the work queued before it (the GPU idles while the host queues the
+next segment); the host's answers go to the device as copies the host does not wait for.
 """
 
 from __future__ import annotations
@@ -33,9 +39,12 @@ from torch import Tensor
 from atenea.attention import masks
 from atenea.nn.cache import Write
 from atenea.nn.positions import positions_in_documents
+from atenea.nn.transfer import to_device
 
 # Document id of a slot that holds nothing (never equal to a real id, which is >= 0).
 EMPTY_SLOT = -1
+# Where the bookkeeping lives, whatever the device of the keys/values (the module docstring).
+HOST = torch.device("cpu")
 
 
 class LayerMemory:
@@ -109,7 +118,9 @@ def pool_documents(documents: Tensor, rate: int) -> Tensor:
 class SegmentMemory:
     """The memory of a whole decoder for ``batch`` parallel streams of text (see the module
     docstring). Make it with ``DecoderModel.new_memory``; pass it as ``memory=`` to each
-    segment's forward, in order."""
+    segment's forward, in order, with ``document_ids`` on the host (ids on a device are copied
+    back, which is a read from it). ``device``: the keys/values', where ``load_state`` puts
+    them; the bookkeeping is on the host whatever it is."""
 
     def __init__(
         self, num_layers: int, batch: int, memory_len: int, compressed_len: int = 0,
@@ -134,13 +145,13 @@ class SegmentMemory:
         for layer in self.layers:
             layer.keys = layer.values = None
             layer.compressed_keys = layer.compressed_values = None
-        empty = torch.empty(self.batch, 0, dtype=torch.long, device=self.device)
+        empty = torch.empty(self.batch, 0, dtype=torch.long, device=HOST)
         self.documents = empty  # (B, M') document id of every memory slot
         self.compressed_documents = empty.clone()  # (B, C')
-        self.next_position = torch.zeros(self.batch, dtype=torch.long, device=self.device)
-        self.last_document = torch.full_like(self.next_position, EMPTY_SLOT)
-        # Known on the host (no read from the device): every slot of every row belongs to the
-        # row's last document (true of an empty memory). ``_one_document`` keeps it up to date.
+        self.next_position = torch.zeros(self.batch, dtype=torch.long, device=HOST)  # (B,)
+        self.last_document = torch.full_like(self.next_position, EMPTY_SLOT)  # (B,)
+        # The last segment's answer: every key of every row was in the row's current document,
+        # so its mask was causal alone (True of an empty memory).
         self.one_document = True
 
     def advance(
@@ -150,17 +161,25 @@ class SegmentMemory:
         document of every token; default: one document per row, continuing).
 
         Returns the positions ``(B, L)`` (counting on from the memory within a document, from 0
-        at a document's first token), the mask over ``(L, C'+M'+L)`` keys (causal, bottom-right
-        aligned, within the document) and the ``Write`` the layers pass back to ``update``."""
+        at a document's first token) on ``input_ids``' device, the mask over ``(L, C'+M'+L)``
+        keys (causal, bottom-right aligned, within the document; its ids on the host, where the
+        backends' tile tables read them) and the ``Write`` the layers pass back to ``update``.
+
+        Reads no value from the device: everything is decided on the host bookkeeping (and
+        host ``document_ids``), and the positions go to the device as a copy the host does not
+        wait for (``to_device``)."""
         batch, length = input_ids.shape
         if batch != self.batch:
             raise ValueError(f"memory: made for {self.batch} rows, got input_ids of {batch}")
-        given = document_ids is not None
-        if not given:
+        if document_ids is None:  # the rows go on with their last document
             document_ids = self.last_document.clamp(min=0)[:, None].expand(batch, length)
-        elif tuple(document_ids.shape) != (batch, length):
-            raise _bad_documents(document_ids, batch, length)
-        document_ids = document_ids.to(self.next_position.device)
+        else:
+            if tuple(document_ids.shape) != (batch, length):
+                raise _bad_documents(document_ids, batch, length)
+            document_ids = document_ids.to(HOST)  # no copy when on the host already
+            # A negative id would match the empty slots' -1 and attend to them.
+            if bool((document_ids < 0).any()):
+                raise _bad_documents(document_ids, batch, length)
         positions = positions_in_documents(document_ids, self.last_document, self.next_position)
 
         key_documents = torch.cat([self.compressed_documents, self.documents, document_ids], 1)
@@ -170,38 +189,19 @@ class SegmentMemory:
         # and the attention skips the tiles above the diagonal. Otherwise the keys' document
         # ids are a document mask (the queries are the last L of them, as ``masks.document``
         # reads them; an empty slot's -1 matches no query): structured, no L x K tensor.
+        # Which one is a question about host tensors, answered every segment: no read to save.
         mask = masks.causal()
-        self.one_document = self._one_document(key_documents, document_ids if given else None)
+        self.one_document = bool((key_documents == key_documents[:, -1:]).all())
         if not self.one_document:
             mask = mask & masks.document(key_documents)
 
         self._remember(document_ids, positions)
-        return positions, mask, Write(slice(past, past + length), None)
-
-    def _one_document(self, key_documents: Tensor, given: Tensor | None) -> bool:
-        """Whether every key of every row is in the row's current document (its last key's),
-        ``key_documents (B, C'+M'+L)``; checks the ``given (B, L)`` document ids are >= 0.
-
-        Both are facts about device values, and reading one back waits for all the work queued
-        before it (on a GPU, a host-device sync: the GPU idles while the host queues the
-        segment). So the check and the answer travel in one read, at most one a segment, on
-        every device (the CPU runs exactly the path a GPU does), and none at all when the rows
-        go on (no ids given) from a memory known to hold one document a row
-        (``self.one_document``): a long text run segment by segment never waits here. Always
-        passing the document mask instead would not save the read (its tile table reads the
-        ids to the host) and would lose the plain causal path. The check stays: a negative id
-        would match the empty slots' -1 and attend to them."""
-        if given is None and self.one_document:
-            return True  # the new tokens continue each row's only document
-        mixed = (key_documents != key_documents[:, -1:]).any()
-        negative = (given < 0).any() if given is not None else torch.zeros_like(mixed)
-        negative, mixed = torch.stack([negative, mixed]).tolist()  # the one read
-        if negative:
-            raise _bad_documents(given, *given.shape)
-        return not mixed
+        write = Write(slice(past, past + length), None)
+        return to_device(positions, input_ids.device), mask, write
 
     def _remember(self, document_ids: Tensor, positions: Tensor) -> None:
-        """Move the bookkeeping on by one segment (the layers move their own keys/values)."""
+        """Move the bookkeeping on by one segment (the layers move their own keys/values):
+        ``document_ids`` and ``positions (B, L)``, on the host."""
         recent = torch.cat([self.documents, document_ids], dim=1)
         evicted = recent.shape[1] - self.memory_len
         self.documents = recent[:, max(evicted, 0) :]
@@ -216,12 +216,9 @@ class SegmentMemory:
 
     def state(self) -> dict[str, Tensor]:
         """Everything the memory holds, as named tensors: ``documents``, ``compressed_documents``,
-        ``next_position``, ``last_document`` and ``layer.{i}.{keys|values|compressed_keys|
-        compressed_values}`` (those not empty)."""
-        tensors = {
-            "documents": self.documents, "compressed_documents": self.compressed_documents,
-            "next_position": self.next_position, "last_document": self.last_document,
-        }  # fmt: skip
+        ``next_position``, ``last_document`` (int64, on the host) and ``layer.{i}.{keys|values|
+        compressed_keys|compressed_values}`` (those not empty, on their device)."""
+        tensors = {name: getattr(self, name) for name in BOOKKEEPING}
         for index, layer in enumerate(self.layers):
             for name in LAYER_TENSORS:
                 if getattr(layer, name) is not None:
@@ -229,16 +226,20 @@ class SegmentMemory:
         return tensors
 
     def load_state(self, tensors: dict[str, Tensor]) -> None:
-        """Take back what ``state`` gave (on this memory's device): the same memory, exactly."""
-        move = {name: t.to(self.device) for name, t in tensors.items()}
-        self.documents, self.compressed_documents = move["documents"], move["compressed_documents"]
-        self.next_position, self.last_document = move["next_position"], move["last_document"]
+        """Take back what ``state`` gave, wherever its tensors are (a checkpoint may hold them
+        on another device): the bookkeeping on the host, the keys/values on this memory's
+        device. The same memory, exactly."""
+        host = {name: tensors[name].to(HOST) for name in BOOKKEEPING}
+        self.documents, self.compressed_documents = host["documents"], host["compressed_documents"]
+        self.next_position, self.last_document = host["next_position"], host["last_document"]
         for index, layer in enumerate(self.layers):
             for name in LAYER_TENSORS:
-                setattr(layer, name, move.get(f"layer.{index}.{name}"))
-        self.one_document = False  # unknown until the next segment reads it
+                saved = tensors.get(f"layer.{index}.{name}")
+                setattr(layer, name, None if saved is None else saved.to(self.device))
+        self.one_document = False  # the last segment's answer is not saved: the next one gives it
 
 
+BOOKKEEPING = ("documents", "compressed_documents", "next_position", "last_document")
 LAYER_TENSORS = ("keys", "values", "compressed_keys", "compressed_values")
 
 

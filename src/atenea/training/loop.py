@@ -49,6 +49,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from atenea.nn.transfer import to_device
 from atenea.training import distributed, sharding
 from atenea.training.config import TrainConfig, TrainingError, check_resume
 from atenea.training.interrupt import Interrupts, TrainingInterrupted
@@ -73,7 +74,9 @@ __all__ = ["TrainConfig", "TrainingError", "TrainingInterrupted", "train"]
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    """The batch's tensors on ``device``, copied without the host waiting for the GPU (a plain
+    ``.to`` would: ``nn.transfer``); other values as they are."""
+    return {k: to_device(v, device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def _progress_bar(config: TrainConfig, start: int, main: bool):
@@ -225,7 +228,8 @@ class _Run:
         # loss's device (where nccl reduces), and read back together with the gradient norm:
         # the step's only wait for the device.
         host = torch.tensor([tokens, *self.interrupts.votes()], dtype=torch.float64)
-        totals = distributed.all_reduce_sum(torch.cat([loss_sum[None], host.to(self.device)]))
+        totals = torch.cat([loss_sum[None], to_device(host, self.device)])
+        distributed.all_reduce_sum(totals)
         max_norm = config.clip if config.clip else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.plain.parameters(), max_norm)
         norm = sharding.full_norm(norm).to(totals).reshape(1)

@@ -30,7 +30,7 @@ from atenea.nn.memory import SegmentMemory
 from atenea.training.distributed import unwrap
 from atenea.training.names import group_by_index, indexed_name
 from atenea.training.tasks.base import next_tokens, token_mean
-from atenea.training.tasks.lm_memory import SegmentedLanguageModelTask
+from atenea.training.tasks.lm_memory import SegmentedLanguageModelTask, on_host, with_host_copies
 from atenea.training.tasks.settings import TaskError
 
 MEMORY = "memory"  # the carried memories' tensors: ``memory.{slot}.{name}`` (``names.py``)
@@ -82,7 +82,7 @@ class CarriedMemoryLanguageModelTask(SegmentedLanguageModelTask):
         # so the loss reads no tensor back from the device to find it.
         first = int(indices[0])
         batch["stream"], batch["segment_index"] = divmod(first, per)
-        return batch
+        return with_host_copies(batch)  # the memory reads the document ids on the host
 
     def loss(self, model, batch):
         first, index = batch["stream"], batch["segment_index"]
@@ -94,7 +94,8 @@ class CarriedMemoryLanguageModelTask(SegmentedLanguageModelTask):
                 f"carry_memory: stream {first} is at segment {last}, but the step brings "
                 f"segment {index}"
             )
-        logits = model(batch["input_ids"], memory=memory, document_ids=batch["document_ids"]).logits
+        documents = on_host(batch, "document_ids")  # no read from the device (lm_memory.py)
+        logits = model(batch["input_ids"], memory=memory, document_ids=documents).logits
         self.carried[first] = (memory, index)
         return token_mean(logits, next_tokens(batch["labels"]))
 

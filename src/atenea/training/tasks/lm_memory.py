@@ -17,6 +17,10 @@ start to end with the memory carried all the way, and reports the perplexity wit
 and without it (memory 0), on the same segments of ``L``: the memory's own gain. A segment's
 first token has no logits before it inside the segment, so each segment predicts ``L - 1``
 tokens, with or without memory alike.
+
+Nothing is read back from the device a segment: a batch keeps host copies of its document ids
+(the memory's bookkeeping is on the host, ``nn/memory.py``) and labels (the counts of predicted
+tokens), ``with_host_copies``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,27 @@ from atenea.training.tasks.settings import TaskError
 
 EVAL_STREAMS = 8
 SEGMENTS_PER_STREAM = 8
+# A batch's entry of host copies (``with_host_copies``): a dict, not a tensor, so the training
+# loop, which moves a batch's tensor values to the device, leaves it on the host.
+HOST = "host"
+HOST_COPIES = ("document_ids", "labels")
+
+
+def with_host_copies(batch: dict) -> dict:
+    """``batch`` (its tensors on the host) with ``batch[HOST]``: its ``document_ids`` and
+    ``labels`` (B, W) kept on the host once the loop has moved the rest (no copy: the same
+    tensors)."""
+    return {**batch, HOST: {name: batch[name] for name in HOST_COPIES}}
+
+
+def on_host(batch: dict, name: str) -> Tensor:
+    """``batch[name]`` on the host without a read from the device: the tensor itself while it is
+    on the host (so a batch changed after ``batch`` made it is read as changed), else the copy
+    ``with_host_copies`` kept; a batch without copies gives its tensor as it is."""
+    value = batch[name]
+    if value.device.type == "cpu" or HOST not in batch:
+        return value
+    return batch[HOST][name]
 
 
 class SegmentedLanguageModelTask(LanguageModelTask):
@@ -85,24 +110,30 @@ class SegmentedLanguageModelTask(LanguageModelTask):
         document_ids = torch.tensor(owners[: rows * length]).view(rows, length)
         return input_ids, document_ids, self.labels_of(input_ids, document_ids)
 
+    def batch(self, indices, generator):
+        return with_host_copies(super().batch(indices, generator))
+
     def example_inputs(self, count):
         rows = self.val_rows[0][:count, :8]
         return [self.tokenizer.decode(row.tolist()) for row in rows]
 
     def run_segments(self, model, batch: dict, memory: SegmentMemory) -> tuple[Tensor, int]:
-        """Run ``batch``'s rows segment by segment through ``memory``: (summed negative
-        log-likelihood of the predicted tokens, their count)."""
-        total = torch.zeros((), device=batch["input_ids"].device)
+        """Run ``batch``'s rows ``(B, W)`` segment by segment through ``memory``: (summed
+        negative log-likelihood of the predicted tokens, their count)."""
+        input_ids, labels = batch["input_ids"], batch["labels"]
+        documents = on_host(batch, "document_ids")  # the memory's bookkeeping is on the host
+        total = torch.zeros((), device=input_ids.device)
         count = 0
-        starts = range(0, batch["input_ids"].shape[1], self.segment)
-        # every segment's count of predicted tokens in one read from the device, not one each
-        predicted = batch["labels"] != IGNORE
+        starts = range(0, input_ids.shape[1], self.segment)
+        # Every segment's count of predicted tokens, from the host labels: a python int to
+        # weigh the segment's mean loss with, read from no device.
+        predicted = on_host(batch, "labels") != IGNORE
         counts = torch.stack([predicted[:, s + 1 : s + self.segment].sum() for s in starts])
         for start, targets in zip(starts, counts.tolist()):
-            part = {k: v[:, start : start + self.segment] for k, v in batch.items()}
+            part = slice(start, start + self.segment)
             out = model(
-                part["input_ids"], memory=memory, document_ids=part["document_ids"],
-                labels=part["labels"],
+                input_ids[:, part], memory=memory, document_ids=documents[:, part],
+                labels=labels[:, part],
             )  # fmt: skip
             if targets:
                 total = total + out.loss * targets
@@ -120,10 +151,10 @@ class SegmentedLanguageModelTask(LanguageModelTask):
     def evaluate(self, model, limit=None):
         """Perplexity over the validation streams with the memory, and without it."""
         device = device_of(model)
-        batch = {k: v.to(device) for k, v in zip(("input_ids", "document_ids", "labels"),
-                                                 self.val_rows, strict=True)}  # fmt: skip
+        host = dict(zip(("input_ids", "document_ids", "labels"), self.val_rows, strict=True))
         if limit is not None:  # the first ``limit`` segments of every stream
-            batch = {k: v[:, : limit * self.segment] for k, v in batch.items()}
+            host = {k: v[:, : limit * self.segment] for k, v in host.items()}
+        batch = {**{k: v.to(device) for k, v in host.items()}, HOST: host}
         results = {}
         with Evaluating(model):
             rows = len(batch["input_ids"])
