@@ -35,7 +35,7 @@ def check_ids(input_ids: Tensor, vocab_size: int, name: str = "input_ids") -> No
     # only, for tracing) has no values to check.
     readable = input_ids.device.type != "meta" and not torch.compiler.is_compiling()
     if input_ids.numel() and readable:
-        low, high = int(input_ids.min()), int(input_ids.max())
+        low, high = torch.stack(torch.aminmax(input_ids)).tolist()  # one read, not two
         if low < 0 or high >= vocab_size:
             raise ValueError(
                 f"{name}: token ids must lie in [0, {vocab_size}) for this vocabulary, got values "
