@@ -226,7 +226,7 @@ class _Run:
             loss_sum += loss.detach().double() / config.accumulation
         # The loss, tokens and interrupt votes summed over the ranks in one all-reduce, on the
         # loss's device (where nccl reduces), and read back together with the gradient norm:
-        # the step's only wait for the device.
+        # one wait for the device where there were three.
         host = torch.tensor([tokens, *self.interrupts.votes()], dtype=torch.float64)
         totals = torch.cat([loss_sum[None], to_device(host, self.device)])
         distributed.all_reduce_sum(totals)
