@@ -61,6 +61,36 @@ def test_mask_families_match_reference(case):
     assert_close(*run_both(shape, mask))
 
 
+DOCS_256 = torch.tensor([0] * 70 + [1] * 100 + [2] * 86)
+
+# Lengths that are multiples of the tile (64 here): the forward and dQ passes then skip the
+# bounds in their full tiles (``launch.even_lengths``), a path the cases above never take; with
+# score modifiers they keep them
+EVEN_CASES = {
+    "no_mask": (None, None, (1, 2, 2, 128, 128, 32)),  # every tile full
+    "causal_fewer_queries": (masks.causal(), None, (1, 2, 2, 128, 192, 32)),
+    "window": (masks.sliding_window(40), None, (1, 2, 2, 192, 192, 32)),
+    "documents_causal": (masks.document(DOCS_256) & masks.causal(), None, (2, 1, 1, 256, 256, 32)),
+    "gqa_causal_d128": (masks.causal(), None, (1, 4, 2, 128, 128, 128)),
+    "alibi_softcap": (
+        masks.causal(),
+        scores.compose(scores.alibi(2), scores.softcap(5.0)),
+        (1, 2, 2, 128, 128, 32),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", EVEN_CASES)
+def test_lengths_multiple_of_the_tile_match_reference(case, monkeypatch):
+    from atenea.attention.backends.triton import launch
+
+    evens, real = [], launch.even_lengths
+    monkeypatch.setattr(launch, "even_lengths", lambda *a: evens.append(real(*a)) or evens[-1])
+    mask, score_mod, shape = EVEN_CASES[case]
+    assert_close(*run_both(shape, mask, score_mod))
+    assert evens == [score_mod is None]
+
+
 @pytest.mark.parametrize(
     "shape, pack",
     [

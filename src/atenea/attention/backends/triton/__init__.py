@@ -95,7 +95,12 @@ def triton_attention(
     drawn from torch's generator (``torch.manual_seed`` makes the call reproducible); the
     kernels derive every element's keep decision from it (``rules.dropout_keep``). The caller
     checks ``why_not`` first."""
-    from atenea.attention.backends.triton.launch import Setup, TritonAttention, pack_of
+    from atenea.attention.backends.triton.launch import (
+        Setup,
+        TritonAttention,
+        even_lengths,
+        pack_of,
+    )
 
     p = problem
     device = q.device
@@ -119,6 +124,7 @@ def triton_attention(
         # one int64 from torch's generator: torch.manual_seed makes the dropout reproducible
         seed=int(torch.randint(0, 2**62, ())) if p.dropout_p > 0 else 0,
         pack=pack,
+        even=even_lengths(lists, mods, p.dropout_p > 0, table_dtype),
     )
     relative = None
     if mods.relative_module is not None:

@@ -235,8 +235,12 @@ def attention_backward_q(
     PADDING: tl.constexpr, PREFIX: tl.constexpr, BITMAP: tl.constexpr, LIVE: tl.constexpr,
     ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
     DROPOUT: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr, EVEN: tl.constexpr = False,
 ):  # fmt: skip
+    """``EVEN`` (both lengths multiples of the sparse tiles): the full tiles' pairs all exist,
+    and their steps skip the bounds (the forward's too). The dK/dV pass keeps them: without
+    that select, or with the scale folded into ``LOG2E`` as here, its 64x64 blocks, at 255
+    registers, spilled 8-96 bytes (check_sm90)."""
     start_m = tl.program_id(0) * BLOCK_M
     off_b = tl.program_id(1).to(tl.int64)
     off_h = tl.program_id(2).to(tl.int64)
@@ -304,9 +308,10 @@ def attention_backward_q(
                 k_t = k_t.to(tl.float32)
                 v_t = v_t.to(tl.float32)
             qk = tl.dot(q, k_t, input_precision=PRECISION)
-            s, tanh_s = modified_scores(qk, rows[:, None], cols[None, :], q_len, kv_len, scale,
-                                        slope, relative_head, cap,
-                                        ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
+            if (ALIBI != 0) or CAP or (RELATIVE != 0):
+                s, tanh_s = modified_scores(qk, rows[:, None], cols[None, :], q_len, kv_len,
+                                            scale, slope, relative_head, cap,
+                                            ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
             allowed = row_ok[:, None] & key_ok[None, :]
             if phase == 0:
                 allowed = allowed & pairs_allowed(
@@ -315,7 +320,12 @@ def attention_backward_q(
                     bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
                     CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                 )  # fmt: skip
-            p = tl.where(allowed, tl.math.exp2(s * LOG2E - lse[:, None]), 0.0)
+            if (ALIBI != 0) or CAP or (RELATIVE != 0):
+                p = tl.math.exp2(s * LOG2E - lse[:, None])
+            else:  # the scale and log2(e) in one product, the forward's rounding
+                p = tl.math.exp2(qk * (scale * LOG2E) - lse[:, None])
+            if (phase == 0) or (not EVEN):  # a full tile of even lengths: all pairs exist
+                p = tl.where(allowed, p, 0.0)
             dp = tl.dot(do, v_t, input_precision=PRECISION)
             if DROPOUT:  # the forward's draw; dP of the undropped weights
                 keep = dropout_keep(seed, dropout_p, head_row, rows[:, None], cols[None, :],

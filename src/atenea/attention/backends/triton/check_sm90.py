@@ -11,9 +11,12 @@ keys (``LIVE``), and dropout with each of the two configurations it can meet (wi
 without a per-pair table). The dK/dV pass is built again with ``GROUP`` query heads per key
 head, both looping over them (per-head masks, groups that are no power of two; the loop keeps
 more alive: ``configs.GROUPED_KV_ROWS``) and, in 16-bit, packed into each step; and in every
-combination ``configs.is_light`` gives its larger blocks (``light_variants``). Registers and
-spills come from ``ptxas -v`` (the ``ptxas-blackwell`` Triton bundles reads the PTX version
-Triton emits). Run with ``TRITON_INTERPRET`` unset.
+combination ``configs.is_light`` gives its larger blocks (``light_variants``). The forward and
+dQ passes are built again, in 16-bit, for calls without score modifiers or dropout whose lengths
+are multiples of the tiles (``EVEN_VARIANTS``: their full tiles skip the bounds, and the register
+allocation changes with it). Registers and spills come from ``ptxas -v`` (the
+``ptxas-blackwell`` Triton bundles reads the PTX version Triton emits). Run with
+``TRITON_INTERPRET`` unset.
 """
 
 from __future__ import annotations
@@ -104,6 +107,14 @@ VARIANTS = {
     "bitmap+dead+rel+drop": dict(BITMAP=True, LIVE=True, ALIBI=1, CAP=True, RELATIVE=2,
                                  DROPOUT=True),
 }  # fmt: skip
+# Calls with lengths that are multiples of the tiles and no score modifier or dropout
+# (``launch._even``): the forward and dQ passes built with ``EVEN``
+EVEN_VARIANTS = {
+    "plain": dict(),
+    "rules only": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True),
+    "bitmap only": dict(BITMAP=True),
+    "bitmap+dead only": dict(BITMAP=True, LIVE=True),
+}
 KERNELS = ("forward", "dK/dV", "dQ", "delta")  # delta: one variant (it reads no mask)
 # The head dims checked per dtype (together they reach every entry of the tables)
 CASES = {"bf16": [16, 32, 64, 128, 256], "fp32": [16, 32, 64, 128, 256]}
@@ -118,9 +129,9 @@ LIGHT_FAMILIES = dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREF
 KNOWN_SPILLS = {
     # ptxas keeps 64 registers of 255 and spills 8-16 bytes anyway: its choice, not pressure;
     # 4 warps fix it here but spill 8-16 bytes in two other variants of the same entry
-    ("dK/dV", 64, "fp32", "plain", GROUP, 1): 16,
+    ("dK/dV", 64, "fp32", "plain", GROUP, 1, False): 16,
     # 255 registers: 2 stages spilled 80 bytes, 4 warps 1,520, 2 warps 6,940, 16 warps 16
-    ("dK/dV", 256, "fp32", "bitmap+dead+rel+drop", GROUP, 1): 16,
+    ("dK/dV", 256, "fp32", "bitmap+dead+rel+drop", GROUP, 1, False): 16,
 }
 
 
@@ -174,12 +185,25 @@ def _ptxas(ptx: str) -> tuple[int, int]:
 
 
 def compile_one(job):
-    """Compile one kernel for sm_90: ``(shared bytes, registers, spilled bytes)``. ``job``:
-    ``(kernel name, head dim, dtype, variant name, group, pack)``."""
-    name, dim, dtype, variant, group, pack = job
+    """Compile one kernel for sm_90: ``(job, (blocks, warps, stages), (shared bytes, registers,
+    spilled bytes))``. ``job``: ``(kernel name, head dim, dtype, variant name, group, pack,
+    even)``."""
+    compiled, launch = build(job)
+    registers, spills = _ptxas(compiled.asm["ptx"])
+    return job, launch, (compiled.metadata.shared, registers, spills)
+
+
+def build(job):
+    """``job``'s kernel compiled for sm_90 (Triton's ``CompiledKernel``: ``asm["ptx"]``,
+    ``asm["cubin"]``) and its launch ``(blocks, warps, stages)``, as a call of that kind gets
+    them from the tuning tables."""
+    name, dim, dtype, variant, group, pack, even = job
     if name == "delta":
-        return _compile_delta(job)
-    switched = VARIANTS[variant] if variant in VARIANTS else light_variants()[variant]
+        rows = delta_rows(dim)
+        constants = dict(BLOCK_M=rows, BLOCK_DV=dim, HAS_DLSE=True)
+        launch = ((rows, dim), DELTA_WARPS, DELTA_STAGES)
+        return _build(attention_backward_delta, dtype, constants, *launch[1:]), launch
+    switched = {**VARIANTS, **EVEN_VARIANTS, **light_variants()}[variant]
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
     fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, switches_of(switched), group, pack)
     kernel, blocks, warps, stages = {
@@ -191,29 +215,18 @@ def compile_one(job):
     sizes = dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1])
     if name == "dK/dV":
         sizes["PACK"] = pack
+    else:
+        sizes["EVEN"] = even
     constants = _constants(dim, dtype, switched, sizes, group)
-    return job, (blocks, warps, stages), _compile(kernel, dtype, constants, warps, stages)
+    return _build(kernel, dtype, constants, warps, stages), (blocks, warps, stages)
 
 
-def _compile_delta(job):
-    _, dim, dtype, _, _, _ = job
-    rows = delta_rows(dim)
-    constants = dict(BLOCK_M=rows, BLOCK_DV=dim, HAS_DLSE=True)
-    measured = _compile(attention_backward_delta, dtype, constants, DELTA_WARPS, DELTA_STAGES)
-    return job, ((rows, dim), DELTA_WARPS, DELTA_STAGES), measured
-
-
-def _compile(kernel, dtype: str, constants: dict, warps: int, stages: int):
-    """Compile ``kernel`` for sm_90: ``(shared bytes, registers, spilled bytes)``."""
+def _build(kernel, dtype: str, constants: dict, warps: int, stages: int):
     signature = _signature(kernel, dtype)
     source = ASTSource(
         fn=kernel, signature=signature, constexprs=constants, attrs=_alignment(kernel, signature)
     )
-    compiled = triton.compile(
-        source, target=TARGET, options={"num_warps": warps, "num_stages": stages}
-    )
-    registers, spills = _ptxas(compiled.asm["ptx"])
-    return compiled.metadata.shared, registers, spills
+    return triton.compile(source, target=TARGET, options={"num_warps": warps, "num_stages": stages})
 
 
 def main(argv=None) -> int:
@@ -234,7 +247,7 @@ def main(argv=None) -> int:
         print("check_sm90: unset TRITON_INTERPRET (the interpreter compiles nothing)")
         return 2
     jobs = [
-        (name, dim, dtype, variant, 1, 1)
+        (name, dim, dtype, variant, 1, 1, False)
         for dtype in args.dtypes
         for dim in CASES[dtype]
         if not args.dims or dim in args.dims
@@ -242,12 +255,22 @@ def main(argv=None) -> int:
         for name in args.kernels
         if name != "delta" or variant == args.variants[0]
     ]
+    jobs += [
+        (name, dim, dtype, variant, 1, 1, True)
+        for dtype in args.dtypes
+        if dtype != "fp32"  # 16-bit calls only (launch.even_lengths)
+        for dim in CASES[dtype]
+        if not args.dims or dim in args.dims
+        for variant in EVEN_VARIANTS
+        for name in args.kernels
+        if name in ("forward", "dQ")
+    ]
     if "dK/dV" in args.kernels:  # grouped queries: a loop over the heads, or packed in a step
         kv = [job for job in jobs if job[0] == "dK/dV"]
-        jobs += [(*job[:4], GROUP, 1) for job in kv]  # looped
-        jobs += [(*job[:4], GROUP, GROUP) for job in kv if job[2] == "bf16"]  # packed (16-bit)
+        jobs += [(*job[:4], GROUP, 1, False) for job in kv]  # looped
+        jobs += [(*job[:4], GROUP, GROUP, False) for job in kv if job[2] == "bf16"]  # packed
         light = [
-            ("dK/dV", dim, "bf16", variant, group, group)
+            ("dK/dV", dim, "bf16", variant, group, group, False)
             for dim in CASES["bf16"]
             if "bf16" in args.dtypes and (not args.dims or dim in args.dims)
             and tuning.row_bytes(dim, dim, torch.bfloat16) in tuning.LIGHT_KV
@@ -261,9 +284,11 @@ def main(argv=None) -> int:
           f"{'stages':>6} {'shared KB':>9} {'regs':>5} spills")  # fmt: skip
     with ProcessPoolExecutor(args.jobs) as pool:
         for job, (blocks, warps, stages), (shared, regs, spills) in pool.map(compile_one, jobs):
-            name, dim, dtype, variant, group, pack = job
+            name, dim, dtype, variant, group, pack, even = job
             if group > 1:
                 variant += f" G={group}" + (" packed" if pack > 1 else "")
+            if even:
+                variant += " even"
             bad = shared > tuning.SHARED_MEMORY_LIMIT or spills > KNOWN_SPILLS.get(job, 0)
             failures += bad
             print(

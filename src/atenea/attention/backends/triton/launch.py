@@ -39,6 +39,7 @@ class Setup:
     backward: BackwardConfig
     seed: int = 0  # dropout's Philox key, drawn from torch's generator per call (0: no dropout)
     pack: int = 1  # query heads the dK/dV pass takes in one step (``pack_of``)
+    even: bool = False  # the forward and dQ passes skip the full tiles' bounds (``even_lengths``)
     # the arguments and constexprs the kernels share: built by the forward (``run_forward``),
     # read by the backward of the same call
     common: tuple[list, dict] | None = None
@@ -123,7 +124,7 @@ def run_forward(q, k, v, relative, setup: Setup) -> tuple[Tensor, Tensor]:
         q, k, v, out, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(out),
         lse.stride(0), lse.stride(1), *_expanded(setup.lists, p.batch, p.q_heads), *args,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages, **constants,
+        num_stages=cfg.num_stages, EVEN=setup.even, **constants,
     )  # fmt: skip
     return out, lse
 
@@ -150,9 +151,21 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
         q, k, v, dout, lse, delta, dq, *shared, *_strides(dq),
         *_expanded(setup.lists, p.batch, p.q_heads), *args,
         BLOCK_M=cfg.block_m2, BLOCK_N=cfg.block_n2, num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages, **constants,
+        num_stages=cfg.num_stages, EVEN=setup.even, **constants,
     )  # fmt: skip
     return dq, dk, dv, drel
+
+
+def even_lengths(lists: TileLists, mods: ModPlan, dropout: bool, dtype: torch.dtype) -> bool:
+    """Whether the forward and dQ passes may skip the bounds in their full tiles (``EVEN``):
+    both lengths are multiples of the sparse tiles (so of every compute block), the call has
+    no score modifier or dropout, and its tables' ``dtype`` is 16-bit. (With modifiers the
+    bounds are a small part of a step, and without them the dQ pass with a per-pair table
+    spilled 8 bytes at D=16-32; the float32 forward, the exact path, spilled 8-12 bytes at
+    D=32 and 128: check_sm90's ``EVEN_VARIANTS``.)"""
+    modified = mods.alibi or mods.cap > 0 or mods.relative or dropout
+    even = lists.q_len % lists.q_tile == 0 and lists.kv_len % lists.k_tile == 0
+    return even and not modified and dtype != torch.float32
 
 
 MAX_PACK = 16  # the smallest dK/dV block holds 16 query rows: one of each of 16 heads

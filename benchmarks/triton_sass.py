@@ -1,0 +1,123 @@
+"""What the Triton kernels' inner loops execute on an H100/H200, read without a GPU.
+
+Each kernel configuration is compiled for sm_90 here, as ``check_sm90`` does it, and its machine
+code (SASS, from the ``nvdisasm`` Triton bundles) is read: the instructions of its two loops
+(the partial tiles' steps, then the full tiles'), and in the full tiles' loop, where long
+sequences spend their time, the instructions by kind: the tensor-core products (``HGMMA``),
+the ``exp2`` unit (``MUFU``), float multiplies, fused multiply-adds, adds, selects and
+conversions to 16 bits. Fewer instructions per step is no timing, but it is the one measure of
+a kernel change this machine can take; run it at two commits to compare.
+
+    python benchmarks/triton_sass.py [--dims 128] [--kernels forward dQ] [--json out.json]
+
+Rows: D=64 and 128, bf16, the light mask families (and the plain call), the forward, dK/dV
+and dQ passes with the blocks the tuning tables give them, lengths not a multiple of the
+tiles and (forward and dQ, ``even``) multiples of them. Needs Triton, not a GPU
+(``TRITON_INTERPRET`` unset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9s default, said (no warning)
+import triton  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+from atenea.attention.backends.triton import check_sm90  # noqa: E402
+
+VARIANTS = ("plain", "light:CAUSAL", "light:WINDOWED", "light:DOCUMENT", "light:PREFIX")
+KINDS = ("HGMMA", "MUFU", "FMUL", "FFMA", "FADD", "FSEL", "F2FP")
+ADDRESS = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
+LABEL = re.compile(r"^(\.L_x_\d+):")
+BRANCH = re.compile(r"BRA\s+`\((\.L_x_\d+)\)")
+
+
+def disassemble(cubin: bytes) -> str:
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "kernel.cubin"
+        path.write_bytes(cubin)
+        return subprocess.run(
+            [str(tool), "-c", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+
+
+def loops(sass: str) -> list[list[str]]:
+    """The opcodes of every loop (a branch back to an earlier label), in program order."""
+    instructions, labels, pending = [], {}, []
+    for line in sass.splitlines():
+        label = LABEL.match(line)
+        if label:
+            pending.append(label.group(1))
+            continue
+        found = ADDRESS.match(line)
+        if found:
+            address = int(found.group(1), 16)
+            labels.update((name, address) for name in pending)
+            pending = []
+            instructions.append((address, found.group(2), line))
+    bodies = []
+    for address, _, line in instructions:
+        branch = BRANCH.search(line)
+        if branch and labels.get(branch.group(1), address) < address:
+            start = labels[branch.group(1)]
+            bodies.append([op for at, op, _ in instructions if start <= at <= address])
+    return bodies
+
+
+def row(name: str, dim: int, variant: str, even: bool) -> dict:
+    job = (name, dim, "bf16", variant, 1, 1, even)
+    compiled, (blocks, warps, stages) = check_sm90.build(job)
+    registers, spills = check_sm90._ptxas(compiled.asm["ptx"])
+    bodies = loops(disassemble(compiled.asm["cubin"]))
+    full = collections.Counter(bodies[-1]) if bodies else collections.Counter()
+    return {
+        "kernel": name, "D": dim, "variant": variant.removeprefix("light:"), "even": even,
+        "blocks": f"{blocks[0]}x{blocks[1]}", "warps": warps, "registers": registers,
+        "spills": spills, "loops": [len(body) for body in bodies],
+        **{kind: full[kind] for kind in KINDS},
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dims", type=int, nargs="*", default=[64, 128])
+    parser.add_argument("--kernels", nargs="*", default=["forward", "dK/dV", "dQ"])
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args()
+    print(json.dumps({"machine": benchlib.machine("triton"), "target": "sm_90"}))
+    header = f"{'kernel':<8}{'D':>4} {'variant':<9}{'even':>5} {'blocks':>7}{'warps':>6}"
+    header += f"{'regs':>5}{'spill':>6}  {'loops (partial, full)':<22}" + "".join(
+        f"{kind:>6}" for kind in KINDS
+    )
+    print(header)
+    rows = []
+    for dim in args.dims:
+        for name in args.kernels:
+            for variant in args.variants:
+                for even in (False, True) if name in ("forward", "dQ") else (False,):
+                    r = row(name, dim, variant, even)
+                    rows.append(r)
+                    print(
+                        f"{r['kernel']:<8}{dim:>4} {r['variant']:<9}{'yes' if even else '':>5} "
+                        f"{r['blocks']:>7}{r['warps']:>6}{r['registers']:>5}{r['spills']:>6}  "
+                        f"{str(r['loops']):<22}" + "".join(f"{r[kind]:>6}" for kind in KINDS),
+                        flush=True,
+                    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
