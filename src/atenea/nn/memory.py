@@ -37,9 +37,9 @@ import torch
 from torch import Tensor
 
 from atenea.attention import masks
+from atenea.attention.transfer import to_device
 from atenea.nn.cache import Write
 from atenea.nn.positions import positions_in_documents
-from atenea.nn.transfer import to_device
 
 # Document id of a slot that holds nothing (never equal to a real id, which is >= 0).
 EMPTY_SLOT = -1

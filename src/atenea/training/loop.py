@@ -49,7 +49,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from atenea.nn.transfer import to_device
+from atenea.attention.transfer import to_device
 from atenea.training import distributed, sharding
 from atenea.training.config import TrainConfig, TrainingError, check_resume
 from atenea.training.interrupt import Interrupts, TrainingInterrupted
@@ -75,7 +75,7 @@ __all__ = ["TrainConfig", "TrainingError", "TrainingInterrupted", "train"]
 
 def _to_device(batch: dict, device: torch.device) -> dict:
     """The batch's tensors on ``device``, copied without the host waiting for the GPU (a plain
-    ``.to`` would: ``nn.transfer``); other values as they are."""
+    ``.to`` would: ``attention.transfer``); other values as they are."""
     return {k: to_device(v, device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 

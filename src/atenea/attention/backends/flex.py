@@ -39,6 +39,7 @@ from atenea.attention.masks.rules import (
 )
 from atenea.attention.problem import Problem
 from atenea.attention.scores import RelativeBias, modifiers_in
+from atenea.attention.transfer import to_device
 
 
 def available() -> bool:
@@ -109,18 +110,18 @@ def mask_mod_of(mask: Mask, q_len: int, kv_len: int, device: torch.device):
 
         return window
     if isinstance(mask, KeyPadding):
-        lengths = mask.values.to(device)
+        lengths = to_device(mask.values, device)
         if mask.side == "right":
             return lambda b, h, q, kv: kv < pick(lengths, b)
         return lambda b, h, q, kv: kv >= kv_len - pick(lengths, b)
     if isinstance(mask, PrefixLM):
-        prefix = mask.values.to(device)
+        prefix = to_device(mask.values, device)
         return lambda b, h, q, kv: (kv < pick(prefix, b)) | (kv <= q + offset)
     if isinstance(mask, Document):
-        ids = mask.ids.to(device)  # (Bm, Lk)
+        ids = to_device(mask.ids, device)  # (Bm, Lk)
         return lambda b, h, q, kv: pick(ids, b)[q + offset] == pick(ids, b)[kv]
     if isinstance(mask, Dense):
-        allowed = mask.tensor.to(device)  # (Bm, Hm, Lq or 1, Lk or 1)
+        allowed = to_device(mask.tensor, device)  # (Bm, Hm, Lq or 1, Lk or 1)
 
         def dense(b, h, q, kv):
             t = pick(allowed, b)

@@ -23,6 +23,7 @@ from torch import Tensor
 from atenea.attention.masks import EMPTY, FULL, PARTIAL, Mask
 from atenea.attention.masks.base import And, Not
 from atenea.attention.masks.rules import Causal, SlidingWindow
+from atenea.attention.transfer import to_device
 
 TILE = 128  # FlexAttention's default sparse block, and atenea's Q_TILE / K_TILE
 
@@ -161,7 +162,7 @@ def tile_lists(
         kinds = torch.full((1, 1, n_q, n_k), FULL, dtype=torch.int8)
     else:
         kinds = mask.tile_kinds(q_len, kv_len, q_tile, k_tile)
-    lists = from_kinds(kinds.to(device), q_tile, k_tile, q_len, kv_len)
+    lists = from_kinds(to_device(kinds, device), q_tile, k_tile, q_len, kv_len)
     _CACHE[key] = (owner, lists)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

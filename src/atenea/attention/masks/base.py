@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from atenea.attention.transfer import to_device
+
 EMPTY, PARTIAL, FULL = 0, 1, 2
 
 
@@ -182,7 +184,7 @@ class Dense(Mask):
             )
 
     def allowed(self, rows, cols, q_len, kv_len):
-        t = self.tensor.to(cols.device)
+        t = to_device(self.tensor, cols.device)
         t = t[:, :, rows] if t.shape[-2] > 1 else t.expand(-1, -1, rows.numel(), -1)
         t = t[:, :, :, cols] if t.shape[-1] > 1 else t.expand(-1, -1, -1, cols.numel())
         return t

@@ -15,6 +15,7 @@ from atenea.attention.masks.base import (
     _kinds,
     _tile_bounds,
 )
+from atenea.attention.transfer import to_device
 
 
 class Causal(Mask):
@@ -109,7 +110,7 @@ class _PerBatchLengths(Mask):
 
     def _column(self, device) -> Tensor:
         """Values shaped ``(Bm, 1, 1, 1)`` to broadcast against ``(B, H, Lq, Lk)``."""
-        return self.values.to(device).view(-1, 1, 1, 1)
+        return to_device(self.values, device).view(-1, 1, 1, 1)
 
 
 class KeyPadding(_PerBatchLengths):
@@ -215,7 +216,7 @@ class Document(Mask):
             )
 
     def allowed(self, rows, cols, q_len, kv_len):
-        ids = self.ids.to(cols.device)
+        ids = to_device(self.ids, cols.device)
         q_ids = ids[:, rows + _bottom_right_offset(q_len, kv_len)]
         k_ids = ids[:, cols]
         return (q_ids[:, :, None] == k_ids[:, None, :])[:, None]

@@ -29,6 +29,7 @@ from atenea.attention.scores import (
     modifiers_in,
     relative_position_bucket,
 )
+from atenea.attention.transfer import to_device
 
 NO_PADDING, PAD_RIGHT, PAD_LEFT = 0, 1, 2
 NO_BIAS, BEFORE_CAP, AFTER_CAP = 0, 1, 2  # where an additive bias sits relative to softcap
@@ -75,7 +76,7 @@ def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
     device = lists.partial_counts.device
 
     def on_device(values: Tensor) -> Tensor:
-        return values.to(device=device, dtype=torch.int32)
+        return to_device(values, device, torch.int32)
 
     leaves = _leaves(mask)
     kinds = [type(leaf) for leaf in leaves]
@@ -121,9 +122,9 @@ def _bitmap_plan(mask: Mask, lists: TileLists, tiles: tuple | None = None) -> Ma
     when some key is dead. ``tiles``: ``_tiles(mask, lists)`` when already computed."""
     device = lists.partial_counts.device
     bitmaps, index, live = _build_bitmaps(lists, *(tiles or _tiles(mask, lists)))
-    plan = MaskPlan(bitmaps=bitmaps.to(device), bitmap_index=index.to(device))
+    plan = MaskPlan(bitmaps=to_device(bitmaps, device), bitmap_index=to_device(index, device))
     if not bool(live.all()):  # dead keys exist: the kernel checks each key (LIVE)
-        plan.live_keys = live.to(device)
+        plan.live_keys = to_device(live, device)
     return plan
 
 
@@ -282,7 +283,7 @@ def mod_plan(score_mod, problem: Problem, device) -> ModPlan:
         elif isinstance(leaf, ALiBi):
             plan.alibi, plan.alibi_symmetric = stage, leaf.symmetric
             slopes = leaf.slopes[: problem.q_heads]
-            plan.alibi_slopes = slopes.to(device=device, dtype=torch.float32).contiguous()
+            plan.alibi_slopes = to_device(slopes, device, torch.float32).contiguous()
         else:
             plan.relative, plan.relative_module = stage, leaf
     return plan
