@@ -4,7 +4,9 @@ A blocking copy to a GPU (``tensor.to("cuda")``) waits for all the work queued b
 PyTorch synchronizes the stream after the copy. A ``non_blocking`` one from ordinary
 (pageable) memory may wait too (CUDA may stage it through the stream). From pinned memory the
 copy is queued like a kernel; the pinned block stays reserved until the copy has run (PyTorch's
-host allocator records it), so the source can be dropped at once.
+host allocator records it), so the source can be dropped, or changed, at once: the copy reads a
+pinned duplicate made here (``pin_memory`` of a tensor already pinned would return the tensor
+itself, so a pinned source is duplicated too).
 """
 
 from __future__ import annotations
@@ -22,7 +24,18 @@ def to_device(
     device = torch.device(device)
     if dtype is not None:
         tensor = tensor.to(dtype)  # on the host, before the copy: fewer bytes to pin and send
-    # inside torch.compile the graph makes its own copies (Tensor.to, as before)
-    if tensor.device.type != "cpu" or device.type != "cuda" or torch.compiler.is_compiling():
+    if tensor.device.type != "cpu" or device.type != "cuda" or _capturing():
         return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
+    # contiguous first: an expanded tensor (stride 0) cannot be pinned as it is, and a strided
+    # one would reach the GPU through an unpinned temporary, waiting after all
+    staged = tensor.contiguous()
+    staged = staged.clone() if staged.is_pinned() else staged
+    return staged.pin_memory().to(device, non_blocking=True)
+
+
+def _capturing() -> bool:
+    """Inside ``torch.compile`` or a CUDA graph capture: a copy from a temporary pinned block
+    would be recorded and replayed after the block is reused, so ``Tensor.to`` there."""
+    if torch.compiler.is_compiling():
+        return True
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
