@@ -28,7 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9s default, said (no warning)
+# fused multiply-adds on: Triton 3.9's default, set so that it does not warn about it
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 import triton  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,7 +54,8 @@ def disassemble(cubin: bytes) -> str:
 
 
 def loops(sass: str) -> list[list[str]]:
-    """The opcodes of every loop (a branch back to an earlier label), in program order."""
+    """The opcodes of every loop (a branch back to an earlier label), in program order: the
+    partial tiles' steps, then the full tiles' (the kernels' two phases)."""
     instructions, labels, pending = [], {}, []
     for line in sass.splitlines():
         label = LABEL.match(line)
@@ -78,7 +80,7 @@ def loops(sass: str) -> list[list[str]]:
 def row(name: str, dim: int, variant: str, even: bool) -> dict:
     job = (name, dim, "bf16", variant, 1, 1, even)
     compiled, (blocks, warps, stages) = check_sm90.build(job)
-    registers, spills = check_sm90._ptxas(compiled.asm["ptx"])
+    registers, spills = check_sm90.ptxas_usage(compiled.asm["ptx"])
     bodies = loops(disassemble(compiled.asm["cubin"]))
     full = collections.Counter(bodies[-1]) if bodies else collections.Counter()
     return {
@@ -96,6 +98,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        sys.exit("triton_sass.py: unset TRITON_INTERPRET (the interpreter compiles nothing)")
     print(json.dumps({"machine": benchlib.machine("triton"), "target": "sm_90"}))
     header = f"{'kernel':<8}{'D':>4} {'variant':<9}{'even':>5} {'blocks':>7}{'warps':>6}"
     header += f"{'regs':>5}{'spill':>6}  {'loops (partial, full)':<22}" + "".join(

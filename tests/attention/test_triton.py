@@ -63,21 +63,35 @@ def test_mask_families_match_reference(case):
 
 DOCS_256 = torch.tensor([0] * 70 + [1] * 100 + [2] * 86)
 
-# Lengths that are multiples of the tile (64 here): the forward and dQ passes then skip the
-# bounds in their full tiles (``launch.even_lengths``), a path the cases above never take; with
-# score modifiers they keep them
+# Lengths that are multiples of the tile (64 here): the forward and dQ passes of 16-bit tables
+# without score modifiers or dropout skip the bounds in their full tiles
+# (``launch.even_lengths``), a path the cases above never take. (mask, score_mod, shape,
+# run_both's options, whether the path is taken)
 EVEN_CASES = {
-    "no_mask": (None, None, (1, 2, 2, 128, 128, 32)),  # every tile full
-    "causal_fewer_queries": (masks.causal(), None, (1, 2, 2, 128, 192, 32)),
-    "window": (masks.sliding_window(40), None, (1, 2, 2, 192, 192, 32)),
-    "documents_causal": (masks.document(DOCS_256) & masks.causal(), None, (2, 1, 1, 256, 256, 32)),
-    "gqa_causal_d128": (masks.causal(), None, (1, 4, 2, 128, 128, 128)),
-    "alibi_softcap": (
-        masks.causal(),
-        scores.compose(scores.alibi(2), scores.softcap(5.0)),
-        (1, 2, 2, 128, 128, 32),
-    ),
-}
+    "no_mask": (None, None, (1, 2, 2, 128, 128, 32), {}, True),  # every tile full
+    "causal_fewer_queries": (masks.causal(), None, (1, 2, 2, 128, 192, 32), {}, True),
+    "window": (masks.sliding_window(40), None, (1, 2, 2, 192, 192, 32), {}, True),
+    # fewer queries than keys: the keys before the window are dead, read as left padding
+    "window_dead_prefix": (masks.sliding_window(40), None, (1, 2, 2, 64, 192, 32), {}, True),
+    "documents_causal": (masks.document(DOCS_256) & masks.causal(), None, (2, 1, 1, 256, 256, 32),
+                         {}, True),
+    "padding_right_on_edges": (masks.key_padding([192, 64]), None, (2, 1, 1, 128, 192, 32), {},
+                               True),
+    "padding_left": (masks.key_padding([100, 64], side="left"), None, (2, 1, 1, 128, 192, 32),
+                     {}, True),
+    "prefix": (masks.prefix_lm([30, 100]), None, (2, 1, 1, 128, 128, 32), {}, True),
+    "bitmap": (masks.document(DOCS_256[:192]) | masks.causal(), None, (1, 2, 2, 192, 192, 32),
+               {}, True),
+    "gqa_causal_d128": (masks.causal(), None, (1, 4, 2, 128, 128, 128), {}, True),
+    "fp16_inputs": (masks.causal(), None, (1, 2, 2, 128, 128, 64), {"dtype": torch.float16},
+                    True),
+    # the bounds stay: score modifiers, dropout, float32 tables
+    "alibi_softcap": (masks.causal(), scores.compose(scores.alibi(2), scores.softcap(5.0)),
+                      (1, 2, 2, 128, 128, 32), {}, False),
+    "dropout": (masks.causal(), None, (1, 2, 2, 128, 128, 32), {"dropout_p": 0.3}, False),
+    "float32_tables": (masks.causal(), None, (1, 2, 2, 128, 128, 32),
+                       {"table_dtype": torch.float32}, False),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", EVEN_CASES)
@@ -86,9 +100,9 @@ def test_lengths_multiple_of_the_tile_match_reference(case, monkeypatch):
 
     evens, real = [], launch.even_lengths
     monkeypatch.setattr(launch, "even_lengths", lambda *a: evens.append(real(*a)) or evens[-1])
-    mask, score_mod, shape = EVEN_CASES[case]
-    assert_close(*run_both(shape, mask, score_mod))
-    assert evens == [score_mod is None]
+    mask, score_mod, shape, options, even = EVEN_CASES[case]
+    assert_close(*run_both(shape, mask, score_mod, **options), options.get("dtype", torch.float32))
+    assert evens[0] == even  # (dropout: later calls read the keep-mask back through the kernel)
 
 
 @pytest.mark.parametrize(

@@ -174,7 +174,8 @@ class RotaryEmbedding(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Rotate queries ``q (B, Hq, L, head_dim)`` and keys ``k (B, Hk, L, head_dim)`` (or
         None) for the same ``positions (B, L)`` (or ``(L,)``): the angles are computed once for
-        both (a layer's attention needs them twice, at every decoding step)."""
+        both (a layer's attention needs them twice, at every decoding step), in q's working
+        precision (q and k share a dtype in every layer)."""
         if positions.dim() == 1:
             positions = positions.unsqueeze(0)
         cos, sin = self.angles(positions, q.dtype)

@@ -68,8 +68,14 @@ class TileLists:
         lists object, not at every training step."""
         return self.remember("transposed", lambda: _transposed(self))
 
+    def host_kinds(self) -> Tensor:
+        """``kinds()`` on the host: the table ``tile_lists`` built the lists from (kept, so no
+        read back from the device), else rebuilt from the lists and read back once."""
+        return self.remember("host_kinds", lambda: self.kinds().cpu())
+
     def kinds(self) -> Tensor:
-        """The tile table back, int8 ``(Bm, Hm, n_q, n_k)`` (EMPTY/PARTIAL/FULL): for tests."""
+        """The tile table back from the lists, int8 ``(Bm, Hm, n_q, n_k)`` (EMPTY/PARTIAL/FULL),
+        on their device."""
         kinds = torch.full(self.shape, EMPTY, dtype=torch.int8, device=self.partial_counts.device)
         for counts, indices, kind in (
             (self.partial_counts, self.partial_indices, PARTIAL),
@@ -163,6 +169,7 @@ def tile_lists(
     else:
         kinds = mask.tile_kinds(q_len, kv_len, q_tile, k_tile)
     lists = from_kinds(to_device(kinds, device), q_tile, k_tile, q_len, kv_len)
+    lists.remember("host_kinds", kinds.cpu)  # the table as built (the Triton plan reads it)
     _CACHE[key] = (owner, lists)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -18,9 +18,10 @@ and without it (memory 0), on the same segments of ``L``: the memory's own gain.
 first token has no logits before it inside the segment, so each segment predicts ``L - 1``
 tokens, with or without memory alike.
 
-Nothing is read back from the device a segment: a batch keeps host copies of its document ids
-(the memory's bookkeeping is on the host, ``nn/memory.py``) and labels (the counts of predicted
-tokens), ``with_host_copies``.
+The task and the memory read nothing back from the device a segment: a batch keeps host copies
+of its document ids (the memory's bookkeeping is on the host, ``nn/memory.py``) and labels
+(the counts of predicted tokens), ``with_host_copies``. (The model's forward still reads once:
+``check_ids``, the token range.)
 """
 
 from __future__ import annotations
@@ -41,25 +42,28 @@ EVAL_STREAMS = 8
 SEGMENTS_PER_STREAM = 8
 # A batch's entry of host copies (``with_host_copies``): a dict, not a tensor, so the training
 # loop, which moves a batch's tensor values to the device, leaves it on the host.
-HOST = "host"
+HOST_KEY = "host"
 HOST_COPIES = ("document_ids", "labels")
 
 
 def with_host_copies(batch: dict) -> dict:
-    """``batch`` (its tensors on the host) with ``batch[HOST]``: its ``document_ids`` and
+    """``batch`` (its tensors on the host) with ``batch[HOST_KEY]``: its ``document_ids`` and
     ``labels`` (B, W) kept on the host once the loop has moved the rest (no copy: the same
     tensors)."""
-    return {**batch, HOST: {name: batch[name] for name in HOST_COPIES}}
+    return {**batch, HOST_KEY: {name: batch[name] for name in HOST_COPIES}}
 
 
 def on_host(batch: dict, name: str) -> Tensor:
     """``batch[name]`` on the host without a read from the device: the tensor itself while it is
     on the host (so a batch changed after ``batch`` made it is read as changed), else the copy
-    ``with_host_copies`` kept; a batch without copies gives its tensor as it is."""
+    ``with_host_copies`` kept. A batch without copies, or whose tensor no longer has the copy's
+    shape (replaced after ``batch``), gives its tensor as it is (the memory then reads it back).
+    Who replaces a tensor of a moved batch by one of the same shape drops ``batch[HOST_KEY]``."""
     value = batch[name]
-    if value.device.type == "cpu" or HOST not in batch:
+    kept = batch.get(HOST_KEY, {}).get(name)
+    if value.device.type == "cpu" or kept is None or kept.shape != value.shape:
         return value
-    return batch[HOST][name]
+    return kept
 
 
 class SegmentedLanguageModelTask(LanguageModelTask):
@@ -154,7 +158,7 @@ class SegmentedLanguageModelTask(LanguageModelTask):
         host = dict(zip(("input_ids", "document_ids", "labels"), self.val_rows, strict=True))
         if limit is not None:  # the first ``limit`` segments of every stream
             host = {k: v[:, : limit * self.segment] for k, v in host.items()}
-        batch = {**{k: v.to(device) for k, v in host.items()}, HOST: host}
+        batch = {**{k: v.to(device) for k, v in host.items()}, HOST_KEY: host}
         results = {}
         with Evaluating(model):
             rows = len(batch["input_ids"])

@@ -108,7 +108,7 @@ VARIANTS = {
                                  DROPOUT=True),
 }  # fmt: skip
 # Calls with lengths that are multiples of the tiles and no score modifier or dropout
-# (``launch._even``): the forward and dQ passes built with ``EVEN``
+# (``launch.even_lengths``): the forward and dQ passes built with ``EVEN``
 EVEN_VARIANTS = {
     "plain": dict(),
     "rules only": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True),
@@ -166,7 +166,7 @@ def _constants(dim: int, dtype: str, switched: dict, blocks: dict, group: int = 
     return constants
 
 
-def _ptxas(ptx: str) -> tuple[int, int]:
+def ptxas_usage(ptx: str) -> tuple[int, int]:
     """Registers per thread and spilled bytes (stores + loads) from ``ptxas -v``."""
     tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas-blackwell"
     with tempfile.TemporaryDirectory() as folder:
@@ -189,7 +189,7 @@ def compile_one(job):
     spilled bytes))``. ``job``: ``(kernel name, head dim, dtype, variant name, group, pack,
     even)``."""
     compiled, launch = build(job)
-    registers, spills = _ptxas(compiled.asm["ptx"])
+    registers, spills = ptxas_usage(compiled.asm["ptx"])
     return job, launch, (compiled.metadata.shared, registers, spills)
 
 
@@ -202,7 +202,7 @@ def build(job):
         rows = delta_rows(dim)
         constants = dict(BLOCK_M=rows, BLOCK_DV=dim, HAS_DLSE=True)
         launch = ((rows, dim), DELTA_WARPS, DELTA_STAGES)
-        return _build(attention_backward_delta, dtype, constants, *launch[1:]), launch
+        return _compile_kernel(attention_backward_delta, dtype, constants, *launch[1:]), launch
     switched = {**VARIANTS, **EVEN_VARIANTS, **light_variants()}[variant]
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
     fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, switches_of(switched), group, pack)
@@ -218,10 +218,10 @@ def build(job):
     else:
         sizes["EVEN"] = even
     constants = _constants(dim, dtype, switched, sizes, group)
-    return _build(kernel, dtype, constants, warps, stages), (blocks, warps, stages)
+    return _compile_kernel(kernel, dtype, constants, warps, stages), (blocks, warps, stages)
 
 
-def _build(kernel, dtype: str, constants: dict, warps: int, stages: int):
+def _compile_kernel(kernel, dtype: str, constants: dict, warps: int, stages: int):
     signature = _signature(kernel, dtype)
     source = ASTSource(
         fn=kernel, signature=signature, constexprs=constants, attrs=_alignment(kernel, signature)

@@ -111,9 +111,10 @@ def _mask_plan(mask: Mask, lists: TileLists) -> MaskPlan:
 
 
 def _tiles(mask: Mask, lists: TileLists) -> tuple[Tensor, list]:
-    """``lists.kinds()`` on the CPU and what ``_partial_tiles`` gives for them: the mask over
-    its partial tiles, computed once for the live keys and the bitmaps."""
-    kinds = lists.kinds().cpu()
+    """``lists.host_kinds()`` and what ``_partial_tiles`` gives for them: the mask over its
+    partial tiles, computed once for the live keys and the bitmaps. Held together: the partial
+    area in booleans (a few MB at Lq=16k, Lk=32k with a 1024 window), once per lists object."""
+    kinds = lists.host_kinds()
     return kinds, list(_partial_tiles(mask, lists, kinds))
 
 
@@ -163,7 +164,7 @@ def _partial_tiles(mask: Mask, lists: TileLists, kinds: Tensor):
     partial in some batch row or head, their key positions and the mask over them,
     ``(Bm, Hm, q_tile, len(cols))`` on the CPU (False past the lengths). One ``mask.allowed``
     call per query tile over its partial tiles only: the cost is the partial area, never
-    ``Lq x Lk``. ``kinds``: ``lists.kinds()`` on the CPU."""
+    ``Lq x Lk``. ``kinds``: ``lists.host_kinds()``."""
     q_tile, k_tile, q_len, kv_len = lists.q_tile, lists.k_tile, lists.q_len, lists.kv_len
     partial = kinds == PARTIAL  # (Bm, Hm, n_q, n_k)
     mask_b, mask_h, n_q, _ = partial.shape
