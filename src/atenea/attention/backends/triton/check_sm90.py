@@ -98,6 +98,10 @@ VARIANTS = {
                   CAP=True),
     "rules+rel": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True,
                       ALIBI=1, CAP=True, RELATIVE=2),
+    # left padding (PADDING=2): another compare in the key checks; also how a window's or
+    # packed documents' dead keys reach the kernel when there are fewer queries than keys
+    "rules+left": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=2, PREFIX=True,
+                       ALIBI=1, CAP=True),
     "bitmap+rel": dict(BITMAP=True, ALIBI=1, CAP=True, RELATIVE=2),
     # a bitmap mask with keys no query attends: the kernels check every key (LIVE)
     "bitmap+dead+rel": dict(BITMAP=True, LIVE=True, ALIBI=1, CAP=True, RELATIVE=2),
@@ -112,6 +116,7 @@ VARIANTS = {
 EVEN_VARIANTS = {
     "plain": dict(),
     "rules only": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True),
+    "rules only, left": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=2, PREFIX=True),
     "bitmap only": dict(BITMAP=True),
     "bitmap+dead only": dict(BITMAP=True, LIVE=True),
 }
@@ -132,6 +137,10 @@ KNOWN_SPILLS = {
     ("dK/dV", 64, "fp32", "plain", GROUP, 1, False): 16,
     # 255 registers: 2 stages spilled 80 bytes, 4 warps 1,520, 2 warps 6,940, 16 warps 16
     ("dK/dV", 256, "fp32", "bitmap+dead+rel+drop", GROUP, 1, False): 16,
+    # left padding looped over a group (first compiled stop 24): at 16x32, 8 warps, 2 stages
+    # fit it but spill "rules" 48 bytes; 16x16 fit it but spill a dropout variant 16; 32x32
+    # spill three others 32-56
+    ("dK/dV", 32, "fp32", "rules+left", GROUP, 1, False): 16,
 }
 
 
