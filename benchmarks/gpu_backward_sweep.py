@@ -29,7 +29,10 @@ import torch
 
 import atenea
 import atenea.attention.backends.triton as triton_backend
+from atenea import masks
+from atenea.attention.backends.tile_lists import tile_lists
 from atenea.attention.backends.triton.configs import configs_for
+from atenea.attention.backends.triton.launch import pack_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
@@ -99,8 +102,10 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     print(f"machine: {benchlib.machine('triton')} {torch.cuda.get_device_name()}", flush=True)
     causal = frozenset({"CAUSAL"})  # the configs of a light call (configs.is_light)
+    lists = tile_lists(masks.causal(), 4096, 4096, "cpu")  # shared by every head, as the sweep's
+    pack = pack_of(args.group, lists, torch.bfloat16)  # the library's rule, groups of 3 included
     print("default configs:", configs_for(args.head_dim, args.head_dim, torch.bfloat16, causal,
-                                           args.group, pack=args.group), flush=True)  # fmt: skip
+                                           args.group, pack=pack), flush=True)  # fmt: skip
     rows = []
     for length in args.lengths:
         q, k, v = (torch.randn(1, heads, length, args.head_dim, device="cuda",

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from atenea.models.common import check_attention_mask, check_ids
+from atenea.models.common import IGNORE, check_attention_mask, check_ids
 from atenea.models.outputs import ModelOutput
 from atenea.models.rnn_config import RNNConfig
 from atenea.nn.alignment import Alignment
@@ -273,7 +273,7 @@ class RNNTranslator(nn.Module):
         logits, states, alignments = self._run(tgt_ids, memory, src_mask, tgt_mask, None, 0)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
         crossed = output_attentions and alignments is not None
         return ModelOutput(
             logits=logits,

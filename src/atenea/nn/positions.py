@@ -152,8 +152,9 @@ class RotaryEmbedding(nn.Module):
         elif kind not in (None, "default"):
             raise ValueError(f"rotary: unknown scaling type {kind!r} (known: llama3, linear)")
         # float64: a float64 model rotates by the exact frequencies; the usual models by their
-        # float32 rounding (as the checkpoints' code computes it), kept beside it so that the
-        # two rotary calls of every layer and decoding step cast nothing
+        # float32 rounding (as the checkpoints' code computes it), kept beside it so that each
+        # layer's rotation casts nothing (a model cast whole, .to(bfloat16), casts these
+        # buffers too: angles then casts them back, from bf16-rounded frequencies)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("inv_freq32", inv_freq.float(), persistent=False)
 

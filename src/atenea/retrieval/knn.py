@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from atenea.models.common import IGNORE
 from atenea.retrieval.corpus import CorpusError
 from atenea.retrieval.index import weight_fingerprint
 
 DATASTORE_FILE, INFO_FILE = "datastore.safetensors", "datastore.json"
 FORMAT = "atenea-knn-datastore/1"
-IGNORE = -100
 QUERY_CHUNK = 256  # queries per distance matrix: (256, N) floats at a time
 
 

@@ -31,6 +31,7 @@ import math
 import torch
 from torch import Tensor
 
+from atenea.attention.transfer import to_device
 from atenea.nn.memory import SegmentMemory
 from atenea.training import metrics
 from atenea.training.distributed import mean_over_ranks, unwrap
@@ -132,8 +133,8 @@ class SegmentedLanguageModelTask(LanguageModelTask):
         # Every segment's count of predicted tokens, from the host labels: a python int to
         # weigh the segment's mean loss with, read from no device.
         predicted = on_host(batch, "labels") != IGNORE
-        counts = torch.stack([predicted[:, s + 1 : s + self.segment].sum() for s in starts])
-        for start, targets in zip(starts, counts.tolist()):
+        counts = [int(predicted[:, s + 1 : s + self.segment].sum()) for s in starts]
+        for start, targets in zip(starts, counts):
             part = slice(start, start + self.segment)
             out = model(
                 input_ids[:, part], memory=memory, document_ids=documents[:, part],
@@ -158,7 +159,8 @@ class SegmentedLanguageModelTask(LanguageModelTask):
         host = dict(zip(("input_ids", "document_ids", "labels"), self.val_rows, strict=True))
         if limit is not None:  # the first ``limit`` segments of every stream
             host = {k: v[:, : limit * self.segment] for k, v in host.items()}
-        batch = {**{k: v.to(device) for k, v in host.items()}, HOST_KEY: host}
+        batch = {k: to_device(v, device) if k != HOST_KEY else v
+                 for k, v in with_host_copies(host).items()}  # fmt: skip
         results = {}
         with Evaluating(model):
             rows = len(batch["input_ids"])

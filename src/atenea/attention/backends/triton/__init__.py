@@ -24,6 +24,7 @@ from torch import Tensor
 from atenea.attention.backends.tile_lists import TILE, tile_lists
 from atenea.attention.backends.triton.configs import configs_for
 from atenea.attention.backends.triton.plan import (
+    kernel_paths,
     mask_plan,
     mod_plan,
     relative_bias_by_distance,
@@ -110,10 +111,11 @@ def triton_attention(
     if table_dtype is None:
         table_dtype = torch.float16 if device.type == "cpu" else q.dtype
     pack = pack_of(p.group, lists, table_dtype)
+    paths = kernel_paths(mask, mods, p.dropout_p > 0)
+    switched = switches(paths)
     forward, backward = configs_for(
-        p.head_dim, p.value_dim, table_dtype, switches(mask, mods, p.dropout_p > 0), p.group,
-        pack, tile,
-    )  # fmt: skip
+        p.head_dim, p.value_dim, table_dtype, switched, p.group, pack, tile
+    )
     setup = Setup(
         problem=p,
         lists=lists,
@@ -124,7 +126,8 @@ def triton_attention(
         # one int64 from torch's generator: torch.manual_seed makes the dropout reproducible
         seed=int(torch.randint(0, 2**62, ())) if p.dropout_p > 0 else 0,
         pack=pack,
-        even=even_lengths(lists, mods, p.dropout_p > 0, table_dtype),
+        paths=paths,
+        even=even_lengths(lists, switched, table_dtype),
     )
     relative = None
     if mods.relative_module is not None:

@@ -22,6 +22,7 @@ allocation changes with it). Registers and spills come from ``ptxas -v`` (the
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import re
@@ -42,6 +43,7 @@ from atenea.attention.backends.triton.backward import (
 )
 from atenea.attention.backends.triton.forward import attention_forward
 from atenea.attention.backends.triton.launch import DELTA_STAGES, DELTA_WARPS, delta_rows
+from atenea.attention.backends.triton.plan import switches
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
@@ -158,9 +160,10 @@ def light_variants() -> dict[str, dict]:
     return variants
 
 
-def switches_of(constants: dict) -> frozenset[str]:
-    """The switches ``configs_for`` reads: the constexprs a variant turns on."""
-    return frozenset(name for name, value in constants.items() if value)
+@functools.cache
+def _all_variants() -> dict[str, dict]:
+    """Every variant by name: ``VARIANTS``, ``EVEN_VARIANTS`` and the light ones."""
+    return {**VARIANTS, **EVEN_VARIANTS, **light_variants()}
 
 
 def _constants(dim: int, dtype: str, switched: dict, blocks: dict, group: int = 1) -> dict:
@@ -212,9 +215,9 @@ def build(job):
         constants = dict(BLOCK_M=rows, BLOCK_DV=dim, HAS_DLSE=True)
         launch = ((rows, dim), DELTA_WARPS, DELTA_STAGES)
         return _compile_kernel(attention_backward_delta, dtype, constants, *launch[1:]), launch
-    switched = {**VARIANTS, **EVEN_VARIANTS, **light_variants()}[variant]
+    switched = _all_variants()[variant]
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
-    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, switches_of(switched), group, pack)
+    fwd, bwd = tuning.configs_for(dim, dim, torch_dtype, switches(switched), group, pack)
     kernel, blocks, warps, stages = {
         "forward": (attention_forward, (fwd.block_m, fwd.block_n), fwd.num_warps, fwd.num_stages),
         "dK/dV": (attention_backward_kv, (bwd.block_m1, bwd.block_n1), bwd.warps_kv,
@@ -249,7 +252,7 @@ def main(argv=None) -> int:
         "--no-light",
         dest="light",
         action="store_false",
-        help="skip the light dK/dV combinations (39 compilations)",
+        help="skip the light dK/dV combinations (configs.is_light; 50 compilations)",
     )
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
@@ -285,7 +288,7 @@ def main(argv=None) -> int:
             and tuning.row_bytes(dim, dim, torch.bfloat16) in tuning.LIGHT_KV
             for group in (1, GROUP)
             for variant, switched in (light_variants().items() if args.light else ())
-            if tuning.is_light(switches_of(switched), group, group)
+            if tuning.is_light(switches(switched), group, group)
         ]  # fmt: skip
         jobs += light
     failures = 0

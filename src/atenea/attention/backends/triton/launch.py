@@ -8,7 +8,7 @@ modifier plan and the block sizes.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -22,7 +22,7 @@ from atenea.attention.backends.triton.backward import (
 )
 from atenea.attention.backends.triton.configs import BackwardConfig, ForwardConfig, padded_dim
 from atenea.attention.backends.triton.forward import attention_forward
-from atenea.attention.backends.triton.plan import MaskPlan, ModPlan, kernel_paths
+from atenea.attention.backends.triton.plan import MaskPlan, ModPlan
 from atenea.attention.backends.triton.rules import INTERPRETED
 from atenea.attention.problem import Problem
 
@@ -40,6 +40,7 @@ class Setup:
     seed: int = 0  # dropout's Philox key, drawn from torch's generator per call (0: no dropout)
     pack: int = 1  # query heads the dK/dV pass takes in one step (``pack_of``)
     even: bool = False  # the forward and dQ passes skip the full tiles' bounds (``even_lengths``)
+    paths: dict = field(default_factory=dict)  # the kernels' switches (``plan.kernel_paths``)
     # the arguments and constexprs the kernels share: built by the forward (``run_forward``),
     # read by the backward of the same call
     common: tuple[list, dict] | None = None
@@ -98,7 +99,7 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
         BLOCK_DV=padded_dim(p.value_dim),
         SPARSE_Q=setup.lists.q_tile,
         SPARSE_K=setup.lists.k_tile,
-        **kernel_paths(m, mods, p.dropout_p > 0),
+        **setup.paths,
         ALIBI_SYMMETRIC=mods.alibi_symmetric,
         UPCAST=INTERPRETED,
         # fp32 inputs: exact fp32 products (the GPU would round them to TF32 otherwise); the
@@ -156,16 +157,18 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     return dq, dk, dv, drel
 
 
-def even_lengths(lists: TileLists, mods: ModPlan, dropout: bool, dtype: torch.dtype) -> bool:
+MODIFIERS = frozenset({"ALIBI", "CAP", "RELATIVE", "DROPOUT"})  # switches that keep the bounds
+
+
+def even_lengths(lists: TileLists, switched: frozenset[str], dtype: torch.dtype) -> bool:
     """Whether the forward and dQ passes may skip the bounds in their full tiles (``EVEN``):
     both lengths are multiples of the sparse tiles (so of every compute block), the call has
     no score modifier or dropout, and its tables' ``dtype`` is 16-bit. (With modifiers the
     bounds are a small part of a step, and without them the dQ pass with a per-pair table
     spilled 8 bytes at D=16-32; the float32 forward, the exact path, spilled 8-12 bytes at
     D=32 and 128: check_sm90's ``EVEN_VARIANTS``.)"""
-    modified = mods.alibi or mods.cap > 0 or mods.relative or dropout
     even = lists.q_len % lists.q_tile == 0 and lists.kv_len % lists.k_tile == 0
-    return even and not modified and dtype != torch.float32
+    return even and not switched & MODIFIERS and dtype != torch.float32
 
 
 MAX_PACK = 16  # the smallest dK/dV block holds 16 query rows: one of each of 16 heads

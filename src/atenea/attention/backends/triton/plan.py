@@ -231,10 +231,11 @@ def kernel_paths(mask: MaskPlan, mods: ModPlan, dropout: bool) -> dict:
     )
 
 
-def switches(mask: MaskPlan, mods: ModPlan, dropout: bool) -> frozenset[str]:
-    """The names of the code paths a call turns on (``kernel_paths``): what picks its block
-    sizes (``configs.configs_for``), by the names check_sm90 compiles."""
-    return frozenset(name for name, on in kernel_paths(mask, mods, dropout).items() if on)
+def switches(paths: dict) -> frozenset[str]:
+    """The names of the code paths ``paths`` (``kernel_paths``, or any such constexpr dict)
+    turns on: what picks a call's block sizes (``configs.configs_for``), by the names
+    check_sm90 compiles."""
+    return frozenset(name for name, on in paths.items() if on)
 
 
 # -- score modifiers --------------------------------------------------------------------------
