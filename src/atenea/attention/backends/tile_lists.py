@@ -8,7 +8,9 @@ the query tiles that visit it) drive the dK/dV pass of a backward.
 This is the layout of FlexAttention's ``BlockMask`` (``kv_num_blocks``, ``kv_indices``,
 ``full_kv_num_blocks``, ``full_kv_indices``) and of atenea's own Triton kernel. It is built from
 ``mask.tile_kinds`` -- O(number of tiles), never an ``Lq x Lk`` tensor -- and cached per (mask,
-lengths, tiles, device), so a training loop builds it once.
+lengths, tiles, device), so a training loop builds it once. A mask whose ids or lengths are on
+the GPU (packed documents from the batch, a new mask every step) has its table built there:
+nothing is read back to the host.
 """
 
 from __future__ import annotations
@@ -169,7 +171,8 @@ def tile_lists(
     else:
         kinds = mask.tile_kinds(q_len, kv_len, q_tile, k_tile)
     lists = from_kinds(to_device(kinds, device), q_tile, k_tile, q_len, kv_len)
-    lists.remember("host_kinds", kinds.cpu)  # the table as built (the Triton plan reads it)
+    if kinds.device.type == "cpu":  # the table as built (the Triton plan may read it)
+        lists.remember("host_kinds", lambda: kinds)
     _CACHE[key] = (owner, lists)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -11,7 +11,9 @@ A mask is not a tensor. It knows the rule, and from the rule it can
     ``(B, H, Lq, Lk)``);
 (b) ``tile_kinds(q_len, kv_len, q_tile, k_tile)``: for every tile of the score matrix, whether
     it is EMPTY (nothing may attend), FULL (everything may attend) or PARTIAL, without ever
-    building the ``Lq x Lk`` matrix;
+    building the ``Lq x Lk`` matrix, on the device of the mask's own tensors (document ids or
+    lengths on a GPU give a table on the GPU, never read back; rules of numbers alone, the
+    CPU);
 (c) ``allowed(rows, cols, q_len, kv_len)``: the boolean block for any rows and columns, which is
     how a PARTIAL tile gets its mask.
 

@@ -17,9 +17,12 @@ def _bottom_right_offset(q_len: int, kv_len: int) -> int:
     return kv_len - q_len
 
 
-def _tile_bounds(length: int, tile: int, offset: int = 0) -> tuple[Tensor, Tensor]:
-    """First and last (inclusive) absolute position of each tile along one axis: ``(n,)`` each."""
-    starts = torch.arange(0, length, tile)
+def _tile_bounds(
+    length: int, tile: int, offset: int = 0, device: torch.device | None = None
+) -> tuple[Tensor, Tensor]:
+    """First and last (inclusive) absolute position of each tile along one axis: ``(n,)`` each,
+    on ``device`` (the CPU by default)."""
+    starts = torch.arange(0, length, tile, device=device)
     ends = torch.clamp(starts + tile, max=length) - 1
     return starts + offset, ends + offset
 
@@ -45,7 +48,9 @@ class Mask:
     def tile_kinds(self, q_len: int, kv_len: int, q_tile: int, k_tile: int) -> Tensor:
         """Kind of every tile, int8 ``(Bm, Hm, ceil(Lq/q_tile), ceil(Lk/k_tile))`` with values
         ``EMPTY`` (0, no pair may attend), ``PARTIAL`` (1) or ``FULL`` (2, every pair may attend).
-        Costs O(number of tiles), not O(Lq x Lk), for every structured mask."""
+        Costs O(number of tiles), not O(Lq x Lk), for every structured mask. On the device of
+        the mask's tensors (ids, lengths, a dense mask), the CPU for a rule of numbers alone:
+        a table from a GPU's ids is built there, with nothing read back to the host."""
         raise NotImplementedError
 
     def batch_heads(self) -> tuple[int, int]:
@@ -202,7 +207,7 @@ class Dense(Mask):
             tiles = padded.reshape(
                 *t.shape[:2], padded.shape[-2] // q_step, q_step, padded.shape[-1] // k_step, k_step
             )
-            return reduce(reduce(tiles, 5), 3).cpu()
+            return reduce(reduce(tiles, 5), 3)
 
         full = reduce_tiles(True, torch.all)
         empty = ~reduce_tiles(False, torch.any)
@@ -241,10 +246,7 @@ class And(Mask):
         )
 
     def tile_kinds(self, q_len, kv_len, q_tile, k_tile):
-        return torch.minimum(
-            self.left.tile_kinds(q_len, kv_len, q_tile, k_tile),
-            self.right.tile_kinds(q_len, kv_len, q_tile, k_tile),
-        )
+        return torch.minimum(*_together(self.left, self.right, q_len, kv_len, q_tile, k_tile))
 
     def __repr__(self):
         return f"({self.left!r} & {self.right!r})"
@@ -259,10 +261,7 @@ class Or(And):
         )
 
     def tile_kinds(self, q_len, kv_len, q_tile, k_tile):
-        return torch.maximum(
-            self.left.tile_kinds(q_len, kv_len, q_tile, k_tile),
-            self.right.tile_kinds(q_len, kv_len, q_tile, k_tile),
-        )
+        return torch.maximum(*_together(self.left, self.right, q_len, kv_len, q_tile, k_tile))
 
     def __repr__(self):
         return f"({self.left!r} | {self.right!r})"
@@ -289,6 +288,17 @@ class Not(Mask):
 
     def __repr__(self):
         return f"~{self.inner!r}"
+
+
+def _together(left: Mask, right: Mask, *sizes: int) -> tuple[Tensor, Tensor]:
+    """Both masks' tile tables on one device: a CPU table (a rule of numbers) joins the other's
+    device (a GPU's ids), copied there without the host waiting; never the other way round."""
+    a, b = left.tile_kinds(*sizes), right.tile_kinds(*sizes)
+    if a.device.type == "cpu" and b.device.type != "cpu":
+        return to_device(a, b.device), b
+    if b.device.type == "cpu" and a.device.type != "cpu":
+        return a, to_device(b, a.device)
+    return a, b
 
 
 def _kinds(full: Tensor, empty: Tensor) -> Tensor:

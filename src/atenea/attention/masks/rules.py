@@ -99,7 +99,7 @@ class _PerBatchLengths(Mask):
 
     def validate(self, batch, heads, q_len, kv_len):
         super().validate(batch, heads, q_len, kv_len)
-        low, high = int(self.values.min()), int(self.values.max())
+        low, high = torch.stack(self.values.aminmax()).tolist()  # one read, on a GPU too
         upper = kv_len if self.bounded_by_keys else float("inf")
         if low < 0 or high > upper:
             expected = f"[0, Lk={kv_len}]" if self.bounded_by_keys else "[0, inf)"
@@ -107,6 +107,12 @@ class _PerBatchLengths(Mask):
                 f"{self._owner}: {self.argument} must be in {expected}, got values from "
                 f"{low} to {high}"
             )
+
+    def _shown(self) -> str:
+        """The values as a repr shows them; on a GPU their shape (reading them would wait)."""
+        if self.values.device.type != "cpu":
+            return f"{self.argument} on {self.values.device}, shape {tuple(self.values.shape)}"
+        return str(self.values.tolist() if self._per_batch else int(self.values))
 
     def _column(self, device) -> Tensor:
         """Values shaped ``(Bm, 1, 1, 1)`` to broadcast against ``(B, H, Lq, Lk)``."""
@@ -132,7 +138,7 @@ class KeyPadding(_PerBatchLengths):
         return real.expand(-1, 1, rows.numel(), -1)
 
     def tile_kinds(self, q_len, kv_len, q_tile, k_tile):
-        k_lo, k_hi = _tile_bounds(kv_len, k_tile)
+        k_lo, k_hi = _tile_bounds(kv_len, k_tile, device=self.values.device)
         lengths = self.values.view(-1, 1)
         if self.side == "right":
             full, empty = k_hi < lengths, k_lo >= lengths
@@ -143,7 +149,7 @@ class KeyPadding(_PerBatchLengths):
         return _kinds(full, empty)[:, None, None, :].expand(-1, 1, n_q, -1)
 
     def __repr__(self):
-        values = self.values.tolist() if self._per_batch else int(self.values)
+        values = self._shown()
         side = "" if self.side == "right" else ", side='left'"
         return f"key_padding({values}{side})"
 
@@ -167,8 +173,9 @@ class PrefixLM(_PerBatchLengths):
         return (keys < prefix) | (keys <= q_pos)
 
     def tile_kinds(self, q_len, kv_len, q_tile, k_tile):
-        q_lo, q_hi = _tile_bounds(q_len, q_tile, _bottom_right_offset(q_len, kv_len))
-        k_lo, k_hi = _tile_bounds(kv_len, k_tile)
+        device = self.values.device
+        q_lo, q_hi = _tile_bounds(q_len, q_tile, _bottom_right_offset(q_len, kv_len), device)
+        k_lo, k_hi = _tile_bounds(kv_len, k_tile, device=device)
         prefix = self.values.view(-1, 1, 1)
         q_lo, q_hi, k_lo, k_hi = q_lo[:, None], q_hi[:, None], k_lo[None, :], k_hi[None, :]
         full = (k_hi < prefix) | (k_hi <= q_lo)
@@ -176,7 +183,7 @@ class PrefixLM(_PerBatchLengths):
         return _kinds(full, empty)[:, None]
 
     def __repr__(self):
-        values = self.values.tolist() if self._per_batch else int(self.values)
+        values = self._shown()
         return f"prefix_lm({values})"
 
 
@@ -222,7 +229,7 @@ class Document(Mask):
         return (q_ids[:, :, None] == k_ids[:, None, :])[:, None]
 
     def tile_kinds(self, q_len, kv_len, q_tile, k_tile):
-        ids = self.ids.cpu()
+        ids = self.ids  # on its device: a GPU's ids are never read back
         q_min, q_max = _tile_min_max(ids[:, kv_len - q_len :], q_tile)
         k_min, k_max = _tile_min_max(ids, k_tile)
         q_min, q_max = q_min[:, :, None], q_max[:, :, None]
