@@ -6,14 +6,18 @@ code (SASS, from the ``nvdisasm`` Triton bundles) is read: the instructions of i
 sequences spend their time, the instructions by kind: the tensor-core products (``HGMMA``),
 the ``exp2`` unit (``MUFU``), float multiplies, fused multiply-adds, adds, selects and
 conversions to 16 bits. Fewer instructions per step is no timing, but it is the one measure of
-a kernel change this machine can take; run it at two commits to compare.
+a kernel change this machine can take; run it at two commits to compare. ``/pair``: the full
+loop's warp-instructions per score pair (instructions x warps / pairs a step), which compares
+configurations of different blocks and warps.
 
     python benchmarks/triton_sass.py [--dims 128] [--kernels forward dQ] [--json out.json]
+    python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --variants light:CAUSAL \
+        --launch 32 64 4 3     # other blocks, warps and stages than the tables'
 
 Rows: D=64 and 128, bf16, the light mask families (and the plain call), the forward, dK/dV
 and dQ passes with the blocks the tuning tables give them, lengths not a multiple of the
-tiles and (forward and dQ, ``even``) multiples of them. Needs Triton, not a GPU
-(``TRITON_INTERPRET`` unset).
+tiles and (``even``) multiples of them (the dK/dV pass but at D=128,
+``launch.KV_EVEN_SPILLS``). Needs Triton, not a GPU (``TRITON_INTERPRET`` unset).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 # fused multiply-adds on: Triton 3.9's default, set so that it does not warn about it
@@ -35,6 +40,7 @@ import triton  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 from atenea.attention.backends.triton import check_sm90  # noqa: E402
+from atenea.attention.backends.triton.launch import KV_EVEN_SPILLS  # noqa: E402
 
 VARIANTS = ("plain", "light:CAUSAL", "light:WINDOWED", "light:DOCUMENT", "light:PREFIX")
 KINDS = ("HGMMA", "MUFU", "FMUL", "FFMA", "FADD", "FSEL", "F2FP")
@@ -83,12 +89,30 @@ def row(name: str, dim: int, variant: str, even: bool) -> dict:
     registers, spills = check_sm90.ptxas_usage(compiled.asm["ptx"])
     bodies = loops(disassemble(compiled.asm["cubin"]))
     full = collections.Counter(bodies[-1]) if bodies else collections.Counter()
+    # a warp issues each instruction once for its 32 threads: warp-instructions per score
+    # pair compare configurations of different blocks and warps (the schedulers' work)
+    per_pair = len(bodies[-1]) * warps / (blocks[0] * blocks[1]) if bodies else 0.0
     return {
         "kernel": name, "D": dim, "variant": variant.removeprefix("light:"), "even": even,
         "blocks": f"{blocks[0]}x{blocks[1]}", "warps": warps, "registers": registers,
         "spills": spills, "loops": [len(body) for body in bodies],
-        **{kind: full[kind] for kind in KINDS},
+        "per_pair": round(per_pair, 3), **{kind: full[kind] for kind in KINDS},
     }  # fmt: skip
+
+
+def launch_every_row(m: int, n: int, warps: int, stages: int) -> None:
+    """Compile every row with these blocks, warps and stages instead of the tuning tables'
+    (``gpu_backward_sweep.py``'s candidates are given so)."""
+    tables = check_sm90.tuning.configs_for
+
+    def configs_for(*args, **kwargs):
+        forward, backward = tables(*args, **kwargs)
+        forward = replace(forward, block_m=m, block_n=n, num_warps=warps, num_stages=stages)
+        backward = replace(backward, block_m1=m, block_n1=n, kv_warps=warps, kv_stages=stages,
+                           block_m2=m, block_n2=n, num_warps=warps, num_stages=stages)  # fmt: skip
+        return forward, backward
+
+    check_sm90.tuning.configs_for = configs_for
 
 
 def main() -> None:
@@ -97,12 +121,16 @@ def main() -> None:
     parser.add_argument("--kernels", nargs="*", default=["forward", "dK/dV", "dQ"])
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--launch", type=int, nargs=4, metavar=("M", "N", "WARPS", "STAGES"),
+                        help="these blocks, warps and stages for every row")  # fmt: skip
     args = parser.parse_args()
+    if args.launch:
+        launch_every_row(*args.launch)
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("triton_sass.py: unset TRITON_INTERPRET (the interpreter compiles nothing)")
     print(json.dumps({"machine": benchlib.machine("triton"), "target": "sm_90"}))
     header = f"{'kernel':<8}{'D':>4} {'variant':<9}{'even':>5} {'blocks':>7}{'warps':>6}"
-    header += f"{'regs':>5}{'spill':>6}  {'loops (partial, full)':<22}" + "".join(
+    header += f"{'regs':>5}{'spill':>6}  {'loops (partial, full)':<22}{'/pair':>6}" + "".join(
         f"{kind:>6}" for kind in KINDS
     )
     print(header)
@@ -110,13 +138,15 @@ def main() -> None:
     for dim in args.dims:
         for name in args.kernels:
             for variant in args.variants:
-                for even in (False, True) if name in ("forward", "dQ") else (False,):
+                kv_even = name == "dK/dV" and dim not in KV_EVEN_SPILLS  # (Setup.even_kv)
+                for even in (False, True) if name in ("forward", "dQ") or kv_even else (False,):
                     r = row(name, dim, variant, even)
                     rows.append(r)
                     print(
                         f"{r['kernel']:<8}{dim:>4} {r['variant']:<9}{'yes' if even else '':>5} "
                         f"{r['blocks']:>7}{r['warps']:>6}{r['registers']:>5}{r['spills']:>6}  "
-                        f"{str(r['loops']):<22}" + "".join(f"{r[kind]:>6}" for kind in KINDS),
+                        f"{str(r['loops']):<22}{r['per_pair']:>6.3f}"
+                        + "".join(f"{r[kind]:>6}" for kind in KINDS),
                         flush=True,
                     )
     if args.json:

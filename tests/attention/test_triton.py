@@ -105,6 +105,30 @@ def test_lengths_multiple_of_the_tile_match_reference(case, monkeypatch):
     assert evens[0] == even  # (dropout: later calls read the keep-mask back through the kernel)
 
 
+@pytest.mark.parametrize("dim, value_dim, kv_even", [(32, 32, True), (64, 64, True),
+                                                    (128, 128, False), (64, 80, False)])  # fmt: skip
+def test_the_dkdv_pass_skips_the_bounds_but_at_head_dim_128(dim, value_dim, kv_even, monkeypatch):
+    """With even lengths the dK/dV pass is built with ``EVEN`` too (its full tiles skip the
+    select, one product of the scale and log2(e)), except where a head dim pads to 128: there
+    its 64x64 blocks spilled inside the loop (``launch.KV_EVEN_SPILLS``). Against float64."""
+    from atenea.attention.backends.triton import launch
+
+    launched, real = [], launch.attention_backward_kv
+
+    class Recording:  # the kernel's launch, recording the EVEN it was given
+        def __getitem__(self, grid):
+            def launch_kernel(*args, **kwargs):
+                launched.append(kwargs["EVEN"])
+                return real[grid](*args, **kwargs)
+
+            return launch_kernel
+
+    monkeypatch.setattr(launch, "attention_backward_kv", Recording())
+    shape = (1, 2, 2, 128, 128, dim, value_dim)
+    assert_close(*run_both(shape, masks.causal()))
+    assert launched == [kv_even]
+
+
 @pytest.mark.parametrize(
     "shape, pack",
     [

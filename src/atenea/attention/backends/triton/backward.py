@@ -22,8 +22,9 @@ and the undropped weights' gradient is ``dP = (dO V^T) * Z``; ``rowsum(dP * P)``
 as in the forward (``rules.dropout_keep``), never stored.
 
 Rows past ``Lq`` and keys past ``Lk`` are masked in every step (zeros loaded there could meet
-a large bias and overflow ``exp2``), and K/V are loaded through ``keys_valid`` as in the forward
-(padding, and under a bitmap mask the keys no query attends, are never read).
+a large bias and overflow ``exp2``) but the full tiles' of even lengths (``EVEN``), where there
+are none, and K/V are loaded through ``keys_valid`` as in the forward (padding, and under a
+bitmap mask the keys no query attends, are never read).
 """
 
 from __future__ import annotations
@@ -82,11 +83,14 @@ def attention_backward_kv(
     ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
     DROPOUT: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, PACK: tl.constexpr = 1,
+    EVEN: tl.constexpr = False,
 ):  # fmt: skip
     """The lists here are the transposed ones: per key tile, the query tiles visiting it.
     ``PACK`` (a power of two dividing ``GROUP``, at most ``BLOCK_M``): query heads of the group
     taken together in one step; GROUP when every head visits the same tiles (the mask's lists
-    broadcast over heads), else 1 (a loop over the heads)."""
+    broadcast over heads), else 1 (a loop over the heads). ``EVEN``: as the dQ pass's (the
+    full tiles skip their bounds, one product of the scale and log2(e)), but not at D=128
+    (``launch.KV_EVEN_SPILLS``)."""
     start_n = tl.program_id(0) * BLOCK_N
     off_b = tl.program_id(1).to(tl.int64)
     off_kvh = tl.program_id(2).to(tl.int64)
@@ -166,15 +170,22 @@ def attention_backward_kv(
                     other=0.0,
                 )
                 lse = tl.load(LSE + stats + rows, mask=row_ok, other=0.0)
-                lse = tl.where(lse == float("-inf"), 0.0, lse) * LOG2E  # empty row: p = 0
+                # an empty row (-inf): p = 0. A full tile holds none, so its steps skip this,
+                # but with ALiBi, where that spilled 8-16 bytes at D=128 (check_sm90)
+                if (phase == 0) or (ALIBI != 0):
+                    lse = tl.where(lse == float("-inf"), 0.0, lse)
+                lse = lse * LOG2E
                 delta = tl.load(DELTA + stats + rows, mask=row_ok, other=0.0)
                 if UPCAST:
                     q_t = q_t.to(tl.float32)
                     do = do.to(tl.float32)
                 qk_t = tl.dot(k, q_t, input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
-                s_t, tanh_t = modified_scores(qk_t, rows[None, :], cols[:, None], q_len, kv_len,
-                                              scale, slope, relative_at, cap,
-                                              ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
+                folded: tl.constexpr = EVEN and not ((ALIBI != 0) or CAP or (RELATIVE != 0))
+                if not folded:
+                    s_t, tanh_t = modified_scores(
+                        qk_t, rows[None, :], cols[:, None], q_len, kv_len, scale, slope,
+                        relative_at, cap, ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE,
+                    )  # fmt: skip
                 allowed = key_ok[:, None] & row_ok[None, :]
                 if phase == 0:
                     allowed = allowed & pairs_allowed(
@@ -183,7 +194,12 @@ def attention_backward_kv(
                         bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
                         CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                     )  # fmt: skip
-                p_t = tl.where(allowed, tl.math.exp2(s_t * LOG2E - lse[None, :]), 0.0)
+                if folded:  # the scale and log2(e) in one product, the forward's rounding
+                    p_t = tl.math.exp2(qk_t * (scale * LOG2E) - lse[None, :])
+                else:
+                    p_t = tl.math.exp2(s_t * LOG2E - lse[None, :])
+                if (phase == 0) or (not EVEN):  # a full tile of even lengths: all pairs exist
+                    p_t = tl.where(allowed, p_t, 0.0)
                 dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
                 if DROPOUT:  # the forward's draw; dP of the undropped weights
                     keep_t = dropout_keep(seed, dropout_p, head_row, rows[None, :],
@@ -238,9 +254,7 @@ def attention_backward_q(
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, EVEN: tl.constexpr = False,
 ):  # fmt: skip
     """``EVEN`` (both lengths multiples of the sparse tiles): the full tiles' pairs all exist,
-    and their steps skip the bounds (the forward's too). The dK/dV pass keeps them: without
-    that select, or with the scale folded into ``LOG2E`` as here, its 64x64 blocks, at 255
-    registers, spilled 8-96 bytes (check_sm90)."""
+    and their steps skip the bounds (the forward's and, but at D=128, the dK/dV pass's too)."""
     start_m = tl.program_id(0) * BLOCK_M
     off_b = tl.program_id(1).to(tl.int64)
     off_h = tl.program_id(2).to(tl.int64)

@@ -14,7 +14,8 @@ more alive: ``configs.GROUPED_KV_ROWS``) and, in 16-bit, packed into each step; 
 combination ``configs.is_light`` gives its larger blocks (``light_variants``). The forward and
 dQ passes are built again, in 16-bit, for calls without score modifiers or dropout whose lengths
 are multiples of the tiles (``EVEN_VARIANTS``: their full tiles skip the bounds, and the register
-allocation changes with it). Registers and spills come from ``ptxas -v`` (the
+allocation changes with it), and so is the dK/dV pass at the head dims that take it
+(``launch.KV_EVEN_SPILLS``). Registers and spills come from ``ptxas -v`` (the
 ``ptxas-blackwell`` Triton bundles reads the PTX version Triton emits). Run with
 ``TRITON_INTERPRET`` unset.
 """
@@ -42,7 +43,13 @@ from atenea.attention.backends.triton.backward import (
     attention_backward_q,
 )
 from atenea.attention.backends.triton.forward import attention_forward
-from atenea.attention.backends.triton.launch import DELTA_STAGES, DELTA_WARPS, delta_rows
+from atenea.attention.backends.triton.launch import (
+    DELTA_STAGES,
+    DELTA_WARPS,
+    KV_EVEN_SPILLS,
+    MODIFIERS,
+    delta_rows,
+)
 from atenea.attention.backends.triton.plan import switches
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -114,7 +121,8 @@ VARIANTS = {
                                  DROPOUT=True),
 }  # fmt: skip
 # Calls with lengths that are multiples of the tiles and no score modifier or dropout
-# (``launch.even_lengths``): the forward and dQ passes built with ``EVEN``
+# (``launch.even_lengths``): the forward, dQ and (``Setup.even_kv``) dK/dV passes built with
+# ``EVEN``
 EVEN_VARIANTS = {
     "plain": dict(),
     "rules only": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True),
@@ -224,11 +232,9 @@ def build(job):
                   bwd.stages_kv),
         "dQ": (attention_backward_q, (bwd.block_m2, bwd.block_n2), bwd.num_warps, bwd.num_stages),
     }[name]  # fmt: skip
-    sizes = dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1])
+    sizes = dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1], EVEN=even)
     if name == "dK/dV":
         sizes["PACK"] = pack
-    else:
-        sizes["EVEN"] = even
     constants = _constants(dim, dtype, switched, sizes, group)
     return _compile_kernel(kernel, dtype, constants, warps, stages), (blocks, warps, stages)
 
@@ -275,20 +281,23 @@ def main(argv=None) -> int:
         if not args.dims or dim in args.dims
         for variant in EVEN_VARIANTS
         for name in args.kernels
-        if name in ("forward", "dQ")
+        if name in ("forward", "dQ") or (name == "dK/dV" and dim not in KV_EVEN_SPILLS)
     ]
     if "dK/dV" in args.kernels:  # grouped queries: a loop over the heads, or packed in a step
         kv = [job for job in jobs if job[0] == "dK/dV"]
-        jobs += [(*job[:4], GROUP, 1, False) for job in kv]  # looped
-        jobs += [(*job[:4], GROUP, GROUP, False) for job in kv if job[2] == "bf16"]  # packed
+        jobs += [(*job[:4], GROUP, 1, job[6]) for job in kv]  # looped
+        jobs += [(*job[:4], GROUP, GROUP, job[6]) for job in kv if job[2] == "bf16"]  # packed
         light = [
-            ("dK/dV", dim, "bf16", variant, group, group, False)
+            ("dK/dV", dim, "bf16", variant, group, group, even)
             for dim in CASES["bf16"]
             if "bf16" in args.dtypes and (not args.dims or dim in args.dims)
             and tuning.row_bytes(dim, dim, torch.bfloat16) in tuning.LIGHT_KV
             for group in (1, GROUP)
             for variant, switched in (light_variants().items() if args.light else ())
             if tuning.is_light(switches(switched), group, group)
+            # lengths multiples of the tiles: the EVEN build where launch.even_kv takes it
+            for even in (False, True)
+            if not even or (dim not in KV_EVEN_SPILLS and not switches(switched) & MODIFIERS)
         ]  # fmt: skip
         jobs += light
     failures = 0
