@@ -50,14 +50,17 @@ step 1_tests.log 120 bash -c "$pytest -m 'not slow' tests/attention/test_triton.
     tests/attention/test_triton_scores.py; $pytest -m gpu tests"
 # 2. The issue's table: causal, window, documents at 4k/16k/32k, D=128, with a cold Triton cache
 #    (the first call at 4k includes compiling the kernels; later lengths show a new length).
-#    New since the last GPU run: the light dK/dV blocks (64x64) and the delta pass.
+#    New since the last GPU run: the light dK/dV blocks (64x64), the delta pass, and (stops
+#    24-25) the passes' shorter loops at lengths that are multiples of the tiles (EVEN).
 TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
     $python benchmarks/gpu.py --only attention --json /tmp/attention128.json
 # 3. Where the host's time goes at 4k (2.05 ms per fwd+bwd against 0.72 ms of kernels).
 step 3_host.log 45 $python benchmarks/gpu_host_profile.py --masks window causal --calls 50 \
     --json /tmp/host.json
 # 4. The backward's passes apart, and block sizes: D=128, grouped-query (4 query heads a key
-#    head: configs.GROUPED_KV_ROWS is compile-chosen), D=64.
+#    head: configs.GROUPED_KV_ROWS is compile-chosen), D=64. At D=128 the sweep first times
+#    the dK/dV pass's EVEN build that check_sm90 rejects for its spills (launch.KV_EVEN_SPILLS):
+#    if it beats the default row, its spills cost less than its 18% fewer instructions save.
 step 4_sweep128.log 70 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
 step 5_sweep128_gqa.log 60 $python benchmarks/gpu_backward_sweep.py --group 4 --lengths 16384 \
     --json /tmp/sweep128gqa.json

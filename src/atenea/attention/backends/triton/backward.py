@@ -158,7 +158,7 @@ def attention_backward_kv(
             for step in range(0, count * SUB):
                 q_tile = tl.load(index + step // SUB)
                 rows = q_tile * SPARSE_Q + (step % SUB) * ROWS + lanes // PACK
-                row_ok = rows < q_len
+                row_ok = (rows < q_len) | EVEN  # even lengths: every row exists (masks fold)
                 q_t = tl.load(  # (BLOCK_D, BLOCK_M): q transposed
                     q_cols + rows[None, :] * stride_qm + dims[:, None],
                     mask=row_ok[None, :] & (dims[:, None] < head_dim),
@@ -306,8 +306,8 @@ def attention_backward_q(
             if phase == 0:
                 key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
                                     live_ptr, live_stride, PADDING, LIVE)  # fmt: skip
-            else:
-                key_ok = cols < kv_len
+            else:  # a full tile of even lengths: every key exists (the load masks fold)
+                key_ok = (cols < kv_len) | EVEN
             k_t = tl.load(  # (BLOCK_D, BLOCK_N): k transposed
                 K_head + cols[None, :] * stride_kn + dims[:, None],
                 mask=key_ok[None, :] & (dims[:, None] < head_dim),
