@@ -15,9 +15,10 @@ configurations of different blocks and warps.
         --launch 32 64 4 3     # other blocks, warps and stages than the tables'
 
 Rows: D=64 and 128, bf16, the light mask families (and the plain call), the forward, dK/dV
-and dQ passes with the blocks the tuning tables give them, lengths not a multiple of the
-tiles and (``even``) multiples of them (the dK/dV pass but at D=128,
-``launch.KV_EVEN_SPILLS``). Needs Triton, not a GPU (``TRITON_INTERPRET`` unset).
+and dQ passes with the blocks the tuning tables give them, built without and (``even``) with
+``EVEN``, the build every 16-bit call without score modifiers or dropout runs
+(``launch.skips_bounds``; the dK/dV pass but at D=128, ``launch.KV_EVEN_SPILLS``). Needs
+Triton, not a GPU (``TRITON_INTERPRET`` unset).
 """
 
 from __future__ import annotations

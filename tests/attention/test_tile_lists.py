@@ -69,3 +69,34 @@ def test_no_mask_is_all_full_and_rules_are_cached_by_what_they_are():
     other = masks.dense(torch.zeros(1, 1, 8, 8, dtype=torch.bool))
     assert tile_lists(other, 8, 8) is not tile_lists(dense, 8, 8)
     assert tile_lists(other, 8, 8).kinds().eq(EMPTY).all()
+
+
+@pytest.mark.parametrize("mask, q_len, kv_len", CASES, ids=[repr(c[0])[:40] for c in CASES])
+def test_edges_partial_leaves_no_full_tile_holding_a_missing_pair(mask, q_len, kv_len):
+    """``edges_partial``: a FULL tile of a ragged last row or column of tiles becomes PARTIAL
+    (a kernel then skips bounds in every full tile); every other tile keeps its kind, and the
+    host table the Triton plan reads says the same as the device lists."""
+    tile = 64
+    lists = tile_lists(mask, q_len, kv_len, q_tile=tile, k_tile=tile)
+    edges = lists.edges_partial()
+    before, after = lists.kinds(), edges.kinds()
+    rows, cols = torch.meshgrid(
+        torch.arange(before.shape[-2]), torch.arange(before.shape[-1]), indexing="ij"
+    )
+    ragged = ((rows + 1) * tile > q_len) | ((cols + 1) * tile > kv_len)  # tiles past a length
+    assert not ((after == FULL) & ragged).any()
+    assert torch.equal(after[..., ~ragged], before[..., ~ragged])
+    demoted = (before == FULL) & ragged
+    assert torch.equal(after[demoted], torch.full_like(after[demoted], PARTIAL))
+    assert torch.equal(after[~demoted & ragged.expand_as(before)], before[~demoted & ragged])
+    assert torch.equal(edges.host_kinds(), after.cpu())
+    assert lists.edges_partial() is edges  # built once per lists object
+    assert edges.transposed().kinds().transpose(-1, -2).equal(after)
+
+
+def test_edges_partial_of_multiples_is_the_lists_and_reads_nothing_on_a_device():
+    lists = tile_lists(masks.causal(), 256, 256, q_tile=64, k_tile=64)
+    assert lists.edges_partial() is lists
+    ids = torch.zeros(2, 300, dtype=torch.long, device="meta")  # any read raises on meta
+    edges = tile_lists(masks.document(ids) & masks.causal(), 300, 300, "meta").edges_partial()
+    assert edges.partial_counts.device.type == "meta" and edges.shape == (2, 1, 3, 3)

@@ -63,10 +63,10 @@ def test_mask_families_match_reference(case):
 
 DOCS_256 = torch.tensor([0] * 70 + [1] * 100 + [2] * 86)
 
-# Lengths that are multiples of the tile (64 here): the forward and dQ passes of 16-bit tables
-# without score modifiers or dropout skip the bounds in their full tiles
-# (``launch.even_lengths``), a path the cases above never take. (mask, score_mod, shape,
-# run_both's options, whether the path is taken)
+# 16-bit tables without score modifiers or dropout: the passes skip the bounds in their full
+# tiles (``launch.skips_bounds``), whose lists have a ragged edge's tiles made partial
+# (``TileLists.edges_partial``); lengths multiples of the tile (64 here) and not. (mask,
+# score_mod, shape, run_both's options, whether the path is taken)
 EVEN_CASES = {
     "no_mask": (None, None, (1, 2, 2, 128, 128, 32), {}, True),  # every tile full
     "causal_fewer_queries": (masks.causal(), None, (1, 2, 2, 128, 192, 32), {}, True),
@@ -85,6 +85,15 @@ EVEN_CASES = {
     "gqa_causal_d128": (masks.causal(), None, (1, 4, 2, 128, 128, 128), {}, True),
     "fp16_inputs": (masks.causal(), None, (1, 2, 2, 128, 128, 64), {"dtype": torch.float16},
                     True),
+    # ragged lengths: the last row and column of tiles, full before, are partial
+    "ragged_no_mask": (None, None, (1, 2, 2, 150, 170, 32), {}, True),
+    "ragged_window_fewer_queries": (masks.sliding_window(100), None, (1, 2, 2, 70, 230, 32), {},
+                                    True),
+    "ragged_documents_padding": (masks.document(DOCS_256[:230]) & masks.key_padding([230, 200]),
+                                 None, (2, 1, 1, 230, 230, 32), {}, True),
+    "ragged_bitmap": (masks.document(DOCS_256[:200]) | masks.causal(), None,
+                      (1, 2, 2, 200, 200, 32), {}, True),
+    "ragged_gqa_d64": (masks.causal(), None, (1, 4, 1, 100, 150, 64), {}, True),
     # the bounds stay: score modifiers, dropout, float32 tables
     "alibi_softcap": (masks.causal(), scores.compose(scores.alibi(2), scores.softcap(5.0)),
                       (1, 2, 2, 128, 128, 32), {}, False),
@@ -95,11 +104,11 @@ EVEN_CASES = {
 
 
 @pytest.mark.parametrize("case", EVEN_CASES)
-def test_lengths_multiple_of_the_tile_match_reference(case, monkeypatch):
+def test_full_tiles_without_bounds_match_reference(case, monkeypatch):
     from atenea.attention.backends.triton import launch
 
-    evens, real = [], launch.even_lengths
-    monkeypatch.setattr(launch, "even_lengths", lambda *a: evens.append(real(*a)) or evens[-1])
+    evens, real = [], launch.skips_bounds
+    monkeypatch.setattr(launch, "skips_bounds", lambda *a: evens.append(real(*a)) or evens[-1])
     mask, score_mod, shape, options, even = EVEN_CASES[case]
     assert_close(*run_both(shape, mask, score_mod, **options), options.get("dtype", torch.float32))
     assert evens[0] == even  # (dropout: later calls read the keep-mask back through the kernel)
@@ -108,7 +117,7 @@ def test_lengths_multiple_of_the_tile_match_reference(case, monkeypatch):
 @pytest.mark.parametrize("dim, value_dim, kv_even", [(32, 32, True), (64, 64, True),
                                                     (128, 128, False), (64, 80, False)])  # fmt: skip
 def test_the_dkdv_pass_skips_the_bounds_but_at_head_dim_128(dim, value_dim, kv_even, monkeypatch):
-    """With even lengths the dK/dV pass is built with ``EVEN`` too (its full tiles skip the
+    """Without modifiers the dK/dV pass is built with ``EVEN`` too (its full tiles skip the
     select, one product of the scale and log2(e)), except where a head dim pads to 128: there
     its 64x64 blocks spilled inside the loop (``launch.KV_EVEN_SPILLS``). Against float64."""
     from atenea.attention.backends.triton import launch

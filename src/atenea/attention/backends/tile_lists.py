@@ -70,6 +70,16 @@ class TileLists:
         lists object, not at every training step."""
         return self.remember("transposed", lambda: _transposed(self))
 
+    def edges_partial(self) -> TileLists:
+        """These lists with every FULL tile of a ragged last row or column of tiles (a length
+        not a multiple of its tile) made PARTIAL: then a full tile's pairs all exist, and a
+        kernel's full-tile steps need no bounds at any length (Triton's ``EVEN``). The lists
+        themselves when both lengths are multiples of the tiles. Built once per lists object,
+        on their device (nothing read back)."""
+        if self.q_len % self.q_tile == 0 and self.kv_len % self.k_tile == 0:
+            return self
+        return self.remember("edges_partial", lambda: _edges_partial(self))
+
     def host_kinds(self) -> Tensor:
         """``kinds()`` on the host: the table ``tile_lists`` built the lists from (kept, so no
         read back from the device), else rebuilt from the lists and read back once."""
@@ -112,6 +122,26 @@ def _sorted_list(selected: Tensor) -> tuple[Tensor, Tensor]:
         0,
     )
     return counts, indices.to(torch.int32)
+
+
+def _edges_partial(lists: TileLists) -> TileLists:
+    def demoted(kinds: Tensor) -> Tensor:
+        kinds = kinds.clone()
+        for ragged, edge in (
+            (lists.q_len % lists.q_tile, kinds[..., -1, :]),
+            (lists.kv_len % lists.k_tile, kinds[..., -1]),
+        ):
+            if ragged:
+                edge[edge == FULL] = PARTIAL
+        return kinds
+
+    edges = from_kinds(
+        demoted(lists.kinds()), lists.q_tile, lists.k_tile, lists.q_len, lists.kv_len
+    )
+    host = lists.__dict__.get("_memo", {}).get("host_kinds")
+    if host is not None:  # the table the lists were built from, kept on the host
+        edges.remember("host_kinds", lambda: demoted(host))
+    return edges
 
 
 def _transposed(lists: TileLists) -> TileLists:

@@ -24,6 +24,7 @@ from torch import Tensor
 from atenea.attention.backends.tile_lists import TILE, tile_lists
 from atenea.attention.backends.triton.configs import configs_for
 from atenea.attention.backends.triton.plan import (
+    MaskPlan,
     kernel_paths,
     mask_plan,
     mod_plan,
@@ -99,17 +100,22 @@ def triton_attention(
     from atenea.attention.backends.triton.launch import (
         Setup,
         TritonAttention,
-        even_lengths,
         pack_of,
+        skips_bounds,
     )
 
     p = problem
     device = q.device
     lists = tile_lists(p.mask, p.q_len, p.kv_len, device, tile, tile)
     mods = mod_plan(p.score_mod, p, device)
-    mask = mask_plan(p.mask, lists)
     if table_dtype is None:
         table_dtype = torch.float16 if device.type == "cpu" else q.dtype
+    # the modifiers' switches decide it (no mask here): the lists, and so the mask's plan
+    # (its bitmaps of the partial tiles), depend on it
+    even = skips_bounds(switches(kernel_paths(MaskPlan(), mods, p.dropout_p > 0)), table_dtype)
+    if even:  # full tiles without a bound: a ragged edge's tiles are partial
+        lists = lists.edges_partial()
+    mask = mask_plan(p.mask, lists)
     pack = pack_of(p.group, lists, table_dtype)
     paths = kernel_paths(mask, mods, p.dropout_p > 0)
     switched = switches(paths)
@@ -127,7 +133,7 @@ def triton_attention(
         seed=int(torch.randint(0, 2**62, ())) if p.dropout_p > 0 else 0,
         pack=pack,
         paths=paths,
-        even=even_lengths(lists, switched, table_dtype),
+        even=even,
     )
     relative = None
     if mods.relative_module is not None:

@@ -22,9 +22,9 @@ and the undropped weights' gradient is ``dP = (dO V^T) * Z``; ``rowsum(dP * P)``
 as in the forward (``rules.dropout_keep``), never stored.
 
 Rows past ``Lq`` and keys past ``Lk`` are masked in every step (zeros loaded there could meet
-a large bias and overflow ``exp2``) but the full tiles' of even lengths (``EVEN``), where there
-are none, and K/V are loaded through ``keys_valid`` as in the forward (padding, and under a
-bitmap mask the keys no query attends, are never read).
+a large bias and overflow ``exp2``) but the full tiles' under ``EVEN`` (their lists' ragged
+edge is partial, so they hold none), and K/V are loaded through ``keys_valid`` as in the
+forward (padding, and under a bitmap mask the keys no query attends, are never read).
 """
 
 from __future__ import annotations
@@ -158,7 +158,9 @@ def attention_backward_kv(
             for step in range(0, count * SUB):
                 q_tile = tl.load(index + step // SUB)
                 rows = q_tile * SPARSE_Q + (step % SUB) * ROWS + lanes // PACK
-                row_ok = (rows < q_len) | EVEN  # even lengths: every row exists (masks fold)
+                # EVEN: a full tile's rows all exist (the lists' ragged edge is partial), and
+                # the bound folds out of the loads' masks
+                row_ok = (rows < q_len) | ((phase == 1) and EVEN)
                 q_t = tl.load(  # (BLOCK_D, BLOCK_M): q transposed
                     q_cols + rows[None, :] * stride_qm + dims[:, None],
                     mask=row_ok[None, :] & (dims[:, None] < head_dim),
@@ -198,7 +200,7 @@ def attention_backward_kv(
                     p_t = tl.math.exp2(qk_t * (scale * LOG2E) - lse[None, :])
                 else:
                     p_t = tl.math.exp2(s_t * LOG2E - lse[None, :])
-                if (phase == 0) or (not EVEN):  # a full tile of even lengths: all pairs exist
+                if (phase == 0) or (not EVEN):  # EVEN: a full tile's pairs all exist
                     p_t = tl.where(allowed, p_t, 0.0)
                 dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
                 if DROPOUT:  # the forward's draw; dP of the undropped weights
@@ -253,8 +255,9 @@ def attention_backward_q(
     DROPOUT: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, EVEN: tl.constexpr = False,
 ):  # fmt: skip
-    """``EVEN`` (both lengths multiples of the sparse tiles): the full tiles' pairs all exist,
-    and their steps skip the bounds (the forward's and, but at D=128, the dK/dV pass's too)."""
+    """``EVEN`` (no score modifier or dropout, 16-bit; ``launch.skips_bounds``): the lists'
+    ragged edge is partial, so the full tiles' pairs all exist and their steps skip the bounds
+    (the forward's and, but at D=128, the dK/dV pass's too)."""
     start_m = tl.program_id(0) * BLOCK_M
     off_b = tl.program_id(1).to(tl.int64)
     off_h = tl.program_id(2).to(tl.int64)
@@ -306,7 +309,7 @@ def attention_backward_q(
             if phase == 0:
                 key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
                                     live_ptr, live_stride, PADDING, LIVE)  # fmt: skip
-            else:  # a full tile of even lengths: every key exists (the load masks fold)
+            else:  # EVEN: a full tile's keys all exist (the load masks fold)
                 key_ok = (cols < kv_len) | EVEN
             k_t = tl.load(  # (BLOCK_D, BLOCK_N): k transposed
                 K_head + cols[None, :] * stride_kn + dims[:, None],
@@ -338,7 +341,7 @@ def attention_backward_q(
                 p = tl.math.exp2(s * LOG2E - lse[:, None])
             else:  # the scale and log2(e) in one product, the forward's rounding
                 p = tl.math.exp2(qk * (scale * LOG2E) - lse[:, None])
-            if (phase == 0) or (not EVEN):  # a full tile of even lengths: all pairs exist
+            if (phase == 0) or (not EVEN):  # EVEN: a full tile's pairs all exist
                 p = tl.where(allowed, p, 0.0)
             dp = tl.dot(do, v_t, input_precision=PRECISION)
             if DROPOUT:  # the forward's draw; dP of the undropped weights

@@ -12,9 +12,9 @@ without a per-pair table). The dK/dV pass is built again with ``GROUP`` query he
 head, both looping over them (per-head masks, groups that are no power of two; the loop keeps
 more alive: ``configs.GROUPED_KV_ROWS``) and, in 16-bit, packed into each step; and in every
 combination ``configs.is_light`` gives its larger blocks (``light_variants``). The forward and
-dQ passes are built again, in 16-bit, for calls without score modifiers or dropout whose lengths
-are multiples of the tiles (``EVEN_VARIANTS``: their full tiles skip the bounds, and the register
-allocation changes with it), and so is the dK/dV pass at the head dims that take it
+dQ passes are built again, in 16-bit, for calls without score modifiers or dropout
+(``EVEN_VARIANTS``: their full tiles skip the bounds, and the register allocation changes with
+it), and so is the dK/dV pass at the head dims that take it
 (``launch.KV_EVEN_SPILLS``). Registers and spills come from ``ptxas -v`` (the
 ``ptxas-blackwell`` Triton bundles reads the PTX version Triton emits). Run with
 ``TRITON_INTERPRET`` unset.
@@ -120,9 +120,8 @@ VARIANTS = {
     "bitmap+dead+rel+drop": dict(BITMAP=True, LIVE=True, ALIBI=1, CAP=True, RELATIVE=2,
                                  DROPOUT=True),
 }  # fmt: skip
-# Calls with lengths that are multiples of the tiles and no score modifier or dropout
-# (``launch.even_lengths``): the forward, dQ and (``Setup.even_kv``) dK/dV passes built with
-# ``EVEN``
+# 16-bit calls with no score modifier or dropout (``launch.skips_bounds``): the forward, dQ
+# and (``Setup.even_kv``) dK/dV passes built with ``EVEN``
 EVEN_VARIANTS = {
     "plain": dict(),
     "rules only": dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREFIX=True),
@@ -276,7 +275,7 @@ def main(argv=None) -> int:
     jobs += [
         (name, dim, dtype, variant, 1, 1, True)
         for dtype in args.dtypes
-        if dtype != "fp32"  # 16-bit calls only (launch.even_lengths)
+        if dtype != "fp32"  # 16-bit calls only (launch.skips_bounds)
         for dim in CASES[dtype]
         if not args.dims or dim in args.dims
         for variant in EVEN_VARIANTS

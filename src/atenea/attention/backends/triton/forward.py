@@ -5,9 +5,10 @@ ones (no mask); empty tiles are in neither list and never read. Online softmax i
 base 2 (``exp2``, scores scaled by ``log2 e``): a running row maximum ``m``, a running sum
 ``l`` of ``exp2(s - m)`` and the output accumulator, rescaled by ``exp2(m_old - m_new)`` when
 the maximum grows. A row that met no allowed key keeps ``l = 0``: output 0, LSE ``-inf``.
-With ``EVEN`` (both lengths multiples of the sparse tiles) a full tile's keys all exist and
-its steps skip the bounds check (one select per score fewer where most tiles are full), and
-their K and V loads the keys' bound (the head dims' stays).
+With ``EVEN`` (no score modifier or dropout, 16-bit: ``launch.skips_bounds``) the lists'
+ragged edge is partial (``TileLists.edges_partial``), so a full tile's keys all exist and its
+steps skip the bounds check (one select per score fewer where most tiles are full), and their
+K and V loads the keys' bound (the head dims' stays).
 
 Dropout (``DROPOUT``) zeroes the kept-out weights and scales the others by ``1 / (1 - p)``
 *after* they enter the running sum ``l``: the LSE is that of the undropped softmax, as in the
@@ -95,7 +96,7 @@ def attention_forward(
             if phase == 0:
                 key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
                                     live_ptr, live_stride, PADDING, LIVE)  # fmt: skip
-            else:  # a full tile of even lengths: every key exists (the load masks fold)
+            else:  # EVEN: a full tile's keys all exist (the load masks fold)
                 key_ok = (cols < kv_len) | EVEN
             k = tl.load(
                 K_head + cols[None, :] * stride_kn + dims[:, None],
@@ -126,7 +127,7 @@ def attention_forward(
                     CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                 )  # fmt: skip
                 s = tl.where(allowed & key_ok[None, :], s, float("-inf"))
-            elif not EVEN:  # a full tile of even lengths: every key exists
+            elif not EVEN:  # EVEN: a full tile's keys all exist
                 s = tl.where(key_ok[None, :], s, float("-inf"))
 
             m_new = tl.maximum(m_i, tl.max(s, 1))

@@ -39,7 +39,7 @@ class Setup:
     backward: BackwardConfig
     seed: int = 0  # dropout's Philox key, drawn from torch's generator per call (0: no dropout)
     pack: int = 1  # query heads the dK/dV pass takes in one step (``pack_of``)
-    even: bool = False  # the forward and dQ passes skip the full tiles' bounds (``even_lengths``)
+    even: bool = False  # the passes skip the full tiles' bounds (``skips_bounds``)
     paths: dict = field(default_factory=dict)  # the kernels' switches (``plan.kernel_paths``)
     # the arguments and constexprs the kernels share: built by the forward (``run_forward``),
     # read by the backward of the same call
@@ -47,7 +47,7 @@ class Setup:
 
     @property
     def even_kv(self) -> bool:
-        """``even`` for the dK/dV pass too, but at the head dims where its build with ``EVEN``
+        """``even`` for the dK/dV pass, but at the head dims where its build with ``EVEN``
         spilled inside the loop (``KV_EVEN_SPILLS``)."""
         dims = {padded_dim(self.problem.head_dim), padded_dim(self.problem.value_dim)}
         return self.even and not dims & KV_EVEN_SPILLS
@@ -165,21 +165,21 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
 
 
 MODIFIERS = frozenset({"ALIBI", "CAP", "RELATIVE", "DROPOUT"})  # switches that keep the bounds
-# Padded head dims whose dK/dV pass keeps its bounds when lengths are even: at 128 its light
+# Padded head dims whose dK/dV pass keeps its bounds without modifiers: at 128 its light
 # 64x64 blocks fill 255 registers a thread, and the EVEN build spilled 32-136 bytes, with
 # spill loads and stores inside the loop (check_sm90 compiles the others with EVEN)
 KV_EVEN_SPILLS = frozenset({128})
 
 
-def even_lengths(lists: TileLists, switched: frozenset[str], dtype: torch.dtype) -> bool:
-    """Whether the forward and dQ passes may skip the bounds in their full tiles (``EVEN``):
-    both lengths are multiples of the sparse tiles (so of every compute block), the call has
-    no score modifier or dropout, and its tables' ``dtype`` is 16-bit. (With modifiers the
-    bounds are a small part of a step, and without them the dQ pass with a per-pair table
-    spilled 8 bytes at D=16-32; the float32 forward, the exact path, spilled 8-12 bytes at
-    D=32 and 128: check_sm90's ``EVEN_VARIANTS``.)"""
-    even = lists.q_len % lists.q_tile == 0 and lists.kv_len % lists.k_tile == 0
-    return even and not switched & MODIFIERS and dtype != torch.float32
+def skips_bounds(modifiers: frozenset[str], dtype: torch.dtype) -> bool:
+    """Whether the passes skip the bounds in their full tiles (``EVEN``): the call has no
+    score modifier or dropout (``modifiers``: its switches of ``MODIFIERS``) and its tables'
+    ``dtype`` is 16-bit. Its tile lists are then ``TileLists.edges_partial``: a ragged last
+    row or column of tiles is never full, so a full tile's pairs all exist at any length.
+    (With modifiers the bounds are a small part of a step, and without them the dQ pass with
+    a per-pair table spilled 8 bytes at D=16-32; the float32 forward, the exact path, spilled
+    8-12 bytes at D=32 and 128: check_sm90's ``EVEN_VARIANTS``.)"""
+    return not modifiers & MODIFIERS and dtype != torch.float32
 
 
 MAX_PACK = 16  # the smallest dK/dV block holds 16 query rows: one of each of 16 heads
