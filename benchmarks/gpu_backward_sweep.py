@@ -10,8 +10,8 @@ fastest. Chooses the ``BACKWARD`` entry of ``configs.py`` for bf16 at one head s
    time well under the wall time means the GPU waits for the host.
 2. Candidate block sizes for each pass apart (the two passes are separate kernels): GPU time of
    that pass per call, in ms, per mask, at ``--sweep-length``. A candidate that does not
-   compile says why. First, where the dK/dV pass keeps its bounds at even lengths because
-   its ``EVEN`` build spills (``launch.KV_EVEN_SPILLS``: D=128), that build timed anyway.
+   compile says why. First, where the dK/dV pass keeps its bounds because its ``EVEN`` build
+   spills (``launch.KV_EVEN_SPILLS``: D=128), that build timed anyway.
 
 B=1, H=16, bf16. Times are medians of CUDA kernel durations from the profiler.
 """
@@ -127,10 +127,10 @@ def main() -> None:
             rows.append(row)
             if length != args.sweep_length:
                 continue
-            if padded_dim(args.head_dim) in launch.KV_EVEN_SPILLS and length % 128 == 0:
-                # the dK/dV pass's EVEN build where it spills (check_sm90): 449 instructions a
-                # step against 551 at D=128 (triton_sass.py); whether the spill loads in its
-                # loop cost more than that saves is for this timing to say
+            if padded_dim(args.head_dim) in launch.KV_EVEN_SPILLS:
+                # the dK/dV pass's EVEN build where it spills (check_sm90): 443-454 instructions
+                # a step against 551-554 at D=128 (triton_sass.py); whether the spill loads in
+                # its loop cost more than that saves is for this timing to say
                 kept, launch.KV_EVEN_SPILLS = launch.KV_EVEN_SPILLS, frozenset()
                 row = {"what": "dkdv", "mask": name, "L": length, "group": args.group,
                        "config": "defaults, EVEN despite its spills"}  # fmt: skip

@@ -70,8 +70,9 @@ def test_a_device_masks_repr_shows_a_shape_not_values():
 def test_on_a_gpu_a_new_batchs_documents_cost_no_wait(backend):
     """A training step's mask is new every step (the batch's ids). After a first call (kernels
     compiled), a call with new ids on the GPU, forward and backward, passes PyTorch's sync
-    check; its tables equal those built from the same ids on the CPU."""
-    length = 512
+    check; its tables equal those built from the same ids on the CPU. A length that is no
+    multiple of the tile: Triton's lists then also demote their ragged edge on the GPU."""
+    length = 500
 
     def ids_of(seed):
         cuts = torch.randint(1, length, (2, 3), generator=torch.Generator().manual_seed(seed))

@@ -9,8 +9,9 @@ This is the layout of FlexAttention's ``BlockMask`` (``kv_num_blocks``, ``kv_ind
 ``full_kv_num_blocks``, ``full_kv_indices``) and of atenea's own Triton kernel. It is built from
 ``mask.tile_kinds`` -- O(number of tiles), never an ``Lq x Lk`` tensor -- and cached per (mask,
 lengths, tiles, device), so a training loop builds it once. A mask whose ids or lengths are on
-the GPU (packed documents from the batch, a new mask every step) has its table built there:
-nothing is read back to the host.
+the GPU (packed documents from the batch, a new mask every step) has its table and lists built
+there, with nothing read back to the host (what the backends derive may read: the Triton plan's
+bitmaps and dead keys, and key padding's range check, once per call).
 """
 
 from __future__ import annotations

@@ -294,7 +294,7 @@ def main(argv=None) -> int:
             for group in (1, GROUP)
             for variant, switched in (light_variants().items() if args.light else ())
             if tuning.is_light(switches(switched), group, group)
-            # lengths multiples of the tiles: the EVEN build where launch.even_kv takes it
+            # no modifiers: the EVEN build where Setup.even_kv takes it
             for even in (False, True)
             if not even or (dim not in KV_EVEN_SPILLS and not switches(switched) & MODIFIERS)
         ]  # fmt: skip

@@ -166,20 +166,21 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
 
 MODIFIERS = frozenset({"ALIBI", "CAP", "RELATIVE", "DROPOUT"})  # switches that keep the bounds
 # Padded head dims whose dK/dV pass keeps its bounds without modifiers: at 128 its light
-# 64x64 blocks fill 255 registers a thread, and the EVEN build spilled 32-136 bytes, with
+# 64x64 blocks fill 255 registers a thread, and the EVEN build spilled 8-200 bytes, with
 # spill loads and stores inside the loop (check_sm90 compiles the others with EVEN)
 KV_EVEN_SPILLS = frozenset({128})
 
 
-def skips_bounds(modifiers: frozenset[str], dtype: torch.dtype) -> bool:
-    """Whether the passes skip the bounds in their full tiles (``EVEN``): the call has no
-    score modifier or dropout (``modifiers``: its switches of ``MODIFIERS``) and its tables'
-    ``dtype`` is 16-bit. Its tile lists are then ``TileLists.edges_partial``: a ragged last
-    row or column of tiles is never full, so a full tile's pairs all exist at any length.
+def skips_bounds(switched: frozenset[str], dtype: torch.dtype) -> bool:
+    """Whether the passes skip the bounds in their full tiles (``EVEN``): none of the call's
+    ``switched`` code paths is a score modifier or dropout (``MODIFIERS``; the mask's do not
+    matter) and its tables' ``dtype`` is 16-bit. Its tile lists are then
+    ``TileLists.edges_partial``: a ragged last row or column of tiles is never full, so a full
+    tile's pairs all exist at any length.
     (With modifiers the bounds are a small part of a step, and without them the dQ pass with
     a per-pair table spilled 8 bytes at D=16-32; the float32 forward, the exact path, spilled
     8-12 bytes at D=32 and 128: check_sm90's ``EVEN_VARIANTS``.)"""
-    return not modifiers & MODIFIERS and dtype != torch.float32
+    return not switched & MODIFIERS and dtype != torch.float32
 
 
 MAX_PACK = 16  # the smallest dK/dV block holds 16 query rows: one of each of 16 heads
