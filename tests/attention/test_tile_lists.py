@@ -83,7 +83,11 @@ def test_edges_partial_leaves_no_full_tile_holding_a_missing_pair(mask, q_len, k
     rows, cols = torch.meshgrid(
         torch.arange(before.shape[-2]), torch.arange(before.shape[-1]), indexing="ij"
     )
-    ragged = ((rows + 1) * tile > q_len) | ((cols + 1) * tile > kv_len)  # tiles past a length
+    ragged_row, ragged_col = (rows + 1) * tile > q_len, (cols + 1) * tile > kv_len
+    for choice, ragged in (({"cols": False}, ragged_row), ({"rows": False}, ragged_col)):
+        one_side = lists.edges_partial(**choice).kinds()  # only that edge is demoted
+        assert torch.equal(one_side, torch.where(ragged & (before == FULL), PARTIAL, before))
+    ragged = ragged_row | ragged_col  # tiles past a length
     assert not ((after == FULL) & ragged).any()
     assert torch.equal(after[..., ~ragged], before[..., ~ragged])
     demoted = (before == FULL) & ragged

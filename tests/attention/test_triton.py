@@ -114,6 +114,24 @@ def test_full_tiles_without_bounds_match_reference(case, monkeypatch):
     assert evens[0] == even  # (dropout: later calls read the keep-mask back through the kernel)
 
 
+def test_each_pass_demotes_only_the_edge_it_steps_along(monkeypatch):
+    """Few ragged queries against many keys (a chunk of a prefill, cross-attention): the
+    forward and dQ step along keys, so only the keys' ragged column goes partial and the
+    query tile keeps its full key tiles; dK/dV steps along queries, whose ragged row is then
+    all partial. Against float64."""
+    from atenea.attention.backends.triton import launch
+
+    setups, real = [], launch.TritonAttention.apply
+    monkeypatch.setattr(launch.TritonAttention, "apply",
+                        lambda *a: setups.append(a[-1]) or real(*a))  # fmt: skip
+    assert_close(*run_both((1, 2, 2, 50, 300, 32), None))
+    setup = setups[0]
+    assert setup.even
+    assert setup.lists.full_counts.tolist() == [[[4]]]  # keys 0..255 full, 256..299 partial
+    assert setup.lists.partial_counts.tolist() == [[[1]]]
+    assert setup.lists_t.full_counts.eq(0).all() and setup.lists_t.partial_counts.eq(1).all()
+
+
 @pytest.mark.parametrize("dim, value_dim, kv_even", [(32, 32, True), (64, 64, True),
                                                     (128, 128, False), (64, 80, False)])  # fmt: skip
 def test_the_dkdv_pass_skips_the_bounds_but_at_head_dim_128(dim, value_dim, kv_even, monkeypatch):

@@ -71,15 +71,20 @@ class TileLists:
         lists object, not at every training step."""
         return self.remember("transposed", lambda: _transposed(self))
 
-    def edges_partial(self) -> TileLists:
-        """These lists with every FULL tile of a ragged last row or column of tiles (a length
-        not a multiple of its tile) made PARTIAL: then a full tile's pairs all exist, and a
-        kernel's full-tile steps need no bounds at any length (Triton's ``EVEN``). The lists
-        themselves when both lengths are multiples of the tiles. Built once per lists object,
-        on their device (nothing read back)."""
-        if self.q_len % self.q_tile == 0 and self.kv_len % self.k_tile == 0:
+    def edges_partial(self, rows: bool = True, cols: bool = True) -> TileLists:
+        """These lists with every FULL tile of a ragged last row (``rows``) and/or column
+        (``cols``) of tiles (a length not a multiple of its tile) made PARTIAL: then a full
+        tile's queries (rows) or keys (cols) all exist, and a kernel's full-tile steps need no
+        bound on them at any length (Triton's ``EVEN``: the forward and dQ walk keys, the
+        dK/dV pass queries). The lists themselves when nothing would change. Built once per
+        lists object and choice, on their device (nothing read back)."""
+        rows = rows and self.q_len % self.q_tile != 0
+        cols = cols and self.kv_len % self.k_tile != 0
+        if not (rows or cols):
             return self
-        return self.remember("edges_partial", lambda: _edges_partial(self))
+        return self.remember(
+            f"edges_partial{rows:d}{cols:d}", lambda: _edges_partial(self, rows, cols)
+        )
 
     def host_kinds(self) -> Tensor:
         """``kinds()`` on the host: the table ``tile_lists`` built the lists from (kept, so no
@@ -125,13 +130,10 @@ def _sorted_list(selected: Tensor) -> tuple[Tensor, Tensor]:
     return counts, indices.to(torch.int32)
 
 
-def _edges_partial(lists: TileLists) -> TileLists:
+def _edges_partial(lists: TileLists, rows: bool, cols: bool) -> TileLists:
     def demoted(kinds: Tensor) -> Tensor:
         kinds = kinds.clone()
-        for ragged, edge in (
-            (lists.q_len % lists.q_tile, kinds[..., -1, :]),
-            (lists.kv_len % lists.k_tile, kinds[..., -1]),
-        ):
+        for ragged, edge in ((rows, kinds[..., -1, :]), (cols, kinds[..., -1])):
             if ragged:
                 edge[edge == FULL] = PARTIAL
         return kinds

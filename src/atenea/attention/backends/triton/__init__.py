@@ -113,7 +113,11 @@ def triton_attention(
     # the modifiers' switches decide it (no mask here): the lists, and so the mask's plan
     # (its bitmaps of the partial tiles), depend on it
     even = skips_bounds(switches(kernel_paths(MaskPlan(), mods, p.dropout_p > 0)), table_dtype)
-    if even:  # full tiles without a bound: a ragged edge's tiles are partial
+    walked, walked_kv = lists, None
+    if even:  # full tiles without a bound: a ragged edge's tiles are partial, for the passes
+        # that step along it (the forward and dQ along keys, dK/dV along queries); the mask's
+        # plan (its bitmaps of the partial tiles) covers both
+        walked, walked_kv = lists.edges_partial(rows=False), lists.edges_partial(cols=False)
         lists = lists.edges_partial()
     mask = mask_plan(p.mask, lists)
     pack = pack_of(p.group, lists, table_dtype)
@@ -124,7 +128,8 @@ def triton_attention(
     )
     setup = Setup(
         problem=p,
-        lists=lists,
+        lists=walked,
+        lists_kv=walked_kv,
         mask=mask,
         mods=mods,
         forward=forward,

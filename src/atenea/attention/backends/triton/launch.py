@@ -52,11 +52,15 @@ class Setup:
         dims = {padded_dim(self.problem.head_dim), padded_dim(self.problem.value_dim)}
         return self.even and not dims & KV_EVEN_SPILLS
 
+    # under ``even``: the lists whose transpose the dK/dV pass walks (``TileLists.edges_partial``
+    # of the queries' ragged row), when they are not ``lists``
+    lists_kv: TileLists | None = None
+
     @property
     def lists_t(self) -> TileLists:
         """Per key tile, the query tiles visiting it (the dK/dV pass's lists; remembered on
-        ``lists``, built only when a backward needs them)."""
-        return self.lists.transposed()
+        the lists, built only when a backward needs them)."""
+        return (self.lists_kv or self.lists).transposed()
 
 
 def _expanded(lists: TileLists, batch: int, heads: int) -> list:
@@ -174,9 +178,9 @@ KV_EVEN_SPILLS = frozenset({128})
 def skips_bounds(switched: frozenset[str], dtype: torch.dtype) -> bool:
     """Whether the passes skip the bounds in their full tiles (``EVEN``): none of the call's
     ``switched`` code paths is a score modifier or dropout (``MODIFIERS``; the mask's do not
-    matter) and its tables' ``dtype`` is 16-bit. Its tile lists are then
-    ``TileLists.edges_partial``: a ragged last row or column of tiles is never full, so a full
-    tile's pairs all exist at any length.
+    matter) and its tables' ``dtype`` is 16-bit. Each pass then walks lists whose ragged edge
+    along the axis it steps on is never full (``TileLists.edges_partial``: keys for the forward
+    and dQ, queries for dK/dV), so what a full tile's steps load all exists at any length.
     (With modifiers the bounds are a small part of a step, and without them the dQ pass with
     a per-pair table spilled 8 bytes at D=16-32; the float32 forward, the exact path, spilled
     8-12 bytes at D=32 and 128: check_sm90's ``EVEN_VARIANTS``.)"""
