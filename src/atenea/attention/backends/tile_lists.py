@@ -104,7 +104,7 @@ class TileLists:
             # padding slots hold index 0 too: add the marks up so they cannot erase a real one
             marks = torch.zeros(self.shape, dtype=torch.int32, device=indices.device)
             marks.scatter_add_(-1, indices.long(), valid.int())
-            kinds[marks > 0] = kind
+            kinds.masked_fill_(marks > 0, kind)  # (kinds[mask] = ... would wait for a GPU)
         return kinds
 
 
@@ -135,7 +135,7 @@ def _edges_partial(lists: TileLists, rows: bool, cols: bool) -> TileLists:
         kinds = kinds.clone()
         for ragged, edge in ((rows, kinds[..., -1, :]), (cols, kinds[..., -1])):
             if ragged:
-                edge[edge == FULL] = PARTIAL
+                edge.masked_fill_(edge == FULL, PARTIAL)  # a view: the table changes
         return kinds
 
     edges = from_kinds(
