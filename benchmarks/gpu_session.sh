@@ -46,8 +46,9 @@ step() {
 #    interpreter on only where there is no GPU) and every gpu-marked test.
 pytest="$python -m pytest -q $parallel -p no:cacheprovider --continue-on-collection-errors"
 step 1_tests.log 120 bash -c "$pytest -m 'not slow' tests/attention/test_triton.py \
-    tests/attention/test_triton_dropout.py tests/attention/test_triton_plan.py \
-    tests/attention/test_triton_scores.py; $pytest -m gpu tests"
+    tests/attention/test_triton_even.py tests/attention/test_triton_dropout.py \
+    tests/attention/test_triton_plan.py tests/attention/test_triton_scores.py; \
+    $pytest -m gpu tests"
 # 2. The issue's table: causal, window, documents at 4k/16k/32k, D=128, with a cold Triton cache
 #    (the first call at 4k includes compiling the kernels; later lengths show a new length).
 #    New since the last GPU run: the light dK/dV blocks (64x64), the delta pass, and (stops
