@@ -128,9 +128,9 @@ def main() -> None:
             if length != args.sweep_length:
                 continue
             if padded_dim(args.head_dim) in launch.KV_EVEN_SPILLS:
-                # the dK/dV pass's EVEN build where it spills (check_sm90): 443-454 instructions
-                # a step against 551-554 at D=128 (triton_sass.py); whether the spill loads in
-                # its loop cost more than that saves is for this timing to say
+                # the dK/dV pass's EVEN build where it spills (check_sm90): 445-452 instructions
+                # a step against 551-554 at D=128 (triton_sass.py --even-anyway); whether the
+                # spill loads in its loop cost more than that saves is for this timing to say
                 kept, launch.KV_EVEN_SPILLS = launch.KV_EVEN_SPILLS, frozenset()
                 row = {"what": "dkdv", "mask": name, "L": length, "group": args.group,
                        "config": "defaults, EVEN despite its spills"}  # fmt: skip

@@ -61,7 +61,7 @@ step 3_host.log 45 $python benchmarks/gpu_host_profile.py --masks window causal 
 # 4. The backward's passes apart, and block sizes: D=128, grouped-query (4 query heads a key
 #    head: configs.GROUPED_KV_ROWS is compile-chosen), D=64. At D=128 the sweep first times
 #    the dK/dV pass's EVEN build that check_sm90 rejects for its spills (launch.KV_EVEN_SPILLS):
-#    if it beats the default row, its spills cost less than its 18% fewer instructions save.
+#    if it beats the default row, its spills cost less than its 19% fewer instructions save.
 step 4_sweep128.log 70 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
 step 5_sweep128_gqa.log 60 $python benchmarks/gpu_backward_sweep.py --group 4 --lengths 16384 \
     --json /tmp/sweep128gqa.json

@@ -3,8 +3,8 @@
 The kernels are replaced by launches that do nothing, so what is timed is atenea's Python,
 autograd and the empty allocations of one cached forward+backward (the tile lists and the plan
 built once, as in a training loop), and Triton's own launch path (its binder and cache key,
-per kernel, on the arguments atenea passes). A ``TorchDispatchMode`` over one call lists the
-ATen ops it runs: a read back from the device (``_local_scalar_dense``, ``nonzero``, a copy to
+per kernel, on the arguments atenea passes). ``transfer.OpRecorder`` over one call lists the
+ATen ops it runs: a read back from the device (``transfer.WAITING_OPS``, a copy to
 the CPU) would be one.
 
     python benchmarks/triton_host.py [--length 4096] [--mask window]
@@ -24,13 +24,13 @@ from pathlib import Path
 
 os.environ["TRITON_INTERPRET"] = "1"  # import the kernels without a GPU; none is launched
 import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import atenea  # noqa: E402
 import benchlib  # noqa: E402
 from atenea import masks  # noqa: E402
 from atenea.attention.backends.triton import launch  # noqa: E402
+from atenea.attention.transfer import OpRecorder  # noqa: E402
 
 KERNELS = ("attention_forward", "attention_backward_kv", "attention_backward_q",
            "attention_backward_delta")  # fmt: skip
@@ -45,16 +45,6 @@ class Recorded:
 
     def __getitem__(self, grid):
         return lambda *args, **kwargs: setattr(self, "call", (args, kwargs))
-
-
-class Ops(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.names = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.add(str(func))
-        return func(*args, **(kwargs or {}))
 
 
 def per_call_ms(step, calls: int) -> float:
@@ -109,9 +99,9 @@ def main() -> None:
         torch.autograd.grad(forward(), (q, k, v), grad)
 
     forward_backward()
-    with Ops() as ops:
+    with OpRecorder() as ops:
         forward_backward()
-    reads = sorted(n for n in ops.names if "local_scalar" in n or "nonzero" in n or "_to_copy" in n)
+    reads = sorted(ops.waits() | {name for name in ops.names if "_to_copy" in name})
     row = {
         "mask": args.mask, "L": args.length,
         "forward_ms": round(per_call_ms(forward, args.calls), 3),

@@ -13,6 +13,7 @@ configurations of different blocks and warps.
     python benchmarks/triton_sass.py [--dims 128] [--kernels forward dQ] [--json out.json]
     python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --variants light:CAUSAL \
         --launch 32 64 4 3     # other blocks, warps and stages than the tables'
+    python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --even-anyway [--pack 4]
 
 Rows: D=64 and 128, bf16, the light mask families (and the plain call), the forward, dK/dV
 and dQ passes with the blocks the tuning tables give them, built without and (``even``) with
@@ -84,8 +85,8 @@ def loops(sass: str) -> list[list[str]]:
     return bodies
 
 
-def row(name: str, dim: int, variant: str, even: bool) -> dict:
-    job = (name, dim, "bf16", variant, 1, 1, even)
+def row(name: str, dim: int, variant: str, even: bool, pack: int = 1) -> dict:
+    job = (name, dim, "bf16", variant, pack, pack, even)
     compiled, (blocks, warps, stages) = check_sm90.build(job)
     registers, spills = check_sm90.ptxas_usage(compiled.asm["ptx"])
     bodies = loops(disassemble(compiled.asm["cubin"]))
@@ -124,6 +125,15 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--launch", type=int, nargs=4, metavar=("M", "N", "WARPS", "STAGES"),
                         help="these blocks, warps and stages for every row")  # fmt: skip
+    parser.add_argument(
+        "--pack",
+        type=int,
+        default=1,
+        help="dK/dV: this many query heads a key head, packed in each step",
+    )
+    parser.add_argument("--even-anyway", action="store_true",
+                        help="dK/dV: the EVEN build at the head dims that keep their bounds "
+                             "for its spills (launch.KV_EVEN_SPILLS) too")  # fmt: skip
     args = parser.parse_args()
     if args.launch:
         launch_every_row(*args.launch)
@@ -139,9 +149,9 @@ def main() -> None:
     for dim in args.dims:
         for name in args.kernels:
             for variant in args.variants:
-                kv_even = name == "dK/dV" and dim not in KV_EVEN_SPILLS  # (Setup.even_kv)
+                kv_even = name == "dK/dV" and (dim not in KV_EVEN_SPILLS or args.even_anyway)
                 for even in (False, True) if name in ("forward", "dQ") or kv_even else (False,):
-                    r = row(name, dim, variant, even)
+                    r = row(name, dim, variant, even, args.pack if name == "dK/dV" else 1)
                     rows.append(r)
                     print(
                         f"{r['kernel']:<8}{dim:>4} {r['variant']:<9}{'yes' if even else '':>5} "

@@ -13,6 +13,14 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# ATen ops after which the host waits for a GPU: a value read back, or a result whose size
+# depends on the values (``nonzero``; ``t[mask] = x`` is an ``index_put_`` through it)
+WAITING_OPS = frozenset({
+    "aten._local_scalar_dense.default", "aten.item.default", "aten.nonzero.default",
+    "aten.index_put_.default", "aten.masked_select.default", "aten.index.Tensor",
+})  # fmt: skip
 
 
 def to_device(
@@ -31,6 +39,24 @@ def to_device(
     staged = tensor.contiguous()
     staged = staged.clone() if staged.is_pinned() else staged
     return staged.pin_memory().to(device, non_blocking=True)
+
+
+class OpRecorder(TorchDispatchMode):
+    """``with OpRecorder() as ops:``: the name of every ATen op run inside (``ops.names``),
+    and ``ops.waits()``, those of them after which the host would wait for a GPU
+    (``WAITING_OPS``). Recorded on the CPU, where every op runs: how a test or a benchmark sees
+    what a piece of code would make the host do on a device."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(str(func))
+        return func(*args, **(kwargs or {}))
+
+    def waits(self) -> set[str]:
+        return self.names & WAITING_OPS
 
 
 def _capturing() -> bool:

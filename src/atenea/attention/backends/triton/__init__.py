@@ -24,10 +24,10 @@ from torch import Tensor
 from atenea.attention.backends.tile_lists import TILE, tile_lists
 from atenea.attention.backends.triton.configs import configs_for
 from atenea.attention.backends.triton.plan import (
-    MaskPlan,
     kernel_paths,
     mask_plan,
     mod_plan,
+    modifier_paths,
     relative_bias_by_distance,
     switches,
     unfusable,
@@ -110,10 +110,11 @@ def triton_attention(
     mods = mod_plan(p.score_mod, p, device)
     if table_dtype is None:
         table_dtype = torch.float16 if device.type == "cpu" else q.dtype
-    # the modifiers' switches decide it (no mask here): the lists, and so the mask's plan
-    # (its bitmaps of the partial tiles), depend on it
-    even = skips_bounds(switches(kernel_paths(MaskPlan(), mods, p.dropout_p > 0)), table_dtype)
-    walked, walked_kv = lists, None
+    # the modifiers decide it, not the mask: the lists, and so the mask's plan (its bitmaps
+    # of the partial tiles), depend on it
+    modifiers = modifier_paths(mods, p.dropout_p > 0)
+    even = skips_bounds(switches(modifiers), table_dtype)
+    walked = walked_kv = lists
     if even:  # full tiles without a bound: a ragged edge's tiles are partial, for the passes
         # that step along it (the forward and dQ along keys, dK/dV along queries); the mask's
         # plan (its bitmaps of the partial tiles) covers both
@@ -121,7 +122,7 @@ def triton_attention(
         lists = lists.edges_partial()
     mask = mask_plan(p.mask, lists)
     pack = pack_of(p.group, lists, table_dtype)
-    paths = kernel_paths(mask, mods, p.dropout_p > 0)
+    paths = kernel_paths(mask, modifiers)
     switched = switches(paths)
     forward, backward = configs_for(
         p.head_dim, p.value_dim, table_dtype, switched, p.group, pack, tile

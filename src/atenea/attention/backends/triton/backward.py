@@ -35,7 +35,7 @@ from atenea.attention.backends.triton.rules import (
     LOG2E,
     dropout_keep,
     keys_valid,
-    modified_scores,
+    log2_scores,
     pairs_allowed,
     tile_lists_of,
 )
@@ -182,12 +182,10 @@ def attention_backward_kv(
                     q_t = q_t.to(tl.float32)
                     do = do.to(tl.float32)
                 qk_t = tl.dot(k, q_t, input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
-                folded: tl.constexpr = EVEN and not ((ALIBI != 0) or CAP or (RELATIVE != 0))
-                if not folded:
-                    s_t, tanh_t = modified_scores(
-                        qk_t, rows[None, :], cols[:, None], q_len, kv_len, scale, slope,
-                        relative_at, cap, ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE,
-                    )  # fmt: skip
+                s_t, tanh_t = log2_scores(
+                    qk_t, rows[None, :], cols[:, None], q_len, kv_len, scale, slope,
+                    relative_at, cap, ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE, FOLD=EVEN,
+                )  # fmt: skip
                 allowed = key_ok[:, None] & row_ok[None, :]
                 if phase == 0:
                     allowed = allowed & pairs_allowed(
@@ -196,10 +194,7 @@ def attention_backward_kv(
                         bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
                         CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                     )  # fmt: skip
-                if folded:  # the scale and log2(e) in one product, the forward's rounding
-                    p_t = tl.math.exp2(qk_t * (scale * LOG2E) - lse[None, :])
-                else:
-                    p_t = tl.math.exp2(s_t * LOG2E - lse[None, :])
+                p_t = tl.math.exp2(s_t - lse[None, :])
                 if (phase == 0) or (not EVEN):  # EVEN: a full tile's pairs all exist
                     p_t = tl.where(allowed, p_t, 0.0)
                 dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
@@ -325,10 +320,9 @@ def attention_backward_q(
                 k_t = k_t.to(tl.float32)
                 v_t = v_t.to(tl.float32)
             qk = tl.dot(q, k_t, input_precision=PRECISION)
-            if (ALIBI != 0) or CAP or (RELATIVE != 0):
-                s, tanh_s = modified_scores(qk, rows[:, None], cols[None, :], q_len, kv_len,
-                                            scale, slope, relative_head, cap,
-                                            ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
+            s, tanh_s = log2_scores(qk, rows[:, None], cols[None, :], q_len, kv_len, scale,
+                                    slope, relative_head, cap,
+                                    ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
             allowed = row_ok[:, None] & key_ok[None, :]
             if phase == 0:
                 allowed = allowed & pairs_allowed(
@@ -337,10 +331,7 @@ def attention_backward_q(
                     bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
                     CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                 )  # fmt: skip
-            if (ALIBI != 0) or CAP or (RELATIVE != 0):
-                p = tl.math.exp2(s * LOG2E - lse[:, None])
-            else:  # the scale and log2(e) in one product, the forward's rounding
-                p = tl.math.exp2(qk * (scale * LOG2E) - lse[:, None])
+            p = tl.math.exp2(s - lse[:, None])
             if (phase == 0) or (not EVEN):  # EVEN: a full tile's pairs all exist
                 p = tl.where(allowed, p, 0.0)
             dp = tl.dot(do, v_t, input_precision=PRECISION)

@@ -22,10 +22,9 @@ import triton
 import triton.language as tl
 from atenea.attention.backends.triton.rules import (
     LN2,
-    LOG2E,
     dropout_keep,
     keys_valid,
-    modified_scores,
+    log2_scores,
     pairs_allowed,
     tile_lists_of,
 )
@@ -75,7 +74,6 @@ def attention_forward(
         slope = tl.load(slopes_ptr + off_h)
     relative_head = relative_ptr + off_h * stride_rh
     bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + off_h * stride_bh
-    qk_scale = scale * LOG2E
     head_row = off_b * tl.num_programs(2) + off_h  # b * Hq + h: the dropout counters' base
     keep_scale = 1.0 / (1.0 - dropout_p)
 
@@ -112,13 +110,9 @@ def attention_forward(
                 k = k.to(tl.float32)
                 v = v.to(tl.float32)
             qk = tl.dot(q, k, input_precision=PRECISION)
-            if (ALIBI != 0) or CAP or (RELATIVE != 0):
-                s, _ = modified_scores(qk, rows[:, None], cols[None, :], q_len, kv_len, scale,
-                                       slope, relative_head, cap,
-                                       ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
-                s = s * LOG2E
-            else:
-                s = qk * qk_scale
+            s, _ = log2_scores(qk, rows[:, None], cols[None, :], q_len, kv_len, scale, slope,
+                               relative_head, cap,
+                               ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
             if phase == 0:
                 allowed = pairs_allowed(
                     rows[:, None], cols[None, :], off_b, q_tile, k_tile, q_len, kv_len, window,

@@ -22,7 +22,7 @@ from atenea.attention.backends.triton.backward import (
 )
 from atenea.attention.backends.triton.configs import BackwardConfig, ForwardConfig, padded_dim
 from atenea.attention.backends.triton.forward import attention_forward
-from atenea.attention.backends.triton.plan import MaskPlan, ModPlan
+from atenea.attention.backends.triton.plan import MaskPlan, ModPlan, modifier_paths
 from atenea.attention.backends.triton.rules import INTERPRETED
 from atenea.attention.problem import Problem
 
@@ -32,7 +32,8 @@ class Setup:
     """One call's fixed inputs to the kernels."""
 
     problem: Problem
-    lists: TileLists
+    lists: TileLists  # what the forward and dQ passes walk
+    lists_kv: TileLists  # whose transpose the dK/dV pass walks (``TileLists.edges_partial``)
     mask: MaskPlan
     mods: ModPlan
     forward: ForwardConfig
@@ -52,15 +53,11 @@ class Setup:
         dims = {padded_dim(self.problem.head_dim), padded_dim(self.problem.value_dim)}
         return self.even and not dims & KV_EVEN_SPILLS
 
-    # under ``even``: the lists whose transpose the dK/dV pass walks (``TileLists.edges_partial``
-    # of the queries' ragged row), when they are not ``lists``
-    lists_kv: TileLists | None = None
-
     @property
     def lists_t(self) -> TileLists:
         """Per key tile, the query tiles visiting it (the dK/dV pass's lists; remembered on
         the lists, built only when a backward needs them)."""
-        return (self.lists_kv or self.lists).transposed()
+        return self.lists_kv.transposed()
 
 
 def _expanded(lists: TileLists, batch: int, heads: int) -> list:
@@ -168,10 +165,13 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     return dq, dk, dv, drel
 
 
-MODIFIERS = frozenset({"ALIBI", "CAP", "RELATIVE", "DROPOUT"})  # switches that keep the bounds
+# the switches that keep the bounds: the score modifiers' and dropout's
+MODIFIERS = frozenset(modifier_paths(ModPlan(), dropout=False))
 # Padded head dims whose dK/dV pass keeps its bounds without modifiers: at 128 its light
-# 64x64 blocks fill 255 registers a thread, and the EVEN build spilled 8-200 bytes, with
-# spill loads and stores inside the loop (check_sm90 compiles the others with EVEN)
+# 64x64 blocks fill 255 registers a thread, and the EVEN build spills 12 bytes (one head a
+# step) to 148 (four packed), with spill loads and stores inside the loop
+# (``benchmarks/triton_sass.py --kernels dK/dV --dims 128 --even-anyway [--pack 4]``;
+# check_sm90 compiles the other head dims with EVEN)
 KV_EVEN_SPILLS = frozenset({128})
 
 

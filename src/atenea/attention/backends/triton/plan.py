@@ -213,9 +213,17 @@ def _build_bitmaps(lists: TileLists, kinds: Tensor, parts: list) -> tuple[Tensor
     return distinct.view(-1, q_tile, k_tile).to(torch.uint8), index, live
 
 
-def kernel_paths(mask: MaskPlan, mods: ModPlan, dropout: bool) -> dict:
+def modifier_paths(mods: ModPlan, dropout: bool) -> dict:
+    """The constexprs of the score modifiers and dropout, with the values the launch passes
+    (a bias stage; 0/False: off): what decides whether full tiles skip their bounds, before
+    the mask's plan exists (``launch.skips_bounds``)."""
+    return dict(ALIBI=mods.alibi, CAP=mods.cap > 0, RELATIVE=mods.relative, DROPOUT=dropout)
+
+
+def kernel_paths(mask: MaskPlan, modifiers: dict) -> dict:
     """The constexprs that switch the kernels' optional code paths, with the values the launch
-    passes (a padding side, a bias stage; 0/False: off)."""
+    passes (a padding side; 0/False: off): the mask's, and ``modifiers``
+    (``modifier_paths``)."""
     return dict(
         CAUSAL=mask.causal,
         WINDOWED=mask.window > 0,
@@ -224,10 +232,7 @@ def kernel_paths(mask: MaskPlan, mods: ModPlan, dropout: bool) -> dict:
         PREFIX=mask.prefix is not None,
         BITMAP=mask.bitmaps is not None,
         LIVE=mask.live_keys is not None,
-        ALIBI=mods.alibi,
-        CAP=mods.cap > 0,
-        RELATIVE=mods.relative,
-        DROPOUT=dropout,
+        **modifiers,
     )
 
 

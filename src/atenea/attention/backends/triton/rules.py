@@ -151,6 +151,26 @@ def modified_scores(
 
 
 @triton.jit
+def log2_scores(
+    qk, rows, cols, q_len, kv_len, scale, slope, relative_ptr, cap,
+    ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
+    FOLD: tl.constexpr = True,
+):  # fmt: skip
+    """The scores in base 2 (``s * log2 e``, what ``exp2`` takes) and ``modified_scores``'
+    tanh. Without a modifier, and with ``FOLD``, one product ``qk * (scale * log2 e)``: the
+    forward's rounding, which the backward's recomputed probabilities must match (the dK/dV
+    pass unfolds it where folding spilled, ``launch.KV_EVEN_SPILLS``)."""
+    if (ALIBI != 0) or CAP or (RELATIVE != 0) or (not FOLD):
+        s, t = modified_scores(qk, rows, cols, q_len, kv_len, scale, slope, relative_ptr, cap,
+                               ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
+        s = s * LOG2E
+    else:
+        s = qk * (scale * LOG2E)
+        t = s
+    return s, t
+
+
+@triton.jit
 def dropout_keep(seed, dropout_p, head_row, rows, cols, q_len, kv_len):
     """Which pairs dropout keeps (probability ``1 - dropout_p``): ``head_row = b * Hq + h``
     (int64), ``rows``/``cols`` broadcast as everywhere here. The draw depends on the element's
