@@ -66,10 +66,8 @@ def _read(name: str, data, validation, columns: dict, seed: int):
     if hasattr(data, "train") and hasattr(data, "validation"):
         return data
     paths = _paths(data)
-    corpus = _corpus(name, paths)
+    corpus = _corpus(name, paths, validation)
     if corpus is not None:
-        if validation is not None and str(validation) != paths[0]:
-            raise TaskError(f"validation: {paths[0]} has its own validation books")
         return corpus
     if name in ("classify", "translate") and len(paths) != 1:
         raise TaskError(f"data: {name} reads one file, got {len(paths)}: {' '.join(paths)}")
@@ -82,10 +80,11 @@ def _read(name: str, data, validation, columns: dict, seed: int):
     return reading.read_texts(paths, validation=validation, seed=seed)
 
 
-def _corpus(name: str, paths: list[str]):
+def _corpus(name: str, paths: list[str], validation=None):
     """The Split of a built-in corpus named as ``data`` (``bible-es-en``; ``bible-es-en:test``
     validates on its test books; ``django-es-en``, a test set), or None when ``paths`` names
-    none (a file of that name wins)."""
+    none (a file of that name wins). The arguments are checked before the corpus is read (it
+    may need packages this machine lacks)."""
     corpus, _, part = paths[0].partition(":") if len(paths) == 1 else ("", "", "")
     if corpus not in CORPORA or Path(paths[0]).exists():
         return None
@@ -94,6 +93,8 @@ def _corpus(name: str, paths: list[str]):
         raise TaskError(f"data: {corpus} is a corpus of {task}, not of {name}")
     if part not in ("", "test"):
         raise TaskError(f"data: {paths[0]}: expected {corpus} or {corpus}:test")
+    if validation is not None and str(validation) != paths[0]:
+        raise TaskError(f"validation: {paths[0]} has its own validation books")
     module = importlib.import_module(f"atenea.training.datasets.{module_name}")
     return module.split(test=part == "test")
 
