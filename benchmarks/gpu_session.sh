@@ -59,9 +59,10 @@ TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
 step 3_host.log 45 $python benchmarks/gpu_host_profile.py --masks window causal --calls 50 \
     --json /tmp/host.json
 # 4. The backward's passes apart, and block sizes: D=128, grouped-query (4 query heads a key
-#    head: configs.GROUPED_KV_ROWS is compile-chosen), D=64. At D=128 the sweep first times
-#    the dK/dV pass's EVEN build that check_sm90 rejects for its spills (launch.KV_EVEN_SPILLS):
-#    if it beats the default row, its spills cost less than its 19% fewer instructions save.
+#    head: configs.GROUPED_KV_ROWS is compile-chosen), D=64. The sweep first times the dK/dV
+#    pass without EVEN (what D=128 ran until stop 27): if it beats the default row, the EVEN
+#    build's spills (3.6% of its loop under Triton 3.6) cost more than its 17% fewer
+#    instructions save, and launch should keep the bounds there again.
 step 4_sweep128.log 70 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
 step 5_sweep128_gqa.log 60 $python benchmarks/gpu_backward_sweep.py --group 4 --lengths 16384 \
     --json /tmp/sweep128gqa.json

@@ -13,13 +13,16 @@ configurations of different blocks and warps.
     python benchmarks/triton_sass.py [--dims 128] [--kernels forward dQ] [--json out.json]
     python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --variants light:CAUSAL \
         --launch 32 64 4 3     # other blocks, warps and stages than the tables'
-    python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --even-anyway [--pack 4]
+    python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --pack 4   # a group packed
 
 Rows: D=64 and 128, bf16, the light mask families (and the plain call), the forward, dK/dV
 and dQ passes with the blocks the tuning tables give them, built without and (``even``) with
 ``EVEN``, the build every 16-bit call without score modifiers or dropout runs
-(``launch.skips_bounds``; the dK/dV pass but at D=128, ``launch.KV_EVEN_SPILLS``). Needs
-Triton, not a GPU (``TRITON_INTERPRET`` unset).
+(``launch.skips_bounds``). ``stack``: bytes a thread of spilled registers; ``spills``: the
+stack loads and stores among each loop's instructions (``check_sm90`` allows a few per cent).
+The figures are those of the installed Triton's own ptxas (``sass``): run with another
+Triton on ``PYTHONPATH`` (``make check-sm90 TRITON=3.6.0`` installs one) to see its builds.
+Needs Triton, not a GPU (``TRITON_INTERPRET`` unset).
 """
 
 from __future__ import annotations
@@ -28,68 +31,27 @@ import argparse
 import collections
 import json
 import os
-import re
-import subprocess
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 # fused multiply-adds on: Triton 3.9's default, set so that it does not warn about it
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-import triton  # noqa: E402
+import triton  # noqa: E402, F401  (before check_sm90 imports it)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-from atenea.attention.backends.triton import check_sm90  # noqa: E402
-from atenea.attention.backends.triton.launch import KV_EVEN_SPILLS  # noqa: E402
+from atenea.attention.backends.triton import check_sm90, sass  # noqa: E402
 
 VARIANTS = ("plain", "light:CAUSAL", "light:WINDOWED", "light:DOCUMENT", "light:PREFIX")
 KINDS = ("HGMMA", "MUFU", "FMUL", "FFMA", "FADD", "FSEL", "F2FP")
-ADDRESS = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
-LABEL = re.compile(r"^(\.L_x_\d+):")
-BRANCH = re.compile(r"BRA\s+`\((\.L_x_\d+)\)")
-
-
-def disassemble(cubin: bytes) -> str:
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "kernel.cubin"
-        path.write_bytes(cubin)
-        return subprocess.run(
-            [str(tool), "-c", str(path)], capture_output=True, text=True, check=True
-        ).stdout
-
-
-def loops(sass: str) -> list[list[str]]:
-    """The opcodes of every loop (a branch back to an earlier label), in program order: the
-    partial tiles' steps, then the full tiles' (the kernels' two phases)."""
-    instructions, labels, pending = [], {}, []
-    for line in sass.splitlines():
-        label = LABEL.match(line)
-        if label:
-            pending.append(label.group(1))
-            continue
-        found = ADDRESS.match(line)
-        if found:
-            address = int(found.group(1), 16)
-            labels.update((name, address) for name in pending)
-            pending = []
-            instructions.append((address, found.group(2), line))
-    bodies = []
-    for address, _, line in instructions:
-        branch = BRANCH.search(line)
-        if branch and labels.get(branch.group(1), address) < address:
-            start = labels[branch.group(1)]
-            bodies.append([op for at, op, _ in instructions if start <= at <= address])
-    return bodies
 
 
 def row(name: str, dim: int, variant: str, even: bool, pack: int = 1) -> dict:
     job = (name, dim, "bf16", variant, pack, pack, even)
     compiled, (blocks, warps, stages) = check_sm90.build(job)
-    registers, spills = check_sm90.ptxas_usage(compiled.asm["ptx"])
-    bodies = loops(disassemble(compiled.asm["cubin"]))
+    registers, stack = sass.resources(compiled.asm["cubin"])
+    bodies = sass.loops(sass.disassemble(compiled.asm["cubin"]))
     full = collections.Counter(bodies[-1]) if bodies else collections.Counter()
     # a warp issues each instruction once for its 32 threads: warp-instructions per score
     # pair compare configurations of different blocks and warps (the schedulers' work)
@@ -97,7 +59,8 @@ def row(name: str, dim: int, variant: str, even: bool, pack: int = 1) -> dict:
     return {
         "kernel": name, "D": dim, "variant": variant.removeprefix("light:"), "even": even,
         "blocks": f"{blocks[0]}x{blocks[1]}", "warps": warps, "registers": registers,
-        "spills": spills, "loops": [len(body) for body in bodies],
+        "stack": stack, "loops": [len(body) for body in bodies],
+        "loop_spills": [sass.spill_ops(body) for body in bodies],
         "per_pair": round(per_pair, 3), **{kind: full[kind] for kind in KINDS},
     }  # fmt: skip
 
@@ -131,9 +94,6 @@ def main() -> None:
         default=1,
         help="dK/dV: this many query heads a key head, packed in each step",
     )
-    parser.add_argument("--even-anyway", action="store_true",
-                        help="dK/dV: the EVEN build at the head dims that keep their bounds "
-                             "for its spills (launch.KV_EVEN_SPILLS) too")  # fmt: skip
     args = parser.parse_args()
     if args.launch:
         launch_every_row(*args.launch)
@@ -141,22 +101,20 @@ def main() -> None:
         sys.exit("triton_sass.py: unset TRITON_INTERPRET (the interpreter compiles nothing)")
     print(json.dumps({"machine": benchlib.machine("triton"), "target": "sm_90"}))
     header = f"{'kernel':<8}{'D':>4} {'variant':<9}{'even':>5} {'blocks':>7}{'warps':>6}"
-    header += f"{'regs':>5}{'spill':>6}  {'loops (partial, full)':<22}{'/pair':>6}" + "".join(
-        f"{kind:>6}" for kind in KINDS
-    )
+    header += f"{'regs':>5}{'stack':>6}  {'loops (partial, full)':<22}{'spills':<9}{'/pair':>6}"
+    header += "".join(f"{kind:>6}" for kind in KINDS)
     print(header)
     rows = []
     for dim in args.dims:
         for name in args.kernels:
             for variant in args.variants:
-                kv_even = name == "dK/dV" and (dim not in KV_EVEN_SPILLS or args.even_anyway)
-                for even in (False, True) if name in ("forward", "dQ") or kv_even else (False,):
+                for even in (False, True):
                     r = row(name, dim, variant, even, args.pack if name == "dK/dV" else 1)
                     rows.append(r)
                     print(
                         f"{r['kernel']:<8}{dim:>4} {r['variant']:<9}{'yes' if even else '':>5} "
-                        f"{r['blocks']:>7}{r['warps']:>6}{r['registers']:>5}{r['spills']:>6}  "
-                        f"{str(r['loops']):<22}{r['per_pair']:>6.3f}"
+                        f"{r['blocks']:>7}{r['warps']:>6}{r['registers']:>5}{r['stack']:>6}  "
+                        f"{str(r['loops']):<22}{str(r['loop_spills']):<9}{r['per_pair']:>6.3f}"
                         + "".join(f"{r[kind]:>6}" for kind in KINDS),
                         flush=True,
                     )

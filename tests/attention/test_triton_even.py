@@ -82,12 +82,12 @@ def test_each_pass_demotes_only_the_edge_it_steps_along(monkeypatch):
     assert setup.lists_t.full_counts.eq(0).all() and setup.lists_t.partial_counts.eq(1).all()
 
 
-@pytest.mark.parametrize("dim, value_dim, kv_even", [(32, 32, True), (64, 64, True),
-                                                    (128, 128, False), (64, 80, False)])  # fmt: skip
-def test_the_dkdv_pass_skips_the_bounds_but_at_head_dim_128(dim, value_dim, kv_even, monkeypatch):
+@pytest.mark.parametrize("dim, value_dim", [(32, 32), (64, 64), (128, 128), (64, 80)])
+def test_the_dkdv_pass_skips_the_bounds_at_every_head_dim(dim, value_dim, monkeypatch):
     """Without modifiers the dK/dV pass is built with ``EVEN`` too (its full tiles skip the
-    select, one product of the scale and log2(e)), except where a head dim pads to 128: there
-    its 64x64 blocks spilled inside the loop (``launch.KV_EVEN_SPILLS``). Against float64."""
+    select, one product of the scale and log2(e)), also where a head dim pads to 128 (until
+    stop 27 it kept its bounds there, for spills the sm_90 check misread). Against
+    float64."""
     from atenea.attention.backends.triton import launch
 
     launched, real = [], launch.attention_backward_kv
@@ -103,4 +103,4 @@ def test_the_dkdv_pass_skips_the_bounds_but_at_head_dim_128(dim, value_dim, kv_e
     monkeypatch.setattr(launch, "attention_backward_kv", Recording())
     shape = (1, 2, 2, 128, 128, dim, value_dim)
     assert_close(*run_both(shape, masks.causal()))
-    assert launched == [kv_even]
+    assert launched == [True]

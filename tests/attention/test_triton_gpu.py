@@ -74,8 +74,10 @@ def test_cuda_dropout_matches_reference_with_its_mask(dtype):
 
 @pytest.mark.slow
 def test_every_configuration_compiles_for_sm90():
-    """Shared memory within the 227 KB of an H100 block and no register spills, for every
-    head size, bf16 and fp32, plain and with every feature (check_sm90's table)."""
+    """Shared memory within the 227 KB of an H100 block and spills inside the loops within
+    2% of a step (4% in the light dK/dV blocks), read from the cubin the installed Triton
+    builds, for every head size, bf16 and fp32, plain and with every feature (check_sm90's
+    table)."""
     environment = {**os.environ, "PYTHONPATH": str(SOURCE)}
     environment.pop("TRITON_INTERPRET", None)
     result = subprocess.run(

@@ -89,8 +89,7 @@ def attention_backward_kv(
     ``PACK`` (a power of two dividing ``GROUP``, at most ``BLOCK_M``): query heads of the group
     taken together in one step; GROUP when every head visits the same tiles (the mask's lists
     broadcast over heads), else 1 (a loop over the heads). ``EVEN``: as the dQ pass's (the
-    full tiles skip their bounds, one product of the scale and log2(e)), but not at D=128
-    (``launch.KV_EVEN_SPILLS``)."""
+    full tiles skip their bounds, one product of the scale and log2(e))."""
     start_n = tl.program_id(0) * BLOCK_N
     off_b = tl.program_id(1).to(tl.int64)
     off_kvh = tl.program_id(2).to(tl.int64)

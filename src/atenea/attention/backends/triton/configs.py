@@ -10,7 +10,10 @@ last three entries (see ``row_bytes``). FlexAttention's
 sm90 choices for bf16 D=128 (256 bytes) are the starting point (forward 128x64, 3 stages, 8
 warps; backward M1=64, N1=128, M2=128, N2=64); ``check_sm90`` compiles every entry for sm_90
 and the values below are the ones it reports inside the 227 KB of shared memory a block may
-use, without register spills. Calls that read a per-pair table inside the loop (a bitmap mask,
+use, without register spills in the loops past a small share of their instructions. (The
+spilled bytes quoted below, before stop 27, are ``ptxas -v``'s on a second assembly of the
+PTX, not Triton's own cubin: ``sass`` says why; they show where pressure is, not the count.)
+Calls that read a per-pair table inside the loop (a bitmap mask,
 the relative bias) keep one pipeline stage fewer (those reads are pipelined through shared
 memory too), eight warps in a 16-bit forward (the per-pair reads need registers), half the rows
 per dK/dV block and half its keys down to 32 (there the bias gradient is scattered; 16x16
@@ -124,8 +127,9 @@ DROPOUT_TABLE_KV = {512: dict(block_n1=16)}
 # The dK/dV pass of a *light* call (``is_light``): 64 x 64 blocks at 4 warps, timed on an H200
 # at 3.86 / 0.64 / 0.63 ms (causal / window 1024 / 8 documents, L=16k) against the 32 x 64
 # entry's 4.63 / 0.73 / 0.74 (benchmarks/gpu_backward_sweep.py). They fill all 255 registers a
-# thread, so they fit only without the code a heavier call adds (check_sm90 compiles every
-# light combination).
+# thread, so they fit only without the code a heavier call adds, and even so spill a little
+# inside the loop (up to 3.8% of a step under Triton 3.6, which that timing ran: 1.5%);
+# check_sm90 compiles every light combination and allows them LIGHT_SPILL_SHARE.
 LIGHT_KV = {256: dict(block_m1=64)}
 # The dK/dV pass of packed groups with a per-pair table (a pointer per column into it): 8 warps
 # where 4 spilled 16 bytes (16-bit D = 128); check_sm90
@@ -139,21 +143,26 @@ GROUPED_KV_WARPS = {1024: 8}
 
 # The kernel switches (its constexpr names) that make a call heavier than ``LIGHT_KV`` allows
 HEAVY = frozenset({"CAP", "RELATIVE", "BITMAP", "LIVE", "DROPOUT"})
+RULE_FAMILIES = frozenset({"CAUSAL", "WINDOWED", "DOCUMENT", "PREFIX"})  # besides PADDING
 
 
 def is_light(switches: frozenset[str], group: int = 1, pack: int = 1) -> bool:
     """Whether the dK/dV pass takes ``LIGHT_KV``: no loop over a group's heads (one query head
     per key head, or the whole group packed into each step: ``pack == group``), no softcap,
-    no per-pair table, no dropout, documents only without key padding or ALiBi (with either,
-    ptxas spilled 8 to 204 bytes); packed heads also without ALiBi (a slope per column), key
-    padding, or documents beside a prefix (16 to 72 bytes). Found by compiling every
-    combination (check_sm90); what fits at 255 registers is not monotone, so the rule is
-    what was compiled, kept simple where that costs little."""
+    no per-pair table, no dropout, documents without ALiBi (with it, ptxas spilled 8 to 204
+    bytes), key padding beside no other rule family (with one, Triton 3.6's build without
+    bounds spent 10% of its loop on spills, 3.9's none: stop 27); packed heads also without
+    ALiBi (a slope per column), key padding, or documents beside a prefix (16 to 72 bytes).
+    Found by compiling every combination (check_sm90, under Triton 3.9 and 3.6); what fits at
+    255 registers is not monotone, so the rule is what was compiled, kept simple where that
+    costs little."""
     if group // pack > 1 or switches & HEAVY:
         return False
     if pack > 1 and (switches & {"ALIBI", "PADDING"} or {"DOCUMENT", "PREFIX"} <= switches):
         return False
-    return "DOCUMENT" not in switches or not switches & {"PADDING", "ALIBI"}
+    if "PADDING" in switches and switches & RULE_FAMILIES:
+        return False
+    return not {"DOCUMENT", "ALIBI"} <= switches
 
 
 def padded_dim(dim: int) -> int:

@@ -47,13 +47,6 @@ class Setup:
     common: tuple[list, dict] | None = None
 
     @property
-    def even_kv(self) -> bool:
-        """``even`` for the dK/dV pass, but at the head dims where its build with ``EVEN``
-        spilled inside the loop (``KV_EVEN_SPILLS``)."""
-        dims = {padded_dim(self.problem.head_dim), padded_dim(self.problem.value_dim)}
-        return self.even and not dims & KV_EVEN_SPILLS
-
-    @property
     def lists_t(self) -> TileLists:
         """Per key tile, the query tiles visiting it (the dK/dV pass's lists; remembered on
         the lists, built only when a backward needs them)."""
@@ -153,7 +146,7 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
         q, k, v, dout, lse, delta, dk, dv, drel if drel is not None else delta, *shared,
         *_strides(dk), *_strides(dv), *_expanded(setup.lists_t, p.batch, p.q_heads), *args,
         BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, PACK=setup.pack, num_warps=cfg.warps_kv,
-        num_stages=cfg.stages_kv, EVEN=setup.even_kv, **constants,
+        num_stages=cfg.stages_kv, EVEN=setup.even, **constants,
     )  # fmt: skip
     grid_q = (triton.cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
     attention_backward_q[grid_q](
@@ -167,12 +160,6 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
 
 # the switches that keep the bounds: the score modifiers' and dropout's
 MODIFIERS = frozenset(modifier_paths(ModPlan(), dropout=False))
-# Padded head dims whose dK/dV pass keeps its bounds without modifiers: at 128 its light
-# 64x64 blocks fill 255 registers a thread, and the EVEN build spills 12 bytes (one head a
-# step) to 148 (four packed), with spill loads and stores inside the loop
-# (``benchmarks/triton_sass.py --kernels dK/dV --dims 128 --even-anyway [--pack 4]``;
-# check_sm90 compiles the other head dims with EVEN)
-KV_EVEN_SPILLS = frozenset({128})
 
 
 def skips_bounds(switched: frozenset[str], dtype: torch.dtype) -> bool:

@@ -159,7 +159,7 @@ def log2_scores(
     """The scores in base 2 (``s * log2 e``, what ``exp2`` takes) and ``modified_scores``'
     tanh. Without a modifier, and with ``FOLD``, one product ``qk * (scale * log2 e)``: the
     forward's rounding, which the backward's recomputed probabilities must match (the dK/dV
-    pass unfolds it where folding spilled, ``launch.KV_EVEN_SPILLS``)."""
+    pass folds it with ``EVEN`` only)."""
     if (ALIBI != 0) or CAP or (RELATIVE != 0) or (not FOLD):
         s, t = modified_scores(qk, rows, cols, q_len, kv_len, scale, slope, relative_ptr, cap,
                                ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE)  # fmt: skip
