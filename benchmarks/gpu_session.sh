@@ -52,7 +52,8 @@ step 1_tests.log 120 bash -c "$pytest -m 'not slow' tests/attention/test_triton.
 # 2. The issue's table: causal, window, documents at 4k/16k/32k, D=128, with a cold Triton cache
 #    (the first call at 4k includes compiling the kernels; later lengths show a new length).
 #    New since the last GPU run: the light dK/dV blocks (64x64), the delta pass, and (stops
-#    24-25) the passes' shorter loops without bounds in full tiles (EVEN, at any length).
+#    24-25) the passes' shorter loops without bounds in full tiles (EVEN, at any length),
+#    (stop 27) dK/dV without bounds at D=128 too.
 TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
     $python benchmarks/gpu.py --only attention --json /tmp/attention128.json
 # 3. Where the host's time goes at 4k (2.05 ms per fwd+bwd against 0.72 ms of kernels).
