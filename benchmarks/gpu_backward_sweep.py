@@ -145,7 +145,7 @@ def main() -> None:
                 continue
             # the dK/dV pass as it ran until stop 27 at D=128: keeping its bounds (EVEN off),
             # for spills the check misread; its EVEN build spills a little in its loop (Triton
-            # 3.6: 17 of 477 instructions a step) and runs 17% fewer (check_sm90's comments)
+            # 3.6: 17 of 477 instructions a step) and runs 17% fewer (docs/benchmarks.md#gpu)
             row = {"what": "dkdv", "mask": name, "L": length, "group": args.group,
                    "config": "defaults, bounds kept (EVEN off)"}  # fmt: skip
             real = launch.attention_backward_kv

@@ -21,7 +21,7 @@ Registers, stack and the loops' machine code are read from the cubin Triton itse
 (``sass``: its ptxas and options; Triton 3.9 and 3.6 differ). A spill costs where it runs, so
 the check fails a configuration whose loops spend more than ``SPILL_SHARE`` of their
 instructions on stack loads and stores (``LIGHT_SPILL_SHARE`` in the light dK/dV blocks), not
-any stack at all. Run with ``TRITON_INTERPRET``
+any stack at all. Only builds a call can run are compiled. Run with ``TRITON_INTERPRET``
 unset.
 """
 
@@ -147,25 +147,28 @@ LIGHT_FAMILIES = dict(CAUSAL=True, WINDOWED=True, DOCUMENT=True, PADDING=1, PREF
 SPILL_SHARE = 0.02
 
 # The light dK/dV blocks (``configs.LIGHT_KV``: 64x64 at 16-bit D=128) fill 255 registers a
-# thread and spill up to 3.8% of a step (Triton 3.6 with EVEN or a packed group; Triton 3.9 up
-# to 2.5%). Against 32x64, which spills nothing, they take 8-15% fewer instructions per score
-# pair (``benchmarks/triton_sass.py --launch 32 64 4 2``), so to lose, a stack load or store
-# would have to cost 4-7 instructions; at stop 22 the timing followed the instruction count
-# as if it cost one. ``gpu_backward_sweep.py`` (with ``--group 4``) times both on a GPU.
+# thread and spill up to 4.0% of a step (Triton 3.6: key padding, 18 of 455; Triton 3.9 up to
+# 2.5%). In the full tiles' loop they take 6.5-20% fewer instructions per score pair than
+# 32x64, which spills nothing (Triton 3.6; 3.9: 14-24%), so to lose, a stack load or store
+# would have to cost 3.8-13 instructions (3.9: 9 or more); at stop 22 the timing followed the
+# instruction count as if it cost one. ``benchmarks/triton_sass.py --kernels dK/dV --dims 128
+# [--pack 4]``, with and without ``--launch 32 64 4 2``, gives the counts;
+# ``gpu_backward_sweep.py`` (with ``--group 4``) times both blocks on a GPU.
 LIGHT_SPILL_SHARE = 0.04
 
 
-def allowed_share(job) -> float:
-    """The spill share ``job`` may reach: ``LIGHT_SPILL_SHARE`` for the light dK/dV blocks,
-    else ``SPILL_SHARE``."""
+def light_blocks(job) -> bool:
+    """Whether ``job`` builds the dK/dV pass with ``configs.LIGHT_KV``'s blocks."""
     name, dim, dtype, variant, group, pack, _ = job
-    light = (
-        name == "dK/dV"
-        and dtype == "bf16"
-        and tuning.row_bytes(dim, dim, torch.bfloat16) in tuning.LIGHT_KV
-        and tuning.is_light(switches(_all_variants()[variant]), group, pack)
-    )
-    return LIGHT_SPILL_SHARE if light else SPILL_SHARE
+    key = tuning.row_bytes(dim, dim, torch.float32 if dtype == "fp32" else torch.bfloat16)
+    switched = switches(_all_variants()[variant])
+    return name == "dK/dV" and tuning.takes_light_kv(key, switched, group, pack)
+
+
+def allowed_share(job) -> float:
+    """The spill share ``job`` may reach: ``LIGHT_SPILL_SHARE`` in the light dK/dV blocks,
+    else ``SPILL_SHARE``."""
+    return LIGHT_SPILL_SHARE if light_blocks(job) else SPILL_SHARE
 
 
 def light_variants() -> dict[str, dict]:
@@ -305,6 +308,8 @@ def main(argv=None) -> int:
         for variant in args.variants
         for name in args.kernels
         if name != "delta" or variant == args.variants[0]
+        # a 16-bit call without modifiers or dropout runs the EVEN build (below), not this one
+        if name == "delta" or dtype == "fp32" or switches(VARIANTS[variant]) & MODIFIERS
     ]
     jobs += [
         (name, dim, dtype, variant, 1, 1, True)
@@ -321,15 +326,15 @@ def main(argv=None) -> int:
         jobs += [(*job[:4], GROUP, 1, job[6]) for job in kv]  # looped
         jobs += [(*job[:4], GROUP, GROUP, job[6]) for job in kv if job[2] == "bf16"]  # packed
         light = [
-            ("dK/dV", dim, "bf16", variant, group, group, even)
+            job
             for dim in CASES["bf16"]
             if "bf16" in args.dtypes and (not args.dims or dim in args.dims)
-            and tuning.row_bytes(dim, dim, torch.bfloat16) in tuning.LIGHT_KV
             for group in (1, GROUP)
             for variant, switched in (light_variants().items() if args.light else ())
-            if tuning.is_light(switches(switched), group, group)
             # the build a 16-bit call runs: EVEN without score modifiers (launch.skips_bounds)
-            for even in [not switches(switched) & MODIFIERS]
+            for job in [("dK/dV", dim, "bf16", variant, group, group,
+                         not switches(switched) & MODIFIERS)]
+            if light_blocks(job)
         ]  # fmt: skip
         jobs += light
     failures = 0

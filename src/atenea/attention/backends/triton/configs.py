@@ -128,7 +128,7 @@ DROPOUT_TABLE_KV = {512: dict(block_n1=16)}
 # at 3.86 / 0.64 / 0.63 ms (causal / window 1024 / 8 documents, L=16k) against the 32 x 64
 # entry's 4.63 / 0.73 / 0.74 (benchmarks/gpu_backward_sweep.py). They fill all 255 registers a
 # thread, so they fit only without the code a heavier call adds, and even so spill a little
-# inside the loop (up to 3.8% of a step under Triton 3.6, which that timing ran: 1.5%);
+# inside the loop (up to 4.0% of a step under Triton 3.6, which that timing ran: 1.5%);
 # check_sm90 compiles every light combination and allows them LIGHT_SPILL_SHARE.
 LIGHT_KV = {256: dict(block_m1=64)}
 # The dK/dV pass of packed groups with a per-pair table (a pointer per column into it): 8 warps
@@ -163,6 +163,12 @@ def is_light(switches: frozenset[str], group: int = 1, pack: int = 1) -> bool:
     if "PADDING" in switches and switches & RULE_FAMILIES:
         return False
     return not {"DOCUMENT", "ALIBI"} <= switches
+
+
+def takes_light_kv(key: int, switches: frozenset[str], group: int = 1, pack: int = 1) -> bool:
+    """Whether a call whose tables' key is ``key`` (``row_bytes``) takes ``LIGHT_KV``'s dK/dV
+    blocks: an entry there and ``is_light``."""
+    return key in LIGHT_KV and is_light(switches, group, pack)
 
 
 def padded_dim(dim: int) -> int:
@@ -211,7 +217,7 @@ def configs_for(
     fwd, bwd = FORWARD[key], BACKWARD[key]
     gathers = bool(switches & {"BITMAP", "RELATIVE"})
     dropout, bitmap = "DROPOUT" in switches, "BITMAP" in switches
-    if key in LIGHT_KV and is_light(switches, group, pack):
+    if takes_light_kv(key, switches, group, pack):
         bwd = replace(bwd, **LIGHT_KV[key])
     if gathers and key not in FLOAT32_KEYS:  # (float32's small blocks need no change)
         fwd = replace(fwd, num_stages=max(1, fwd.num_stages - 1), num_warps=8)
