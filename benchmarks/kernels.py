@@ -49,12 +49,29 @@ def contenders(weights, rows: int) -> dict:
     def each(product):
         return lambda: [product(inputs[w.shape[1]], w) for w in weights]
 
-    return {
+    runs = {
         "F.linear": each(F.linear),
-        "oneDNN": each(lambda x, w: torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")),
+        "oneDNN": each(_onednn_linear),
         "atenea": each(lambda x, w: ours(x, w)),
         "sum": block.sum,
     }
+    if not _onednn_runs(dtype):
+        del runs["oneDNN"]
+    return runs
+
+
+def _onednn_linear(x, w):
+    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+
+
+def _onednn_runs(dtype) -> bool:
+    """Whether oneDNN has a linear primitive for ``dtype`` on this CPU (bfloat16 needs
+    AVX-512: on an AVX2-only CPU it cannot create one, and the row says n/a)."""
+    try:
+        _onednn_linear(torch.ones(1, 16, dtype=dtype), torch.ones(16, 16, dtype=dtype))
+    except RuntimeError:
+        return False
+    return True
 
 
 def run(threads: int, row_counts, reps: int, **sizes) -> list[dict]:
@@ -66,11 +83,12 @@ def run(threads: int, row_counts, reps: int, **sizes) -> list[dict]:
         total = sum(w.numel() for w in weights) * weights[0].element_size()
         with torch.no_grad():
             times = benchlib.timed_together(contenders(weights, rows), reps)
-        rates = {name: total / times[name] / 1e9 for name in CONTENDERS}
+        rates = {name: total / times[name] / 1e9 if name in times else None
+                 for name in CONTENDERS}  # fmt: skip
         results.append({"threads": threads, "dtype": str(dtype).split(".")[-1], "rows": rows,
                         "gb_per_s": rates})  # fmt: skip
         print(f"  threads={threads} {dtype} rows={rows}: "
-              + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()), flush=True)  # fmt: skip
+              + ", ".join(f"{k} {_rate(v)}" for k, v in rates.items()), flush=True)  # fmt: skip
     return results
 
 
@@ -86,13 +104,17 @@ def report(results, info) -> str:
     ]
     for r in results:
         g = r["gb_per_s"]
+        onednn = f"{g['atenea'] / g['oneDNN']:.2f}x" if g["oneDNN"] else "n/a"
         lines.append(
             f"| {r['threads']} | {r['dtype']} | {r['rows']} | {g['F.linear']:.1f} "
-            f"| {g['oneDNN']:.1f} | {g['atenea']:.1f} | {g['sum']:.1f} "
-            f"| {g['atenea'] / g['F.linear']:.2f}x | {g['atenea'] / g['oneDNN']:.2f}x "
-            f"| {g['atenea'] / g['sum']:.0%} |"
+            f"| {_rate(g['oneDNN'])} | {g['atenea']:.1f} | {g['sum']:.1f} "
+            f"| {g['atenea'] / g['F.linear']:.2f}x | {onednn} | {g['atenea'] / g['sum']:.0%} |"
         )
     return "\n".join(lines)
+
+
+def _rate(value) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
 
 
 def main(argv=None) -> int:

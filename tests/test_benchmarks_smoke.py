@@ -38,7 +38,9 @@ def test_kernels_benchmark_quick(tmp_path, monkeypatch, capsys):
     rows = json.loads(out.read_text())["results"]
     assert [(r["dtype"], r["rows"]) for r in rows] == [("float32", 1), ("float32", 4),
                                                         ("bfloat16", 1)]  # fmt: skip
-    assert all(rate > 0 for r in rows for rate in r["gb_per_s"].values())
+    assert all(rate > 0 for r in rows for rate in r["gb_per_s"].values() if rate is not None)
+    # every contender runs everywhere but oneDNN in bfloat16, which needs AVX-512 (n/a)
+    assert all(r["gb_per_s"][name] for r in rows for name in ("F.linear", "atenea", "sum"))
 
 
 @pytest.mark.gpu
