@@ -92,6 +92,13 @@ def kernel_times(fn, calls: int = 10) -> dict:
     return {**{k: round(v, 4) for k, v in families.items()}, "wall": round(wall, 4)}
 
 
+def use_configs(choose) -> None:
+    """Make the next calls take their block sizes from ``choose`` (``configs_for``'s
+    signature): the plans remembered with the old ones are dropped."""
+    triton_backend.configs_for = choose
+    triton_backend.forget_plans()
+
+
 def with_backward(change: dict):
     """Make every call take the default configs with ``change`` applied to the backward's."""
 
@@ -99,7 +106,7 @@ def with_backward(change: dict):
         forward, backward = configs_for(*args, **kwargs)
         return forward, replace(backward, **change)
 
-    triton_backend.configs_for = patched
+    use_configs(patched)
 
 
 def main() -> None:
@@ -136,7 +143,7 @@ def main() -> None:
             def step(mask=mask, q=q, k=k, v=v, grad=grad):
                 atenea.attention(q, k, v, mask=mask, backend="triton").backward(grad)
 
-            triton_backend.configs_for = configs_for
+            use_configs(configs_for)
             row = {"what": "profile", "mask": name, "L": length, "group": args.group,
                    **kernel_times(step)}  # fmt: skip
             print(json.dumps(row), flush=True)
@@ -171,7 +178,7 @@ def main() -> None:
                         row["error"] = f"{type(error).__name__}: {str(error)[:100]}"
                     print(json.dumps(row), flush=True)
                     rows.append(row)
-        triton_backend.configs_for = configs_for
+        use_configs(configs_for)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 

@@ -56,7 +56,8 @@ step 1_tests.log 120 bash -c "$pytest -m 'not slow' tests/attention/test_triton.
 #    (stop 27) dK/dV without bounds at D=128 too.
 TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
     $python benchmarks/gpu.py --only attention --json /tmp/attention128.json
-# 3. Where the host's time goes at 4k (2.05 ms per fwd+bwd against 0.72 ms of kernels).
+# 3. Where the host's time goes at 4k (2.05 ms per fwd+bwd against 0.72 ms of kernels). Since
+#    stop 28 a call reuses its plan: 0.22 ms of host per fwd+bwd on a 2-core CPU, kernels stubbed.
 step 3_host.log 45 $python benchmarks/gpu_host_profile.py --masks window causal --calls 50 \
     --json /tmp/host.json
 # 4. The backward's passes apart, and block sizes: D=128, grouped-query (4 query heads a key

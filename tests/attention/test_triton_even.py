@@ -75,11 +75,11 @@ def test_each_pass_demotes_only_the_edge_it_steps_along(monkeypatch):
     monkeypatch.setattr(launch.TritonAttention, "apply",
                         lambda *a: setups.append(a[-1]) or real(*a))  # fmt: skip
     assert_close(*run_both((1, 2, 2, 50, 300, 32), None))
-    setup = setups[0]
-    assert setup.even
-    assert setup.lists.full_counts.tolist() == [[[4]]]  # keys 0..255 full, 256..299 partial
-    assert setup.lists.partial_counts.tolist() == [[[1]]]
-    assert setup.lists_t.full_counts.eq(0).all() and setup.lists_t.partial_counts.eq(1).all()
+    plan = setups[0].plan
+    assert plan.even
+    assert plan.lists.full_counts.tolist() == [[[4]]]  # keys 0..255 full, 256..299 partial
+    assert plan.lists.partial_counts.tolist() == [[[1]]]
+    assert plan.lists_t.full_counts.eq(0).all() and plan.lists_t.partial_counts.eq(1).all()
 
 
 @pytest.mark.parametrize("dim, value_dim", [(32, 32), (64, 64), (128, 128), (64, 80)])

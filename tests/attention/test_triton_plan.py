@@ -111,13 +111,93 @@ def test_the_configs_see_the_switches_the_kernels_run(case, monkeypatch):
     from atenea.attention.backends.triton import check_sm90, launch
 
     chosen, launched = [], []
-    real_configs, real_common = backend.configs_for, launch._common_args
+    real_configs, real_shared = backend.configs_for, launch.shared_args
     monkeypatch.setattr(backend, "configs_for", lambda *a: chosen.append(a[3]) or real_configs(*a))
     monkeypatch.setattr(
-        launch, "_common_args", lambda *a: launched.append(real_common(*a)[1]) or real_common(*a)
+        launch, "shared_args", lambda *a: launched.append(real_shared(*a)[1]) or real_shared(*a)
     )
     mask, mod, dropout = SWITCH_CASES[case]
     q, k, v = (t.float().to(DEVICE) for t in make_qkv(1, 2, 2, 150, 150, 16))
     atenea.attention(q, k, v, mask=mask, score_mod=mod, dropout_p=dropout, backend="triton")
     names = set().union(*check_sm90.VARIANTS.values())  # every switch the check varies
     assert chosen and chosen[0] == {n for n in names if launched[0][n]}, (chosen, launched)
+
+
+# -- the launch plan: remembered for calls without a score modifier ------------------------------
+
+
+def _recording_plans(monkeypatch) -> list:
+    """The ``launch.Plan`` of every Triton call from now on, in order."""
+    from atenea.attention.backends.triton import launch
+
+    plans, real = [], launch.TritonAttention.apply
+    monkeypatch.setattr(
+        launch.TritonAttention, "apply", lambda *a: plans.append(a[-1].plan) or real(*a)
+    )
+    return plans
+
+
+def test_calls_alike_share_one_launch_plan_and_others_do_not(monkeypatch):
+    """A call plans once: the same rule (rebuilt at every call, as a training step may), sizes
+    and dtypes take the first call's plan, its launch arguments and expanded lists included.
+    Another batch or head count, head size, dtype, scale or document ids plans anew. Every
+    result against the float64 reference."""
+    plans = _recording_plans(monkeypatch)
+    calls = [
+        dict(shape=SHAPE, mask=masks.sliding_window(40)),
+        dict(shape=SHAPE, mask=masks.sliding_window(40)),  # the same rule, another object
+        dict(shape=(2, 2, 2, 150, 150, 16), mask=masks.sliding_window(40)),  # batch
+        dict(shape=(1, 4, 2, 150, 150, 16), mask=masks.sliding_window(40)),  # query heads
+        dict(shape=(1, 2, 2, 150, 150, 32), mask=masks.sliding_window(40)),  # head size
+        dict(shape=SHAPE, mask=masks.sliding_window(40), dtype=torch.float16),
+        dict(shape=SHAPE, mask=masks.sliding_window(41)),  # another rule
+        dict(shape=SHAPE, mask=_documents(60)),
+        dict(shape=SHAPE, mask=_documents(90)),  # other ids: other lists, other plan
+    ]
+    for call in calls:
+        dtype = call.get("dtype", torch.float32)
+        assert_close(*run_both(call["shape"], call["mask"], dtype=dtype), dtype)
+    assert plans[1] is plans[0]
+    assert len({id(p) for p in plans}) == len(plans) - 1
+    assert plans[0].walk is plans[1].walk  # the expanded lists, made once
+    assert_close(*run_both(SHAPE, masks.sliding_window(40)))  # and back to the first
+    assert plans[-1] is plans[0]
+
+
+def test_the_scale_is_part_of_the_plan(monkeypatch):
+    """The scale is a launch argument: another scale, another plan (and the right result)."""
+    plans = _recording_plans(monkeypatch)
+    q, k, v = (t.float().to(DEVICE) for t in make_qkv(1, 2, 2, 150, 150, 16))
+    for scale in (0.25, 0.5, 0.25):
+        got = atenea.attention(q, k, v, mask=masks.causal(), scale=scale, backend="triton")
+        want = atenea.attention(q.double(), k.double(), v.double(), mask=masks.causal(),
+                                scale=scale)  # fmt: skip
+        assert (got.double().cpu() - want.cpu()).abs().max() < 1e-5
+    assert plans[0] is plans[2] and plans[1] is not plans[0]
+
+
+def test_dropout_shares_the_plan_and_draws_a_seed_per_call(monkeypatch):
+    """With dropout on, calls share the plan (the rate and seed are passed at each launch):
+    two calls draw two masks, and each call's rate is its own."""
+    plans = _recording_plans(monkeypatch)
+    q, k, v = (t.float().to(DEVICE) for t in make_qkv(1, 2, 2, 150, 150, 16))
+    first, second = (atenea.attention(q, k, v, dropout_p=0.5, backend="triton") for _ in range(2))
+    assert plans[0] is plans[1]
+    assert not torch.equal(first, second)
+    none_dropped = atenea.attention(q, k, v, dropout_p=1e-9, backend="triton")
+    assert plans[2] is plans[0]
+    want = atenea.attention(q.double(), k.double(), v.double())
+    assert (none_dropped.double().cpu() - want.cpu()).abs().max() < 1e-5
+
+
+def test_a_score_modifier_is_planned_at_every_call_so_its_training_shows(monkeypatch):
+    """T5's relative bias trains: after a change to its table the next call reads the new
+    table (a remembered plan would hold the old one). Against the float64 reference."""
+    plans = _recording_plans(monkeypatch)
+    bias = atenea.scores.relative_bias(2)
+    for step in range(2):
+        if step:
+            with torch.no_grad():
+                bias.table.weight.add_(torch.randn_like(bias.table.weight))
+        assert_close(*run_both(SHAPE, masks.causal(), bias))
+    assert plans[0] is not plans[1]

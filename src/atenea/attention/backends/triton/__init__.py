@@ -17,6 +17,7 @@ import functools
 import importlib.util
 import os
 import sys
+from collections import OrderedDict
 
 import torch
 from torch import Tensor
@@ -79,6 +80,18 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+# Plans remembered for calls without a score modifier: (id(lists), sizes, dtypes) -> (lists,
+# plan). The entry holds its lists, so an id is never reused while it is here.
+_PLANS: OrderedDict = OrderedDict()
+_PLANS_SIZE = 64
+
+
+def forget_plans() -> None:
+    """Drop every remembered plan: the next calls plan again (a benchmark that swaps the
+    block sizes, ``configs_for``, calls this)."""
+    _PLANS.clear()
+
+
 def triton_attention(
     q: Tensor,
     k: Tensor,
@@ -97,19 +110,44 @@ def triton_attention(
     drawn from torch's generator (``torch.manual_seed`` makes the call reproducible); the
     kernels derive every element's keep decision from it (``rules.dropout_keep``). The caller
     checks ``why_not`` first."""
-    from atenea.attention.backends.triton.launch import (
-        Setup,
-        TritonAttention,
-        pack_of,
-        skips_bounds,
-    )
+    from atenea.attention.backends.triton.launch import Setup, TritonAttention
 
     p = problem
-    device = q.device
-    lists = tile_lists(p.mask, p.q_len, p.kv_len, device, tile, tile)
-    mods = mod_plan(p.score_mod, p, device)
     if table_dtype is None:
-        table_dtype = torch.float16 if device.type == "cpu" else q.dtype
+        table_dtype = torch.float16 if q.device.type == "cpu" else q.dtype
+    plan, relative = plan_call(p, q.device, tile, table_dtype)
+    # one int64 from torch's generator: torch.manual_seed makes the dropout reproducible
+    seed = int(torch.randint(0, 2**62, ())) if p.dropout_p > 0 else 0
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    return TritonAttention.apply(q, k, v, relative, Setup(problem=p, plan=plan, seed=seed))
+
+
+def plan_call(p: Problem, device, tile: int, table_dtype: torch.dtype):
+    """The call's ``launch.Plan`` and its relative bias by distance (a differentiable input;
+    None without ``scores.relative_bias``). Without a score modifier the plan is remembered
+    per tile lists (themselves cached per mask and lengths), batch, heads, head sizes, scale,
+    dtypes and whether dropout is on: a training loop or a benchmark plans once. A modifier
+    may hold tensors that train (ALiBi's slopes, T5's table): planned at every call."""
+    lists = tile_lists(p.mask, p.q_len, p.kv_len, device, tile, tile)
+    if p.score_mod is not None:
+        return _make_plan(p, lists, device, table_dtype)
+    key = (id(lists), p.batch, p.q_heads, p.kv_heads, p.head_dim, p.value_dim, p.scale,
+           p.dtype, table_dtype, p.dropout_p > 0)  # fmt: skip
+    found = _PLANS.get(key)
+    if found is not None and found[0] is lists:
+        _PLANS.move_to_end(key)
+        return found[1], None
+    plan, _ = _make_plan(p, lists, device, table_dtype)
+    _PLANS[key] = (lists, plan)
+    if len(_PLANS) > _PLANS_SIZE:
+        _PLANS.popitem(last=False)
+    return plan, None
+
+
+def _make_plan(p: Problem, lists, device, table_dtype: torch.dtype):
+    from atenea.attention.backends.triton.launch import Plan, pack_of, shared_args, skips_bounds
+
+    mods = mod_plan(p.score_mod, p, device)
     # the modifiers decide it, not the mask: the lists, and so the mask's plan (its bitmaps
     # of the partial tiles), depend on it
     modifiers = modifier_paths(mods, p.dropout_p > 0)
@@ -123,26 +161,16 @@ def triton_attention(
     mask = mask_plan(p.mask, lists)
     pack = pack_of(p.group, lists, table_dtype)
     paths = kernel_paths(mask, modifiers)
-    switched = switches(paths)
     forward, backward = configs_for(
-        p.head_dim, p.value_dim, table_dtype, switched, p.group, pack, tile
-    )
-    setup = Setup(
-        problem=p,
-        lists=walked,
-        lists_kv=walked_kv,
-        mask=mask,
-        mods=mods,
-        forward=forward,
-        backward=backward,
-        # one int64 from torch's generator: torch.manual_seed makes the dropout reproducible
-        seed=int(torch.randint(0, 2**62, ())) if p.dropout_p > 0 else 0,
-        pack=pack,
-        paths=paths,
-        even=even,
+        p.head_dim, p.value_dim, table_dtype, switches(paths), p.group, pack, lists.q_tile
     )
     relative = None
     if mods.relative_module is not None:
         relative = relative_bias_by_distance(mods.relative_module, p).to(device)
-    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    return TritonAttention.apply(q, k, v, relative, setup)
+    args, constants = shared_args(p, walked, mask, mods, paths, relative, device)
+    plan = Plan(
+        lists=walked, lists_kv=walked_kv, mask=mask, mods=mods, forward=forward,
+        backward=backward, batch=p.batch, heads=p.q_heads, args=args, constants=constants,
+        pack=pack, even=even, paths=paths,
+    )  # fmt: skip
+    return plan, relative

@@ -1,8 +1,10 @@
 """Launching the kernels, and the ``autograd.Function`` that ties forward and backward.
 
-Everything a kernel reads besides Q/K/V comes from ``Setup``: the tile lists (expanded to the
-call's batch and heads at stride 0 where the mask broadcasts), the mask plan, the score
-modifier plan and the block sizes.
+Everything a kernel reads besides Q/K/V and the dropout seed comes from a ``Plan``: the tile
+lists (expanded to the call's batch and heads at stride 0 where the mask broadcasts), the mask
+plan, the score modifier plan, the block sizes, and the launch arguments made from them. A plan
+is made once and reused by every later call alike (``triton.plan_call``): at 4k tokens a call's
+host time is as long as its kernels, so what can be made once is (``benchmarks/triton_host.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-import triton
 from atenea.attention.backends.tile_lists import TileLists
 from atenea.attention.backends.triton.backward import (
     attention_backward_delta,
@@ -27,30 +28,53 @@ from atenea.attention.backends.triton.rules import INTERPRETED
 from atenea.attention.problem import Problem
 
 
-@dataclass
-class Setup:
-    """One call's fixed inputs to the kernels."""
+@dataclass(frozen=True)
+class Plan:
+    """What a call's kernels take besides q, k, v and its dropout seed: the tile lists each pass
+    walks, the mask and score-modifier plans, the block sizes, and the launch arguments that
+    follow from them, ready to pass. Made once per lists and sizes and reused by later calls
+    without a score modifier (``triton.plan_call``): a training step or a benchmark's call then
+    builds none of it again."""
 
-    problem: Problem
     lists: TileLists  # what the forward and dQ passes walk
     lists_kv: TileLists  # whose transpose the dK/dV pass walks (``TileLists.edges_partial``)
     mask: MaskPlan
     mods: ModPlan
     forward: ForwardConfig
     backward: BackwardConfig
-    seed: int = 0  # dropout's Philox key, drawn from torch's generator per call (0: no dropout)
+    batch: int
+    heads: int  # query heads: the lists are expanded to ``(batch, heads)``
+    args: tuple  # the arguments after the lists, up to the seed (``shared_args``)
+    constants: dict  # the constexprs the three kernels share (``shared_args``)
     pack: int = 1  # query heads the dK/dV pass takes in one step (``pack_of``)
     even: bool = False  # the passes skip the full tiles' bounds (``skips_bounds``)
     paths: dict = field(default_factory=dict)  # the kernels' switches (``plan.kernel_paths``)
-    # the arguments and constexprs the kernels share: built by the forward (``run_forward``),
-    # read by the backward of the same call
-    common: tuple[list, dict] | None = None
 
     @property
     def lists_t(self) -> TileLists:
         """Per key tile, the query tiles visiting it (the dK/dV pass's lists; remembered on
         the lists, built only when a backward needs them)."""
         return self.lists_kv.transposed()
+
+    @functools.cached_property
+    def walk(self) -> list:
+        """The forward's and dQ's lists as launch arguments (``_expanded``)."""
+        return _expanded(self.lists, self.batch, self.heads)
+
+    @functools.cached_property
+    def walk_kv(self) -> list:
+        """The dK/dV pass's lists as launch arguments, made at the first backward."""
+        return _expanded(self.lists_t, self.batch, self.heads)
+
+
+@dataclass
+class Setup:
+    """One call: its sizes and options, its plan, and its dropout seed (Philox's key, drawn
+    from torch's generator per call; 0 without dropout)."""
+
+    problem: Problem
+    plan: Plan
+    seed: int = 0
 
 
 def _expanded(lists: TileLists, batch: int, heads: int) -> list:
@@ -70,9 +94,14 @@ def _dummies(device: torch.device) -> tuple[Tensor, Tensor]:
             torch.zeros(1, dtype=torch.float32, device=device))  # fmt: skip
 
 
-def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, dict]:
-    """The arguments after the lists, and the constexprs, shared by the three kernels."""
-    p, m, mods = setup.problem, setup.mask, setup.mods
+def shared_args(
+    p: Problem, lists: TileLists, mask: MaskPlan, mods: ModPlan, paths: dict,
+    relative: Tensor | None, device,
+) -> tuple[tuple, dict]:  # fmt: skip
+    """The arguments after the lists (up to the seed and dropout's rate, which each launch
+    adds), and the constexprs, shared by the three kernels: ``Plan.args`` and
+    ``Plan.constants``."""
+    m = mask
     dummy, dummy_float = _dummies(torch.device(device))
 
     def broadcast_strides(t: Tensor) -> list[int]:  # the mask's size-1 batch/heads: stride 0
@@ -83,7 +112,7 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
 
     index = m.bitmap_index
     index_strides = broadcast_strides(index) if index is not None else [0, 0, 0, 0]
-    args = [
+    args = (
         p.q_len, p.kv_len, p.head_dim, p.value_dim, p.scale, m.window,
         *row_tensor(m.document), *row_tensor(m.padding), *row_tensor(m.prefix),
         *row_tensor(m.live_keys),
@@ -92,15 +121,15 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
         mods.alibi_slopes if mods.alibi_slopes is not None else dummy_float,
         relative if relative is not None else dummy_float,
         relative.stride(0) if relative is not None else 0,
-        mods.cap if mods.cap > 0 else 1.0, setup.seed, p.dropout_p,
-    ]  # fmt: skip
+        mods.cap if mods.cap > 0 else 1.0,
+    )  # fmt: skip
     constants = dict(
         GROUP=p.group,
         BLOCK_D=padded_dim(p.head_dim),
         BLOCK_DV=padded_dim(p.value_dim),
-        SPARSE_Q=setup.lists.q_tile,
-        SPARSE_K=setup.lists.k_tile,
-        **setup.paths,
+        SPARSE_Q=lists.q_tile,
+        SPARSE_K=lists.k_tile,
+        **paths,
         ALIBI_SYMMETRIC=mods.alibi_symmetric,
         UPCAST=INTERPRETED,
         # fp32 inputs: exact fp32 products (the GPU would round them to TF32 otherwise); the
@@ -110,23 +139,28 @@ def _common_args(setup: Setup, relative: Tensor | None, device) -> tuple[list, d
     return args, constants
 
 
-def _strides(t: Tensor) -> list[int]:
-    return [t.stride(0), t.stride(1), t.stride(2)]
+def _cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` (``triton.cdiv`` is a jitted function: its host call costs ~5 us)."""
+    return -(-a // b)
 
 
-def run_forward(q, k, v, relative, setup: Setup) -> tuple[Tensor, Tensor]:
+def _strides(t: Tensor) -> tuple[int, ...]:
+    """Batch, head and row strides (one call into torch: a launch passes a dozen)."""
+    return t.stride()[:3]
+
+
+def run_forward(q, k, v, setup: Setup) -> tuple[Tensor, Tensor]:
     """``out (B, Hq, Lq, Dv)`` in q's dtype and ``lse (B, Hq, Lq)`` float32, natural log."""
-    p, cfg = setup.problem, setup.forward
+    p, plan = setup.problem, setup.plan
+    cfg = plan.forward
     out = q.new_empty(p.batch, p.q_heads, p.q_len, p.value_dim)
     lse = torch.empty(p.batch, p.q_heads, p.q_len, dtype=torch.float32, device=q.device)
-    setup.common = _common_args(setup, relative, q.device)
-    args, constants = setup.common
-    grid = (triton.cdiv(p.q_len, cfg.block_m), p.batch, p.q_heads)
+    grid = (_cdiv(p.q_len, cfg.block_m), p.batch, p.q_heads)
     attention_forward[grid](
         q, k, v, out, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(out),
-        lse.stride(0), lse.stride(1), *_expanded(setup.lists, p.batch, p.q_heads), *args,
+        lse.stride(0), lse.stride(1), *plan.walk, *plan.args, setup.seed, p.dropout_p,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages, EVEN=setup.even, **constants,
+        num_stages=cfg.num_stages, EVEN=plan.even, **plan.constants,
     )  # fmt: skip
     return out, lse
 
@@ -134,26 +168,26 @@ def run_forward(q, k, v, relative, setup: Setup) -> tuple[Tensor, Tensor]:
 def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     """Gradients ``dq, dk, dv`` (the inputs' dtypes) and the relative table's (float32, by
     distance; None without one), from the *global* ``out`` and ``lse``."""
-    p, cfg = setup.problem, setup.backward
+    p, plan = setup.problem, setup.plan
+    cfg = plan.backward
     delta = _delta(out, dout, dlse, lse)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     drel = torch.zeros_like(relative) if relative is not None else None
-    args, constants = setup.common  # the forward's
     shared = [*_strides(q), *_strides(k), *_strides(v), *_strides(dout), lse.stride(0),
               lse.stride(1)]  # fmt: skip
-    grid_kv = (triton.cdiv(p.kv_len, cfg.block_n1), p.batch, p.kv_heads)
+    tail = (*plan.args, setup.seed, p.dropout_p)
+    grid_kv = (_cdiv(p.kv_len, cfg.block_n1), p.batch, p.kv_heads)
     attention_backward_kv[grid_kv](
         q, k, v, dout, lse, delta, dk, dv, drel if drel is not None else delta, *shared,
-        *_strides(dk), *_strides(dv), *_expanded(setup.lists_t, p.batch, p.q_heads), *args,
-        BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, PACK=setup.pack, num_warps=cfg.warps_kv,
-        num_stages=cfg.stages_kv, EVEN=setup.even, **constants,
+        *_strides(dk), *_strides(dv), *plan.walk_kv, *tail,
+        BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, PACK=plan.pack, num_warps=cfg.warps_kv,
+        num_stages=cfg.stages_kv, EVEN=plan.even, **plan.constants,
     )  # fmt: skip
-    grid_q = (triton.cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
+    grid_q = (_cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
     attention_backward_q[grid_q](
-        q, k, v, dout, lse, delta, dq, *shared, *_strides(dq),
-        *_expanded(setup.lists, p.batch, p.q_heads), *args,
+        q, k, v, dout, lse, delta, dq, *shared, *_strides(dq), *plan.walk, *tail,
         BLOCK_M=cfg.block_m2, BLOCK_N=cfg.block_n2, num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages, EVEN=setup.even, **constants,
+        num_stages=cfg.num_stages, EVEN=plan.even, **plan.constants,
     )  # fmt: skip
     return dq, dk, dv, drel
 
@@ -210,7 +244,7 @@ def _delta(out: Tensor, dout: Tensor, dlse: Tensor | None, lse: Tensor) -> Tenso
         dlse = dlse.float().expand_as(lse).contiguous()
     batch, heads, q_len, value_dim = out.shape
     rows = delta_rows(value_dim)
-    attention_backward_delta[(triton.cdiv(q_len, rows), batch, heads)](
+    attention_backward_delta[(_cdiv(q_len, rows), batch, heads)](
         out, dout, dlse if dlse is not None else delta, delta, *_strides(out),
         delta.stride(0), delta.stride(1), q_len, value_dim,
         BLOCK_M=rows, BLOCK_DV=padded_dim(value_dim), HAS_DLSE=dlse is not None,
@@ -227,7 +261,7 @@ class TritonAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, relative, setup: Setup):
         ctx.set_materialize_grads(False)  # an unused output's gradient stays None (no zeros)
-        out, lse = run_forward(q, k, v, relative, setup)
+        out, lse = run_forward(q, k, v, setup)  # (relative: in the plan's arguments)
         ctx.save_for_backward(q, k, v, out, lse, relative)
         ctx.setup = setup
         return out, lse
