@@ -43,6 +43,7 @@ import gpu  # noqa: E402
 # (block_m1, block_n1, kv_warps, kv_stages) for dK/dV; (block_m2, block_n2, warps, stages) for dQ
 # (64, 64, 4, 1): one stage, 466 instructions a step and 11 of them spills against 2 stages' 477
 # and 17 (Triton 3.6, causal, EVEN; triton_sass.py --launch 64 64 4 1), but no prefetch
+# (every candidate's instructions and spills under Triton 3.6: docs/benchmarks.md#gpu, stop 28)
 KV_CANDIDATES = [(64, 64, 8, 2), (32, 64, 4, 2), (32, 64, 4, 3), (64, 64, 4, 2), (32, 128, 8, 2),
                  (64, 128, 8, 2), (16, 64, 4, 2), (64, 64, 4, 1)]  # fmt: skip
 Q_CANDIDATES = [(128, 64, 8, 2), (64, 64, 4, 2), (128, 32, 4, 3), (64, 32, 4, 3),
