@@ -201,3 +201,29 @@ def test_a_score_modifier_is_planned_at_every_call_so_its_training_shows(monkeyp
                 bias.table.weight.add_(torch.randn_like(bias.table.weight))
         assert_close(*run_both(SHAPE, masks.causal(), bias))
     assert plans[0] is not plans[1]
+
+
+def test_softcap_calls_share_a_plan_per_cap(monkeypatch):
+    """Softcap holds no tensor, only its cap: calls with the same cap share a plan, another
+    cap plans anew (the cap is a launch argument). Against the float64 reference."""
+    plans = _recording_plans(monkeypatch)
+    for cap in (5.0, 5.0, 2.0):
+        assert_close(*run_both(SHAPE, masks.causal(), atenea.scores.softcap(cap)))
+    assert plans[1] is plans[0] and plans[2] is not plans[0]
+
+
+def test_a_plan_goes_with_its_tile_lists(monkeypatch):
+    """Plans live on the tile lists they were made for: when the lists leave their cache (a
+    mask gone, its entry evicted), the plan and what it holds on the device go with them."""
+    import weakref
+
+    from atenea.attention.backends import tile_lists as lists_module
+
+    plans = _recording_plans(monkeypatch)
+    mask = _documents(60)
+    assert_close(*run_both(SHAPE, mask))
+    gone = weakref.ref(plans.pop())
+    del mask
+    lists_module._CACHE.clear()  # evicted (a cache: later calls build their lists again)
+    gc.collect()
+    assert gone() is None

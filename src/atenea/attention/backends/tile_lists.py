@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import torch
@@ -57,9 +58,10 @@ class TileLists:
         """``(Bm, Hm, n_q, n_k)``."""
         return tuple(self.partial_indices.shape)
 
-    def remember(self, key: str, build):
+    def remember(self, key: Hashable, build):
         """``build()``, computed once per lists object: what a backend derives from the lists
-        (the transpose, FlexAttention's block mask) lives as long as they do (they are cached)."""
+        (the transpose, FlexAttention's block mask, the Triton kernel's launch plans) lives as
+        long as they do (they are cached)."""
         memo = self.__dict__.setdefault("_memo", {})  # frozen: a memo, not a field
         if key not in memo:
             memo[key] = build()

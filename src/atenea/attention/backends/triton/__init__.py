@@ -17,7 +17,6 @@ import functools
 import importlib.util
 import os
 import sys
-from collections import OrderedDict
 
 import torch
 from torch import Tensor
@@ -34,6 +33,7 @@ from atenea.attention.backends.triton.plan import (
     unfusable,
 )
 from atenea.attention.problem import Problem
+from atenea.attention.scores import SoftCap, modifiers_in
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_HEAD_DIM = 256
@@ -80,16 +80,15 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-# Plans remembered for calls without a score modifier: (id(lists), sizes, dtypes) -> (lists,
-# plan). The entry holds its lists, so an id is never reused while it is here.
-_PLANS: OrderedDict = OrderedDict()
-_PLANS_SIZE = 64
+# Bumped by ``forget_plans``: plans are remembered on their tile lists under a key that holds it.
+_generation = 0
 
 
 def forget_plans() -> None:
-    """Drop every remembered plan: the next calls plan again (a benchmark that swaps the
-    block sizes, ``configs_for``, calls this)."""
-    _PLANS.clear()
+    """Make the next calls plan again (a benchmark that swaps the block sizes,
+    ``configs_for``, calls this; the plans made before go with their lists)."""
+    global _generation
+    _generation += 1
 
 
 def triton_attention(
@@ -124,24 +123,19 @@ def triton_attention(
 
 def plan_call(p: Problem, device, tile: int, table_dtype: torch.dtype):
     """The call's ``launch.Plan`` and its relative bias by distance (a differentiable input;
-    None without ``scores.relative_bias``). Without a score modifier the plan is remembered
-    per tile lists (themselves cached per mask and lengths), batch, heads, head sizes, scale,
-    dtypes and whether dropout is on: a training loop or a benchmark plans once. A modifier
-    may hold tensors that train (ALiBi's slopes, T5's table): planned at every call."""
+    None without ``scores.relative_bias``). A call without a modifier holding tensors (none,
+    or softcap) reuses the plan of the first call alike: remembered on the tile lists (cached
+    per mask, lengths, tile and device, the plan lives as long as they do) per batch, heads,
+    head sizes, scale, dtypes, softcap and whether dropout is on. ALiBi's slopes and T5's
+    table may train or change: with them the call plans every time."""
     lists = tile_lists(p.mask, p.q_len, p.kv_len, device, tile, tile)
-    if p.score_mod is not None:
+    leaves = modifiers_in(p.score_mod) if p.score_mod is not None else []
+    if not all(isinstance(leaf, SoftCap) for leaf in leaves):
         return _make_plan(p, lists, device, table_dtype)
-    key = (id(lists), p.batch, p.q_heads, p.kv_heads, p.head_dim, p.value_dim, p.scale,
-           p.dtype, table_dtype, p.dropout_p > 0)  # fmt: skip
-    found = _PLANS.get(key)
-    if found is not None and found[0] is lists:
-        _PLANS.move_to_end(key)
-        return found[1], None
-    plan, _ = _make_plan(p, lists, device, table_dtype)
-    _PLANS[key] = (lists, plan)
-    if len(_PLANS) > _PLANS_SIZE:
-        _PLANS.popitem(last=False)
-    return plan, None
+    key = ("triton_plan", _generation, p.batch, p.q_heads, p.kv_heads, p.head_dim,
+           p.value_dim, p.scale, p.dtype, table_dtype, p.dropout_p > 0,
+           tuple(leaf.cap for leaf in leaves))  # fmt: skip
+    return lists.remember(key, lambda: _make_plan(p, lists, device, table_dtype)[0]), None
 
 
 def _make_plan(p: Problem, lists, device, table_dtype: torch.dtype):

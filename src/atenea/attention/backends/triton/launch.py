@@ -28,13 +28,13 @@ from atenea.attention.backends.triton.rules import INTERPRETED
 from atenea.attention.problem import Problem
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors and dicts
 class Plan:
     """What a call's kernels take besides q, k, v and its dropout seed: the tile lists each pass
     walks, the mask and score-modifier plans, the block sizes, and the launch arguments that
     follow from them, ready to pass. Made once per lists and sizes and reused by later calls
-    without a score modifier (``triton.plan_call``): a training step or a benchmark's call then
-    builds none of it again."""
+    without a modifier holding tensors (``triton.plan_call``): a training step or a
+    benchmark's call then builds none of it again."""
 
     lists: TileLists  # what the forward and dQ passes walk
     lists_kv: TileLists  # whose transpose the dK/dV pass walks (``TileLists.edges_partial``)
