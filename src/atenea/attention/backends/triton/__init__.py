@@ -163,8 +163,7 @@ def _make_plan(p: Problem, lists, device, table_dtype: torch.dtype):
         relative = relative_bias_by_distance(mods.relative_module, p).to(device)
     args, constants = shared_args(p, walked, mask, mods, paths, relative, device)
     plan = Plan(
-        lists=walked, lists_kv=walked_kv, mask=mask, mods=mods, forward=forward,
-        backward=backward, batch=p.batch, heads=p.q_heads, args=args, constants=constants,
-        pack=pack, even=even, paths=paths,
+        lists=walked, lists_kv=walked_kv, forward=forward, backward=backward, batch=p.batch,
+        heads=p.q_heads, args=args, constants=constants, pack=pack, even=even,
     )  # fmt: skip
     return plan, relative
