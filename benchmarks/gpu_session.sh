@@ -56,10 +56,12 @@ step 1_tests.log 120 bash -c "$pytest -m 'not slow' tests/attention/test_triton.
 #    (stop 27) dK/dV without bounds at D=128 too.
 TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
     $python benchmarks/gpu.py --only attention --json /tmp/attention128.json
-# 3. Where the host's time goes at 4k (2.05 ms per fwd+bwd against 0.72 ms of kernels). Since
-#    stop 28 a call reuses its plan: 0.22 ms of host per fwd+bwd on a 2-core CPU, kernels stubbed.
-step 3_host.log 45 $python benchmarks/gpu_host_profile.py --masks window causal --calls 50 \
-    --json /tmp/host.json
+# 3. Where the time goes at 4k (2.05 ms per fwd+bwd against 0.72 ms of kernels; documents 1.16
+#    ms). Since stop 28 a call reuses its plan: 0.22 ms of host per fwd+bwd on a 2-core CPU,
+#    kernels stubbed. Per row: the host split by pass and launch on every thread (the backward
+#    runs on autograd's device thread), the kernels' idle gaps; the traces come back in traces/.
+step 3_host.log 50 $python benchmarks/gpu_host_profile.py --masks window documents --calls 50 \
+    --trace-dir "$out/traces" --json /tmp/host.json
 # 4. The backward's passes apart, and block sizes: D=128, grouped-query (4 query heads a key
 #    head: configs.GROUPED_KV_ROWS is compile-chosen), D=64. The sweep first times the dK/dV
 #    pass without EVEN (what D=128 ran until stop 27): if it beats the default row, the EVEN

@@ -74,3 +74,87 @@ def test_long_context_benchmark_quick(tmp_path, monkeypatch, capsys):
     assert len(result["memory"]) == 5 and 0 <= result["retrieval"]["recall@5"] <= 1
     assert result["rag"]["tokens"] > 0 and "In-context retrieval" in table
     assert result["rag"]["joined"]["tokens"] == result["rag"]["tokens"]  # the same tokens scored
+
+
+# -- gpu_host_profile.py: its pieces that need no GPU -------------------------------------------
+
+
+def test_gpu_host_profile_timeline_by_hand(monkeypatch):
+    """Busy time is the kernels' union, gaps are grouped by the kernels around them, the API
+    calls by name; all per call (here two)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import gpu_host_profile
+
+    def kernel(name, ts, dur):
+        return {"cat": "kernel", "name": name, "ts": ts, "dur": dur}
+
+    events = [
+        kernel("forward", 0, 10),
+        kernel("delta", 30, 5),  # 20 us idle after the forward
+        kernel("kv", 35, 20),  # starts as delta ends: no gap
+        kernel("q", 50, 10),  # overlaps kv by 5: adds 5 busy
+        {"cat": "gpu_memset", "name": "Memset", "ts": 60, "dur": 4},  # device work too
+        kernel("forward", 100, 10),  # 36 us idle after the fill
+        {"cat": "cpu_op", "name": "aten::empty", "ts": 1, "dur": 99},
+        {"cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 1, "dur": 3},
+        {"cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 5, "dur": 3},
+        {"cat": "cuda_driver", "name": "cuLaunchKernel", "ts": 9, "dur": 7},
+        {"cat": "cuda_runtime", "name": "cudaEventRecord", "ts": 9},  # no duration: skipped
+    ]
+    summary = gpu_host_profile.timeline({"traceEvents": events}, calls=2)
+    assert summary == {
+        "kernels_per_call": 3.0,
+        "kernel_us": 27.0,  # (10 + 5 + 20 + 5 + 4 + 10) / 2
+        "span_us": 55.0,  # (110 - 0) / 2
+        "gaps": [["Memset", "forward", 0.5, 18.0], ["forward", "delta", 0.5, 10.0]],
+        "api": [["cuLaunchKernel", 0.5, 3.5], ["cudaLaunchKernel", 1.0, 3.0]],
+    }
+    assert gpu_host_profile.timeline([], calls=1)["span_us"] == 0.0
+
+
+def test_gpu_host_profile_times_launches_on_their_thread(monkeypatch):
+    """Each pass and kernel launch is timed, the backward's under the thread that ran it (a
+    CUDA backward runs on autograd's device thread: here a thread of our own); the timed
+    kernels compute what the untimed ones do, and leave the module as it was."""
+    import threading
+
+    import torch
+
+    import atenea
+    from atenea import masks
+    from atenea.attention.backends.triton import launch
+
+    pytest.importorskip("triton")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import gpu_host_profile
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 80, 16, requires_grad=True) for _ in range(3))
+
+    def gradients():
+        out = atenea.attention(q, k, v, mask=masks.causal(), backend="triton")
+        worker = threading.Thread(target=lambda: out.square().sum().backward())
+        worker.start()
+        worker.join()
+        grads = [t.grad.clone() for t in (q, k, v)]
+        q.grad = k.grad = v.grad = None
+        return out.detach(), grads
+
+    untimed = launch.run_backward, launch.attention_backward_kv
+    expected = gradients()
+    with gpu_host_profile.TimedCalls(launch) as timed:
+        got = gradients()
+    assert (launch.run_backward, launch.attention_backward_kv) == untimed
+    assert torch.equal(got[0], expected[0])
+    assert all(torch.equal(a, b) for a, b in zip(got[1], expected[1]))
+    other = " (other thread)"
+    assert set(timed.seconds) == {
+        "run_forward", "attention_forward", "run_backward" + other,
+        "attention_backward_delta" + other, "attention_backward_kv" + other,
+        "attention_backward_q" + other,
+    }  # fmt: skip
+    kernels = sum(timed.seconds[f"attention_backward_{name}{other}"]
+                  for name in ("delta", "kv", "q"))  # fmt: skip
+    assert timed.seconds["run_backward" + other] >= kernels > 0  # launches inside their pass
+    assert timed.seconds["run_forward"] >= timed.seconds["attention_forward"] > 0
+    assert timed.per_call_us(2)["run_forward"] == round(timed.seconds["run_forward"] / 2 * 1e6, 1)
