@@ -9,9 +9,10 @@ fastest. Chooses the ``BACKWARD`` entry of ``configs.py`` for bf16 at one head s
    call. Kernel
    time well under the wall time means the GPU waits for the host.
 2. Candidate block sizes for each pass apart (the two passes are separate kernels): GPU time of
-   that pass per call, in ms, per mask, at ``--sweep-length``. A candidate that does not
-   compile says why. First, the dK/dV pass with its default blocks but without ``EVEN`` (the
-   full tiles checking their bounds): what it ran at D=128 until stop 27.
+   that pass per call, in ms, per mask, at ``--sweep-length``; for dK/dV also the tiles'
+   orientation (``kv_direct``: queries down, K and V from shared memory). A candidate that
+   does not compile says why. First, the dK/dV pass with its default blocks but without
+   ``EVEN`` (the full tiles checking their bounds): what it ran at D=128 until stop 27.
 
 B=1, H=16, bf16. Times are medians of CUDA kernel durations from the profiler.
 """
@@ -40,12 +41,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 import gpu  # noqa: E402
 
-# (block_m1, block_n1, kv_warps, kv_stages) for dK/dV; (block_m2, block_n2, warps, stages) for dQ
-# (64, 64, 4, 1): one stage, 466 instructions a step and 11 of them spills against 2 stages' 477
-# and 17 (Triton 3.6, causal, EVEN; triton_sass.py --launch 64 64 4 1), but no prefetch
-# (every candidate's instructions and spills under Triton 3.6: docs/benchmarks.md#gpu, stop 28)
-KV_CANDIDATES = [(64, 64, 8, 2), (32, 64, 4, 2), (32, 64, 4, 3), (64, 64, 4, 2), (32, 128, 8, 2),
-                 (64, 128, 8, 2), (16, 64, 4, 2), (64, 64, 4, 1)]  # fmt: skip
+# (block_m1, block_n1, kv_warps, kv_stages, kv_direct) for dK/dV; (block_m2, block_n2, warps,
+# stages) for dQ. Most telling first (a step stopped at its time limit keeps its first rows):
+# the default, then the same blocks with the tiles queries down (kv_direct: K and V from
+# shared memory; Triton 3.6, causal, EVEN: 447 instructions a step, 13 spill ops, against 477
+# and 17), then 128x64 on 8 warps queries down (453, no spills: 0.442 a pair against 0.466),
+# one stage (64, 64, 4, 1: 466 and 11 transposed, 452 and 10 queries down; no prefetch), the
+# others (every candidate's instructions and spills: docs/benchmarks.md#gpu, stops 28-29).
+KV_CANDIDATES = [(64, 64, 4, 2, False), (64, 64, 4, 2, True), (128, 64, 8, 2, True),
+                 (64, 64, 4, 1, False), (64, 64, 4, 1, True), (64, 128, 8, 2, False),
+                 (32, 128, 8, 2, False), (32, 64, 4, 2, False), (32, 64, 4, 3, False)]  # fmt: skip
 Q_CANDIDATES = [(128, 64, 8, 2), (64, 64, 4, 2), (128, 32, 4, 3), (64, 32, 4, 3),
                 (128, 64, 8, 3), (64, 64, 4, 3)]  # fmt: skip
 
@@ -165,14 +170,16 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
             for pass_name, candidates in (("dkdv", KV_CANDIDATES), ("dq", Q_CANDIDATES)):
-                for m, n, warps, stages in candidates:
+                for candidate in candidates:
+                    m, n, warps, stages = candidate[:4]
                     if pass_name == "dkdv":
-                        change = dict(block_m1=m, block_n1=n, kv_warps=warps, kv_stages=stages)
+                        change = dict(block_m1=m, block_n1=n, kv_warps=warps, kv_stages=stages,
+                                      kv_direct=candidate[4])  # fmt: skip
                     else:
                         change = dict(block_m2=m, block_n2=n, num_warps=warps, num_stages=stages)
                     with_backward(change)
                     row = {"what": pass_name, "mask": name, "L": length, "group": args.group,
-                           "config": [m, n, warps, stages]}  # fmt: skip
+                           "config": list(candidate)}  # fmt: skip
                     try:
                         row["ms"] = kernel_times(step, calls=5)[pass_name]
                     except Exception as error:  # noqa: BLE001 - a candidate that fails says why

@@ -66,8 +66,11 @@ step 3_host.log 50 $python benchmarks/gpu_host_profile.py --masks window documen
 #    head: configs.GROUPED_KV_ROWS is compile-chosen), D=64. The sweep first times the dK/dV
 #    pass without EVEN (what D=128 ran until stop 27): if it beats the default row, the EVEN
 #    build's spills (3.6% of its loop under Triton 3.6) cost more than its 17% fewer
-#    instructions save, and launch should keep the bounds there again.
-step 4_sweep128.log 70 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
+#    instructions save, and launch should keep the bounds there again. Then (stop 29) the
+#    default blocks with the tiles queries down (kv_direct), and 128x64 on 8 warps queries
+#    down, the first dK/dV block without spills (0.442 instructions a pair against 0.466): if
+#    either beats the default at every mask, configs.LIGHT_KV should take it.
+step 4_sweep128.log 80 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
 step 5_sweep128_gqa.log 60 $python benchmarks/gpu_backward_sweep.py --group 4 --lengths 16384 \
     --json /tmp/sweep128gqa.json
 step 6_sweep64.log 50 $python benchmarks/gpu_backward_sweep.py --head-dim 64 --lengths 16384 \

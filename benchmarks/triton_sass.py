@@ -14,6 +14,7 @@ configurations of different blocks and warps.
     python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --variants light:CAUSAL \
         --launch 32 64 4 3     # other blocks, warps and stages than the tables'
     python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --pack 4   # a group packed
+    python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --direct   # queries down
 
 Rows: D=64 and 128, bf16, the light mask families (and the plain call), the forward, dK/dV
 and dQ passes with the blocks the tuning tables give them, built without and (``even``) with
@@ -65,13 +66,18 @@ def row(name: str, dim: int, variant: str, even: bool, pack: int = 1) -> dict:
     }  # fmt: skip
 
 
-def launch_every_row(m: int, n: int, warps: int, stages: int) -> None:
-    """Compile every row with these blocks, warps and stages instead of the tuning tables'
-    (``gpu_backward_sweep.py``'s candidates are given so)."""
+def launch_every_row(launch: list[int] | None, direct: bool) -> None:
+    """Compile every row with these blocks, warps and stages (``launch``: M, N, warps,
+    stages) instead of the tuning tables' (``gpu_backward_sweep.py``'s candidates are given
+    so), and with ``direct`` the dK/dV pass's tiles queries down (``BackwardConfig.kv_direct``)."""
     tables = check_sm90.tuning.configs_for
 
     def configs_for(*args, **kwargs):
         forward, backward = tables(*args, **kwargs)
+        backward = replace(backward, kv_direct=direct)
+        if launch is None:
+            return forward, backward
+        m, n, warps, stages = launch
         forward = replace(forward, block_m=m, block_n=n, num_warps=warps, num_stages=stages)
         backward = replace(backward, block_m1=m, block_n1=n, kv_warps=warps, kv_stages=stages,
                            block_m2=m, block_n2=n, num_warps=warps, num_stages=stages)  # fmt: skip
@@ -94,9 +100,11 @@ def main() -> None:
         default=1,
         help="dK/dV: this many query heads a key head, packed in each step",
     )
+    parser.add_argument("--direct", action="store_true",
+                        help="dK/dV: tiles queries down, K and V from shared memory")  # fmt: skip
     args = parser.parse_args()
-    if args.launch:
-        launch_every_row(*args.launch)
+    if args.launch or args.direct:
+        launch_every_row(args.launch, args.direct)
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("triton_sass.py: unset TRITON_INTERPRET (the interpreter compiles nothing)")
     print(json.dumps({"machine": benchlib.machine("triton"), "target": "sm_90"}))

@@ -63,6 +63,38 @@ def attention_backward_delta(
     tl.store(DELTA + row_stats, delta, mask=rows < q_len)
 
 
+@triton.jit
+def _per_query(x, DIRECT: tl.constexpr):
+    """A vector over a step's ``BLOCK_M`` query columns laid along their axis of the pairs'
+    tiles: ``(1, BLOCK_M)`` in the transposed tiles, ``(BLOCK_M, 1)`` with ``DIRECT``."""
+    if DIRECT:
+        laid = x[:, None]
+    else:
+        laid = x[None, :]
+    return laid
+
+
+@triton.jit
+def _per_key(x, DIRECT: tl.constexpr):
+    """A vector over the program's ``BLOCK_N`` keys laid along their axis (``_per_query``)."""
+    if DIRECT:
+        laid = x[None, :]
+    else:
+        laid = x[:, None]
+    return laid
+
+
+@triton.jit
+def _dot_keys_first(pairs, rows_operand, PRECISION: tl.constexpr, DIRECT: tl.constexpr):
+    """``pairs`` as ``(BLOCK_N, BLOCK_M)`` times ``rows_operand (BLOCK_M, D)``: dV's and dK's
+    sums over the step's query rows, whichever way the pairs' tiles lie."""
+    if DIRECT:
+        product = tl.dot(tl.trans(pairs), rows_operand, input_precision=PRECISION)
+    else:
+        product = tl.dot(pairs, rows_operand, input_precision=PRECISION)
+    return product
+
+
 @triton.jit(do_not_specialize=["seed"])  # a fresh seed per call: no recompiles
 def attention_backward_kv(
     Q, K, V, DO, LSE, DELTA, DK, DV, DREL,
@@ -83,13 +115,17 @@ def attention_backward_kv(
     ALIBI: tl.constexpr, ALIBI_SYMMETRIC: tl.constexpr, CAP: tl.constexpr, RELATIVE: tl.constexpr,
     DROPOUT: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, PACK: tl.constexpr = 1,
-    EVEN: tl.constexpr = False,
+    EVEN: tl.constexpr = False, DIRECT: tl.constexpr = False,
 ):  # fmt: skip
     """The lists here are the transposed ones: per key tile, the query tiles visiting it.
     ``PACK`` (a power of two dividing ``GROUP``, at most ``BLOCK_M``): query heads of the group
     taken together in one step; GROUP when every head visits the same tiles (the mask's lists
     broadcast over heads), else 1 (a loop over the heads). ``EVEN``: as the dQ pass's (the
-    full tiles skip their bounds, one product of the scale and log2(e))."""
+    full tiles skip their bounds, one product of the scale and log2(e)). ``DIRECT``: a step's
+    tiles are ``(BLOCK_M, BLOCK_N)``, queries down, as in the dQ pass, and K and V enter the
+    products as their second operand, which the tensor cores read from shared memory, where
+    the transposed tiles ``(BLOCK_N, BLOCK_M)`` hold K and V in registers as the first
+    (``_per_query``); the probabilities and dS then go through shared memory transposed."""
     start_n = tl.program_id(0) * BLOCK_N
     off_b = tl.program_id(1).to(tl.int64)
     off_kvh = tl.program_id(2).to(tl.int64)
@@ -136,17 +172,17 @@ def attention_backward_kv(
             slope = 0.0
             if ALIBI != 0:
                 slope = tl.load(slopes_ptr + first)
-        else:  # per column: the (1, BLOCK_M) orientation of the transposed tiles
+        else:  # per query column (row, with DIRECT) of a step's tiles
             heads = first + lanes % PACK
-            q_cols = (Q + off_b * stride_qb + heads * stride_qh)[None, :]
+            q_cols = _per_query(Q + off_b * stride_qb + heads * stride_qh, DIRECT)
             do_rows = (DO + off_b * stride_ob + heads * stride_oh)[:, None]
             stats = off_b * stride_lb + heads * stride_lh
-            head_row = (off_b * heads_total + heads)[None, :]
-            relative_at = (relative_ptr + heads * stride_rh)[None, :]
-            drel_at = (DREL + heads * stride_rh)[None, :]
+            head_row = _per_query(off_b * heads_total + heads, DIRECT)
+            relative_at = _per_query(relative_ptr + heads * stride_rh, DIRECT)
+            drel_at = _per_query(DREL + heads * stride_rh, DIRECT)
             slope = 0.0
             if ALIBI != 0:
-                slope = tl.load(slopes_ptr + heads)[None, :]
+                slope = _per_query(tl.load(slopes_ptr + heads), DIRECT)
         bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + first * stride_bh
         n_partial, partial_at, n_full, full_at = tile_lists_of(
             partial_counts, partial_index, full_counts, full_index, off_b, first, k_tile,
@@ -160,11 +196,18 @@ def attention_backward_kv(
                 # EVEN: a full tile's rows all exist (the lists' ragged edge is partial), and
                 # the bound folds out of the loads' masks
                 row_ok = (rows < q_len) | ((phase == 1) and EVEN)
-                q_t = tl.load(  # (BLOCK_D, BLOCK_M): q transposed
-                    q_cols + rows[None, :] * stride_qm + dims[:, None],
-                    mask=row_ok[None, :] & (dims[:, None] < head_dim),
-                    other=0.0,
-                )
+                if DIRECT:  # (BLOCK_M, BLOCK_D)
+                    q_t = tl.load(
+                        q_cols + rows[:, None] * stride_qm + dims[None, :],
+                        mask=row_ok[:, None] & (dims[None, :] < head_dim),
+                        other=0.0,
+                    )
+                else:  # (BLOCK_D, BLOCK_M): q transposed
+                    q_t = tl.load(
+                        q_cols + rows[None, :] * stride_qm + dims[:, None],
+                        mask=row_ok[None, :] & (dims[:, None] < head_dim),
+                        other=0.0,
+                    )
                 do = tl.load(
                     do_rows + rows[:, None] * stride_om + dims_v[None, :],
                     mask=row_ok[:, None] & (dims_v[None, :] < value_dim),
@@ -180,40 +223,49 @@ def attention_backward_kv(
                 if UPCAST:
                     q_t = q_t.to(tl.float32)
                     do = do.to(tl.float32)
-                qk_t = tl.dot(k, q_t, input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
+                # the pairs' tiles: (BLOCK_N, BLOCK_M), or (BLOCK_M, BLOCK_N) with DIRECT
+                rows_at, cols_at = _per_query(rows, DIRECT), _per_key(cols, DIRECT)
+                if DIRECT:
+                    qk_t = tl.dot(q_t, tl.trans(k), input_precision=PRECISION)
+                else:
+                    qk_t = tl.dot(k, q_t, input_precision=PRECISION)
                 s_t, tanh_t = log2_scores(
-                    qk_t, rows[None, :], cols[:, None], q_len, kv_len, scale, slope,
+                    qk_t, rows_at, cols_at, q_len, kv_len, scale, slope,
                     relative_at, cap, ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE, FOLD=EVEN,
                 )  # fmt: skip
-                allowed = key_ok[:, None] & row_ok[None, :]
+                allowed = _per_key(key_ok, DIRECT) & _per_query(row_ok, DIRECT)
                 if phase == 0:
                     allowed = allowed & pairs_allowed(
-                        rows[None, :], cols[:, None], off_b, q_tile, k_tile, q_len, kv_len,
+                        rows_at, cols_at, off_b, q_tile, k_tile, q_len, kv_len,
                         window, document_ptr, document_stride, prefix_ptr, prefix_stride,
                         bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
                         CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                     )  # fmt: skip
-                p_t = tl.math.exp2(s_t - lse[None, :])
+                p_t = tl.math.exp2(s_t - _per_query(lse, DIRECT))
                 if (phase == 0) or (not EVEN):  # EVEN: a full tile's pairs all exist
                     p_t = tl.where(allowed, p_t, 0.0)
-                dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
+                if DIRECT:
+                    dp_t = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+                else:
+                    dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
                 if DROPOUT:  # the forward's draw; dP of the undropped weights
-                    keep_t = dropout_keep(seed, dropout_p, head_row, rows[None, :],
-                                          cols[:, None], q_len, kv_len)  # fmt: skip
-                    dv += tl.dot(tl.where(keep_t, p_t * keep_scale, 0.0).to(do.dtype), do,
-                                 input_precision=PRECISION)  # fmt: skip
+                    keep_t = dropout_keep(seed, dropout_p, head_row, rows_at, cols_at,
+                                          q_len, kv_len)  # fmt: skip
+                    dv += _dot_keys_first(tl.where(keep_t, p_t * keep_scale, 0.0).to(do.dtype),
+                                          do, PRECISION, DIRECT)  # fmt: skip
                     dp_t = tl.where(keep_t, dp_t * keep_scale, 0.0)
                 else:
-                    dv += tl.dot(p_t.to(do.dtype), do, input_precision=PRECISION)
-                ds_t = p_t * (dp_t - delta[None, :])  # gradient of the final score
+                    dv += _dot_keys_first(p_t.to(do.dtype), do, PRECISION, DIRECT)
+                ds_t = p_t * (dp_t - _per_query(delta, DIRECT))  # gradient of the final score
                 ds_before_cap = ds_t
                 if CAP:
                     ds_before_cap = ds_t * (1.0 - tanh_t * tanh_t)
                 if RELATIVE != 0:
                     grad = ds_before_cap if RELATIVE == 1 else ds_t
-                    distance = cols[:, None] - (rows[None, :] + (kv_len - q_len))
+                    distance = cols_at - (rows_at + (kv_len - q_len))
                     tl.atomic_add(drel_at + distance + kv_len - 1, grad, mask=allowed)
-                dk += tl.dot(ds_before_cap.to(q_t.dtype), tl.trans(q_t), input_precision=PRECISION)
+                q_by_rows = q_t if DIRECT else tl.trans(q_t)  # (BLOCK_M, BLOCK_D)
+                dk += _dot_keys_first(ds_before_cap.to(q_t.dtype), q_by_rows, PRECISION, DIRECT)
 
     tl.store(
         DK + off_b * stride_dkb + off_kvh * stride_dkh + cols[:, None] * stride_dkn + dims[None, :],

@@ -66,6 +66,8 @@ class BackwardConfig:
     num_stages: int
     kv_stages: int | None = None  # the dK/dV pass's, when it differs from num_stages
     kv_warps: int | None = None  # the dK/dV pass's, when it differs from num_warps
+    # the dK/dV pass's tiles queries down, K and V from shared memory (the kernel's DIRECT)
+    kv_direct: bool = False
 
     @property
     def stages_kv(self) -> int:

@@ -180,7 +180,7 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
         q, k, v, dout, lse, delta, dk, dv, drel if drel is not None else delta, *shared,
         *_strides(dk), *_strides(dv), *plan.walk_kv, *tail,
         BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, PACK=plan.pack, num_warps=cfg.warps_kv,
-        num_stages=cfg.stages_kv, EVEN=plan.even, **plan.constants,
+        num_stages=cfg.stages_kv, EVEN=plan.even, DIRECT=cfg.kv_direct, **plan.constants,
     )  # fmt: skip
     grid_q = (_cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
     attention_backward_q[grid_q](
