@@ -71,6 +71,9 @@ step 3_host.log 50 $python benchmarks/gpu_host_profile.py --masks window documen
 #    down, the first dK/dV block without spills (0.442 instructions a pair against 0.466): if
 #    either beats the default at every mask, configs.LIGHT_KV should take it.
 step 4_sweep128.log 80 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
+# 4b. The dK/dV pass queries down (stop 29), compiled for the GPU: its interpreter tests on CUDA
+#    (the transposes of P and dS through shared memory exist only in the compiled kernel).
+step 4b_direct_tests.log 45 bash -c "$pytest -m 'not slow' tests/attention/test_triton_direct.py"
 step 5_sweep128_gqa.log 60 $python benchmarks/gpu_backward_sweep.py --group 4 --lengths 16384 \
     --json /tmp/sweep128gqa.json
 step 6_sweep64.log 50 $python benchmarks/gpu_backward_sweep.py --head-dim 64 --lengths 16384 \
