@@ -33,10 +33,13 @@ import triton
 import triton.language as tl
 from atenea.attention.backends.triton.rules import (
     LOG2E,
+    dot_over_queries,
     dropout_keep,
     keys_valid,
     log2_scores,
     pairs_allowed,
+    per_key,
+    per_query,
     tile_lists_of,
 )
 
@@ -61,38 +64,6 @@ def attention_backward_delta(
     if HAS_DLSE:  # the LSE's own gradient (ring attention merges chunks through it)
         delta -= tl.load(DLSE + row_stats, mask=rows < q_len, other=0.0)
     tl.store(DELTA + row_stats, delta, mask=rows < q_len)
-
-
-@triton.jit
-def _per_query(x, DIRECT: tl.constexpr):
-    """A vector over a step's ``BLOCK_M`` query columns laid along their axis of the pairs'
-    tiles: ``(1, BLOCK_M)`` in the transposed tiles, ``(BLOCK_M, 1)`` with ``DIRECT``."""
-    if DIRECT:
-        laid = x[:, None]
-    else:
-        laid = x[None, :]
-    return laid
-
-
-@triton.jit
-def _per_key(x, DIRECT: tl.constexpr):
-    """A vector over the program's ``BLOCK_N`` keys laid along their axis (``_per_query``)."""
-    if DIRECT:
-        laid = x[None, :]
-    else:
-        laid = x[:, None]
-    return laid
-
-
-@triton.jit
-def _dot_keys_first(pairs, rows_operand, PRECISION: tl.constexpr, DIRECT: tl.constexpr):
-    """``pairs`` as ``(BLOCK_N, BLOCK_M)`` times ``rows_operand (BLOCK_M, D)``: dV's and dK's
-    sums over the step's query rows, whichever way the pairs' tiles lie."""
-    if DIRECT:
-        product = tl.dot(tl.trans(pairs), rows_operand, input_precision=PRECISION)
-    else:
-        product = tl.dot(pairs, rows_operand, input_precision=PRECISION)
-    return product
 
 
 @triton.jit(do_not_specialize=["seed"])  # a fresh seed per call: no recompiles
@@ -125,7 +96,7 @@ def attention_backward_kv(
     tiles are ``(BLOCK_M, BLOCK_N)``, queries down, as in the dQ pass, and K and V enter the
     products as their second operand, which the tensor cores read from shared memory, where
     the transposed tiles ``(BLOCK_N, BLOCK_M)`` hold K and V in registers as the first
-    (``_per_query``); the probabilities and dS then go through shared memory transposed."""
+    (``per_query``); the probabilities and dS then go through shared memory transposed."""
     start_n = tl.program_id(0) * BLOCK_N
     off_b = tl.program_id(1).to(tl.int64)
     off_kvh = tl.program_id(2).to(tl.int64)
@@ -174,15 +145,15 @@ def attention_backward_kv(
                 slope = tl.load(slopes_ptr + first)
         else:  # per query column (row, with DIRECT) of a step's tiles
             heads = first + lanes % PACK
-            q_cols = _per_query(Q + off_b * stride_qb + heads * stride_qh, DIRECT)
+            q_cols = per_query(Q + off_b * stride_qb + heads * stride_qh, DIRECT)
             do_rows = (DO + off_b * stride_ob + heads * stride_oh)[:, None]
             stats = off_b * stride_lb + heads * stride_lh
-            head_row = _per_query(off_b * heads_total + heads, DIRECT)
-            relative_at = _per_query(relative_ptr + heads * stride_rh, DIRECT)
-            drel_at = _per_query(DREL + heads * stride_rh, DIRECT)
+            head_row = per_query(off_b * heads_total + heads, DIRECT)
+            relative_at = per_query(relative_ptr + heads * stride_rh, DIRECT)
+            drel_at = per_query(DREL + heads * stride_rh, DIRECT)
             slope = 0.0
             if ALIBI != 0:
-                slope = _per_query(tl.load(slopes_ptr + heads), DIRECT)
+                slope = per_query(tl.load(slopes_ptr + heads), DIRECT)
         bitmap_index_head = bitmap_index_ptr + off_b * stride_bb + first * stride_bh
         n_partial, partial_at, n_full, full_at = tile_lists_of(
             partial_counts, partial_index, full_counts, full_index, off_b, first, k_tile,
@@ -224,7 +195,7 @@ def attention_backward_kv(
                     q_t = q_t.to(tl.float32)
                     do = do.to(tl.float32)
                 # the pairs' tiles: (BLOCK_N, BLOCK_M), or (BLOCK_M, BLOCK_N) with DIRECT
-                rows_at, cols_at = _per_query(rows, DIRECT), _per_key(cols, DIRECT)
+                rows_at, cols_at = per_query(rows, DIRECT), per_key(cols, DIRECT)
                 if DIRECT:
                     qk_t = tl.dot(q_t, tl.trans(k), input_precision=PRECISION)
                 else:
@@ -233,7 +204,7 @@ def attention_backward_kv(
                     qk_t, rows_at, cols_at, q_len, kv_len, scale, slope,
                     relative_at, cap, ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE, FOLD=EVEN,
                 )  # fmt: skip
-                allowed = _per_key(key_ok, DIRECT) & _per_query(row_ok, DIRECT)
+                allowed = per_key(key_ok, DIRECT) & per_query(row_ok, DIRECT)
                 if phase == 0:
                     allowed = allowed & pairs_allowed(
                         rows_at, cols_at, off_b, q_tile, k_tile, q_len, kv_len,
@@ -241,7 +212,7 @@ def attention_backward_kv(
                         bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
                         CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                     )  # fmt: skip
-                p_t = tl.math.exp2(s_t - _per_query(lse, DIRECT))
+                p_t = tl.math.exp2(s_t - per_query(lse, DIRECT))
                 if (phase == 0) or (not EVEN):  # EVEN: a full tile's pairs all exist
                     p_t = tl.where(allowed, p_t, 0.0)
                 if DIRECT:
@@ -251,12 +222,12 @@ def attention_backward_kv(
                 if DROPOUT:  # the forward's draw; dP of the undropped weights
                     keep_t = dropout_keep(seed, dropout_p, head_row, rows_at, cols_at,
                                           q_len, kv_len)  # fmt: skip
-                    dv += _dot_keys_first(tl.where(keep_t, p_t * keep_scale, 0.0).to(do.dtype),
+                    dv += dot_over_queries(tl.where(keep_t, p_t * keep_scale, 0.0).to(do.dtype),
                                           do, PRECISION, DIRECT)  # fmt: skip
                     dp_t = tl.where(keep_t, dp_t * keep_scale, 0.0)
                 else:
-                    dv += _dot_keys_first(p_t.to(do.dtype), do, PRECISION, DIRECT)
-                ds_t = p_t * (dp_t - _per_query(delta, DIRECT))  # gradient of the final score
+                    dv += dot_over_queries(p_t.to(do.dtype), do, PRECISION, DIRECT)
+                ds_t = p_t * (dp_t - per_query(delta, DIRECT))  # gradient of the final score
                 ds_before_cap = ds_t
                 if CAP:
                     ds_before_cap = ds_t * (1.0 - tanh_t * tanh_t)
@@ -265,7 +236,7 @@ def attention_backward_kv(
                     distance = cols_at - (rows_at + (kv_len - q_len))
                     tl.atomic_add(drel_at + distance + kv_len - 1, grad, mask=allowed)
                 q_by_rows = q_t if DIRECT else tl.trans(q_t)  # (BLOCK_M, BLOCK_D)
-                dk += _dot_keys_first(ds_before_cap.to(q_t.dtype), q_by_rows, PRECISION, DIRECT)
+                dk += dot_over_queries(ds_before_cap.to(q_t.dtype), q_by_rows, PRECISION, DIRECT)
 
     tl.store(
         DK + off_b * stride_dkb + off_kvh * stride_dkh + cols[:, None] * stride_dkn + dims[None, :],

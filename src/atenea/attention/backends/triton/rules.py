@@ -1,7 +1,8 @@
 """In-kernel pieces shared by the forward and backward kernels: which pairs a partial tile
 allows, the fused score modifiers and the dropout draw. Orientation-free: ``rows`` (query row
 indices) and ``cols`` (key indices) are any two tensors that broadcast to the tile,
-``(M, 1)`` and ``(1, N)`` in the forward, ``(1, M)`` and ``(N, 1)`` in the dK/dV pass.
+``(M, 1)`` and ``(1, N)`` in the forward (and the dK/dV pass with ``DIRECT``), ``(1, M)`` and
+``(N, 1)`` in the transposed dK/dV pass (``per_query`` and ``per_key`` lay a vector for either).
 
 Dropout draws one uniform number per ``(batch row, query head, query row, key column)`` with
 Triton's counter-based Philox generator: the counter is that element's flat index
@@ -168,6 +169,38 @@ def log2_scores(
         s = qk * (scale * LOG2E)
         t = s
     return s, t
+
+
+@triton.jit
+def per_query(x, DIRECT: tl.constexpr):
+    """A vector over a step's ``BLOCK_M`` query columns laid along their axis of the pairs'
+    tiles: ``(1, BLOCK_M)`` in the transposed tiles, ``(BLOCK_M, 1)`` with ``DIRECT``."""
+    if DIRECT:
+        laid = x[:, None]
+    else:
+        laid = x[None, :]
+    return laid
+
+
+@triton.jit
+def per_key(x, DIRECT: tl.constexpr):
+    """A vector over the program's ``BLOCK_N`` keys laid along their axis (``per_query``)."""
+    if DIRECT:
+        laid = x[None, :]
+    else:
+        laid = x[:, None]
+    return laid
+
+
+@triton.jit
+def dot_over_queries(pairs, rows_operand, PRECISION: tl.constexpr, DIRECT: tl.constexpr):
+    """``pairs`` as ``(BLOCK_N, BLOCK_M)`` times ``rows_operand (BLOCK_M, D)``: dV's and dK's
+    sums over the step's query rows, whichever way the pairs' tiles lie."""
+    if DIRECT:
+        product = tl.dot(tl.trans(pairs), rows_operand, input_precision=PRECISION)
+    else:
+        product = tl.dot(pairs, rows_operand, input_precision=PRECISION)
+    return product
 
 
 @triton.jit
