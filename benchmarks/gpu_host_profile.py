@@ -13,8 +13,8 @@ Per mask, for atenea's ``triton`` backend and compiled FlexAttention side by sid
 
 1. ``host_ms``: wall time per call when the host never waits (no synchronisation inside the
    loop), against ``gpu_ms``, the median time per call (``do_bench``, as ``gpu.py``).
-   ``host_ms`` close to ``gpu_ms`` or above it: host-bound. ``device_allocs``: how often the
-   caching allocator went to the driver meanwhile (``cudaMalloc``/``cudaFree``; 0 once warm).
+   ``host_ms`` close to ``gpu_ms`` or above it: host-bound. ``device_allocs``: how often a call's
+   allocations went past the caching allocator to the driver (``cudaMalloc``/``cudaFree``).
 2. ``syncs``: the first operation that makes the host wait for the GPU during one
    forward+backward, caught by ``torch.cuda.set_sync_debug_mode("error")`` (None: no sync).
 3. ``split_us`` (atenea only): host microseconds per call in ``launch.run_forward`` and
@@ -151,27 +151,33 @@ def timeline(trace: dict, calls: int, top: int = 6) -> dict:
     busy time of the kernels, copies and fills (``kernel_us``: the union of their intervals),
     ``span_us`` from the first one's start to the last one's end, the ``gaps`` between
     consecutive ones grouped by the pair around them (``[prev, next, count per call, us per
-    call]``, longest first) and the CUDA runtime and driver calls by host time (``api``:
-    ``[name, count per call, us per call]``)."""
+    call]``, longest first; ``prev`` is the one that ended last) and the CUDA runtime and
+    driver calls by host time (``api``: ``[name, count per call, us per call]``), less the last
+    ``cudaDeviceSynchronize``, ``traced``'s own (the calls never synchronize on purpose)."""
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     kernels = sorted(
         (e for e in events if e.get("cat") in DEVICE_WORK and "dur" in e), key=lambda e: e["ts"]
     )
-    busy, end = 0.0, float("-inf")
+    busy, end, last = 0.0, float("-inf"), None  # last: the event that ends latest so far
     gaps: dict = defaultdict(lambda: [0, 0.0])
-    for before, event in zip([None, *kernels], kernels):
+    for event in kernels:
         start, finish = event["ts"], event["ts"] + event["dur"]
         busy += max(0.0, finish - max(start, end))
-        if before is not None and start > end:
-            pair = gaps[(_short(before["name"]), _short(event["name"]))]
+        if last is not None and start > end:
+            pair = gaps[(_short(last["name"]), _short(event["name"]))]
             pair[0] += 1
             pair[1] += start - end
-        end = max(end, finish)
+        if finish > end:
+            end, last = finish, event
     api: dict = defaultdict(lambda: [0, 0.0])
-    for e in events:
-        if e.get("cat") in ("cuda_runtime", "cuda_driver") and "dur" in e:
-            api[e["name"]][0] += 1
-            api[e["name"]][1] += e["dur"]
+    calls_made = sorted((e for e in events if e.get("cat") in ("cuda_runtime", "cuda_driver")
+                         and "dur" in e), key=lambda e: e["ts"])  # fmt: skip
+    drains = [e for e in calls_made if e["name"] == "cudaDeviceSynchronize"]
+    for e in calls_made:
+        if drains and e is drains[-1]:
+            continue  # ``traced``'s own wait for the queue to drain, not the calls'
+        api[e["name"]][0] += 1
+        api[e["name"]][1] += e["dur"]
     span = (end - kernels[0]["ts"]) if kernels else 0.0
 
     def ranked(table: dict) -> list:  # longest total first; keys: a name or a pair
@@ -180,7 +186,7 @@ def timeline(trace: dict, calls: int, top: int = 6) -> dict:
                  round(us / calls, 1)] for key, (n, us) in rows]  # fmt: skip
 
     return {
-        "kernels_per_call": round(len(kernels) / calls, 2),
+        "device_ops_per_call": round(len(kernels) / calls, 2),
         "kernel_us": round(busy / calls, 1),
         "span_us": round(span / calls, 1),
         "gaps": ranked(gaps),
@@ -224,7 +230,7 @@ def profile_rows(name: str, length: int, calls: int, traces: Path) -> list[dict]
                 before = _device_allocations()
                 row["host_ms"] = round(host_ms(step, calls), 4)
                 # cudaMalloc/cudaFree past the allocator's cache: slow, and a free waits
-                row["device_allocs"] = _device_allocations() - before
+                row["device_allocs"] = round((_device_allocations() - before) / (calls + 1), 2)
                 row["gpu_ms"] = round(gpu.bench(step, quick=False), 4)
                 row["syncs"] = first_sync(step)
                 if label == "atenea triton":

@@ -60,7 +60,7 @@ TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
 #    ms). Since stop 28 a call reuses its plan: 0.22 ms of host per fwd+bwd on a 2-core CPU,
 #    kernels stubbed. Per row: the host split by pass and launch on every thread (the backward
 #    runs on autograd's device thread), the kernels' idle gaps; the traces come back in traces/.
-step 3_host.log 50 $python benchmarks/gpu_host_profile.py --masks window documents --calls 50 \
+step 3_host.log 60 $python benchmarks/gpu_host_profile.py --masks window documents --calls 50 \
     --trace-dir "$out/traces" --json /tmp/host.json
 # 4. The backward's passes apart, and block sizes: D=128, grouped-query (4 query heads a key
 #    head: configs.GROUPED_KV_ROWS is compile-chosen), D=64. The sweep first times the dK/dV
@@ -68,8 +68,10 @@ step 3_host.log 50 $python benchmarks/gpu_host_profile.py --masks window documen
 #    build's spills (3.6% of its loop under Triton 3.6) cost more than its 17% fewer
 #    instructions save, and launch should keep the bounds there again. Then (stop 29) the
 #    default blocks with the tiles queries down (kv_direct), and 128x64 on 8 warps queries
-#    down, the first dK/dV block without spills (0.442 instructions a pair against 0.466): if
-#    either beats the default at every mask, configs.LIGHT_KV should take it.
+#    down, the first dK/dV block without spills (0.442 instructions a pair against 0.466). If
+#    128x64 queries down beats the default at every mask, LIGHT_KV takes it (it passes
+#    benchmarks/check_kv_direct.py under 3.6 and 3.9); 64x64 queries down would first need
+#    is_light narrowed (under 3.6 its partial loop spills 4.1-5.3% with causal, documents, ALiBi).
 step 4_sweep128.log 80 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
 # 4b. The dK/dV pass queries down (stop 29), compiled for the GPU: its interpreter tests on CUDA
 #    (the transposes of P and dS through shared memory exist only in the compiled kernel).

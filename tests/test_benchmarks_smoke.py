@@ -92,22 +92,32 @@ def test_gpu_host_profile_timeline_by_hand(monkeypatch):
         kernel("forward", 0, 10),
         kernel("delta", 30, 5),  # 20 us idle after the forward
         kernel("kv", 35, 20),  # starts as delta ends: no gap
-        kernel("q", 50, 10),  # overlaps kv by 5: adds 5 busy
-        {"cat": "gpu_memset", "name": "Memset", "ts": 60, "dur": 4},  # device work too
+        kernel("q", 50, 4),  # inside kv: adds nothing; kv still ends last
+        {"cat": "gpu_memset", "name": "Memset", "ts": 60, "dur": 4},  # after kv: 5 us idle
         kernel("forward", 100, 10),  # 36 us idle after the fill
         {"cat": "cpu_op", "name": "aten::empty", "ts": 1, "dur": 99},
         {"cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 1, "dur": 3},
         {"cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 5, "dur": 3},
         {"cat": "cuda_driver", "name": "cuLaunchKernel", "ts": 9, "dur": 7},
         {"cat": "cuda_runtime", "name": "cudaEventRecord", "ts": 9},  # no duration: skipped
+        {"cat": "cuda_runtime", "name": "cudaDeviceSynchronize", "ts": 20, "dur": 2},
+        {"cat": "cuda_runtime", "name": "cudaDeviceSynchronize", "ts": 110, "dur": 50},  # drain
     ]
     summary = gpu_host_profile.timeline({"traceEvents": events}, calls=2)
     assert summary == {
-        "kernels_per_call": 3.0,
-        "kernel_us": 27.0,  # (10 + 5 + 20 + 5 + 4 + 10) / 2
+        "device_ops_per_call": 3.0,
+        "kernel_us": 24.5,  # (10 + 5 + 20 + 0 + 4 + 10) / 2
         "span_us": 55.0,  # (110 - 0) / 2
-        "gaps": [["Memset", "forward", 0.5, 18.0], ["forward", "delta", 0.5, 10.0]],
-        "api": [["cuLaunchKernel", 0.5, 3.5], ["cudaLaunchKernel", 1.0, 3.0]],
+        "gaps": [
+            ["Memset", "forward", 0.5, 18.0],
+            ["forward", "delta", 0.5, 10.0],
+            ["kv", "Memset", 0.5, 2.5],
+        ],  # after q ends at 54 the gap counts from kv's 55
+        "api": [
+            ["cuLaunchKernel", 0.5, 3.5],
+            ["cudaLaunchKernel", 1.0, 3.0],
+            ["cudaDeviceSynchronize", 0.5, 1.0],
+        ],  # the last one, traced's drain, left out
     }
     assert gpu_host_profile.timeline([], calls=1)["span_us"] == 0.0
 

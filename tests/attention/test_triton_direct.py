@@ -80,6 +80,7 @@ def test_grouped_queries_match_reference(shape, pack, direct):
 )
 def test_head_sizes_match_reference(shape, direct):
     assert_close(*run_both(shape, masks.sliding_window(70)))
+    assert direct and all(launched["DIRECT"] for launched in direct)
 
 
 @pytest.mark.parametrize("case", MODIFIER_CASES)
@@ -94,19 +95,22 @@ def test_score_modifiers_match_reference(case, direct):
     got, want = run_both(shape, mask, score_mod=mod)
     assert ("dtable" in want) == any(isinstance(m, scores.RelativeBias) for m in mod.modules())
     assert_close(got, want)
+    assert direct and all(launched["DIRECT"] for launched in direct)
 
 
 @pytest.mark.parametrize(
-    "mask, score_mod, shape",
-    [(masks.causal() & masks.key_padding(140), None, (1, 4, 2, 100, 150, 32)),
+    "mask, score_mod, shape, pack",
+    [(masks.causal() & masks.key_padding(140), None, (1, 4, 2, 100, 150, 32), 2),
      (masks.document(torch.tensor([0] * 50 + [1] * 100)) | masks.causal(), scores.softcap(3.0),
-      (1, 2, 1, 130, 150, 16))],
+      (1, 2, 1, 130, 150, 16), 2)],
     ids=["rules_gqa_packed", "bitmap_softcap_mqa"],
 )  # fmt: skip
-def test_dropout_redraws_the_forwards_mask(mask, score_mod, shape, direct):
+def test_dropout_redraws_the_forwards_mask(mask, score_mod, shape, pack, direct):
     """The reference applies the keep decisions the forward drew; the dK/dV pass redraws them
     from the same counters, whichever way its tiles lie."""
     assert_close(*run_both(shape, mask, score_mod, dropout_p=0.3))
+    # the dropout draw reads the kernel's keep decisions back through a forward: one backward
+    assert [(launched["DIRECT"], launched["PACK"]) for launched in direct] == [(True, pack)]
 
 
 def test_fp16_full_tiles_without_bounds_match_reference(direct):

@@ -10,7 +10,8 @@
   group, the heads packed into each step where they share the tiles (``PACK``) or one after
   the other: dK and dV summed in registers, no atomics, no copies of K/V per head. The
   relative-bias table's gradient (per head and distance) is the only atomic sum, in float32.
-  A packed step interleaves the heads (column ``c``: head ``c % PACK``, row ``c // PACK``):
+  A packed step interleaves the heads (query column ``c``, a row of the tiles with ``DIRECT``:
+  head ``c % PACK``, row ``c // PACK``):
   the head-major order (``c = h * ROWS + r``) compiled to 150-280 bytes of register spills in
   the light 64x64 blocks where this one spills none (check_sm90).
 - ``attention_backward_q``: one program per (query block, batch row, query head), walking the
@@ -95,8 +96,9 @@ def attention_backward_kv(
     full tiles skip their bounds, one product of the scale and log2(e)). ``DIRECT``: a step's
     tiles are ``(BLOCK_M, BLOCK_N)``, queries down, as in the dQ pass, and K and V enter the
     products as their second operand, which the tensor cores read from shared memory, where
-    the transposed tiles ``(BLOCK_N, BLOCK_M)`` hold K and V in registers as the first
-    (``per_query``); the probabilities and dS then go through shared memory transposed."""
+    the transposed tiles ``(BLOCK_N, BLOCK_M)`` hold K and V in registers as the first; the
+    probabilities and dS then go through shared memory transposed. ``per_query`` and
+    ``per_key`` (rules.py) lay each vector along its axis of the tiles, either way."""
     start_n = tl.program_id(0) * BLOCK_N
     off_b = tl.program_id(1).to(tl.int64)
     off_kvh = tl.program_id(2).to(tl.int64)
@@ -168,13 +170,13 @@ def attention_backward_kv(
                 # the bound folds out of the loads' masks
                 row_ok = (rows < q_len) | ((phase == 1) and EVEN)
                 if DIRECT:  # (BLOCK_M, BLOCK_D)
-                    q_t = tl.load(
+                    q_blk = tl.load(
                         q_cols + rows[:, None] * stride_qm + dims[None, :],
                         mask=row_ok[:, None] & (dims[None, :] < head_dim),
                         other=0.0,
                     )
                 else:  # (BLOCK_D, BLOCK_M): q transposed
-                    q_t = tl.load(
+                    q_blk = tl.load(
                         q_cols + rows[None, :] * stride_qm + dims[:, None],
                         mask=row_ok[None, :] & (dims[:, None] < head_dim),
                         other=0.0,
@@ -192,16 +194,16 @@ def attention_backward_kv(
                 lse = lse * LOG2E
                 delta = tl.load(DELTA + stats + rows, mask=row_ok, other=0.0)
                 if UPCAST:
-                    q_t = q_t.to(tl.float32)
+                    q_blk = q_blk.to(tl.float32)
                     do = do.to(tl.float32)
                 # the pairs' tiles: (BLOCK_N, BLOCK_M), or (BLOCK_M, BLOCK_N) with DIRECT
-                rows_at, cols_at = per_query(rows, DIRECT), per_key(cols, DIRECT)
                 if DIRECT:
-                    qk_t = tl.dot(q_t, tl.trans(k), input_precision=PRECISION)
+                    qk = tl.dot(q_blk, tl.trans(k), input_precision=PRECISION)
                 else:
-                    qk_t = tl.dot(k, q_t, input_precision=PRECISION)
-                s_t, tanh_t = log2_scores(
-                    qk_t, rows_at, cols_at, q_len, kv_len, scale, slope,
+                    qk = tl.dot(k, q_blk, input_precision=PRECISION)
+                rows_at, cols_at = per_query(rows, DIRECT), per_key(cols, DIRECT)
+                s, tanh_s = log2_scores(
+                    qk, rows_at, cols_at, q_len, kv_len, scale, slope,
                     relative_at, cap, ALIBI, ALIBI_SYMMETRIC, CAP, RELATIVE, FOLD=EVEN,
                 )  # fmt: skip
                 allowed = per_key(key_ok, DIRECT) & per_query(row_ok, DIRECT)
@@ -212,31 +214,32 @@ def attention_backward_kv(
                         bitmap_ptr, bitmap_index_head, stride_bq, stride_bk,
                         CAUSAL, WINDOWED, DOCUMENT, PREFIX, BITMAP, SPARSE_Q, SPARSE_K,
                     )  # fmt: skip
-                p_t = tl.math.exp2(s_t - per_query(lse, DIRECT))
+                p = tl.math.exp2(s - per_query(lse, DIRECT))
                 if (phase == 0) or (not EVEN):  # EVEN: a full tile's pairs all exist
-                    p_t = tl.where(allowed, p_t, 0.0)
+                    p = tl.where(allowed, p, 0.0)
                 if DIRECT:
-                    dp_t = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+                    dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
                 else:
-                    dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+                    dp = tl.dot(v, tl.trans(do), input_precision=PRECISION)
                 if DROPOUT:  # the forward's draw; dP of the undropped weights
-                    keep_t = dropout_keep(seed, dropout_p, head_row, rows_at, cols_at,
-                                          q_len, kv_len)  # fmt: skip
-                    dv += dot_over_queries(tl.where(keep_t, p_t * keep_scale, 0.0).to(do.dtype),
-                                          do, PRECISION, DIRECT)  # fmt: skip
-                    dp_t = tl.where(keep_t, dp_t * keep_scale, 0.0)
+                    keep = dropout_keep(seed, dropout_p, head_row, rows_at, cols_at,
+                                        q_len, kv_len)  # fmt: skip
+                    dv += dot_over_queries(tl.where(keep, p * keep_scale, 0.0).to(do.dtype),
+                                           do, PRECISION, DIRECT)  # fmt: skip
+                    dp = tl.where(keep, dp * keep_scale, 0.0)
                 else:
-                    dv += dot_over_queries(p_t.to(do.dtype), do, PRECISION, DIRECT)
-                ds_t = p_t * (dp_t - per_query(delta, DIRECT))  # gradient of the final score
-                ds_before_cap = ds_t
+                    dv += dot_over_queries(p.to(do.dtype), do, PRECISION, DIRECT)
+                ds = p * (dp - per_query(delta, DIRECT))  # gradient of the final score
+                ds_before_cap = ds
                 if CAP:
-                    ds_before_cap = ds_t * (1.0 - tanh_t * tanh_t)
+                    ds_before_cap = ds * (1.0 - tanh_s * tanh_s)
                 if RELATIVE != 0:
-                    grad = ds_before_cap if RELATIVE == 1 else ds_t
+                    grad = ds_before_cap if RELATIVE == 1 else ds
                     distance = cols_at - (rows_at + (kv_len - q_len))
                     tl.atomic_add(drel_at + distance + kv_len - 1, grad, mask=allowed)
-                q_by_rows = q_t if DIRECT else tl.trans(q_t)  # (BLOCK_M, BLOCK_D)
-                dk += dot_over_queries(ds_before_cap.to(q_t.dtype), q_by_rows, PRECISION, DIRECT)
+                ds_low = ds_before_cap.to(q_blk.dtype)  # (cast, then the transpose of q)
+                dk += dot_over_queries(ds_low, q_blk if DIRECT else tl.trans(q_blk), PRECISION,
+                                       DIRECT)  # fmt: skip
 
     tl.store(
         DK + off_b * stride_dkb + off_kvh * stride_dkh + cols[:, None] * stride_dkn + dims[None, :],
