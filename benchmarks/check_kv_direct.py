@@ -12,24 +12,17 @@ Nothing is changed outside this process: the tables are patched before its worke
 
 import os
 import sys
-from dataclasses import replace
 
 os.environ.pop("TRITON_INTERPRET", None)  # the interpreter compiles nothing
+import triton_sass  # noqa: E402  (beside this script: its configs patch, reused)
 from atenea.attention.backends.triton import check_sm90  # noqa: E402
 
 LIGHT_CANDIDATE = dict(block_m1=128, kv_warps=8)  # with the table's 64 keys a block
 
 
 def main(argv: list[str]) -> int:
-    tuning = check_sm90.tuning
-    tuning.LIGHT_KV[256] = LIGHT_CANDIDATE
-    tables = tuning.configs_for
-
-    def queries_down(*args, **kwargs):
-        forward, backward = tables(*args, **kwargs)
-        return forward, replace(backward, kv_direct=True)
-
-    tuning.configs_for = queries_down
+    check_sm90.tuning.LIGHT_KV[256] = LIGHT_CANDIDATE
+    triton_sass.launch_every_row(None, direct=True)  # every dK/dV build queries down
     return check_sm90.main(["--kernels", "dK/dV", *argv])
 
 

@@ -16,13 +16,10 @@ pytest.importorskip("triton")
 from atenea import masks, scores  # noqa: E402
 from tests.attention.test_triton import MASK_CASES, _dense  # noqa: E402
 from tests.attention.test_triton_scores import CASES as MODIFIER_CASES  # noqa: E402
-from tests.attention.triton_cases import assert_close, run_both  # noqa: E402
+from tests.attention.triton_cases import assert_close, record_launches, run_both  # noqa: E402
 
 DIRECT_MASKS = ("causal_bottom_right", "causal_more_queries_than_keys", "documents_causal",
                 "key_padding_left", "window_documents_padding", "or", "dense_per_head_gqa")  # fmt: skip
-
-
-KEPT = ("DIRECT", "PACK", "EVEN", "BLOCK_M", "BLOCK_N")  # what the fixture records a launch
 
 
 @pytest.fixture
@@ -30,26 +27,17 @@ def direct(monkeypatch):
     """Every call's dK/dV pass runs ``DIRECT``; yields the ``DIRECT``, ``PACK``, ``EVEN`` and
     block sizes each launch of it received, so a test sees them reach the kernel."""
     from atenea.attention.backends import triton as backend
-    from atenea.attention.backends.triton import launch
 
-    real_configs, real_kernel = backend.configs_for, launch.attention_backward_kv
+    real_configs = backend.configs_for
 
     def configs_for(*args, **kwargs):
         forward, backward = real_configs(*args, **kwargs)
         return forward, replace(backward, kv_direct=True)
 
-    class Recording:
-        def __getitem__(self, grid):
-            def launch_kernel(*args, **kwargs):
-                launches.append({name: kwargs[name] for name in KEPT})
-                return real_kernel[grid](*args, **kwargs)
-
-            return launch_kernel
-
-    launches = []
     monkeypatch.setattr(backend, "configs_for", configs_for)
-    monkeypatch.setattr(launch, "attention_backward_kv", Recording())
-    return launches
+    return record_launches(
+        monkeypatch, "attention_backward_kv", "DIRECT", "PACK", "EVEN", "BLOCK_M", "BLOCK_N"
+    )
 
 
 @pytest.mark.parametrize("case", DIRECT_MASKS)

@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("triton")
 
 from atenea import masks, scores  # noqa: E402
-from tests.attention.triton_cases import assert_close, run_both  # noqa: E402
+from tests.attention.triton_cases import assert_close, record_launches, run_both  # noqa: E402
 
 DOCS_256 = torch.tensor([0] * 70 + [1] * 100 + [2] * 86)
 
@@ -88,19 +88,7 @@ def test_the_dkdv_pass_skips_the_bounds_at_every_head_dim(dim, value_dim, monkey
     select, one product of the scale and log2(e)), also where a head dim pads to 128 (until
     stop 27 it kept its bounds there, for spills the sm_90 check misread). Against
     float64."""
-    from atenea.attention.backends.triton import launch
-
-    launched, real = [], launch.attention_backward_kv
-
-    class Recording:  # the kernel's launch, recording the EVEN it was given
-        def __getitem__(self, grid):
-            def launch_kernel(*args, **kwargs):
-                launched.append(kwargs["EVEN"])
-                return real[grid](*args, **kwargs)
-
-            return launch_kernel
-
-    monkeypatch.setattr(launch, "attention_backward_kv", Recording())
+    launched = record_launches(monkeypatch, "attention_backward_kv", "EVEN")
     shape = (1, 2, 2, 128, 128, dim, value_dim)
     assert_close(*run_both(shape, masks.causal()))
-    assert launched == [True]
+    assert launched == [{"EVEN": True}]

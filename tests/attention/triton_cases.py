@@ -91,6 +91,26 @@ def run_both(
     return got, want
 
 
+def record_launches(monkeypatch, kernel: str, *names: str) -> list[dict]:
+    """From now on, launches of ``launch.<kernel>`` still run, and each one's constexprs
+    ``names`` (as ``{name: value}``) are appended to the returned list, in order: a test sees
+    what reached the kernel."""
+    from atenea.attention.backends.triton import launch
+
+    launches, real = [], getattr(launch, kernel)
+
+    class Recording:
+        def __getitem__(self, grid):
+            def launch_kernel(*args, **kwargs):
+                launches.append({name: kwargs[name] for name in names})
+                return real[grid](*args, **kwargs)
+
+            return launch_kernel
+
+    monkeypatch.setattr(launch, kernel, Recording())
+    return launches
+
+
 def assert_close(got, want, dtype=torch.float32):
     out_tol, grad_tol = TOLERANCE[dtype]
     assert got["out"].dtype == dtype and got["lse"].dtype == torch.float32
