@@ -72,7 +72,7 @@ def first_call_seconds(fn) -> float:
 # -- 1. attention ----------------------------------------------------------------------------------
 
 
-def mask_of(name: str, length: int):
+def mask_of(name: str, length: int, device: str = "cuda"):
     """(atenea mask, FlexAttention mask_mod, pairs kept)."""
     if name == "causal":
         return masks.causal(), lambda b, h, q, k: q >= k, length * (length + 1) // 2
@@ -80,14 +80,20 @@ def mask_of(name: str, length: int):
         pairs = sum(min(i + 1, WINDOW) for i in range(length))
         return (masks.sliding_window(WINDOW),
                 lambda b, h, q, k: (q >= k) & (q - k < WINDOW), pairs)  # fmt: skip
-    ids = (torch.arange(length, device="cuda") * DOCUMENTS) // length
+    ids = (torch.arange(length, device=device) * DOCUMENTS) // length
     size = length // DOCUMENTS
     return (masks.document(ids) & masks.causal(),
             lambda b, h, q, k: (ids[q] == ids[k]) & (q >= k),
             DOCUMENTS * size * (size + 1) // 2)  # fmt: skip
 
 
-def attention_contenders(name: str, length: int):
+# --impls: short names of the contenders (a label starting with the value's text)
+IMPLS = {"auto": "atenea auto", "atenea-flex": "atenea flex", "triton": "atenea triton",
+         "flex": "FlexAttention", "sdpa": "SDPA"}  # fmt: skip
+
+
+def attention_contenders(name: str, length: int, impls=None):
+    """``{label: fn(q, k, v)}``; ``impls``: the ``IMPLS`` names to keep (None: all)."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     mask, mask_mod, _ = mask_of(name, length)
@@ -105,11 +111,14 @@ def attention_contenders(name: str, length: int):
         runs["SDPA"] = lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(
             q, k, v, is_causal=True
         )
-    elif length < 32768:
+    elif length < 32768 and (not impls or "sdpa" in impls):
         dense = mask.materialize(length, length, "cuda")
         runs["SDPA (dense mask)"] = lambda q, k, v: (
             torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=dense)
         )
+    if impls:
+        wanted = tuple(IMPLS[short] for short in impls)
+        runs = {label: fn for label, fn in runs.items() if label.startswith(wanted)}
     return runs
 
 
@@ -128,7 +137,11 @@ def measure(fn, q, k, v, grad, quick: bool) -> dict:
     return row
 
 
-def attention_rows(quick: bool, head_dim: int = D, lengths=None) -> list[dict]:
+def attention_rows(
+    quick: bool, head_dim: int = D, lengths=None, impls=None, tuning=None
+) -> list[dict]:
+    """The table's rows; ``tuning``: backward fields every Triton call takes (``--backward-
+    tuning``), recorded in the rows."""
     rows = []
     lengths = lengths or (LENGTHS[:2] if quick else LENGTHS)
     # Lengths outside, masks inside: a run stopped at its time limit keeps every mask's rows
@@ -142,8 +155,10 @@ def attention_rows(quick: bool, head_dim: int = D, lengths=None) -> list[dict]:
             ]
             grad = torch.randn_like(q)
             fwd_flops = 4 * B * H * head_dim * mask_of(name, length)[2]
-            for label, fn in attention_contenders(name, length).items():
+            for label, fn in attention_contenders(name, length, impls).items():
                 row = {"mask": name, "L": length, "impl": label, "D": head_dim}
+                if tuning and "atenea" in label:
+                    row["backward_tuning"] = tuning
                 try:
                     row.update(measure(fn, q, k, v, grad, quick))
                     row["fwd_tflops"] = fwd_flops / row["fwd_ms"] / 1e9
@@ -308,8 +323,22 @@ def main() -> None:
         "--only attention --head-dim 64)",
     )  # fmt: skip
     parser.add_argument("--lengths", type=int, nargs="+", help="attention rows at these lengths")
+    parser.add_argument("--impls", nargs="+", choices=sorted(IMPLS),
+                        help="attention contenders to time (default: all)")  # fmt: skip
+    parser.add_argument(
+        "--backward-tuning", metavar="FILE",
+        help="the Triton backward's blocks from gpu_backward_sweep.py --winners FILE",
+    )  # fmt: skip
     args = parser.parse_args()
+    tuning = None
+    if args.backward_tuning:
+        from triton_tuning import load_backward, with_backward
+
+        tuning = load_backward(args.backward_tuning, args.head_dim)
+        print(f"Triton backward tuning: {tuning or 'the defaults won'}", flush=True)
     require_cuda("gpu.py")
+    if tuning:
+        with_backward(tuning)
     # Each mask and length is a compile of FlexAttention; past dynamo's default limit of 8 it
     # runs unfused (what atenea's flex backend prevents the same way, with this limit).
     import torch._dynamo as dynamo
@@ -328,7 +357,9 @@ def main() -> None:
         torch.manual_seed(0)
         GPT2LMHeadModel(GPT2Config()).save_pretrained(folder)
         sections = {
-            "attention": lambda: attention_rows(args.quick, args.head_dim, args.lengths),
+            "attention": lambda: attention_rows(
+                args.quick, args.head_dim, args.lengths, args.impls, tuning
+            ),
             "lse": lambda: lse_rows(args.quick),
             "decode": lambda: decode_rows(Path(folder), args.quick),
             "training": lambda: training_rows(Path(folder), args.quick),

@@ -1,18 +1,24 @@
 """The Triton kernel's backward on a GPU: where its time goes, and which block sizes make it
 fastest. Chooses the ``BACKWARD`` entry of ``configs.py`` for bf16 at one head size.
 
-    python benchmarks/gpu_backward_sweep.py [--head-dim 128] [--lengths 4096 16384] [--group 4]
+    python benchmarks/gpu_backward_sweep.py [--head-dim 128] [--lengths 16384] [--group 4]
+        [--winners F] [--jobs 12]
 
 1. A profile of forward + backward (``torch.profiler``, CUDA kernel times summed over 10 calls)
-   per mask (causal, sliding window 1024, 8 documents): the forward kernel, the dK/dV pass, the
-   dQ pass, the delta pass and everything else (gradient sums), against the wall time per
-   call. Kernel
-   time well under the wall time means the GPU waits for the host.
+   per mask (causal, sliding window 1024, 8 documents) at each of ``--lengths``: the forward
+   kernel, the dK/dV pass, the dQ pass, the delta pass and everything else (gradient sums),
+   against the wall time per call. Kernel time well under the wall time means the GPU waits
+   for the host.
 2. Candidate block sizes for each pass apart (the two passes are separate kernels): GPU time of
    that pass per call, in ms, per mask, at ``--sweep-length``; for dK/dV also the tiles'
-   orientation (``kv_direct``: queries down, K and V from shared memory). A candidate that
-   does not compile says why. First, the dK/dV pass with its default blocks but without
-   ``EVEN`` (the full tiles checking their bounds): what it ran at D=128 until stop 27.
+   orientation (``kv_direct``: queries down, K and V from shared memory). The default first,
+   then the dK/dV pass with its default blocks but without ``EVEN`` (the full tiles checking
+   their bounds: what it ran at D=128 until stop 27), then the other candidates, each at every
+   mask before the next, so a run stopped at its time limit has whole candidates. A candidate
+   that does not compile says why. ``--jobs N`` compiles them all first in N processes.
+3. ``--winners F``: the fastest candidate of each pass over the three masks (``triton_tuning.
+   best_backward``), written even when the run is stopped (Ctrl-C, ``timeout -s INT``);
+   ``python benchmarks/gpu.py --only attention --backward-tuning F`` times the table with it.
 
 B=1, H=16, bf16. Times are medians of CUDA kernel durations from the profiler.
 """
@@ -24,22 +30,29 @@ import json
 import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 import atenea
-import atenea.attention.backends.triton as triton_backend
 from atenea import masks
 from atenea.attention.backends.tile_lists import tile_lists
-from atenea.attention.backends.triton import launch
 from atenea.attention.backends.triton.configs import configs_for
 from atenea.attention.backends.triton.launch import pack_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 import gpu  # noqa: E402
+from triton_tuning import (  # noqa: E402
+    BoundsKept,
+    candidate_of,
+    change_of,
+    compile_ahead,
+    with_backward,
+    write_winners,
+)
+
+MASKS = ("causal", "window", "documents")
 
 # (block_m1, block_n1, kv_warps, kv_stages, kv_direct) for dK/dV; (block_m2, block_n2, warps,
 # stages) for dQ. Most telling first (a step stopped at its time limit keeps its first rows):
@@ -53,20 +66,6 @@ KV_CANDIDATES = [(64, 64, 4, 2, False), (64, 64, 4, 2, True), (128, 64, 8, 2, Tr
                  (32, 128, 8, 2, False), (32, 64, 4, 2, False), (32, 64, 4, 3, False)]  # fmt: skip
 Q_CANDIDATES = [(128, 64, 8, 2), (64, 64, 4, 2), (128, 32, 4, 3), (64, 32, 4, 3),
                 (128, 64, 8, 3), (64, 64, 4, 3)]  # fmt: skip
-
-
-def _without_even(kernel):
-    """``kernel`` launched with ``EVEN=False`` whatever the call asks (any lists are right for
-    the bounds-checking build: it checks every tile it walks)."""
-
-    class Launcher:
-        def __getitem__(self, grid):
-            def launch_kernel(*args, **kwargs):
-                return kernel[grid](*args, **{**kwargs, "EVEN": False})
-
-            return launch_kernel
-
-    return Launcher()
 
 
 def kernel_times(fn, calls: int = 10) -> dict:
@@ -98,28 +97,20 @@ def kernel_times(fn, calls: int = 10) -> dict:
     return {**{k: round(v, 4) for k, v in families.items()}, "wall": round(wall, 4)}
 
 
-def use_configs(choose) -> None:
-    """Make the next calls take their block sizes from ``choose`` (``configs_for``'s
-    signature): the plans remembered with the old ones are dropped."""
-    triton_backend.configs_for = choose
-    triton_backend.forget_plans()
-
-
-def with_backward(change: dict):
-    """Make every call take the default configs with ``change`` applied to the backward's."""
-
-    def patched(*args, **kwargs):
-        forward, backward = configs_for(*args, **kwargs)
-        return forward, replace(backward, **change)
-
-    use_configs(patched)
+def _sweep_plan(defaults: dict) -> list[tuple[str, tuple | None]]:
+    """``(pass, candidate)`` in the order they are timed: each pass's default first, the dK/dV
+    default with its bounds kept (candidate None), then the rest of the lists."""
+    plan = [("dkdv", defaults["dkdv"]), ("dq", defaults["dq"]), ("dkdv", None)]
+    for pass_name, candidates in (("dkdv", KV_CANDIDATES), ("dq", Q_CANDIDATES)):
+        plan += [(pass_name, c) for c in candidates if c != defaults[pass_name]]
+    return plan
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--head-dim", type=int, default=128)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 16384],
-                        help="lengths profiled")  # fmt: skip
+    parser.add_argument("--lengths", type=int, nargs="*", default=[4096, 16384],
+                        help="lengths profiled (none: no profile)")  # fmt: skip
     parser.add_argument("--sweep-length", type=int, default=16384, help="length swept")
     parser.add_argument(
         "--group",
@@ -128,6 +119,9 @@ def main() -> None:
         help="query heads per key/value head (16 query heads; 4: GQA as Llama's)",
     )
     parser.add_argument("--json", default="bench-results/gpu_backward_sweep.json")
+    parser.add_argument("--winners", help="write each pass's fastest candidate here (JSON)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes compiling the candidates before the timing")  # fmt: skip
     args = parser.parse_args()
     gpu.require_cuda("gpu_backward_sweep.py")
     warnings.filterwarnings("ignore")
@@ -135,60 +129,83 @@ def main() -> None:
     causal = frozenset({"CAUSAL"})  # the configs of a light call (configs.is_light)
     lists = tile_lists(masks.causal(), 4096, 4096, "cpu")  # shared by every head, as the sweep's
     pack = pack_of(args.group, lists, torch.bfloat16)  # the library's rule, groups of 3 included
-    print("default configs:", configs_for(args.head_dim, args.head_dim, torch.bfloat16, causal,
-                                           args.group, pack=pack), flush=True)  # fmt: skip
-    rows = []
-    for length in args.lengths:
-        q, k, v = (torch.randn(1, heads, length, args.head_dim, device="cuda",
-                               dtype=torch.bfloat16, requires_grad=True)
-                   for heads in (16, 16 // args.group, 16 // args.group))  # fmt: skip
-        grad = torch.randn_like(q)
-        for name in ("causal", "window", "documents"):
-            mask = gpu.mask_of(name, length)[0]  # the masks of benchmarks/gpu.py
+    backward = configs_for(args.head_dim, args.head_dim, torch.bfloat16, causal, args.group,
+                           pack=pack)[1]  # fmt: skip
+    defaults = {name: candidate_of(name, backward) for name in ("dkdv", "dq")}
+    print("default configs:", backward, flush=True)
+    plan = _sweep_plan(defaults)
+    rows: list[dict] = []
 
-            def step(mask=mask, q=q, k=k, v=v, grad=grad):
-                atenea.attention(q, k, v, mask=mask, backend="triton").backward(grad)
+    def tensors(length):
+        heads = (16, 16 // args.group, 16 // args.group)
+        q, k, v = (torch.randn(1, h, length, args.head_dim, device="cuda", dtype=torch.bfloat16,
+                               requires_grad=True) for h in heads)  # fmt: skip
+        return q, k, v, torch.randn_like(q)
 
-            use_configs(configs_for)
-            row = {"what": "profile", "mask": name, "L": length, "group": args.group,
-                   **kernel_times(step)}  # fmt: skip
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-            if length != args.sweep_length:
-                continue
-            # the dK/dV pass as it ran until stop 27 at D=128: keeping its bounds (EVEN off),
-            # for spills the check misread; its EVEN build spills a little in its loop (Triton
-            # 3.6: 17 of 477 instructions a step) and runs 17% fewer (docs/benchmarks.md#gpu)
-            row = {"what": "dkdv", "mask": name, "L": length, "group": args.group,
-                   "config": "defaults, bounds kept (EVEN off)"}  # fmt: skip
-            real = launch.attention_backward_kv
-            launch.attention_backward_kv = _without_even(real)
-            try:
-                row["ms"] = kernel_times(step, calls=5)["dkdv"]
-            finally:
-                launch.attention_backward_kv = real
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-            for pass_name, candidates in (("dkdv", KV_CANDIDATES), ("dq", Q_CANDIDATES)):
-                for candidate in candidates:
-                    m, n, warps, stages = candidate[:4]
-                    if pass_name == "dkdv":
-                        change = dict(block_m1=m, block_n1=n, kv_warps=warps, kv_stages=stages,
-                                      kv_direct=candidate[4])  # fmt: skip
-                    else:
-                        change = dict(block_m2=m, block_n2=n, num_warps=warps, num_stages=stages)
-                    with_backward(change)
-                    row = {"what": pass_name, "mask": name, "L": length, "group": args.group,
-                           "config": list(candidate)}  # fmt: skip
-                    try:
-                        row["ms"] = kernel_times(step, calls=5)[pass_name]
-                    except Exception as error:  # noqa: BLE001 - a candidate that fails says why
-                        row["error"] = f"{type(error).__name__}: {str(error)[:100]}"
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
-        use_configs(configs_for)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    def timed(row: dict, step, pass_name: str, calls: int = 5) -> None:
+        try:
+            row["ms"] = kernel_times(step, calls=calls)[pass_name]
+        except Exception as error:  # noqa: BLE001 - a candidate that fails says why
+            row["error"] = f"{type(error).__name__}: {str(error)[:100]}"
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+
+    try:
+        if args.jobs > 1:
+            started = time.perf_counter()
+            jobs = [dict(head_dim=args.head_dim, group=args.group, length=args.sweep_length,
+                         mask=name, change=change_of(p, c) if c else {}, bounds_kept=c is None)
+                    for p, c in plan for name in MASKS]  # fmt: skip
+            failed = sum(error is not None for error in compile_ahead(jobs, args.jobs))
+            seconds = time.perf_counter() - started
+            print(f"compiled {len(jobs)} calls ahead in {args.jobs} processes, {seconds:.0f} s "
+                  f"({failed} failed)", flush=True)  # fmt: skip
+        for length in args.lengths:
+            q, k, v, grad = tensors(length)
+            for name in MASKS:
+                mask = gpu.mask_of(name, length)[0]  # the masks of benchmarks/gpu.py
+
+                def step(mask=mask, q=q, k=k, v=v, grad=grad):
+                    atenea.attention(q, k, v, mask=mask, backend="triton").backward(grad)
+
+                with_backward({})
+                row = {"what": "profile", "mask": name, "L": length, "group": args.group,
+                       **kernel_times(step)}  # fmt: skip
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+        q, k, v, grad = tensors(args.sweep_length)
+        steps = {}
+        for name in MASKS:
+            mask = gpu.mask_of(name, args.sweep_length)[0]
+            steps[name] = lambda mask=mask: atenea.attention(
+                q, k, v, mask=mask, backend="triton"
+            ).backward(grad)
+        for pass_name, candidate in plan:
+            for name in MASKS:
+                row = {"what": pass_name, "mask": name, "L": args.sweep_length,
+                       "group": args.group}  # fmt: skip
+                if candidate is None:
+                    # the dK/dV pass as it ran until stop 27 at D=128: keeping its bounds (EVEN
+                    # off); its EVEN build spills a little in its loop (Triton 3.6: 17 of 477
+                    # instructions a step) and runs 17% fewer (docs/benchmarks.md#gpu)
+                    row["config"] = "defaults, bounds kept (EVEN off)"
+                    with_backward({})
+                    with BoundsKept():
+                        timed(row, steps[name], pass_name)
+                    continue
+                row["config"] = list(candidate)
+                with_backward(change_of(pass_name, candidate))
+                timed(row, steps[name], pass_name)
+    except KeyboardInterrupt:
+        print("stopped: writing what was timed", flush=True)
+    finally:
+        with_backward({})
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        if args.winners:
+            winners = write_winners(args.winners, rows, defaults, head_dim=args.head_dim,
+                                    group=args.group, length=args.sweep_length)  # fmt: skip
+            print("winners:", json.dumps(winners["change"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -43,47 +43,55 @@ step() {
 } >"$out/0_steps.txt" 2>&1
 
 # 1. Correctness: the Triton kernel's interpreter tests on CUDA (tests/conftest.py switches the
-#    interpreter on only where there is no GPU) and every gpu-marked test.
+#    interpreter on only where there is no GPU), the dK/dV pass queries down among them (stop
+#    29: the transposes of P and dS through shared memory exist only in the compiled kernel;
+#    step 3 may crown it), and every gpu-marked test.
 pytest="$python -m pytest -q $parallel -p no:cacheprovider --continue-on-collection-errors"
-step 1_tests.log 120 bash -c "$pytest -m 'not slow' tests/attention/test_triton.py \
+step 1_tests.log 150 bash -c "$pytest -m 'not slow' tests/attention/test_triton.py \
     tests/attention/test_triton_even.py tests/attention/test_triton_dropout.py \
-    tests/attention/test_triton_plan.py tests/attention/test_triton_scores.py; \
-    $pytest -m gpu tests"
-# 2. The issue's table: causal, window, documents at 4k/16k/32k, D=128, with a cold Triton cache
-#    (the first call at 4k includes compiling the kernels; later lengths show a new length).
-#    New since the last GPU run: the light dK/dV blocks (64x64), the delta pass, and (stops
-#    24-25) the passes' shorter loops without bounds in full tiles (EVEN, at any length),
-#    (stop 27) dK/dV without bounds at D=128 too.
+    tests/attention/test_triton_plan.py tests/attention/test_triton_scores.py \
+    tests/attention/test_triton_direct.py; $pytest -m gpu tests"
+# 2. The issue's table as main ships it: causal, window, documents at 4k/16k/32k, D=128, with a
+#    cold Triton cache (the first call at 4k includes compiling the kernels; later lengths show
+#    a new length). New since the last GPU run: the light dK/dV blocks (64x64), the delta pass,
+#    (stops 24-25) the passes' shorter loops without bounds in full tiles (EVEN, at any
+#    length), (stop 27) dK/dV without bounds at D=128 too, (stop 28) a plan per call shape.
 TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
     $python benchmarks/gpu.py --only attention --json /tmp/attention128.json
-# 3. Where the time goes at 4k (2.05 ms per fwd+bwd against 0.72 ms of kernels; documents 1.16
+# 3. The backward's block sizes at 16k, D=128, each pass apart, every candidate compiled first
+#    in 12 processes; writes the fastest of each pass over the three masks (2% margin against
+#    the default) to winners128.json, even when stopped at its limit. Its first dK/dV row after
+#    the defaults keeps the bounds (EVEN off: what D=128 ran until stop 27): if it beats the
+#    default, EVEN's spills (3.6% of its loop under Triton 3.6) cost more than its 17% fewer
+#    instructions save. Then (stop 29) the default blocks queries down (kv_direct), and 128x64
+#    on 8 warps queries down, the first dK/dV block without spills (0.442 instructions a pair
+#    against 0.466). If 128x64 queries down wins, LIGHT_KV takes it (it passes
+#    benchmarks/check_kv_direct.py under 3.6 and 3.9); 64x64 queries down would first need
+#    is_light narrowed (under 3.6 its partial loop spills 4.1-5.3% with causal, documents, ALiBi).
+step 3_sweep128.log 90 $python benchmarks/gpu_backward_sweep.py --lengths 16384 --jobs 12 \
+    --winners "$out/winners128.json" --json /tmp/sweep128.json
+# 4. The issue's table again with the sweep's winners (triton and FlexAttention, same run):
+#    forward+backward as it would be with them shipped.
+if [[ -s "$out/winners128.json" ]]; then
+    step 4_attention128_tuned.log 90 $python benchmarks/gpu.py --only attention \
+        --impls triton flex --backward-tuning "$out/winners128.json" --json /tmp/tuned128.json
+fi
+# 5. Where the time goes at 4k (2.05 ms per fwd+bwd against 0.72 ms of kernels; documents 1.16
 #    ms). Since stop 28 a call reuses its plan: 0.22 ms of host per fwd+bwd on a 2-core CPU,
 #    kernels stubbed. Per row: the host split by pass and launch on every thread (the backward
 #    runs on autograd's device thread), the kernels' idle gaps; the traces come back in traces/.
-step 3_host.log 60 $python benchmarks/gpu_host_profile.py --masks window documents --calls 50 \
+step 5_host.log 60 $python benchmarks/gpu_host_profile.py --masks window documents --calls 50 \
     --trace-dir "$out/traces" --json /tmp/host.json
-# 4. The backward's passes apart, and block sizes: D=128, grouped-query (4 query heads a key
-#    head: configs.GROUPED_KV_ROWS is compile-chosen), D=64. The sweep first times the dK/dV
-#    pass without EVEN (what D=128 ran until stop 27): if it beats the default row, the EVEN
-#    build's spills (3.6% of its loop under Triton 3.6) cost more than its 17% fewer
-#    instructions save, and launch should keep the bounds there again. Then (stop 29) the
-#    default blocks with the tiles queries down (kv_direct), and 128x64 on 8 warps queries
-#    down, the first dK/dV block without spills (0.442 instructions a pair against 0.466). If
-#    128x64 queries down beats the default at every mask, LIGHT_KV takes it (it passes
-#    benchmarks/check_kv_direct.py under 3.6 and 3.9); 64x64 queries down would first need
-#    is_light narrowed (under 3.6 its partial loop spills 4.1-5.3% with causal, documents, ALiBi).
-step 4_sweep128.log 80 $python benchmarks/gpu_backward_sweep.py --json /tmp/sweep128.json
-# 4b. The dK/dV pass queries down (stop 29), compiled for the GPU: its interpreter tests on CUDA
-#    (the transposes of P and dS through shared memory exist only in the compiled kernel).
-step 4b_direct_tests.log 45 bash -c "$pytest -m 'not slow' tests/attention/test_triton_direct.py"
-step 5_sweep128_gqa.log 60 $python benchmarks/gpu_backward_sweep.py --group 4 --lengths 16384 \
-    --json /tmp/sweep128gqa.json
-step 6_sweep64.log 50 $python benchmarks/gpu_backward_sweep.py --head-dim 64 --lengths 16384 \
-    --json /tmp/sweep64.json
-# 5. Where auto should send the other masks, score modifiers and dropout, at 16k.
-step 7_routing.log 60 $python benchmarks/gpu_routing.py --lengths 16384 --json /tmp/routing.json
-# 6. Compiled decoding (a CUDA graph per token), then D=64 attention.
-step 8_decode.log 40 $python benchmarks/gpu.py --only decode --quick --json /tmp/decode.json
-step 9_attention64.log 50 $python benchmarks/gpu.py --only attention --head-dim 64 --quick \
+# 6. The other sweeps: grouped-query (4 query heads a key head: configs.GROUPED_KV_ROWS is
+#    compile-chosen), D=64.
+step 6_sweep128_gqa.log 60 $python benchmarks/gpu_backward_sweep.py --group 4 --lengths 16384 \
+    --jobs 12 --winners "$out/winners128_gqa.json" --json /tmp/sweep128gqa.json
+step 7_sweep64.log 50 $python benchmarks/gpu_backward_sweep.py --head-dim 64 --lengths 16384 \
+    --jobs 12 --winners "$out/winners64.json" --json /tmp/sweep64.json
+# 8. Where auto should send the other masks, score modifiers and dropout, at 16k.
+step 8_routing.log 60 $python benchmarks/gpu_routing.py --lengths 16384 --json /tmp/routing.json
+# 9. Compiled decoding (a CUDA graph per token), then D=64 attention.
+step 9_decode.log 40 $python benchmarks/gpu.py --only decode --quick --json /tmp/decode.json
+step 10_attention64.log 50 $python benchmarks/gpu.py --only attention --head-dim 64 --quick \
     --json /tmp/attention64.json
 echo "total $SECONDS s" | tee -a "$out/0_steps.txt"
