@@ -15,6 +15,7 @@ configurations of different blocks and warps.
         --launch 32 64 4 3     # other blocks, warps and stages than the tables'
     python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --pack 4   # a group packed
     python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --direct   # queries down
+    python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --tma      # Q, dO by TMA
 
 Rows: D=64 and 128, bf16, the light mask families (and the plain call), the forward, dK/dV
 and dQ passes with the blocks the tuning tables give them, built without and (``even``) with
@@ -66,15 +67,17 @@ def row(name: str, dim: int, variant: str, even: bool, pack: int = 1) -> dict:
     }  # fmt: skip
 
 
-def launch_every_row(launch: list[int] | None, direct: bool) -> None:
+def launch_every_row(launch: list[int] | None, direct: bool, tma: bool = False) -> None:
     """Compile every row with these blocks, warps and stages (``launch``: M, N, warps,
     stages) instead of the tuning tables' (``gpu_backward_sweep.py``'s candidates are given
-    so), and with ``direct`` the dK/dV pass's tiles queries down (``BackwardConfig.kv_direct``)."""
+    so), with ``direct`` the dK/dV pass's tiles queries down (``BackwardConfig.kv_direct``),
+    with ``tma`` the dK/dV pass's Q and dO read through TMA descriptors (``kv_tma``; the
+    forward's K and V so took 1% more instructions a full step, stop 30)."""
     tables = check_sm90.tuning.configs_for
 
     def configs_for(*args, **kwargs):
         forward, backward = tables(*args, **kwargs)
-        backward = replace(backward, kv_direct=direct)
+        backward = replace(backward, kv_direct=direct, kv_tma=tma)
         if launch is None:
             return forward, backward
         m, n, warps, stages = launch
@@ -102,9 +105,11 @@ def main() -> None:
     )
     parser.add_argument("--direct", action="store_true",
                         help="dK/dV: tiles queries down, K and V from shared memory")  # fmt: skip
+    parser.add_argument("--tma", action="store_true",
+                        help="dK/dV: Q and dO through TMA descriptors")  # fmt: skip
     args = parser.parse_args()
-    if args.launch or args.direct:
-        launch_every_row(args.launch, args.direct)
+    if args.launch or args.direct or args.tma:
+        launch_every_row(args.launch, args.direct, args.tma)
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("triton_sass.py: unset TRITON_INTERPRET (the interpreter compiles nothing)")
     print(json.dumps({"machine": benchlib.machine("triton"), "target": "sm_90"}))

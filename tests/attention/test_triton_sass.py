@@ -44,6 +44,32 @@ def test_loops_are_the_backward_branches_with_their_opcodes():
     assert [sass.spill_ops(body) for body in (inner, outer)] == [2, 3]
 
 
+# A TMA wait: the loop tries the barrier once and, if not ready, jumps to a retry stub placed
+# past the kernel's last EXIT, which branches back into the loop (a backward branch that is no
+# loop of its own: counted, it made a 1516-instruction "loop" of a TMA build).
+TMA_LISTING = """
+.L_x_1:
+        /*0000*/                   SYNCS.PHASECHK.TRANS64.TRYWAIT P4, [UR16], R2 ;
+        /*0010*/              @!P4 BRA `(.L_x_9) ;
+.L_x_5:
+        /*0020*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR4], R24 ;
+        /*0030*/                   UTMALDG.4D [UR8], [UR50] ;
+        /*0040*/               @P0 BRA `(.L_x_1) ;
+        /*0050*/              @!P1 EXIT ;
+        /*0060*/                   EXIT ;
+.L_x_9:
+        /*0070*/                   SYNCS.PHASECHK.TRANS64.TRYWAIT P4, [UR16], R2 ;
+        /*0080*/              @!P4 BRA `(.L_x_9) ;
+        /*0090*/                   BRA `(.L_x_5) ;
+.L_x_10:
+        /*00a0*/                   BRA `(.L_x_10) ;
+"""
+
+
+def test_retry_stubs_past_the_last_exit_are_no_loops():
+    assert sass.loops(TMA_LISTING) == [["SYNCS", "BRA", "HGMMA", "UTMALDG", "BRA"]]
+
+
 def test_spill_share_is_the_worst_loop():
     used = Usage(shared=0, registers=255, stack=16, loops=(100, 400), loop_spills=(1, 12))
     assert used.spill_share == pytest.approx(0.03)

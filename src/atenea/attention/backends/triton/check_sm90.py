@@ -270,7 +270,7 @@ def build(job):
     }[name]  # fmt: skip
     sizes = dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1], EVEN=even)
     if name == "dK/dV":
-        sizes.update(PACK=pack, DIRECT=bwd.kv_direct)
+        sizes.update(PACK=pack, DIRECT=bwd.kv_direct, TMA=bwd.kv_tma)
     constants = _constants(dim, dtype, switched, sizes, group)
     return _compile_kernel(kernel, dtype, constants, warps, stages), (blocks, warps, stages)
 

@@ -68,6 +68,9 @@ class BackwardConfig:
     kv_warps: int | None = None  # the dK/dV pass's, when it differs from num_warps
     # the dK/dV pass's tiles queries down, K and V from shared memory (the kernel's DIRECT)
     kv_direct: bool = False
+    # the dK/dV pass reads Q and dO through TMA descriptors (the kernel's TMA), where the
+    # call's tensors allow it (``launch.tma_ready``)
+    kv_tma: bool = False
 
     @property
     def stages_kv(self) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+import triton
 from atenea.attention.backends.tile_lists import TileLists
 from atenea.attention.backends.triton.backward import (
     attention_backward_delta,
@@ -175,12 +176,16 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     shared = [*_strides(q), *_strides(k), *_strides(v), *_strides(dout), lse.stride(0),
               lse.stride(1)]  # fmt: skip
     tail = (*plan.args, setup.seed, p.dropout_p)
+    tma = cfg.kv_tma and tma_ready(q, dout)
+    if tma:
+        triton.set_allocator(_scratch(q.device))
     grid_kv = (_cdiv(p.kv_len, cfg.block_n1), p.batch, p.kv_heads)
     attention_backward_kv[grid_kv](
         q, k, v, dout, lse, delta, dk, dv, drel if drel is not None else delta, *shared,
         *_strides(dk), *_strides(dv), *plan.walk_kv, *tail,
         BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, PACK=plan.pack, num_warps=cfg.warps_kv,
-        num_stages=cfg.stages_kv, EVEN=plan.even, DIRECT=cfg.kv_direct, **plan.constants,
+        num_stages=cfg.stages_kv, EVEN=plan.even, DIRECT=cfg.kv_direct, TMA=tma,
+        **plan.constants,
     )  # fmt: skip
     grid_q = (_cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
     attention_backward_q[grid_q](
@@ -189,6 +194,30 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
         num_stages=cfg.num_stages, EVEN=plan.even, **plan.constants,
     )  # fmt: skip
     return dq, dk, dv, drel
+
+
+def tma_ready(*tensors: Tensor) -> bool:
+    """Whether the copy engine can read each ``(B, H, L, D)`` tensor through a TMA descriptor:
+    its start and its batch, head and row strides on 16 bytes, its rows contiguous (a head size
+    of 20 in fp16, 40-byte rows, is not; the kernel then loads as it does without)."""
+    for t in tensors:
+        size = t.element_size()
+        if t.data_ptr() % 16 or t.stride(3) != 1 or any(s * size % 16 for s in t.stride()[:3]):
+            return False
+    return True
+
+
+@functools.cache
+def _scratch(device: torch.device):
+    """Triton's allocator for the call's device. A descriptor made in a kernel lives in a
+    global scratch buffer that the launch asks this for; Triton keeps the allocator in a context
+    variable, which autograd's device thread (where the backward runs) starts without, so each
+    launch that needs one sets it."""
+
+    def allocate(size: int, alignment: int, stream) -> Tensor:
+        return torch.empty(size, dtype=torch.int8, device=device)
+
+    return allocate
 
 
 # the switches that keep the bounds: the score modifiers' and dropout's

@@ -210,3 +210,34 @@ def dropout_keep(seed, dropout_p, head_row, rows, cols, q_len, kv_len):
     position only, never on the program that asks (see the module docstring)."""
     counters = (head_row * q_len + rows) * kv_len + cols
     return tl.rand(seed, counters) >= dropout_p
+
+
+@triton.jit
+def rows_descriptor(base, batch, heads, q_len, width, stride_b, stride_h, stride_m,
+                    PACK: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    """A TMA descriptor of a ``(B, H, Lq, width)`` tensor (Q or dO) for ``rows_load``: its
+    blocks are ``ROWS`` rows of ``PACK`` heads, ``BLOCK`` columns; what lies past ``Lq`` or
+    ``width`` arrives as zeros (the copy engine checks the bounds, not the threads)."""
+    if PACK == 1:
+        desc = tl.make_tensor_descriptor(
+            base, shape=[batch, heads, q_len, width], strides=[stride_b, stride_h, stride_m, 1],
+            block_shape=[1, 1, ROWS, BLOCK],
+        )  # fmt: skip
+    else:  # rows outer, heads inner: column c of a step is head c % PACK, row c // PACK
+        desc = tl.make_tensor_descriptor(
+            base, shape=[batch, q_len, heads, width], strides=[stride_b, stride_m, stride_h, 1],
+            block_shape=[1, ROWS, PACK, BLOCK],
+        )  # fmt: skip
+    return desc
+
+
+@triton.jit
+def rows_load(desc, off_b, first, row0, PACK: tl.constexpr, BLOCK_M: tl.constexpr,
+              BLOCK: tl.constexpr):  # fmt: skip
+    """``(BLOCK_M, BLOCK)``: the step's rows from ``row0`` of the heads from ``first``
+    (``rows_descriptor``)."""
+    if PACK == 1:
+        blk = desc.load([off_b, first, row0, 0])
+    else:
+        blk = desc.load([off_b, row0, first, 0])
+    return tl.reshape(blk, [BLOCK_M, BLOCK])

@@ -70,9 +70,14 @@ def loops(sass: str) -> list[list[str]]:
             labels.update((name, address) for name in pending)
             pending = []
             instructions.append((address, found.group(2), line))
+    # Past the last EXIT lie out-of-line stubs (a TMA wait's retry) that branch back into a
+    # loop: not loops of their own
+    ends = [address for address, op, _ in instructions if op == "EXIT"]
     bodies = []
     for address, _, line in instructions:
         branch = _BRANCH.search(line)
+        if ends and address > ends[-1]:
+            break
         if branch and labels.get(branch.group(1), address) < address:
             start = labels[branch.group(1)]
             bodies.append([op for at, op, _ in instructions if start <= at <= address])

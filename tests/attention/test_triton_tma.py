@@ -1,0 +1,157 @@
+"""The dK/dV pass reading Q and dO through TMA descriptors (``TMA``, ``BackwardConfig.kv_tma``):
+the copy engine checks the bounds and fills zeros past the rows and the head size, where the
+threads' masks did. Both tile orientations (``DIRECT``), against the float64 reference: mask
+families and bitmaps, empty rows, grouped heads packed (a descriptor over ``(B, L, H, D)``,
+heads inner) and looped, padded head sizes, score modifiers, dropout, fp16 without bounds; the
+alignment rule that sends other tensors the pointers' way; NaN past the rows never read.
+Interpreter runs on CPU tensors (see triton_cases.py)."""
+
+from dataclasses import dataclass, replace
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+import atenea  # noqa: E402
+from atenea import masks, scores  # noqa: E402
+from atenea.attention.backends.triton.launch import tma_ready  # noqa: E402
+from tests.attention.test_triton import MASK_CASES, _dense  # noqa: E402
+from tests.attention.triton_cases import (  # noqa: E402
+    DEVICE,
+    assert_close,
+    record_launches,
+    run_both,
+)
+
+TMA_MASKS = ("causal_bottom_right", "causal_more_queries_than_keys", "documents_causal",
+             "key_padding_left", "window_documents_padding", "or", "dense_per_head_gqa")  # fmt: skip
+
+
+@pytest.fixture(params=[False, True], ids=["transposed", "queries_down"])
+def tma(request, monkeypatch):
+    """Every call's dK/dV pass asks for TMA, its tiles either way; yields what each launch of
+    the pass received (``TMA``, ``DIRECT``, ``PACK``, ``EVEN``)."""
+    from atenea.attention.backends import triton as backend
+
+    real_configs = backend.configs_for
+
+    def configs_for(*args, **kwargs):
+        forward, backward = real_configs(*args, **kwargs)
+        return forward, replace(backward, kv_tma=True, kv_direct=request.param)
+
+    monkeypatch.setattr(backend, "configs_for", configs_for)
+    launches = record_launches(monkeypatch, "attention_backward_kv", "TMA", "DIRECT", "PACK",
+                               "EVEN")  # fmt: skip
+    return Launches(launches, request.param)
+
+
+@dataclass
+class Launches:
+    """What each launch of the dK/dV pass received, and the orientation the fixture asked."""
+
+    seen: list
+    direct: bool
+
+    def __iter__(self):
+        return iter(self.seen)
+
+    def all_tma(self, expected: bool = True) -> bool:
+        return bool(self.seen) and all(launched["TMA"] is expected for launched in self.seen)
+
+
+@pytest.mark.parametrize("case", TMA_MASKS)
+def test_mask_families_match_reference(case, tma):
+    mask, shape = MASK_CASES[case]
+    mask = _dense(shape) if mask is None else mask
+    assert_close(*run_both(shape, mask))
+    assert tma.all_tma() and all(launched["DIRECT"] is tma.direct for launched in tma)
+
+
+@pytest.mark.parametrize(
+    "shape, pack",
+    [((1, 4, 2, 150, 150, 32), 2), ((1, 16, 1, 70, 150, 16), 16),
+     ((1, 6, 2, 100, 150, 32), 1)],
+    ids=["gqa_packed", "mqa_16_heads_packed", "gqa_3_heads_loop"],
+)  # fmt: skip
+def test_grouped_queries_match_reference(shape, pack, tma):
+    """Packed heads come as ``(ROWS, PACK)`` blocks of a descriptor over ``(B, L, H, D)``:
+    column ``c`` is head ``c % PACK``, row ``c // PACK``, as the pointers lay them."""
+    assert_close(*run_both(shape, masks.causal() & masks.key_padding(140)))
+    assert tma.all_tma() and [launched["PACK"] for launched in tma] == [pack]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 2, 2, 100, 130, 80), (1, 2, 2, 100, 130, 64, 24)],
+    ids=["d80_padded_to_128", "dv_differs"],
+)
+def test_head_sizes_match_reference(shape, tma):
+    """Past the head size (80 in a block of 128; dO's 24 in 32) the copy engine fills zeros."""
+    assert_close(*run_both(shape, masks.sliding_window(70)))
+    assert tma.all_tma()
+
+
+@pytest.mark.parametrize(
+    "make_mod", [lambda: scores.relative_bias(2, 8, 40), lambda: scores.alibi(2)],
+    ids=["t5_table", "alibi"],
+)  # fmt: skip
+def test_score_modifiers_match_reference(make_mod, tma):
+    torch.manual_seed(0)
+    mod = make_mod()
+    for param in mod.parameters():
+        param.data.normal_(0.0, 1.0)
+    assert_close(*run_both((1, 2, 2, 90, 150, 32), masks.causal(), score_mod=mod))
+    assert tma.all_tma()
+
+
+def test_dropout_redraws_the_forwards_mask(tma):
+    assert_close(*run_both((1, 4, 2, 100, 150, 32), masks.causal() & masks.key_padding(140),
+                           dropout_p=0.3))  # fmt: skip
+    assert [(launched["TMA"], launched["PACK"]) for launched in tma] == [(True, 2)]
+
+
+def test_fp16_full_tiles_without_bounds_match_reference(tma):
+    dtype = torch.float16
+    assert_close(*run_both((1, 4, 2, 177, 150, 64), masks.causal(), dtype=dtype), dtype)
+    assert tma.all_tma() and all(launched["EVEN"] for launched in tma)
+
+
+def test_rows_off_16_bytes_take_the_pointers(tma):
+    """fp16 rows of 20 (40 bytes) are no TMA stride: the pass loads as it does without, and
+    is right."""
+    dtype = torch.float16
+    assert_close(*run_both((1, 2, 2, 100, 150, 20), masks.causal(), dtype=dtype), dtype)
+    assert tma.all_tma(expected=False)
+
+
+def test_tma_ready_asks_16_byte_starts_and_strides():
+    x = torch.zeros(2, 4, 64, 64, dtype=torch.float16)
+    assert tma_ready(x, x.transpose(1, 2))  # heads and rows swapped: strides still 16 bytes
+    assert not tma_ready(torch.zeros(2, 4, 64, 20, dtype=torch.float16))  # 40-byte rows
+    moved = torch.zeros(2 * 4 * 64 * 64 + 1, dtype=torch.float16)[1:].view(2, 4, 64, 64)
+    assert not tma_ready(moved)  # starts 2 bytes into its storage
+    assert not tma_ready(x[..., ::2])  # columns not contiguous
+    assert tma_ready(torch.zeros(1, 1, 7, 8, dtype=torch.float32)) and not tma_ready(
+        torch.zeros(1, 1, 7, 2, dtype=torch.float32)
+    )
+
+
+def test_nan_past_the_rows_is_never_read(tma):
+    """Q a view of a longer buffer whose rows past the call's length are NaN: the
+    descriptor's shape is the call's length, so outputs and gradients are bit-identical to
+    those with zeros there."""
+    torch.manual_seed(0)
+    q_len, extra = 150, 30
+    k, v = torch.randn(2, 1, 2, 170, 32).unbind(0)
+    results = []
+    for filler in (0.0, float("nan")):
+        buffer = torch.randn(1, 2, q_len + extra, 32, generator=torch.Generator().manual_seed(1))
+        buffer[:, :, q_len:] = filler
+        q = buffer.to(DEVICE)[:, :, :q_len].requires_grad_()
+        inputs = [q, k.to(DEVICE).requires_grad_(), v.to(DEVICE).requires_grad_()]
+        out = atenea.attention(*inputs, mask=masks.causal(), backend="triton")
+        results.append([out, *torch.autograd.grad(out, inputs, torch.ones_like(out))])
+    for clean, dirty in zip(*results):
+        assert torch.equal(clean, dirty)
+    assert tma.all_tma()
