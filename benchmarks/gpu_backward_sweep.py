@@ -54,16 +54,19 @@ from triton_tuning import (  # noqa: E402
 
 MASKS = ("causal", "window", "documents")
 
-# (block_m1, block_n1, kv_warps, kv_stages, kv_direct) for dK/dV; (block_m2, block_n2, warps,
-# stages) for dQ. Most telling first (a step stopped at its time limit keeps its first rows):
-# the default, then the same blocks with the tiles queries down (kv_direct: K and V from
-# shared memory; Triton 3.6, causal, EVEN: 447 instructions a step, 13 spill ops, against 477
-# and 17), then 128x64 on 8 warps queries down (453, no spills: 0.442 a pair against 0.466),
-# one stage (64, 64, 4, 1: 466 and 11 transposed, 452 and 10 queries down; no prefetch), the
-# others (every candidate's instructions and spills: docs/benchmarks.md#gpu, stops 28-29).
-KV_CANDIDATES = [(64, 64, 4, 2, False), (64, 64, 4, 2, True), (128, 64, 8, 2, True),
-                 (64, 64, 4, 1, False), (64, 64, 4, 1, True), (64, 128, 8, 2, False),
-                 (32, 128, 8, 2, False), (32, 64, 4, 2, False), (32, 64, 4, 3, False)]  # fmt: skip
+# (block_m1, block_n1, kv_warps, kv_stages, kv_direct, kv_tma) for dK/dV; (block_m2, block_n2,
+# warps, stages) for dQ. Most telling first (a run stopped at its limit keeps its first rows),
+# after the defaults: 128x64 on 8 warps queries down with Q and dO by TMA, the fewest
+# instructions a pair without a spill (Triton 3.6, causal, EVEN: 417 a full step and 547-626 a
+# partial one, 0.407 a pair), then the same without TMA (453, 0.442; the default: 477 with 17
+# spill ops, 0.466), the default blocks queries down (447, 13 spill ops), one stage (64, 64, 4,
+# 1: 466 and 11 transposed, 452 and 10 queries down; no prefetch), the others (every
+# candidate's instructions and spills: docs/benchmarks.md#gpu, stops 28-30).
+KV_CANDIDATES = [(128, 64, 8, 2, True, True), (128, 64, 8, 2, True, False),
+                 (64, 64, 4, 2, True, False), (64, 64, 4, 1, False, False),
+                 (64, 64, 4, 1, True, False), (64, 128, 8, 2, False, False),
+                 (32, 128, 8, 2, False, False), (32, 64, 4, 2, False, False),
+                 (32, 64, 4, 3, False, False), (64, 64, 4, 2, True, True)]  # fmt: skip
 Q_CANDIDATES = [(128, 64, 8, 2), (64, 64, 4, 2), (128, 32, 4, 3), (64, 32, 4, 3),
                 (128, 64, 8, 3), (64, 64, 4, 3)]  # fmt: skip
 

@@ -45,12 +45,14 @@ step() {
 # 1. Correctness: the Triton kernel's interpreter tests on CUDA (tests/conftest.py switches the
 #    interpreter on only where there is no GPU), the dK/dV pass queries down among them (stop
 #    29: the transposes of P and dS through shared memory exist only in the compiled kernel;
-#    step 3 may crown it), and every gpu-marked test.
+#    step 3 may crown it) and by TMA (stop 30: the copy engine's bounds and zeros exist only on
+#    the GPU), and every gpu-marked test.
 pytest="$python -m pytest -q $parallel -p no:cacheprovider --continue-on-collection-errors"
 step 1_tests.log 150 bash -c "$pytest -m 'not slow' tests/attention/test_triton.py \
     tests/attention/test_triton_even.py tests/attention/test_triton_dropout.py \
     tests/attention/test_triton_plan.py tests/attention/test_triton_scores.py \
-    tests/attention/test_triton_direct.py; $pytest -m gpu tests"
+    tests/attention/test_triton_direct.py tests/attention/test_triton_tma.py; \
+    $pytest -m gpu tests"
 # 2. The issue's table as main ships it: causal, window, documents at 4k/16k/32k, D=128, with a
 #    cold Triton cache (the first call at 4k includes compiling the kernels; later lengths show
 #    a new length). New since the last GPU run: the light dK/dV blocks (64x64), the delta pass,
@@ -63,11 +65,13 @@ TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
 #    the default) to winners128.json, even when stopped at its limit. Its first dK/dV row after
 #    the defaults keeps the bounds (EVEN off: what D=128 ran until stop 27): if it beats the
 #    default, EVEN's spills (3.6% of its loop under Triton 3.6) cost more than its 17% fewer
-#    instructions save. Then (stop 29) the default blocks queries down (kv_direct), and 128x64
-#    on 8 warps queries down, the first dK/dV block without spills (0.442 instructions a pair
-#    against 0.466). If 128x64 queries down wins, LIGHT_KV takes it (it passes
-#    benchmarks/check_kv_direct.py under 3.6 and 3.9); 64x64 queries down would first need
-#    is_light narrowed (under 3.6 its partial loop spills 4.1-5.3% with causal, documents, ALiBi).
+#    instructions save. Then (stop 30) 128x64 on 8 warps queries down with Q and dO by TMA
+#    (0.407 instructions a pair, no spills, under Triton 3.6), (stop 29) the same without TMA
+#    (0.442; the default 0.466), the default blocks queries down. If 128x64 queries down wins,
+#    LIGHT_KV takes it, with kv_tma where it won and not for packed heads (it passes
+#    benchmarks/check_kv_direct.py [--tma] under 3.6 and 3.9); 64x64 queries down would first
+#    need is_light narrowed (under 3.6 its partial loop spills 4.1-5.3% with causal,
+#    documents, ALiBi).
 step 3_sweep128.log 90 $python benchmarks/gpu_backward_sweep.py --lengths 16384 --jobs 12 \
     --winners "$out/winners128.json" --json /tmp/sweep128.json
 # 4. The issue's table again with the sweep's winners (triton and FlexAttention, same run):

@@ -22,7 +22,7 @@ from atenea.attention.backends import triton as backend  # noqa: E402
 from atenea.attention.backends.triton.configs import configs_for  # noqa: E402
 from tests.attention.triton_cases import assert_close, record_launches, run_both  # noqa: E402
 
-DEFAULTS = {"dkdv": (64, 64, 4, 2, False), "dq": (64, 64, 4, 2)}
+DEFAULTS = {"dkdv": (64, 64, 4, 2, False, False), "dq": (64, 64, 4, 2)}
 
 
 def _rows(what, config, causal, window, documents):
@@ -39,18 +39,19 @@ def test_the_fastest_whole_candidate_wins_by_the_margin():
     rows = (_rows("dkdv", DEFAULTS["dkdv"], 3.0, 0.6, 0.6)
             + [{"what": "dkdv", "mask": "causal", "config": "defaults, bounds kept (EVEN off)",
                 "ms": 0.1}]
-            + _rows("dkdv", (128, 64, 8, 2, True), 2.7, 0.55, 0.55)
-            + _rows("dkdv", (32, 64, 4, 2, False), 1.0, None, None)
-            + [{"what": "dkdv", "mask": m, "config": [64, 128, 8, 2, False], "error": "x"}
+            + _rows("dkdv", (128, 64, 8, 2, True, True), 2.7, 0.55, 0.55)
+            + _rows("dkdv", (32, 64, 4, 2, False, False), 1.0, None, None)
+            + [{"what": "dkdv", "mask": m, "config": [64, 128, 8, 2, False, False], "error": "x"}
                for m in ("causal", "window", "documents")]
             + _rows("dq", DEFAULTS["dq"], 2.9, 0.45, 0.45)
             + _rows("dq", (128, 64, 8, 2), 2.85, 0.45, 0.45)
             + [{"what": "profile", "mask": "causal", "forward": 2.0}])  # fmt: skip
     chosen = triton_tuning.best_backward(rows, DEFAULTS)
     assert chosen["change"] == {"block_m1": 128, "block_n1": 64, "kv_warps": 8, "kv_stages": 2,
-                                "kv_direct": True}  # fmt: skip
+                                "kv_direct": True, "kv_tma": True}  # fmt: skip
     kv, q = chosen["passes"]["dkdv"], chosen["passes"]["dq"]
-    assert (kv["default_ms"], kv["best"], kv["best_ms"]) == (4.2, [128, 64, 8, 2, True], 3.8)
+    assert (kv["default_ms"], kv["best"], kv["best_ms"]) == (4.2, [128, 64, 8, 2, True, True],
+                                                              3.8)  # fmt: skip
     assert (q["default_ms"], q["best"], q["best_ms"]) == (3.8, [64, 64, 4, 2], 3.8)
     # a dQ candidate past the margin (3.7 < 3.724) does win, beside dK/dV's
     rows += _rows("dq", (128, 32, 4, 3), 2.8, 0.45, 0.45)
@@ -62,7 +63,7 @@ def test_the_fastest_whole_candidate_wins_by_the_margin():
 def test_winners_file_goes_from_the_sweep_to_gpu_py(tmp_path):
     path = tmp_path / "winners.json"
     rows = _rows("dkdv", DEFAULTS["dkdv"], 3.0, 0.6, 0.6) + _rows(
-        "dkdv", (128, 64, 8, 2, True), 2.7, 0.55, 0.55
+        "dkdv", (128, 64, 8, 2, True, True), 2.7, 0.55, 0.55
     )
     triton_tuning.write_winners(str(path), rows, DEFAULTS, head_dim=128, group=1, length=16384)
     assert triton_tuning.load_backward(str(path), 128)["block_m1"] == 128
