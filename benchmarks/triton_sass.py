@@ -15,7 +15,7 @@ configurations of different blocks and warps.
         --launch 32 64 4 3     # other blocks, warps and stages than the tables'
     python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --pack 4   # a group packed
     python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --direct   # queries down
-    python benchmarks/triton_sass.py --kernels dK/dV --dims 128 --tma      # Q, dO by TMA
+    python benchmarks/triton_sass.py --kernels dK/dV dQ --dims 128 --tma   # loads by TMA
 
 Rows: D=64 and 128, bf16, the light mask families (and the plain call), the forward, dK/dV
 and dQ passes with the blocks the tuning tables give them, built without and (``even``) with
@@ -71,13 +71,14 @@ def launch_every_row(launch: list[int] | None, direct: bool, tma: bool = False) 
     """Compile every row with these blocks, warps and stages (``launch``: M, N, warps,
     stages) instead of the tuning tables' (``gpu_backward_sweep.py``'s candidates are given
     so), with ``direct`` the dK/dV pass's tiles queries down (``BackwardConfig.kv_direct``),
-    with ``tma`` the dK/dV pass's Q and dO read through TMA descriptors (``kv_tma``; the
-    forward's K and V so took 1% more instructions a full step, stop 30)."""
+    with ``tma`` the backward passes reading through TMA descriptors: dK/dV its Q and dO,
+    dQ its full tiles' K and V (``kv_tma``, ``dq_tma``; the forward's K and V so took 1% more
+    instructions a full step, stop 30)."""
     tables = check_sm90.tuning.configs_for
 
     def configs_for(*args, **kwargs):
         forward, backward = tables(*args, **kwargs)
-        backward = replace(backward, kv_direct=direct, kv_tma=tma)
+        backward = replace(backward, kv_direct=direct, kv_tma=tma, dq_tma=tma)
         if launch is None:
             return forward, backward
         m, n, warps, stages = launch
@@ -106,7 +107,7 @@ def main() -> None:
     parser.add_argument("--direct", action="store_true",
                         help="dK/dV: tiles queries down, K and V from shared memory")  # fmt: skip
     parser.add_argument("--tma", action="store_true",
-                        help="dK/dV: Q and dO through TMA descriptors")  # fmt: skip
+                        help="dK/dV's Q and dO, dQ's K and V through TMA")  # fmt: skip
     args = parser.parse_args()
     if args.launch or args.direct or args.tma:
         launch_every_row(args.launch, args.direct, args.tma)

@@ -24,10 +24,10 @@ from atenea.attention.backends.triton.configs import configs_for
 
 # A candidate per pass, in the order of its fields: (rows a step, keys a program, warps,
 # stages, queries down, Q and dO by TMA) for dK/dV; (query rows a program, keys a step, warps,
-# stages) for dQ.
+# stages, full tiles' K and V by TMA) for dQ.
 FIELDS = {
     "dkdv": ("block_m1", "block_n1", "kv_warps", "kv_stages", "kv_direct", "kv_tma"),
-    "dq": ("block_m2", "block_n2", "num_warps", "num_stages"),
+    "dq": ("block_m2", "block_n2", "num_warps", "num_stages", "dq_tma"),
 }
 # A candidate replaces the default only when its time summed over the masks is this much
 # lower: the sweep's medians of five calls move by about 1% between runs.
@@ -68,7 +68,8 @@ def candidate_of(pass_name: str, backward) -> tuple:
     if pass_name == "dkdv":
         return (backward.block_m1, backward.block_n1, backward.warps_kv, backward.stages_kv,
                 backward.kv_direct, backward.kv_tma)  # fmt: skip
-    return backward.block_m2, backward.block_n2, backward.num_warps, backward.num_stages
+    return (backward.block_m2, backward.block_n2, backward.num_warps, backward.num_stages,
+            backward.dq_tma)  # fmt: skip
 
 
 class BoundsKept:

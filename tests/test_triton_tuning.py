@@ -22,7 +22,7 @@ from atenea.attention.backends import triton as backend  # noqa: E402
 from atenea.attention.backends.triton.configs import configs_for  # noqa: E402
 from tests.attention.triton_cases import assert_close, record_launches, run_both  # noqa: E402
 
-DEFAULTS = {"dkdv": (64, 64, 4, 2, False, False), "dq": (64, 64, 4, 2)}
+DEFAULTS = {"dkdv": (64, 64, 4, 2, False, False), "dq": (64, 64, 4, 2, False)}
 
 
 def _rows(what, config, causal, window, documents):
@@ -44,7 +44,7 @@ def test_the_fastest_whole_candidate_wins_by_the_margin():
             + [{"what": "dkdv", "mask": m, "config": [64, 128, 8, 2, False, False], "error": "x"}
                for m in ("causal", "window", "documents")]
             + _rows("dq", DEFAULTS["dq"], 2.9, 0.45, 0.45)
-            + _rows("dq", (128, 64, 8, 2), 2.85, 0.45, 0.45)
+            + _rows("dq", (128, 64, 8, 2, False), 2.85, 0.45, 0.45)
             + [{"what": "profile", "mask": "causal", "forward": 2.0}])  # fmt: skip
     chosen = triton_tuning.best_backward(rows, DEFAULTS)
     assert chosen["change"] == {"block_m1": 128, "block_n1": 64, "kv_warps": 8, "kv_stages": 2,
@@ -52,11 +52,11 @@ def test_the_fastest_whole_candidate_wins_by_the_margin():
     kv, q = chosen["passes"]["dkdv"], chosen["passes"]["dq"]
     assert (kv["default_ms"], kv["best"], kv["best_ms"]) == (4.2, [128, 64, 8, 2, True, True],
                                                               3.8)  # fmt: skip
-    assert (q["default_ms"], q["best"], q["best_ms"]) == (3.8, [64, 64, 4, 2], 3.8)
+    assert (q["default_ms"], q["best"], q["best_ms"]) == (3.8, [64, 64, 4, 2, False], 3.8)
     # a dQ candidate past the margin (3.7 < 3.724) does win, beside dK/dV's
-    rows += _rows("dq", (128, 32, 4, 3), 2.8, 0.45, 0.45)
+    rows += _rows("dq", (64, 64, 4, 2, True), 2.8, 0.45, 0.45)
     change = triton_tuning.best_backward(rows, DEFAULTS)["change"]
-    assert (change["block_m2"], change["block_n2"], change["num_warps"]) == (128, 32, 4)
+    assert (change["block_m2"], change["num_warps"], change["dq_tma"]) == (64, 4, True)
     assert triton_tuning.best_backward([], DEFAULTS) == {"change": {}, "passes": {}}
 
 
@@ -138,6 +138,7 @@ def test_the_sweep_times_each_default_first_and_every_candidate_once():
 
     plan = sweep._sweep_plan(DEFAULTS)
     assert plan[:3] == [("dkdv", DEFAULTS["dkdv"]), ("dq", DEFAULTS["dq"]), ("dkdv", None)]
+    assert plan[3:5] == [("dkdv", sweep.KV_CANDIDATES[0]), ("dq", sweep.Q_CANDIDATES[0])]
     assert len(plan) == len(set(plan))
     assert {c for p, c in plan if p == "dkdv"} == {*sweep.KV_CANDIDATES, DEFAULTS["dkdv"], None}
     assert {c for p, c in plan if p == "dq"} == {*sweep.Q_CANDIDATES, DEFAULTS["dq"]}

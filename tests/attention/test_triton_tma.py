@@ -1,10 +1,12 @@
-"""The dK/dV pass reading Q and dO through TMA descriptors (``TMA``, ``BackwardConfig.kv_tma``):
-the copy engine checks the bounds and fills zeros past the rows and the head size, where the
-threads' masks did. Both tile orientations (``DIRECT``), against the float64 reference: mask
-families and bitmaps, empty rows, grouped heads packed (a descriptor over ``(B, L, H, D)``,
-heads inner) and looped, padded head sizes, score modifiers, dropout, fp16 without bounds; the
-alignment rule that sends other tensors the pointers' way; NaN past the rows never read.
-Interpreter runs on CPU tensors (see triton_cases.py)."""
+"""The backward passes reading through TMA descriptors: the dK/dV pass its Q and dO
+(``BackwardConfig.kv_tma``), the dQ pass its full tiles' K and V (``dq_tma``; the kernels'
+``TMA``). The copy engine checks the bounds and fills zeros past the rows and the head size,
+where the threads' masks did. Both tile orientations of dK/dV (``DIRECT``), against the float64
+reference: mask families and bitmaps, empty rows, grouped heads packed (a descriptor over
+``(B, L, H, D)``, heads inner) and looped, padded head sizes, score modifiers, dropout, fp16
+without bounds; the alignment rule that sends other tensors the pointers' way; NaN past the
+rows of a view, or past the keys' lengths, never read. Interpreter runs on CPU tensors (see
+triton_cases.py)."""
 
 from dataclasses import dataclass, replace
 
@@ -30,34 +32,41 @@ TMA_MASKS = ("causal_bottom_right", "causal_more_queries_than_keys", "documents_
 
 @pytest.fixture(params=[False, True], ids=["transposed", "queries_down"])
 def tma(request, monkeypatch):
-    """Every call's dK/dV pass asks for TMA, its tiles either way; yields what each launch of
-    the pass received (``TMA``, ``DIRECT``, ``PACK``, ``EVEN``)."""
+    """Every call's backward asks for TMA in both passes, the dK/dV tiles either way; yields
+    what each launch of the two passes received."""
     from atenea.attention.backends import triton as backend
 
     real_configs = backend.configs_for
 
     def configs_for(*args, **kwargs):
         forward, backward = real_configs(*args, **kwargs)
-        return forward, replace(backward, kv_tma=True, kv_direct=request.param)
+        return forward, replace(backward, kv_tma=True, dq_tma=True, kv_direct=request.param)
 
     monkeypatch.setattr(backend, "configs_for", configs_for)
-    launches = record_launches(monkeypatch, "attention_backward_kv", "TMA", "DIRECT", "PACK",
-                               "EVEN")  # fmt: skip
-    return Launches(launches, request.param)
+    kv = record_launches(monkeypatch, "attention_backward_kv", "TMA", "DIRECT", "PACK", "EVEN")
+    q = record_launches(monkeypatch, "attention_backward_q", "TMA")
+    return Launches(kv, q, request.param)
 
 
 @dataclass
 class Launches:
-    """What each launch of the dK/dV pass received, and the orientation the fixture asked."""
+    """What each launch of the dK/dV (``seen``) and dQ (``seen_q``) passes received, and the
+    orientation the fixture asked."""
 
     seen: list
+    seen_q: list
     direct: bool
 
     def __iter__(self):
         return iter(self.seen)
 
     def all_tma(self, expected: bool = True) -> bool:
-        return bool(self.seen) and all(launched["TMA"] is expected for launched in self.seen)
+        both = [*self.seen, *self.seen_q]
+        return (
+            bool(self.seen)
+            and bool(self.seen_q)
+            and all(launched["TMA"] is expected for launched in both)
+        )
 
 
 @pytest.mark.parametrize("case", TMA_MASKS)
@@ -151,6 +160,27 @@ def test_nan_past_the_rows_is_never_read(tma):
         q = buffer.to(DEVICE)[:, :, :q_len].requires_grad_()
         inputs = [q, k.to(DEVICE).requires_grad_(), v.to(DEVICE).requires_grad_()]
         out = atenea.attention(*inputs, mask=masks.causal(), backend="triton")
+        results.append([out, *torch.autograd.grad(out, inputs, torch.ones_like(out))])
+    for clean, dirty in zip(*results):
+        assert torch.equal(clean, dirty)
+    assert tma.all_tma()
+
+
+def test_nan_past_the_keys_lengths_is_never_read(tma):
+    """Key padding: the partial tiles' keys past a row's length are NaN; the dQ pass reads
+    full tiles by TMA (all their keys allowed) and partial ones through the threads' masks,
+    so outputs and gradients are bit-identical to those with zeros there."""
+    lengths = [130, 61]
+    mask = masks.key_padding(lengths) & masks.causal()
+    q, k, v = torch.randn(3, 2, 1, 150, 32, generator=torch.Generator().manual_seed(2)).unbind(0)
+    results = []
+    for filler in (0.0, float("nan")):
+        k2, v2 = k.clone(), v.clone()
+        for row, length in enumerate(lengths):
+            k2[row, :, length:] = filler
+            v2[row, :, length:] = filler
+        inputs = [t.to(DEVICE).requires_grad_() for t in (q, k2, v2)]
+        out = atenea.attention(*inputs, mask=mask, backend="triton")
         results.append([out, *torch.autograd.grad(out, inputs, torch.ones_like(out))])
     for clean, dirty in zip(*results):
         assert torch.equal(clean, dirty)

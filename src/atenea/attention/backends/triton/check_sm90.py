@@ -43,8 +43,8 @@ from atenea.attention.backends.triton import sass
 from atenea.attention.backends.triton.backward import (
     attention_backward_delta,
     attention_backward_kv,
-    attention_backward_q,
 )
+from atenea.attention.backends.triton.backward_q import attention_backward_q
 from atenea.attention.backends.triton.forward import attention_forward
 from atenea.attention.backends.triton.launch import (
     DELTA_STAGES,
@@ -271,6 +271,8 @@ def build(job):
     sizes = dict(BLOCK_M=blocks[0], BLOCK_N=blocks[1], EVEN=even)
     if name == "dK/dV":
         sizes.update(PACK=pack, DIRECT=bwd.kv_direct, TMA=bwd.kv_tma)
+    if name == "dQ":
+        sizes.update(TMA=bwd.dq_tma)
     constants = _constants(dim, dtype, switched, sizes, group)
     return _compile_kernel(kernel, dtype, constants, warps, stages), (blocks, warps, stages)
 

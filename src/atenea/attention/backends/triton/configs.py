@@ -68,9 +68,10 @@ class BackwardConfig:
     kv_warps: int | None = None  # the dK/dV pass's, when it differs from num_warps
     # the dK/dV pass's tiles queries down, K and V from shared memory (the kernel's DIRECT)
     kv_direct: bool = False
-    # the dK/dV pass reads Q and dO through TMA descriptors (the kernel's TMA), where the
-    # call's tensors allow it (``launch.tma_ready``)
+    # the dK/dV pass reads Q and dO through TMA descriptors (the kernel's TMA), the dQ pass its
+    # full tiles' K and V, where the call's tensors allow it (``launch.tma_ready``)
     kv_tma: bool = False
+    dq_tma: bool = False
 
     @property
     def stages_kv(self) -> int:

@@ -20,8 +20,8 @@ from atenea.attention.backends.tile_lists import TileLists
 from atenea.attention.backends.triton.backward import (
     attention_backward_delta,
     attention_backward_kv,
-    attention_backward_q,
 )
+from atenea.attention.backends.triton.backward_q import attention_backward_q
 from atenea.attention.backends.triton.configs import BackwardConfig, ForwardConfig, padded_dim
 from atenea.attention.backends.triton.forward import attention_forward
 from atenea.attention.backends.triton.plan import MaskPlan, ModPlan, modifier_paths
@@ -187,11 +187,14 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
         num_stages=cfg.stages_kv, EVEN=plan.even, DIRECT=cfg.kv_direct, TMA=tma,
         **plan.constants,
     )  # fmt: skip
+    tma = cfg.dq_tma and tma_ready(k, v)
+    if tma:
+        triton.set_allocator(_scratch(q.device))
     grid_q = (_cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
     attention_backward_q[grid_q](
         q, k, v, dout, lse, delta, dq, *shared, *_strides(dq), *plan.walk, *tail,
         BLOCK_M=cfg.block_m2, BLOCK_N=cfg.block_n2, num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages, EVEN=plan.even, **plan.constants,
+        num_stages=cfg.num_stages, EVEN=plan.even, TMA=tma, **plan.constants,
     )  # fmt: skip
     return dq, dk, dv, drel
 
