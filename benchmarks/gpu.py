@@ -97,13 +97,14 @@ def attention_contenders(name: str, length: int, impls=None):
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     mask, mask_mod, _ = mask_of(name, length)
-    compiled_flex = torch.compile(flex_attention)
-    block_mask = create_block_mask(mask_mod, None, None, length, length, device="cuda")
     runs = {
         "atenea auto": lambda q, k, v: atenea.attention(q, k, v, mask=mask),
         "atenea flex": lambda q, k, v: atenea.attention(q, k, v, mask=mask, backend="flex"),
-        "FlexAttention": lambda q, k, v: compiled_flex(q, k, v, block_mask=block_mask),
     }
+    if not impls or "flex" in impls:  # (its compile and block mask only where it is timed)
+        compiled_flex = torch.compile(flex_attention)
+        block_mask = create_block_mask(mask_mod, None, None, length, length, device="cuda")
+        runs["FlexAttention"] = lambda q, k, v: compiled_flex(q, k, v, block_mask=block_mask)
     if _has_triton_backend():
         runs["atenea triton"] = lambda q, k, v: atenea.attention(q, k, v, mask=mask,
                                                                  backend="triton")  # fmt: skip
@@ -140,8 +141,20 @@ def measure(fn, q, k, v, grad, quick: bool) -> dict:
 def attention_rows(
     quick: bool, head_dim: int = D, lengths=None, impls=None, tuning=None
 ) -> list[dict]:
-    """The table's rows; ``tuning``: backward fields every Triton call takes (``--backward-
-    tuning``), recorded in the rows."""
+    """The table's rows; ``tuning``: backward fields the Triton calls of this table take
+    (``--backward-tuning``; the other sections keep the library's), recorded in their rows."""
+    if tuning:
+        from triton_tuning import with_backward
+
+        with_backward(tuning)
+        try:
+            rows = attention_rows(quick, head_dim, lengths, impls)
+        finally:
+            with_backward({})
+        for row in rows:
+            if row["impl"] == "atenea triton":  # (auto's backward is FlexAttention's)
+                row["backward_tuning"] = tuning
+        return rows
     rows = []
     lengths = lengths or (LENGTHS[:2] if quick else LENGTHS)
     # Lengths outside, masks inside: a run stopped at its time limit keeps every mask's rows
@@ -157,8 +170,6 @@ def attention_rows(
             fwd_flops = 4 * B * H * head_dim * mask_of(name, length)[2]
             for label, fn in attention_contenders(name, length, impls).items():
                 row = {"mask": name, "L": length, "impl": label, "D": head_dim}
-                if tuning and "atenea" in label:
-                    row["backward_tuning"] = tuning
                 try:
                     row.update(measure(fn, q, k, v, grad, quick))
                     row["fwd_tflops"] = fwd_flops / row["fwd_ms"] / 1e9
@@ -332,13 +343,11 @@ def main() -> None:
     args = parser.parse_args()
     tuning = None
     if args.backward_tuning:
-        from triton_tuning import load_backward, with_backward
+        from triton_tuning import load_backward
 
         tuning = load_backward(args.backward_tuning, args.head_dim)
         print(f"Triton backward tuning: {tuning or 'the defaults won'}", flush=True)
     require_cuda("gpu.py")
-    if tuning:
-        with_backward(tuning)
     # Each mask and length is a compile of FlexAttention; past dynamo's default limit of 8 it
     # runs unfused (what atenea's flex backend prevents the same way, with this limit).
     import torch._dynamo as dynamo

@@ -160,16 +160,21 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
 
+    # (pass, candidate, mask) whose first call failed in a worker: not run again here, where
+    # a fault on the device (a never-run TMA build, say) would fail every row after it
+    failed_ahead: dict[tuple, str] = {}
     try:
         if args.jobs > 1:
             started = time.perf_counter()
+            keys = [(p, c, name) for p, c in plan for name in MASKS]
             jobs = [dict(head_dim=args.head_dim, group=args.group, length=args.sweep_length,
                          mask=name, change=change_of(p, c) if c else {}, bounds_kept=c is None)
-                    for p, c in plan for name in MASKS]  # fmt: skip
-            failed = sum(error is not None for error in compile_ahead(jobs, args.jobs))
+                    for p, c, name in keys]  # fmt: skip
+            reasons = compile_ahead(jobs, args.jobs)
+            failed_ahead = {key: why for key, why in zip(keys, reasons) if why is not None}
             seconds = time.perf_counter() - started
             print(f"compiled {len(jobs)} calls ahead in {args.jobs} processes, {seconds:.0f} s "
-                  f"({failed} failed)", flush=True)  # fmt: skip
+                  f"({len(failed_ahead)} failed)", flush=True)  # fmt: skip
         for length in args.lengths:
             q, k, v, grad = tensors(length)
             for name in MASKS:
@@ -194,6 +199,12 @@ def main() -> None:
             for name in MASKS:
                 row = {"what": pass_name, "mask": name, "L": args.sweep_length,
                        "group": args.group}  # fmt: skip
+                if (pass_name, candidate, name) in failed_ahead:
+                    row["config"] = list(candidate) if candidate else "defaults, bounds kept"
+                    row["error"] = "first call: " + failed_ahead[pass_name, candidate, name]
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+                    continue
                 if candidate is None:
                     # the dK/dV pass as it ran until stop 27 at D=128: keeping its bounds (EVEN
                     # off); its EVEN build spills a little in its loop (Triton 3.6: 17 of 477
@@ -215,7 +226,10 @@ def main() -> None:
         if args.winners:
             winners = write_winners(args.winners, rows, defaults, head_dim=args.head_dim,
                                     group=args.group, length=args.sweep_length)  # fmt: skip
-            print("winners:", json.dumps(winners["change"]), flush=True)
+            if winners is None:
+                print("winners: none (no candidate beside a default timed at every mask)")
+            else:
+                print("winners:", json.dumps(winners["change"]), flush=True)
 
 
 if __name__ == "__main__":

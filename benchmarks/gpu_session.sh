@@ -46,13 +46,14 @@ step() {
 #    interpreter on only where there is no GPU), the dK/dV pass queries down among them (stop
 #    29: the transposes of P and dS through shared memory exist only in the compiled kernel;
 #    step 3 may crown it) and by TMA (stop 30: the copy engine's bounds and zeros exist only on
-#    the GPU), and every gpu-marked test.
+#    the GPU), after every gpu-marked test (SDPA-relative numerics; these first, as a step cut
+#    at its limit loses its last files).
 pytest="$python -m pytest -q $parallel -p no:cacheprovider --continue-on-collection-errors"
-step 1_tests.log 150 bash -c "$pytest -m 'not slow' tests/attention/test_triton.py \
-    tests/attention/test_triton_even.py tests/attention/test_triton_dropout.py \
-    tests/attention/test_triton_plan.py tests/attention/test_triton_scores.py \
-    tests/attention/test_triton_direct.py tests/attention/test_triton_tma.py; \
-    $pytest -m gpu tests"
+step 1_tests.log 150 bash -c "$pytest -m gpu tests; $pytest -m 'not slow' \
+    tests/attention/test_triton_tma.py tests/attention/test_triton_direct.py \
+    tests/attention/test_triton.py tests/attention/test_triton_even.py \
+    tests/attention/test_triton_dropout.py tests/attention/test_triton_plan.py \
+    tests/attention/test_triton_scores.py tests/test_triton_tuning.py"
 # 2. The issue's table as main ships it: causal, window, documents at 4k/16k/32k, D=128, with a
 #    cold Triton cache (the first call at 4k includes compiling the kernels; later lengths show
 #    a new length). New since the last GPU run: the light dK/dV blocks (64x64), the delta pass,

@@ -30,7 +30,7 @@ FIELDS = {
     "dq": ("block_m2", "block_n2", "num_warps", "num_stages", "dq_tma"),
 }
 # A candidate replaces the default only when its time summed over the masks is this much
-# lower: the sweep's medians of five calls move by about 1% between runs.
+# lower: the sweep's means of five calls (the profiler's kernel times) move by about 1%.
 MARGIN = 0.98
 
 
@@ -101,8 +101,9 @@ def best_backward(rows: list[dict], defaults: dict) -> dict:
     name, and it wins on its time summed over them, by ``MARGIN`` against the pass's default
     (``defaults[pass]``, a candidate tuple) when that was timed too. Returns ``{"change":
     BackwardConfig fields to apply (only the passes whose winner is not the default),
-    "passes": {pass: {"default", "default_ms", "best", "best_ms", "ms": {config: {mask: ms}}}}}``
-    (times in ms per call, summed over masks)."""
+    "passes": {pass: {"whole", "default", "default_ms", "best", "best_ms", "ms": {config:
+    {mask: ms}}}}}`` (times in ms per call, summed over masks; ``whole``: how many candidates
+    were timed at every mask)."""
     change, passes = {}, {}
     for pass_name in FIELDS:
         timed: dict[tuple, dict] = {}
@@ -119,6 +120,7 @@ def best_backward(rows: list[dict], defaults: dict) -> dict:
         if best is not None and default in totals and totals[best] > MARGIN * totals[default]:
             best = default  # within the noise: keep what the library ships
         passes[pass_name] = {
+            "whole": len(totals),  # candidates timed at every mask, the default among them
             "default": list(default),
             "default_ms": round(totals[default], 4) if default in totals else None,
             "best": list(best) if best is not None else None,
@@ -130,10 +132,16 @@ def best_backward(rows: list[dict], defaults: dict) -> dict:
     return {"change": change, "passes": passes}
 
 
-def write_winners(path: str, rows: list[dict], defaults: dict, **chosen_for) -> dict:
+def write_winners(path: str, rows: list[dict], defaults: dict, **chosen_for) -> dict | None:
     """``best_backward(rows, defaults)`` with what it was chosen for (``head_dim``, ``group``,
-    ``length``), written to ``path`` as JSON; returns it."""
+    ``length``), written to ``path`` as JSON; returns it. Writes nothing (returns None) when
+    no pass had a candidate besides its default timed at every mask: a run stopped that early
+    chose nothing, and a file saying "the defaults won" would send the next step to time the
+    defaults again under a claim nothing supports."""
     winners = {**chosen_for, **best_backward(rows, defaults)}
+    if not any(info["default_ms"] is not None and info["whole"] > 1
+               for info in winners["passes"].values()):  # fmt: skip
+        return None
     Path(path).write_text(json.dumps(winners, indent=1) + "\n")
     return winners
 
@@ -145,6 +153,9 @@ def load_backward(path: str, head_dim: int, group: int = 1) -> dict:
         winners = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
         raise SystemExit(f"--backward-tuning {path}: cannot read it ({error})") from None
+    if not isinstance(winners, dict) or not isinstance(winners.get("change"), dict):
+        raise SystemExit(f"--backward-tuning {path}: no winners file (it has no \"change\"; "
+                         "gpu_backward_sweep.py --winners writes one)")  # fmt: skip
     chosen_for = (winners.get("head_dim"), winners.get("group"))
     if chosen_for != (head_dim, group):
         raise SystemExit(

@@ -20,7 +20,12 @@ import triton_tuning  # noqa: E402
 from atenea import masks  # noqa: E402
 from atenea.attention.backends import triton as backend  # noqa: E402
 from atenea.attention.backends.triton.configs import configs_for  # noqa: E402
-from tests.attention.triton_cases import assert_close, record_launches, run_both  # noqa: E402
+from tests.attention.triton_cases import (  # noqa: E402
+    DEVICE,
+    assert_close,
+    record_launches,
+    run_both,
+)
 
 DEFAULTS = {"dkdv": (64, 64, 4, 2, False, False), "dq": (64, 64, 4, 2, False)}
 
@@ -58,6 +63,11 @@ def test_the_fastest_whole_candidate_wins_by_the_margin():
     change = triton_tuning.best_backward(rows, DEFAULTS)["change"]
     assert (change["block_m2"], change["num_warps"], change["dq_tma"]) == (64, 4, True)
     assert triton_tuning.best_backward([], DEFAULTS) == {"change": {}, "passes": {}}
+    # a default not timed at every mask: the fastest whole candidate wins, no margin to keep
+    partial = _rows("dq", DEFAULTS["dq"], 2.9, None, None) + _rows("dq", (128, 64, 8, 2, False),
+                                                                  2.85, 0.45, 0.45)  # fmt: skip
+    q = triton_tuning.best_backward(partial, DEFAULTS)["passes"]["dq"]
+    assert (q["default_ms"], q["best"], q["whole"]) == (None, [128, 64, 8, 2, False], 1)
 
 
 def test_winners_file_goes_from_the_sweep_to_gpu_py(tmp_path):
@@ -76,6 +86,15 @@ def test_winners_file_goes_from_the_sweep_to_gpu_py(tmp_path):
         triton_tuning.load_backward(str(path), 128)
     with pytest.raises(SystemExit, match="cannot read it"):
         triton_tuning.load_backward(str(tmp_path / "missing.json"), 128)
+    path.write_text(json.dumps([{"what": "dkdv"}]))  # the sweep's --json, given by mistake
+    with pytest.raises(SystemExit, match="no winners file"):
+        triton_tuning.load_backward(str(path), 128)
+    # a sweep stopped before any candidate beside the defaults was timed chose nothing
+    path.unlink()
+    only_defaults = _rows("dkdv", DEFAULTS["dkdv"], 3.0, 0.6, 0.6)
+    assert triton_tuning.write_winners(str(path), only_defaults, DEFAULTS, head_dim=128,
+                                       group=1, length=16384) is None  # fmt: skip
+    assert not path.exists()
 
 
 def test_gpu_py_says_in_one_line_that_it_cannot_read_the_tuning(tmp_path):
@@ -124,7 +143,7 @@ def test_warm_runs_the_call_a_worker_would_and_says_why_one_fails(launches):
     the kernel cannot build (48 rows: not a power of two) comes back as its reason, not an
     exception, and the library's configs are restored either way."""
     job = dict(head_dim=16, group=4, length=256, mask="documents", bounds_kept=True,
-               change={"block_m1": 16, "block_n1": 32}, device="cpu", dtype=torch.float16)  # fmt: skip
+               change={"block_m1": 16, "block_n1": 32}, device=DEVICE, dtype=torch.float16)  # fmt: skip
     assert triton_tuning.warm(job) is None
     kv = launches["kv"][-1]
     assert (kv["BLOCK_M"], kv["BLOCK_N"], kv["EVEN"]) == (16, 32, False)
@@ -148,7 +167,7 @@ def test_compile_ahead_runs_the_jobs_in_spawned_workers():
     """The sweep's ``--jobs``: each job's call in a worker process (spawned, as CUDA needs),
     the reasons of the failing ones back in order; one process runs nothing."""
     job = dict(head_dim=16, group=1, length=128, mask="causal", bounds_kept=False, change={},
-               device="cpu", dtype=torch.float16)  # fmt: skip
+               device=DEVICE, dtype=torch.float16)  # fmt: skip
     jobs = [job, {**job, "change": {"block_n1": 48}}]
     done = triton_tuning.compile_ahead(jobs, workers=2)
     assert done[0] is None and done[1] and len(done) == 2

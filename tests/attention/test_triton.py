@@ -10,7 +10,12 @@ pytest.importorskip("triton")
 
 import atenea  # noqa: E402
 from atenea import masks, scores  # noqa: E402
-from tests.attention.triton_cases import DEVICE, assert_close, run_both  # noqa: E402
+from tests.attention.triton_cases import (  # noqa: E402
+    DEVICE,
+    assert_close,
+    assert_past_lengths_never_read,
+    run_both,
+)
 from tests.helpers import make_qkv  # noqa: E402
 
 DOCS = torch.tensor([0] * 50 + [1] * 90 + [2] * 37)  # 177 key positions
@@ -160,20 +165,7 @@ def test_nan_in_key_padding_changes_nothing():
     """Whatever sits past each row's length (NaN here) is never read: outputs and gradients
     are bit-identical to those with zeros there."""
     lengths = [130, 61]
-    mask = masks.key_padding(lengths) & masks.causal()
-    q, k, v = torch.randn(3, 2, 1, 150, 32).unbind(0)
-    results = []
-    for filler in (0.0, float("nan")):
-        k2, v2 = k.clone(), v.clone()
-        for row, length in enumerate(lengths):
-            k2[row, :, length:] = filler
-            v2[row, :, length:] = filler
-        inputs = [t.to(DEVICE).requires_grad_() for t in (q, k2, v2)]
-        out = atenea.attention(*inputs, mask=mask, backend="triton")
-        grads = torch.autograd.grad(out, inputs, torch.ones_like(out))
-        results.append([out, *grads])
-    for clean, dirty in zip(*results):
-        assert torch.equal(clean, dirty)
+    assert_past_lengths_never_read(lengths, masks.key_padding(lengths) & masks.causal())
 
 
 def _dense_without_keys(heads, q_len, kv_len, dead_keys):

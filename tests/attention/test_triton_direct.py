@@ -16,7 +16,12 @@ pytest.importorskip("triton")
 from atenea import masks, scores  # noqa: E402
 from tests.attention.test_triton import MASK_CASES, _dense  # noqa: E402
 from tests.attention.test_triton_scores import CASES as MODIFIER_CASES  # noqa: E402
-from tests.attention.triton_cases import assert_close, record_launches, run_both  # noqa: E402
+from tests.attention.triton_cases import (  # noqa: E402
+    HEAD_SIZE_SHAPES,
+    assert_close,
+    record_launches,
+    run_both,
+)
 
 DIRECT_MASKS = ("causal_bottom_right", "causal_more_queries_than_keys", "documents_causal",
                 "key_padding_left", "window_documents_padding", "or", "dense_per_head_gqa")  # fmt: skip
@@ -61,11 +66,7 @@ def test_grouped_queries_match_reference(shape, pack, direct):
     assert [(launched["DIRECT"], launched["PACK"]) for launched in direct] == [(True, pack)]
 
 
-@pytest.mark.parametrize(
-    "shape",
-    [(1, 2, 2, 100, 130, 80), (1, 2, 2, 100, 130, 64, 24)],
-    ids=["d80_padded_to_128", "dv_differs"],
-)
+@pytest.mark.parametrize("shape", **HEAD_SIZE_SHAPES)
 def test_head_sizes_match_reference(shape, direct):
     assert_close(*run_both(shape, masks.sliding_window(70)))
     assert direct and all(launched["DIRECT"] for launched in direct)

@@ -21,7 +21,9 @@ from atenea.attention.backends.triton.launch import tma_ready  # noqa: E402
 from tests.attention.test_triton import MASK_CASES, _dense  # noqa: E402
 from tests.attention.triton_cases import (  # noqa: E402
     DEVICE,
+    HEAD_SIZE_SHAPES,
     assert_close,
+    assert_past_lengths_never_read,
     record_launches,
     run_both,
 )
@@ -90,11 +92,7 @@ def test_grouped_queries_match_reference(shape, pack, tma):
     assert tma.all_tma() and [launched["PACK"] for launched in tma] == [pack]
 
 
-@pytest.mark.parametrize(
-    "shape",
-    [(1, 2, 2, 100, 130, 80), (1, 2, 2, 100, 130, 64, 24)],
-    ids=["d80_padded_to_128", "dv_differs"],
-)
+@pytest.mark.parametrize("shape", **HEAD_SIZE_SHAPES)
 def test_head_sizes_match_reference(shape, tma):
     """Past the head size (80 in a block of 128; dO's 24 in 32) the copy engine fills zeros."""
     assert_close(*run_both(shape, masks.sliding_window(70)))
@@ -141,6 +139,8 @@ def test_tma_ready_asks_16_byte_starts_and_strides():
     moved = torch.zeros(2 * 4 * 64 * 64 + 1, dtype=torch.float16)[1:].view(2, 4, 64, 64)
     assert not tma_ready(moved)  # starts 2 bytes into its storage
     assert not tma_ready(x[..., ::2])  # columns not contiguous
+    assert not tma_ready(x[:, :1].expand(2, 4, 64, 64))  # heads broadcast: stride 0
+    assert tma_ready(x[:1, :1].expand(1, 1, 64, 64))  # stride 0 on a dimension of one: fine
     assert tma_ready(torch.zeros(1, 1, 7, 8, dtype=torch.float32)) and not tma_ready(
         torch.zeros(1, 1, 7, 2, dtype=torch.float32)
     )
@@ -171,17 +171,36 @@ def test_nan_past_the_keys_lengths_is_never_read(tma):
     full tiles by TMA (all their keys allowed) and partial ones through the threads' masks,
     so outputs and gradients are bit-identical to those with zeros there."""
     lengths = [130, 61]
-    mask = masks.key_padding(lengths) & masks.causal()
-    q, k, v = torch.randn(3, 2, 1, 150, 32, generator=torch.Generator().manual_seed(2)).unbind(0)
-    results = []
-    for filler in (0.0, float("nan")):
-        k2, v2 = k.clone(), v.clone()
-        for row, length in enumerate(lengths):
-            k2[row, :, length:] = filler
-            v2[row, :, length:] = filler
-        inputs = [t.to(DEVICE).requires_grad_() for t in (q, k2, v2)]
-        out = atenea.attention(*inputs, mask=mask, backend="triton")
-        results.append([out, *torch.autograd.grad(out, inputs, torch.ones_like(out))])
-    for clean, dirty in zip(*results):
-        assert torch.equal(clean, dirty)
+    assert_past_lengths_never_read(lengths, masks.key_padding(lengths) & masks.causal(), seed=2)
+    assert tma.all_tma()
+
+
+@pytest.mark.parametrize(
+    "shape, pack",
+    [((2, 4, 2, 150, 150, 32), 2), ((3, 3, 3, 100, 150, 32), 1)],
+    ids=["batch_2_gqa_packed", "batch_3_heads_3"],
+)  # fmt: skip
+def test_batches_of_many_heads_match_reference(shape, pack, tma):
+    """Several batch rows and heads: with one of either, a batch stride swapped for the head
+    stride in a descriptor reads the same (a contiguous tensor with H=1 has them equal)."""
+    ids = torch.arange(shape[4]).expand(shape[0], -1) // 40 + torch.arange(shape[0])[:, None]
+    assert_close(*run_both(shape, masks.document(ids) & masks.causal()))
+    assert tma.all_tma() and [launched["PACK"] for launched in tma] == [pack]
+
+
+def test_heads_and_rows_swapped_views_match_reference(tma):
+    """Q, K, V (and so dO's layout in autograd) made ``(B, L, H, D)`` and viewed ``(B, H, L,
+    D)``: the head stride is smaller than the row stride, and the descriptors take them as
+    they are."""
+    torch.manual_seed(3)
+    q, k, v = (torch.randn(2, 120, 4, 32).transpose(1, 2) for _ in range(3))
+    inputs = [t.to(DEVICE).requires_grad_() for t in (q, k, v)]
+    mask = masks.sliding_window(50)
+    out = atenea.attention(*inputs, mask=mask, backend="triton")
+    grads = torch.autograd.grad(out, inputs, torch.ones_like(out))
+    high = [t.detach().double().cpu().requires_grad_() for t in (q, k, v)]
+    want = atenea.attention(*high, mask=mask, backend="reference")
+    want_grads = torch.autograd.grad(want, high, torch.ones_like(want))
+    for got, expected in zip((out, *grads), (want, *want_grads)):
+        assert (got.double().cpu() - expected).abs().max() < 1e-4
     assert tma.all_tma()

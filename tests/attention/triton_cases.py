@@ -126,3 +126,28 @@ def assert_close(got, want, dtype=torch.float32):
             assert torch.isfinite(got[name]).all(), name
             error = relative_error(got[name].cpu(), want[name])
             assert error < tolerance, (name, error)
+
+
+# Head sizes that are no power of two (80: computed in 128, masked past 80) and a value size
+# apart from the key size: (B, Hq, Hkv, Lq, Lk, D[, Dv]) for ``run_both``, with their ids
+HEAD_SIZE_SHAPES = dict(argvalues=[(1, 2, 2, 100, 130, 80), (1, 2, 2, 100, 130, 64, 24)],
+                        ids=["d80_padded_to_128", "dv_differs"])  # fmt: skip
+
+
+def assert_past_lengths_never_read(lengths, mask, shape=(2, 1, 150, 32), seed=0):
+    """``atenea.attention(backend="triton")``'s output and gradients with K and V set to 0,
+    then NaN, past each batch row's length (``lengths``) are bit-identical: what lies there is
+    never read. ``shape``: ``(B, H, L, D)`` of q, k and v."""
+    import atenea
+
+    results = []
+    for filler in (0.0, float("nan")):
+        q, k, v = torch.randn(3, *shape, generator=torch.Generator().manual_seed(seed)).unbind(0)
+        for row, length in enumerate(lengths):
+            k[row, :, length:] = filler
+            v[row, :, length:] = filler
+        inputs = [t.to(DEVICE).requires_grad_() for t in (q, k, v)]
+        out = atenea.attention(*inputs, mask=mask, backend="triton")
+        results.append([out, *torch.autograd.grad(out, inputs, torch.ones_like(out))])
+    for clean, dirty in zip(*results):
+        assert torch.equal(clean, dirty)

@@ -178,7 +178,7 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     tail = (*plan.args, setup.seed, p.dropout_p)
     tma = cfg.kv_tma and tma_ready(q, dout)
     if tma:
-        triton.set_allocator(_scratch(q.device))
+        _use_scratch(q.device)
     grid_kv = (_cdiv(p.kv_len, cfg.block_n1), p.batch, p.kv_heads)
     attention_backward_kv[grid_kv](
         q, k, v, dout, lse, delta, dk, dv, drel if drel is not None else delta, *shared,
@@ -189,7 +189,7 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     )  # fmt: skip
     tma = cfg.dq_tma and tma_ready(k, v)
     if tma:
-        triton.set_allocator(_scratch(q.device))
+        _use_scratch(q.device)
     grid_q = (_cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
     attention_backward_q[grid_q](
         q, k, v, dout, lse, delta, dq, *shared, *_strides(dq), *plan.walk, *tail,
@@ -202,20 +202,29 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
 def tma_ready(*tensors: Tensor) -> bool:
     """Whether the copy engine can read each ``(B, H, L, D)`` tensor through a TMA descriptor:
     its start and its batch, head and row strides on 16 bytes, its rows contiguous (a head size
-    of 20 in fp16, 40-byte rows, is not; the kernel then loads as it does without)."""
+    of 20 in fp16, 40-byte rows, is not; the kernel then loads as it does without). A stride
+    of 0 (a dimension broadcast by ``expand``) is refused too where the dimension holds more
+    than one: no hardware run has shown a descriptor reading it."""
     for t in tensors:
         size = t.element_size()
-        if t.data_ptr() % 16 or t.stride(3) != 1 or any(s * size % 16 for s in t.stride()[:3]):
+        if t.data_ptr() % 16 or t.stride(3) != 1:
             return False
+        for extent, stride in zip(t.shape[:3], t.stride()[:3]):
+            if stride * size % 16 or (stride == 0 and extent > 1):
+                return False
     return True
+
+
+def _use_scratch(device: torch.device) -> None:
+    """Give Triton the allocator for the global scratch buffer a descriptor made in a kernel
+    lives in. Triton keeps the allocator in a context variable, which autograd's device thread
+    (where the backward runs) starts without: each launch that needs one sets it."""
+    triton.set_allocator(_scratch(device))
 
 
 @functools.cache
 def _scratch(device: torch.device):
-    """Triton's allocator for the call's device. A descriptor made in a kernel lives in a
-    global scratch buffer that the launch asks this for; Triton keeps the allocator in a context
-    variable, which autograd's device thread (where the backward runs) starts without, so each
-    launch that needs one sets it."""
+    """Triton's allocator on ``device`` (``_use_scratch``)."""
 
     def allocate(size: int, alignment: int, stream) -> Tensor:
         return torch.empty(size, dtype=torch.int8, device=device)

@@ -213,19 +213,20 @@ def dropout_keep(seed, dropout_p, head_row, rows, cols, q_len, kv_len):
 
 
 @triton.jit
-def rows_descriptor(base, batch, heads, q_len, width, stride_b, stride_h, stride_m,
+def rows_descriptor(base, batch, heads, length, width, stride_b, stride_h, stride_m,
                     PACK: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
-    """A TMA descriptor of a ``(B, H, Lq, width)`` tensor (Q or dO) for ``rows_load``: its
-    blocks are ``ROWS`` rows of ``PACK`` heads, ``BLOCK`` columns; what lies past ``Lq`` or
-    ``width`` arrives as zeros (the copy engine checks the bounds, not the threads)."""
+    """A TMA descriptor of a ``(B, H, length, width)`` tensor (the dK/dV pass's Q and dO, the
+    dQ pass's K and V) for ``rows_load``: its blocks are ``ROWS`` rows of ``PACK`` heads,
+    ``BLOCK`` columns; what lies past ``length`` or ``width`` arrives as zeros (the copy
+    engine checks the bounds, not the threads)."""
     if PACK == 1:
         desc = tl.make_tensor_descriptor(
-            base, shape=[batch, heads, q_len, width], strides=[stride_b, stride_h, stride_m, 1],
+            base, shape=[batch, heads, length, width], strides=[stride_b, stride_h, stride_m, 1],
             block_shape=[1, 1, ROWS, BLOCK],
         )  # fmt: skip
     else:  # rows outer, heads inner: column c of a step is head c % PACK, row c // PACK
         desc = tl.make_tensor_descriptor(
-            base, shape=[batch, q_len, heads, width], strides=[stride_b, stride_m, stride_h, 1],
+            base, shape=[batch, length, heads, width], strides=[stride_b, stride_m, stride_h, 1],
             block_shape=[1, ROWS, PACK, BLOCK],
         )  # fmt: skip
     return desc
