@@ -161,6 +161,10 @@ def test_the_sweep_times_each_default_first_and_every_candidate_once():
     assert len(plan) == len(set(plan))
     assert {c for p, c in plan if p == "dkdv"} == {*sweep.KV_CANDIDATES, DEFAULTS["dkdv"], None}
     assert {c for p, c in plan if p == "dq"} == {*sweep.Q_CANDIDATES, DEFAULTS["dq"]}
+    at_64 = sweep._sweep_plan(DEFAULTS, head_dim=64)  # that head size's favourite leads
+    assert at_64[3] == ("dkdv", sweep.KV_FIRST[64][0]) and sorted(at_64, key=str) == sorted(
+        plan, key=str
+    )
 
 
 def test_compile_ahead_runs_the_jobs_in_spawned_workers():
