@@ -125,8 +125,8 @@ def _sweep_plan(defaults: dict, head_dim: int = 128) -> list[tuple[str, tuple | 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--head-dim", type=int, default=128)
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--head-dim", type=int, default=128, help="D of q, k and v (bf16)")
     parser.add_argument("--lengths", type=int, nargs="*", default=[4096, 16384],
                         help="lengths profiled (none: no profile)")  # fmt: skip
     parser.add_argument("--sweep-length", type=int, default=16384, help="length swept")
@@ -136,7 +136,8 @@ def main() -> None:
         default=1,
         help="query heads per key/value head (16 query heads; 4: GQA as Llama's)",
     )
-    parser.add_argument("--json", default="bench-results/gpu_backward_sweep.json")
+    parser.add_argument("--json", default="bench-results/gpu_backward_sweep.json",
+                        help="every row timed (also when stopped)")  # fmt: skip
     parser.add_argument("--winners", help="write each pass's fastest candidate here (JSON)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes compiling the candidates before the timing")  # fmt: skip
