@@ -144,8 +144,10 @@ def attention_rows(
     """The table's rows; ``tuning``: backward fields the Triton calls of this table take
     (``--backward-tuning``; the other sections keep the library's), recorded in their rows."""
     if tuning:
-        from triton_tuning import with_backward
+        from triton_tuning import agreement, with_backward
 
+        checks = agreement(tuning, head_dim)  # (its builds have run no test here)
+        print("\n".join(json.dumps(row) for row in checks), flush=True)
         with_backward(tuning)
         try:
             rows = attention_rows(quick, head_dim, lengths, impls)
@@ -154,7 +156,7 @@ def attention_rows(
         for row in rows:
             if row["impl"] == "atenea triton":  # (auto's backward is FlexAttention's)
                 row["backward_tuning"] = tuning
-        return rows
+        return checks + rows
     rows = []
     lengths = lengths or (LENGTHS[:2] if quick else LENGTHS)
     # Lengths outside, masks inside: a run stopped at its time limit keeps every mask's rows
@@ -295,6 +297,11 @@ def report(results: dict) -> str:
     flex = {(r["mask"], r["L"]): r for r in results["attention"]
             if r["impl"] == "FlexAttention" and "error" not in r}  # fmt: skip
     for r in results["attention"]:
+        if "check" in r:  # --backward-tuning's numbers against the defaults' first
+            verdict = "agree" if r["agrees"] else "DISAGREE: do not ship"
+            lines.append(f"| {r['mask']} | {r['L']} | {r['check']}: {verdict}, relative max "
+                         f"diff {r['relative_max_diff']:.1e} ||||||")  # fmt: skip
+            continue
         if "error" in r:
             lines.append(f"| {r['mask']} | {r['L']} | {r['impl']} | {r['error']} ||||||")
             continue

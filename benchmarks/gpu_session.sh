@@ -76,7 +76,9 @@ TRITON_CACHE_DIR=$(mktemp -d) step 2_attention128.log 150 \
 step 3_sweep128.log 90 $python benchmarks/gpu_backward_sweep.py --lengths 16384 --jobs 12 \
     --winners "$out/winners128.json" --json /tmp/sweep128.json
 # 4. The issue's table again with the sweep's winners (triton and FlexAttention, same run):
-#    forward+backward as it would be with them shipped.
+#    forward+backward as it would be with them shipped. First its rows "tuned against the
+#    defaults" at 4k: the winners' output and gradients against the tested defaults' (a
+#    DISAGREE there means a build no test ran on this GPU is wrong: do not ship it).
 if [[ -s "$out/winners128.json" ]]; then
     step 4_attention128_tuned.log 90 $python benchmarks/gpu.py --only attention \
         --impls triton flex --backward-tuning "$out/winners128.json" --json /tmp/tuned128.json

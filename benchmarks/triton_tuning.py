@@ -204,3 +204,42 @@ def compile_ahead(jobs: list[dict], workers: int) -> list[str | None]:
         return [None] * len(jobs)
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
         return list(pool.map(warm, jobs))
+
+
+# Two block choices sum in other orders, in float32, then round to bf16: their results differ
+# by a few bf16 steps of the largest value at most. A wrong kernel differs by the values.
+AGREEMENT = 2e-2
+
+
+def agreement(tuning: dict, head_dim: int, length: int = 4096, device: str = "cuda",
+              dtype=None) -> list[dict]:  # fmt: skip
+    """The Triton call's output and gradients with ``tuning`` against the defaults' (the ones
+    the session's tests check against float64), per mask of ``gpu.mask_of``, B=1, H=16, bf16:
+    rows ``{"check", "mask", "L", "relative_max_diff", "agrees"}`` (largest difference over
+    the largest value, per tensor, the worst of out, dq, dk, dv). A tuning the sweep crowned
+    for its speed (TMA, blocks queries down: builds no test has run on this GPU) is timed only
+    beside this. ``dtype``: bfloat16 unless given."""
+    import torch
+
+    import atenea
+    import gpu
+
+    rows = []
+    for name in ("causal", "window", "documents"):
+        torch.manual_seed(0)
+        q, k, v = (torch.randn(1, 16, length, head_dim, device=device,
+                               dtype=dtype or torch.bfloat16, requires_grad=True)
+                   for _ in range(3))  # fmt: skip
+        grad = torch.randn_like(q)
+        mask = gpu.mask_of(name, length, device)[0]
+        results = []
+        for change in ({}, tuning):
+            with_backward(change)
+            out = atenea.attention(q, k, v, mask=mask, backend="triton")
+            results.append([out, *torch.autograd.grad(out, (q, k, v), grad)])
+        with_backward({})
+        worst = max(((got.float() - want.float()).abs().max() / want.float().abs().max()).item()
+                    for want, got in zip(*results))  # fmt: skip
+        rows.append({"check": "tuned against the defaults", "mask": name, "L": length,
+                     "relative_max_diff": worst, "agrees": worst < AGREEMENT})  # fmt: skip
+    return rows

@@ -176,3 +176,29 @@ def test_compile_ahead_runs_the_jobs_in_spawned_workers():
     done = triton_tuning.compile_ahead(jobs, workers=2)
     assert done[0] is None and done[1] and len(done) == 2
     assert triton_tuning.compile_ahead(jobs, workers=1) == [None, None]
+
+
+def test_agreement_flags_a_tuning_that_changes_the_numbers(monkeypatch, launches):
+    """``gpu.py --backward-tuning`` checks the crowned blocks against the defaults before it
+    times them: a right tuning agrees at every mask; a dK/dV pass that adds 1 to dK when its
+    tiles lie queries down (a stand-in for a build broken on the GPU) disagrees."""
+    from atenea.attention.backends.triton import launch
+
+    tuning = {"block_m1": 32, "block_n1": 64, "kv_direct": True, "kv_tma": True}
+    small = dict(head_dim=16, length=256, device=DEVICE, dtype=torch.float16)
+    rows = triton_tuning.agreement(tuning, **small)
+    assert [r["mask"] for r in rows] == ["causal", "window", "documents"]
+    assert all(r["agrees"] and r["relative_max_diff"] < 1e-2 for r in rows)
+    real = launch.attention_backward_kv
+
+    class Broken:
+        def __getitem__(self, grid):
+            def launch_kernel(*args, **kwargs):
+                real[grid](*args, **kwargs)
+                if kwargs["DIRECT"]:
+                    args[6].add_(1.0)  # dk
+
+            return launch_kernel
+
+    monkeypatch.setattr(launch, "attention_backward_kv", Broken())
+    assert not any(r["agrees"] for r in triton_tuning.agreement(tuning, **small))
