@@ -295,10 +295,10 @@ def report(results: dict) -> str:
     )
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     flex = {(r["mask"], r["L"]): r for r in results["attention"]
-            if r["impl"] == "FlexAttention" and "error" not in r}  # fmt: skip
+            if r.get("impl") == "FlexAttention" and "error" not in r}  # fmt: skip
     for r in results["attention"]:
         if "check" in r:  # --backward-tuning's numbers against the defaults' first
-            verdict = "agree" if r["agrees"] else "DISAGREE: do not ship"
+            verdict = "agree" if r["agrees"] else f"DISAGREE: do not ship {r.get('error', '')}"
             lines.append(f"| {r['mask']} | {r['L']} | {r['check']}: {verdict}, relative max "
                          f"diff {r['relative_max_diff']:.1e} ||||||")  # fmt: skip
             continue
@@ -386,9 +386,9 @@ def main() -> None:
     results["seconds"] = time.perf_counter() - started
     for name in ("attention", "lse", "decode", "training"):
         results.setdefault(name, [])
-    print("\n" + report(results))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")  # (before the report)
+    print("\n" + report(results))
     print(f"\n{math.ceil(results['seconds'])} s; results in {args.json}")
 
 

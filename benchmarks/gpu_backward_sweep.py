@@ -20,7 +20,7 @@ fastest. Chooses the ``BACKWARD`` entry of ``configs.py`` for bf16 at one head s
    best_backward``), written even when the run is stopped (Ctrl-C, ``timeout -s INT``);
    ``python benchmarks/gpu.py --only attention --backward-tuning F`` times the table with it.
 
-B=1, H=16, bf16. Times are medians of CUDA kernel durations from the profiler.
+B=1, H=16, bf16. Times are means of CUDA kernel durations from the profiler.
 """
 
 from __future__ import annotations
@@ -179,7 +179,12 @@ def main() -> None:
             jobs = [dict(head_dim=args.head_dim, group=args.group, length=args.sweep_length,
                          mask=name, change=change_of(p, c) if c else {}, bounds_kept=c is None)
                     for p, c, name in keys]  # fmt: skip
-            reasons = compile_ahead(jobs, args.jobs)
+            try:
+                reasons = compile_ahead(jobs, args.jobs)
+            except Exception as error:  # noqa: BLE001 - a broken pool: time without it
+                print(f"compiling ahead failed ({type(error).__name__}: {error}); each "
+                      "candidate compiles at its first call instead", flush=True)  # fmt: skip
+                reasons = [None] * len(jobs)
             failed_ahead = {key: why for key, why in zip(keys, reasons) if why is not None}
             seconds = time.perf_counter() - started
             print(f"compiled {len(jobs)} calls ahead in {args.jobs} processes, {seconds:.0f} s "

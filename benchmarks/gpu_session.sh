@@ -46,14 +46,15 @@ step() {
 #    interpreter on only where there is no GPU), the dK/dV pass queries down among them (stop
 #    29: the transposes of P and dS through shared memory exist only in the compiled kernel;
 #    step 3 may crown it) and by TMA (stop 30: the copy engine's bounds and zeros exist only on
-#    the GPU), after every gpu-marked test (SDPA-relative numerics; these first, as a step cut
-#    at its limit loses its last files).
+#    the GPU) first, as what step 4's winners rest on (a step cut at its limit loses its last
+#    files); then every gpu-marked test but gpu.py's own smoke run (step 2 runs gpu.py).
 pytest="$python -m pytest -q $parallel -p no:cacheprovider --continue-on-collection-errors"
-step 1_tests.log 150 bash -c "$pytest -m gpu tests; $pytest -m 'not slow' \
-    tests/attention/test_triton_tma.py tests/attention/test_triton_direct.py \
-    tests/attention/test_triton.py tests/attention/test_triton_even.py \
+step 1_tests.log 150 bash -c "$pytest -m 'not slow' tests/attention/test_triton_tma.py \
+    tests/attention/test_triton_direct.py tests/test_triton_tuning.py; \
+    $pytest -m gpu tests --deselect tests/test_benchmarks_smoke.py::test_gpu_benchmark_quick; \
+    $pytest -m 'not slow' tests/attention/test_triton.py tests/attention/test_triton_even.py \
     tests/attention/test_triton_dropout.py tests/attention/test_triton_plan.py \
-    tests/attention/test_triton_scores.py tests/test_triton_tuning.py"
+    tests/attention/test_triton_scores.py"
 # 2. The issue's table as main ships it: causal, window, documents at 4k/16k/32k, D=128, with a
 #    cold Triton cache (the first call at 4k includes compiling the kernels; later lengths show
 #    a new length). New since the last GPU run: the light dK/dV blocks (64x64), the delta pass,
@@ -78,8 +79,9 @@ step 3_sweep128.log 90 $python benchmarks/gpu_backward_sweep.py --lengths 16384 
 # 4. The issue's table again with the sweep's winners (triton and FlexAttention, same run):
 #    forward+backward as it would be with them shipped. First its rows "tuned against the
 #    defaults" at 4k: the winners' output and gradients against the tested defaults' (a
-#    DISAGREE there means a build no test ran on this GPU is wrong: do not ship it).
-if [[ -s "$out/winners128.json" ]]; then
+#    DISAGREE there means a build no test ran on this GPU is wrong: do not ship it). Skipped
+#    when the defaults won. Its first calls are warm (the check ran them): step 2 has those.
+if [[ -s "$out/winners128.json" ]] && ! grep -q '"change": {}' "$out/winners128.json"; then
     step 4_attention128_tuned.log 90 $python benchmarks/gpu.py --only attention \
         --impls triton flex --backward-tuning "$out/winners128.json" --json /tmp/tuned128.json
 fi

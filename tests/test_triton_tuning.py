@@ -95,6 +95,13 @@ def test_winners_file_goes_from_the_sweep_to_gpu_py(tmp_path):
     assert triton_tuning.write_winners(str(path), only_defaults, DEFAULTS, head_dim=128,
                                        group=1, length=16384) is None  # fmt: skip
     assert not path.exists()
+    # a default that failed at one mask beside a whole candidate: that candidate is a winner
+    partly = _rows("dkdv", DEFAULTS["dkdv"], 3.0, None, 0.6) + _rows(
+        "dkdv", (128, 64, 8, 2, True, True), 2.7, 0.55, 0.55
+    )
+    written = triton_tuning.write_winners(str(path), partly, DEFAULTS, head_dim=128, group=1,
+                                          length=16384)  # fmt: skip
+    assert written and triton_tuning.load_backward(str(path), 128)["kv_tma"] is True
 
 
 def test_gpu_py_says_in_one_line_that_it_cannot_read_the_tuning(tmp_path):
@@ -189,6 +196,11 @@ def test_agreement_flags_a_tuning_that_changes_the_numbers(monkeypatch, launches
     rows = triton_tuning.agreement(tuning, **small)
     assert [r["mask"] for r in rows] == ["causal", "window", "documents"]
     assert all(r["agrees"] and r["relative_max_diff"] < 1e-2 for r in rows)
+    # the rows go into gpu.py's attention table, whose report reads them among the timings
+    import gpu
+
+    table = gpu.report({"attention": rows, "lse": [], "decode": [], "training": []})
+    assert table.count("tuned against the defaults: agree") == 3
     real = launch.attention_backward_kv
 
     class Broken:
@@ -202,3 +214,8 @@ def test_agreement_flags_a_tuning_that_changes_the_numbers(monkeypatch, launches
 
     monkeypatch.setattr(launch, "attention_backward_kv", Broken())
     assert not any(r["agrees"] for r in triton_tuning.agreement(tuning, **small))
+    # a tuned build that cannot run (48 rows: no power of two) is a row that disagrees
+    failed = triton_tuning.agreement({"block_m1": 48}, **small)
+    assert not any(r["agrees"] for r in failed) and all("error" in r for r in failed)
+    assert "DISAGREE" in gpu.report({"attention": failed, "lse": [], "decode": [],
+                                     "training": []})  # fmt: skip

@@ -140,7 +140,7 @@ def test_tma_ready_asks_16_byte_starts_and_strides():
     assert not tma_ready(moved)  # starts 2 bytes into its storage
     assert not tma_ready(x[..., ::2])  # columns not contiguous
     assert not tma_ready(x[:, :1].expand(2, 4, 64, 64))  # heads broadcast: stride 0
-    assert tma_ready(x[:1, :1].expand(1, 1, 64, 64))  # stride 0 on a dimension of one: fine
+    assert not tma_ready(x.as_strided((1, 1, 64, 64), (0, 0, 64, 1)))  # on extent 1: too
     assert tma_ready(torch.zeros(1, 1, 7, 8, dtype=torch.float32)) and not tma_ready(
         torch.zeros(1, 1, 7, 2, dtype=torch.float32)
     )
@@ -176,26 +176,33 @@ def test_nan_past_the_keys_lengths_is_never_read(tma):
 
 
 @pytest.mark.parametrize(
-    "shape, pack",
-    [((2, 4, 2, 150, 150, 32), 2), ((3, 3, 3, 100, 150, 32), 1)],
-    ids=["batch_2_gqa_packed", "batch_3_heads_3"],
+    "shape, pack, documents",
+    [((2, 4, 2, 150, 150, 32), 2, True), ((3, 3, 3, 100, 150, 32), 1, True),
+     ((2, 2, 2, 200, 200, 32), 1, False)],
+    ids=["batch_2_gqa_packed", "batch_3_heads_3", "batch_2_causal"],
 )  # fmt: skip
-def test_batches_of_many_heads_match_reference(shape, pack, tma):
+def test_batches_of_many_heads_match_reference(shape, pack, documents, tma):
     """Several batch rows and heads: with one of either, a batch stride swapped for the head
-    stride in a descriptor reads the same (a contiguous tensor with H=1 has them equal)."""
-    ids = torch.arange(shape[4]).expand(shape[0], -1) // 40 + torch.arange(shape[0])[:, None]
-    assert_close(*run_both(shape, masks.document(ids) & masks.causal()))
+    stride in a descriptor reads the same (a contiguous tensor with H=1 has them equal).
+    Causal at 200 leaves the dQ pass full 64x64 tiles, the only ones it reads by TMA (40-key
+    documents leave it none)."""
+    mask = masks.causal()
+    if documents:
+        ids = torch.arange(shape[4]).expand(shape[0], -1) // 40 + torch.arange(shape[0])[:, None]
+        mask = masks.document(ids) & mask
+    assert_close(*run_both(shape, mask))
     assert tma.all_tma() and [launched["PACK"] for launched in tma] == [pack]
 
 
-def test_heads_and_rows_swapped_views_match_reference(tma):
-    """Q, K, V (and so dO's layout in autograd) made ``(B, L, H, D)`` and viewed ``(B, H, L,
-    D)``: the head stride is smaller than the row stride, and the descriptors take them as
-    they are."""
+@pytest.mark.parametrize("mask", [masks.sliding_window(50), masks.causal()],
+                         ids=["window", "causal"])  # fmt: skip
+def test_heads_and_rows_swapped_views_match_reference(mask, tma):
+    """Q, K and V made ``(B, L, H, D)`` and viewed ``(B, H, L, D)``: the head stride is smaller
+    than the row stride, and the descriptors take them as they are (Q's in dK/dV; K's and V's
+    in dQ's full tiles, which causal at 200 has; dO comes contiguous)."""
     torch.manual_seed(3)
-    q, k, v = (torch.randn(2, 120, 4, 32).transpose(1, 2) for _ in range(3))
+    q, k, v = (torch.randn(2, 200, 4, 32).transpose(1, 2) for _ in range(3))
     inputs = [t.to(DEVICE).requires_grad_() for t in (q, k, v)]
-    mask = masks.sliding_window(50)
     out = atenea.attention(*inputs, mask=mask, backend="triton")
     grads = torch.autograd.grad(out, inputs, torch.ones_like(out))
     high = [t.detach().double().cpu().requires_grad_() for t in (q, k, v)]

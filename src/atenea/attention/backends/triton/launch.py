@@ -203,15 +203,14 @@ def tma_ready(*tensors: Tensor) -> bool:
     """Whether the copy engine can read each ``(B, H, L, D)`` tensor through a TMA descriptor:
     its start and its batch, head and row strides on 16 bytes, its rows contiguous (a head size
     of 20 in fp16, 40-byte rows, is not; the kernel then loads as it does without). A stride
-    of 0 (a dimension broadcast by ``expand``) is refused too where the dimension holds more
-    than one: no hardware run has shown a descriptor reading it."""
+    of 0 (a dimension broadcast by ``expand``) is refused too: no hardware run has shown a
+    descriptor reading one."""
     for t in tensors:
         size = t.element_size()
         if t.data_ptr() % 16 or t.stride(3) != 1:
             return False
-        for extent, stride in zip(t.shape[:3], t.stride()[:3]):
-            if stride * size % 16 or (stride == 0 and extent > 1):
-                return False
+        if any(stride * size % 16 or stride == 0 for stride in t.stride()[:3]):
+            return False
     return True
 
 
