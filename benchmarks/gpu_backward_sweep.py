@@ -26,6 +26,7 @@ B=1, H=16, bf16. Times are means of CUDA kernel durations from the profiler.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import sys
@@ -49,11 +50,13 @@ from triton_tuning import (  # noqa: E402
     candidate_of,
     change_of,
     compile_ahead,
+    inputs,
     with_backward,
     write_winners,
 )
 
 MASKS = ("causal", "window", "documents")
+BOUNDS_KEPT = "defaults, bounds kept (EVEN off)"  # the config of the dK/dV rows without EVEN
 
 # (block_m1, block_n1, kv_warps, kv_stages, kv_direct, kv_tma) for dK/dV; (block_m2, block_n2,
 # warps, stages) for dQ. Most telling first (a run stopped at its limit keeps its first rows),
@@ -155,19 +158,22 @@ def main() -> None:
     plan = _sweep_plan(defaults, args.head_dim)
     rows: list[dict] = []
 
-    def tensors(length):
-        heads = (16, 16 // args.group, 16 // args.group)
-        q, k, v = (torch.randn(1, h, length, args.head_dim, device="cuda", dtype=torch.bfloat16,
-                               requires_grad=True) for h in heads)  # fmt: skip
-        return q, k, v, torch.randn_like(q)
+    def step_of(name: str, length: int):
+        """One forward+backward of the sweep's call under mask ``name``."""
+        q, k, v = inputs(args.head_dim, args.group, length)
+        mask, grad = gpu.mask_of(name, length)[0], torch.randn_like(q)
+        return lambda: atenea.attention(q, k, v, mask=mask, backend="triton").backward(grad)
+
+    def record(row: dict) -> None:
+        print(json.dumps(row), flush=True)
+        rows.append(row)
 
     def timed(row: dict, step, pass_name: str, calls: int = 5) -> None:
         try:
             row["ms"] = kernel_times(step, calls=calls)[pass_name]
         except Exception as error:  # noqa: BLE001 - a candidate that fails says why
             row["error"] = f"{type(error).__name__}: {str(error)[:100]}"
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+        record(row)
 
     # (pass, candidate, mask) whose first call failed in a worker: not run again here, where
     # a fault on the device (a never-run TMA build, say) would fail every row after it
@@ -189,48 +195,27 @@ def main() -> None:
             seconds = time.perf_counter() - started
             print(f"compiled {len(jobs)} calls ahead in {args.jobs} processes, {seconds:.0f} s "
                   f"({len(failed_ahead)} failed)", flush=True)  # fmt: skip
+        with_backward({})
         for length in args.lengths:
-            q, k, v, grad = tensors(length)
             for name in MASKS:
-                mask = gpu.mask_of(name, length)[0]  # the masks of benchmarks/gpu.py
-
-                def step(mask=mask, q=q, k=k, v=v, grad=grad):
-                    atenea.attention(q, k, v, mask=mask, backend="triton").backward(grad)
-
-                with_backward({})
-                row = {"what": "profile", "mask": name, "L": length, "group": args.group,
-                       **kernel_times(step)}  # fmt: skip
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-        q, k, v, grad = tensors(args.sweep_length)
-        steps = {}
-        for name in MASKS:
-            mask = gpu.mask_of(name, args.sweep_length)[0]
-            steps[name] = lambda mask=mask: atenea.attention(
-                q, k, v, mask=mask, backend="triton"
-            ).backward(grad)
+                record({"what": "profile", "mask": name, "L": length, "group": args.group,
+                        **kernel_times(step_of(name, length))})  # fmt: skip
+        steps = {name: step_of(name, args.sweep_length) for name in MASKS}
         for pass_name, candidate in plan:
             for name in MASKS:
+                # candidate None: the dK/dV pass as it ran until stop 27 at D=128, keeping its
+                # bounds (EVEN off); its EVEN build spills a little in its loop (Triton 3.6: 17
+                # of 477 instructions a step) and runs 17% fewer (docs/benchmarks.md#gpu)
                 row = {"what": pass_name, "mask": name, "L": args.sweep_length,
-                       "group": args.group}  # fmt: skip
+                       "group": args.group,
+                       "config": list(candidate) if candidate else BOUNDS_KEPT}  # fmt: skip
                 if (pass_name, candidate, name) in failed_ahead:
-                    row["config"] = list(candidate) if candidate else "defaults, bounds kept"
-                    row["error"] = "first call: " + failed_ahead[pass_name, candidate, name]
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
+                    record({**row, "error": "first call: " + failed_ahead[pass_name, candidate,
+                                                                          name]})  # fmt: skip
                     continue
-                if candidate is None:
-                    # the dK/dV pass as it ran until stop 27 at D=128: keeping its bounds (EVEN
-                    # off); its EVEN build spills a little in its loop (Triton 3.6: 17 of 477
-                    # instructions a step) and runs 17% fewer (docs/benchmarks.md#gpu)
-                    row["config"] = "defaults, bounds kept (EVEN off)"
-                    with_backward({})
-                    with BoundsKept():
-                        timed(row, steps[name], pass_name)
-                    continue
-                row["config"] = list(candidate)
-                with_backward(change_of(pass_name, candidate))
-                timed(row, steps[name], pass_name)
+                with_backward(change_of(pass_name, candidate) if candidate else {})
+                with BoundsKept() if candidate is None else contextlib.nullcontext():
+                    timed(row, steps[name], pass_name)
     except KeyboardInterrupt:
         print("stopped: writing what was timed", flush=True)
     finally:

@@ -50,12 +50,16 @@ def with_backward(change: dict) -> None:
 
     def patched(*args, **kwargs):
         forward, backward = configs_for(*args, **kwargs)
-        # the dK/dV pass's warps and stages pinned first: it takes the dQ pass's (num_warps,
-        # num_stages) when it has none of its own, and a dQ candidate must not change it
-        pinned = replace(backward, kv_warps=backward.warps_kv, kv_stages=backward.stages_kv)
-        return forward, replace(pinned, **change)
+        return forward, replace(_pinned(backward), **change)
 
     use_configs(patched)
+
+
+def _pinned(backward):
+    """``backward`` (a ``BackwardConfig``) with the dK/dV pass's warps and stages written out:
+    it takes the dQ pass's (``num_warps``, ``num_stages``) when it has none of its own, and a
+    dQ candidate must not change it."""
+    return replace(backward, kv_warps=backward.warps_kv, kv_stages=backward.stages_kv)
 
 
 def change_of(pass_name: str, candidate) -> dict:
@@ -65,11 +69,18 @@ def change_of(pass_name: str, candidate) -> dict:
 
 def candidate_of(pass_name: str, backward) -> tuple:
     """``backward``'s (a ``BackwardConfig``) blocks for ``pass_name``, as a candidate tuple."""
-    if pass_name == "dkdv":
-        return (backward.block_m1, backward.block_n1, backward.warps_kv, backward.stages_kv,
-                backward.kv_direct, backward.kv_tma)  # fmt: skip
-    return (backward.block_m2, backward.block_n2, backward.num_warps, backward.num_stages,
-            backward.dq_tma)  # fmt: skip
+    pinned = _pinned(backward)
+    return tuple(getattr(pinned, field) for field in FIELDS[pass_name])
+
+
+def inputs(head_dim: int, group: int, length: int, device: str = "cuda", dtype=None):
+    """The benchmarks' q, k, v: B=1, 16 query heads, ``16 // group`` key/value heads,
+    ``(1, H, length, head_dim)`` in ``dtype`` (bfloat16 unless given), needing gradients."""
+    import torch
+
+    heads = (16, 16 // group, 16 // group)
+    return tuple(torch.randn(1, h, length, head_dim, device=device, dtype=dtype or torch.bfloat16,
+                             requires_grad=True) for h in heads)  # fmt: skip
 
 
 class BoundsKept:
@@ -191,9 +202,7 @@ def warm(job: dict) -> str | None:
         return None
     with_backward(job["change"])
     try:
-        heads = (16, 16 // job["group"], 16 // job["group"])
-        q, k, v = (torch.randn(1, h, job["length"], job["head_dim"], device=device,
-                               dtype=dtype, requires_grad=True) for h in heads)  # fmt: skip
+        q, k, v = inputs(job["head_dim"], job["group"], job["length"], device, dtype)
         mask = gpu.mask_of(job["mask"], job["length"], device)[0]
         if job.get("bounds_kept"):
             with BoundsKept():
@@ -240,9 +249,7 @@ def agreement(tuning: dict, head_dim: int, length: int = 4096, device: str = "cu
     for name in ("causal", "window", "documents"):
         row = {"check": "tuned against the defaults", "mask": name, "L": length}
         torch.manual_seed(0)
-        q, k, v = (torch.randn(1, 16, length, head_dim, device=device,
-                               dtype=dtype or torch.bfloat16, requires_grad=True)
-                   for _ in range(3))  # fmt: skip
+        q, k, v = inputs(head_dim, 1, length, device, dtype)
         grad = torch.randn_like(q)
         mask = gpu.mask_of(name, length, device)[0]
         results = []

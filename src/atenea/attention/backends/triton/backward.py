@@ -173,17 +173,16 @@ def attention_backward_kv(
             count, index = (n_partial, partial_at) if phase == 0 else (n_full, full_at)
             for step in range(0, count * SUB):
                 q_tile = tl.load(index + step // SUB)
-                rows = q_tile * SPARSE_Q + (step % SUB) * ROWS + lanes // PACK
+                row0 = q_tile * SPARSE_Q + (step % SUB) * ROWS  # the step's first row
+                rows = row0 + lanes // PACK
                 # EVEN: a full tile's rows all exist (the lists' ragged edge is partial), and
                 # the bound folds out of the loads' masks
                 row_ok = (rows < q_len) | ((phase == 1) and EVEN)
                 if TMA:
-                    row0 = (q_tile * SPARSE_Q + (step % SUB) * ROWS).to(tl.int32)
-                    at_b, at_h = off_b.to(tl.int32), first.to(tl.int32)
-                    q_blk = rows_load(q_desc, at_b, at_h, row0, PACK, BLOCK_M, BLOCK_D)
+                    q_blk = rows_load(q_desc, off_b, first, row0, PACK, BLOCK_M, BLOCK_D)
                     if not DIRECT:
                         q_blk = tl.trans(q_blk)
-                    do = rows_load(do_desc, at_b, at_h, row0, PACK, BLOCK_M, BLOCK_DV)
+                    do = rows_load(do_desc, off_b, first, row0, PACK, BLOCK_M, BLOCK_DV)
                 elif DIRECT:  # (BLOCK_M, BLOCK_D)
                     q_blk = tl.load(
                         q_cols + rows[:, None] * stride_qm + dims[None, :],

@@ -100,17 +100,16 @@ def attention_backward_q(
         count, index = (n_partial, partial_at) if phase == 0 else (n_full, full_at)
         for step in range(0, count * SUB):
             k_tile = tl.load(index + step // SUB)
-            cols = k_tile * SPARSE_K + (step % SUB) * BLOCK_N + tl.arange(0, BLOCK_N)
+            col0 = k_tile * SPARSE_K + (step % SUB) * BLOCK_N  # the step's first key
+            cols = col0 + tl.arange(0, BLOCK_N)
             if phase == 0:
                 key_ok = keys_valid(cols, off_b, kv_len, padding_ptr, padding_stride,
                                     live_ptr, live_stride, PADDING, LIVE)  # fmt: skip
             else:  # EVEN: a full tile's keys all exist (the load masks fold)
                 key_ok = (cols < kv_len) | EVEN
             if TMA and phase == 1:  # a full tile's keys are all allowed: nothing to skip
-                col0 = (k_tile * SPARSE_K + (step % SUB) * BLOCK_N).to(tl.int32)
-                at_b, at_h = off_b.to(tl.int32), off_kvh.to(tl.int32)
-                k_t = tl.trans(rows_load(k_desc, at_b, at_h, col0, 1, BLOCK_N, BLOCK_D))
-                v_t = tl.trans(rows_load(v_desc, at_b, at_h, col0, 1, BLOCK_N, BLOCK_DV))
+                k_t = tl.trans(rows_load(k_desc, off_b, off_kvh, col0, 1, BLOCK_N, BLOCK_D))
+                v_t = tl.trans(rows_load(v_desc, off_b, off_kvh, col0, 1, BLOCK_N, BLOCK_DV))
             else:
                 k_t = tl.load(  # (BLOCK_D, BLOCK_N): k transposed
                     K_head + cols[None, :] * stride_kn + dims[:, None],

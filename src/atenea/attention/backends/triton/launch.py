@@ -176,25 +176,20 @@ def run_backward(q, k, v, out, lse, dout, dlse, relative, setup: Setup):
     shared = [*_strides(q), *_strides(k), *_strides(v), *_strides(dout), lse.stride(0),
               lse.stride(1)]  # fmt: skip
     tail = (*plan.args, setup.seed, p.dropout_p)
-    tma = cfg.kv_tma and tma_ready(q, dout)
-    if tma:
-        _use_scratch(q.device)
     grid_kv = (_cdiv(p.kv_len, cfg.block_n1), p.batch, p.kv_heads)
     attention_backward_kv[grid_kv](
         q, k, v, dout, lse, delta, dk, dv, drel if drel is not None else delta, *shared,
         *_strides(dk), *_strides(dv), *plan.walk_kv, *tail,
         BLOCK_M=cfg.block_m1, BLOCK_N=cfg.block_n1, PACK=plan.pack, num_warps=cfg.warps_kv,
-        num_stages=cfg.stages_kv, EVEN=plan.even, DIRECT=cfg.kv_direct, TMA=tma,
-        **plan.constants,
+        num_stages=cfg.stages_kv, EVEN=plan.even, DIRECT=cfg.kv_direct,
+        TMA=_takes_tma(cfg.kv_tma, q, dout), **plan.constants,
     )  # fmt: skip
-    tma = cfg.dq_tma and tma_ready(k, v)
-    if tma:
-        _use_scratch(q.device)
     grid_q = (_cdiv(p.q_len, cfg.block_m2), p.batch, p.q_heads)
     attention_backward_q[grid_q](
         q, k, v, dout, lse, delta, dq, *shared, *_strides(dq), *plan.walk, *tail,
         BLOCK_M=cfg.block_m2, BLOCK_N=cfg.block_n2, num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages, EVEN=plan.even, TMA=tma, **plan.constants,
+        num_stages=cfg.num_stages, EVEN=plan.even, TMA=_takes_tma(cfg.dq_tma, k, v),
+        **plan.constants,
     )  # fmt: skip
     return dq, dk, dv, drel
 
@@ -214,16 +209,20 @@ def tma_ready(*tensors: Tensor) -> bool:
     return True
 
 
-def _use_scratch(device: torch.device) -> None:
-    """Give Triton the allocator for the global scratch buffer a descriptor made in a kernel
-    lives in. Triton keeps the allocator in a context variable, which autograd's device thread
-    (where the backward runs) starts without: each launch that needs one sets it."""
-    triton.set_allocator(_scratch(device))
+def _takes_tma(asked: bool, *tensors: Tensor) -> bool:
+    """Whether a pass reads ``tensors`` through TMA: ``asked`` by its config and
+    ``tma_ready``. Then Triton gets the allocator for the global scratch buffer a descriptor
+    made in a kernel lives in: Triton keeps it in a context variable, which autograd's device
+    thread (where the backward runs) starts without, so each launch that needs one sets it."""
+    if not (asked and tma_ready(*tensors)):
+        return False
+    triton.set_allocator(_scratch(tensors[0].device))
+    return True
 
 
 @functools.cache
 def _scratch(device: torch.device):
-    """Triton's allocator on ``device`` (``_use_scratch``)."""
+    """Triton's allocator on ``device`` (``_takes_tma``)."""
 
     def allocate(size: int, alignment: int, stream) -> Tensor:
         return torch.empty(size, dtype=torch.int8, device=device)

@@ -236,7 +236,8 @@ def rows_descriptor(base, batch, heads, length, width, stride_b, stride_h, strid
 def rows_load(desc, off_b, first, row0, PACK: tl.constexpr, BLOCK_M: tl.constexpr,
               BLOCK: tl.constexpr):  # fmt: skip
     """``(BLOCK_M, BLOCK)``: the step's rows from ``row0`` of the heads from ``first``
-    (``rows_descriptor``)."""
+    (``rows_descriptor``; a descriptor's coordinates are 32-bit)."""
+    off_b, first, row0 = off_b.to(tl.int32), first.to(tl.int32), row0.to(tl.int32)
     if PACK == 1:
         blk = desc.load([off_b, first, row0, 0])
     else:
