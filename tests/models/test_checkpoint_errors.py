@@ -7,11 +7,12 @@ import re
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file, save_file
 
 import atenea
 from atenea.models import CheckpointError, DecoderConfig, DecoderModel, save_pretrained
-from tests.models.tiny import VOCAB
+from tests.models.tiny import VOCAB, bert_config
 
 
 @pytest.fixture
@@ -194,3 +195,22 @@ def test_unsupported_bert_and_llama_options(tmp_path):
     )
     _edit_config(tmp_path / "llama", lambda c: c.update(hidden_act="gelu"))
     _refused(tmp_path / "llama", "Llama hidden_act='gelu' is not supported")
+
+
+@pytest.mark.parametrize(
+    "build, pattern",
+    [
+        # the tensors look like BertForMaskedLM's, the attention is causal
+        (lambda c: transformers.BertLMHeadModel(c(is_decoder=True)), "is_decoder=true"),
+        # a classifier per token: the tensors look like a text classifier's
+        (lambda c: transformers.BertForTokenClassification(c(num_labels=5)),
+         "architecture BertForTokenClassification is not supported"),
+        (lambda c: transformers.BertForMaskedLM(c(tie_word_embeddings=False)),
+         "tie_word_embeddings=false is not supported for BERT"),
+    ],
+)  # fmt: skip
+def test_bert_checkpoints_atenea_would_build_wrongly_are_refused(build, pattern, tmp_path):
+    """Their tensors match a model atenea reads, their config says it computes otherwise:
+    refused in one line, not loaded as a model with other outputs."""
+    build(bert_config).save_pretrained(tmp_path)
+    _refused(tmp_path, pattern)

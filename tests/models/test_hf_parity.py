@@ -90,6 +90,8 @@ def test_bert_matches_transformers(case, tmp_path):
 DECODER_CASES = {
     "gpt2": lambda: transformers.GPT2LMHeadModel(gpt2_config()),
     "gpt2_n_inner": lambda: transformers.GPT2LMHeadModel(gpt2_config(n_inner=40)),
+    # its own output matrix in the file: read, not replaced by the token embedding
+    "gpt2_untied": lambda: transformers.GPT2LMHeadModel(gpt2_config(tie_word_embeddings=False)),
     "llama_gqa": lambda: transformers.LlamaForCausalLM(llama_config()),
     "llama_head_dim_bias": lambda: transformers.LlamaForCausalLM(
         llama_config(head_dim=12, attention_bias=True, mlp_bias=True)
@@ -108,7 +110,9 @@ def test_decoder_matches_transformers_left_padded(case, tmp_path):
     if case == "gpt2_n_inner":
         assert c.ffn_hidden == 40
     elif case == "gpt2":
-        assert c.ffn_hidden == 4 * 48
+        assert c.ffn_hidden == 4 * 48 and c.tie_embeddings
+    elif case == "gpt2_untied":
+        assert not c.tie_embeddings and model.lm_head is not None
     elif case == "llama_gqa":
         assert (c.num_heads, c.num_kv_heads, c.rope_scaling) == (6, 2, None)
     elif case == "llama_head_dim_bias":

@@ -31,6 +31,10 @@ CASES = {
         "right",
     ),
     "GPT2LMHeadModel": (lambda: transformers.GPT2LMHeadModel(gpt2_config(n_inner=40)), "left"),
+    "GPT2LMHeadModel_untied": (
+        lambda: transformers.GPT2LMHeadModel(gpt2_config(tie_word_embeddings=False)),
+        "left",
+    ),
     "LlamaForCausalLM": (lambda: transformers.LlamaForCausalLM(llama_config()), "left"),
     "LlamaForCausalLM_tied": (
         lambda: transformers.LlamaForCausalLM(llama_config(tie_word_embeddings=True)),

@@ -64,6 +64,9 @@ ARCHITECTURES = {
     EncoderForMaskedLM: "BertForMaskedLM",
     EncoderForSequenceClassification: "BertForSequenceClassification",
 }
+# the architectures whose ``classifier`` labels a whole text (token classifiers and multiple
+# choice have a ``classifier`` too)
+CLASSIFIERS = ("BertForSequenceClassification",)
 
 
 def rules_for(model_class: type[nn.Module], hf_prefix: str) -> list[Rule]:
@@ -75,13 +78,36 @@ def rules_for(model_class: type[nn.Module], hf_prefix: str) -> list[Rule]:
     return encoder + (MLM_HEAD if model_class is EncoderForMaskedLM else CLASSIFIER)
 
 
-def plan_load(hf: dict, names: set[str]) -> LoadPlan:
-    """The model class comes from the tensors (an MLM head, a classifier, or neither)."""
+def _refuse_what_we_cannot_compute(hf: dict, names: set[str]) -> None:
+    """A ``CheckpointError`` for BERT options whose model atenea would build wrongly: the
+    tensors alone do not tell them from the ones it reads."""
     if hf.get("position_embedding_type", "absolute") != "absolute":
         raise CheckpointError(
             f"config.json: position_embedding_type={hf['position_embedding_type']!r}; atenea "
             f"reads BERT checkpoints with absolute positions"
         )
+    if hf.get("is_decoder") or hf.get("add_cross_attention"):
+        raise CheckpointError(
+            "config.json: is_decoder=true (a causal BERT such as BertLMHeadModel) is not "
+            "supported; atenea's BERT encoder attends both ways"
+        )
+    if hf.get("tie_word_embeddings", True) is False and "cls.predictions.decoder.weight" in names:
+        raise CheckpointError(
+            "config.json: tie_word_embeddings=false is not supported for BERT; atenea's masked "
+            "LM head predicts through the token embeddings"
+        )
+    if any(n.startswith("classifier.") for n in names):
+        other = [a for a in hf.get("architectures") or [] if a not in CLASSIFIERS]
+        if other:
+            raise CheckpointError(
+                f"config.json: architecture {other[0]} is not supported; of BERT's "
+                f"classifiers atenea reads BertForSequenceClassification (one label per text)"
+            )
+
+
+def plan_load(hf: dict, names: set[str]) -> LoadPlan:
+    """The model class comes from the tensors (an MLM head, a classifier, or neither)."""
+    _refuse_what_we_cannot_compute(hf, names)
     config = EncoderConfig(
         vocab_size=hf["vocab_size"], dim=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
         num_heads=hf["num_attention_heads"], ffn_hidden=hf["intermediate_size"],

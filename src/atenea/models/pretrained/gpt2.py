@@ -1,13 +1,15 @@
 """GPT-2: a pre-norm decoder with learned positions, LayerNorm and biases everywhere.
 
 Mapping: ``GPT2LMHeadModel`` / ``GPT2Model`` <-> ``DecoderModel`` with ``positions="learned"``,
-``norm="layernorm"``, ``fused_qkv=True``, tied embeddings. Names: ``wte`` / ``wpe`` -> the token
+``norm="layernorm"``, ``fused_qkv=True``, tied embeddings unless ``tie_word_embeddings`` is
+false (then ``lm_head`` -> ``lm_head``). Names: ``wte`` / ``wpe`` -> the token
 and position embeddings; ``h.{i}.ln_1`` / ``ln_2`` -> ``attention_norm`` / ``ffn_norm``;
 ``h.{i}.attn.c_attn`` (q, k and v fused) -> ``attention.qkv_proj``, ``attn.c_proj`` ->
 ``attention.o_proj``; ``mlp.c_fc`` / ``mlp.c_proj`` -> ``feed_forward.up`` / ``down``; ``ln_f``
 -> ``final_norm``. GPT-2's ``Conv1D`` stores its matrices as ``(in, out)``: those four are
 transposed. Checkpoints of ``GPT2LMHeadModel`` prefix the names with ``transformer.``.
-Ignored when reading: the old causal-mask buffers and ``lm_head.weight`` (tied to ``wte``).
+Ignored when reading: the old causal-mask buffers and, when tied, ``lm_head.weight`` (a copy
+of ``wte``).
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ RULES = [
 ]
 IGNORE = (
     r"(transformer\.)?h\.\d+\.attn\.(masked_)?bias",  # old causal-mask buffers
-    r"lm_head\.weight",  # tied to wte
+    r"lm_head\.weight",  # tied to wte (an untied head has a rule, which wins)
 )
+HEAD = Rule("lm_head.weight", "lm_head.weight")  # untied: the head's own matrix
 UNSUPPORTED = ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention")
 
 
@@ -60,12 +63,20 @@ def plan_load(hf: dict, names: set[str]) -> LoadPlan:
         ffn_hidden=hf.get("n_inner") or 4 * dim, max_positions=hf.get("n_positions", 1024),
         positions="learned", norm="layernorm", norm_eps=hf.get("layer_norm_epsilon", 1e-5),
         activation=activation_from_hf(hf, "activation_function"), bias=True, fused_qkv=True,
-        tie_embeddings=True, dropout=hf.get("resid_pdrop", 0.1),
+        tie_embeddings=_tied(hf, names), dropout=hf.get("resid_pdrop", 0.1),
         attention_dropout=hf.get("attn_pdrop", 0.1), bos_token_id=hf.get("bos_token_id"),
         eos_token_id=hf.get("eos_token_id"), pad_token_id=hf.get("pad_token_id"),
     )  # fmt: skip
     prefix = "transformer." if any(n.startswith("transformer.") for n in names) else ""
-    return LoadPlan(DecoderModel, config, {}, [rule.prefixed(prefix, "") for rule in RULES])
+    rules = [rule.prefixed(prefix, "") for rule in RULES]
+    return LoadPlan(DecoderModel, config, {}, rules + ([] if config.tie_embeddings else [HEAD]))
+
+
+def _tied(hf: dict, names: set[str]) -> bool:
+    """Whether the output layer is the token embedding: transformers ties them unless
+    ``tie_word_embeddings`` is false, and a file without ``lm_head.weight`` (``GPT2Model``)
+    has no head of its own to read."""
+    return bool(hf.get("tie_word_embeddings", True)) or "lm_head.weight" not in names
 
 
 def has_equivalent(model: nn.Module) -> bool:
@@ -75,7 +86,7 @@ def has_equivalent(model: nn.Module) -> bool:
     c: DecoderConfig = model.config
     return (
         c.positions == "learned" and c.norm == "layernorm" and c.bias and c.fused_qkv
-        and c.tie_embeddings and c.activation in OUR_ACTIVATIONS
+        and c.activation in OUR_ACTIVATIONS
         and c.num_kv_heads in (None, c.num_heads)
         and c.head_dim in (None, c.dim // c.num_heads)
     )  # fmt: skip
@@ -93,9 +104,10 @@ def plan_save(model: nn.Module) -> SavePlan | None:
         n_positions=c.max_positions, layer_norm_epsilon=c.norm_eps,
         activation_function=OUR_ACTIVATIONS[c.activation], resid_pdrop=c.dropout,
         embd_pdrop=c.dropout, attn_pdrop=c.attention_dropout, bos_token_id=c.bos_token_id,
-        eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id, tie_word_embeddings=True,
+        eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id,
+        tie_word_embeddings=c.tie_embeddings,
     )  # fmt: skip
-    return SavePlan(hf, list(RULES))
+    return SavePlan(hf, list(RULES) + ([] if c.tie_embeddings else [HEAD]))
 
 
 FAMILY = Family("gpt2", plan_load, plan_save, IGNORE)

@@ -99,16 +99,15 @@ def rename(
     ignore: Iterable[str] = (),
     source: str | None = None,
 ) -> dict[str, tuple[str, bool]]:
-    """``{name: (new name, transpose)}`` for every name not matching an ``ignore`` pattern;
-    a ``CheckpointError`` listing the names no rule knows (prefixed by ``source``)."""
+    """``{name: (new name, transpose)}`` for every name a rule knows; the rest must match an
+    ``ignore`` pattern (skipped), else a ``CheckpointError`` lists them (prefixed by
+    ``source``)."""
     if to not in ("ours", "hf"):
         raise ValueError(f"to: expected 'ours' or 'hf', got {to!r}")
     compiled = [(rule_pattern(rule.hf if to == "ours" else rule.ours), rule) for rule in rules]
     ignored = [re.compile(pattern) for pattern in ignore]
     renamed, unknown = {}, []
-    for name in names:
-        if any(pattern.fullmatch(name) for pattern in ignored):
-            continue
+    for name in names:  # a rule wins over an ignore pattern: an untied head has a rule then
         for pattern, rule in compiled:
             match = pattern.fullmatch(name)
             if match:
@@ -116,7 +115,8 @@ def rename(
                 renamed[name] = (target.format(**match.groupdict()), rule.transpose)
                 break
         else:
-            unknown.append(name)
+            if not any(pattern.fullmatch(name) for pattern in ignored):
+                unknown.append(name)
     if unknown:
         where = "the checkpoint" if to == "ours" else "the model"
         prefix = f"{source}: " if source else ""
