@@ -89,6 +89,21 @@ def test_seeded_sampling_draws_what_hugging_face_draws(gpt2_pair, options):
     assert torch.equal(out, expected)
 
 
+@pytest.mark.parametrize("options", [{}, {"top_k": 5}], ids=["plain", "top-k"])
+def test_seeded_beam_sampling_keeps_what_hugging_face_keeps(pair, options):
+    """Beam search drawing its 2K continuations: they are ranked by score before the K best
+    that ended become hypotheses, so at the length limit, where every one ends, the same seed
+    finishes with the same beams."""
+    hf, ours = pair
+    ids, mask = tiny.left_padded()
+    kwargs = dict(num_beams=3, do_sample=True, early_stopping=True, **options)
+    torch.manual_seed(3)
+    expected = hf_generate(hf, ids, mask, **kwargs)
+    torch.manual_seed(3)
+    out = atenea.generate(ours, ids, attention_mask=mask, max_new_tokens=NEW, **kwargs)
+    assert torch.equal(out, expected)
+
+
 @pytest.mark.parametrize("num_beams", [1, 4])
 def test_tokens_equal_hugging_face_on_the_fast_kernels(pair, num_beams,
                                                       every_product_on_the_fast_kernels):  # fmt: skip

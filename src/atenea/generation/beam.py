@@ -115,7 +115,9 @@ def beam_search(decoding, prompt: Tensor, prompt_mask: Tensor, s: GenerationConf
         sums = (log_probs.view(batch, k, vocab) + running_scores[:, :, None]).view(batch, -1)
         if s.do_sample:
             picked = draw(sums.softmax(-1), kept, s.generator)
-            candidate_scores = sums.gather(1, picked)
+            # best first, as topk gives them: "among the first K" below means the K best draws
+            candidate_scores, order = sums.gather(1, picked).sort(dim=1, descending=True, stable=True)
+            picked = picked.gather(1, order)
         else:
             candidate_scores, picked = torch.topk(sums, kept)
         parents, tokens = picked // vocab, picked % vocab
