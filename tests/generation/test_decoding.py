@@ -2,6 +2,7 @@
 strings, beams and their scores, encoder-decoder models."""
 
 import io
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -305,3 +306,33 @@ def test_beam_steps_reorder_the_cache_in_place(llama):
     assert [t.data_ptr() for t in cache.buffers()] == before
     first = cache.layers[0].keys
     assert first[:, 0, 0, 0].tolist() == [3, 3, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "before, after, text, ends",
+    [
+        ("w3 w7 w7", "w3 w7 w7 w7", "w7 w7", True),  # overlaps the one already there
+        ("w3 w7 w7", "w3 w7 w7 w5", "w7 w7", False),  # only the old one: no new end
+        ("w3 w7", "w3 w7 w7", "w7 w7", True),
+        ("w3 w7 w7 w5", "w3 w7 w7 w5 w7", "w7 w7", False),
+        ("caf\ufffd", "café", "fé", True),  # a byte completing a character changes the tail
+        ("", "w7", "w7", True),
+    ],
+)
+def test_a_stop_string_counts_when_it_ends_in_the_new_text(before, after, text, ends):
+    from atenea.generation.stopping import _ends_in_new_text
+
+    assert _ends_in_new_text(before, after, text) is ends
+
+
+def test_stop_condition_sees_an_occurrence_overlapping_the_prompts():
+    """The prompt ends with the stop string "w7 w7"; one more "w7" completes a new one, which
+    ``str.count`` (not counting overlaps) missed."""
+    from atenea.generation.config import GenerationConfig
+    from atenea.generation.stopping import StopCondition
+
+    model = SimpleNamespace(config=SimpleNamespace(eos_token_id=None, pad_token_id=tiny.PAD))
+    s = GenerationConfig(stop_strings="w7 w7", tokenizer=tiny.word_tokenizer())
+    stop = StopCondition(s.resolve(model, tiny.VOCAB, 3), torch.device("cpu"))
+    rows = torch.tensor([[3, 7, 7, 7], [5, 3, 7, 7], [7, 7, 3, 5]])
+    assert stop(rows).tolist() == [True, True, False]

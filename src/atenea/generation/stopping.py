@@ -3,6 +3,8 @@ string, or it reached the length limit (the loops check that one themselves)."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
 
@@ -36,5 +38,14 @@ class StopCondition:
         hits = []
         for tail in tails:
             before, after = self.tokenizer.decode(tail[:-1]), self.tokenizer.decode(tail)
-            hits.append(any(after.count(s) > before.count(s) for s in self.stop_strings))
+            hits.append(any(_ends_in_new_text(before, after, s) for s in self.stop_strings))
         return torch.tensor(hits, dtype=torch.bool, device=sequences.device)
+
+
+def _ends_in_new_text(before: str, after: str, text: str) -> bool:
+    """Whether an occurrence of ``text`` in ``after`` ends past the part it shares with
+    ``before`` (what the last token added, or changed: a byte completing a character). Such an
+    occurrence starts no earlier than ``len(text) - 1`` characters before that point; it may
+    overlap one wholly in ``before`` ("w7 w7" + " w7" ends a new "w7 w7")."""
+    shared = len(os.path.commonprefix([before, after]))
+    return after.find(text, max(0, shared - len(text) + 1)) != -1
