@@ -160,6 +160,21 @@ def test_beam_scores_are_summed_log_probabilities_over_length_to_the_penalty(gpt
             assert out.scores[row, beam] == pytest.approx(float(total) / new**penalty, abs=1e-4)
 
 
+@pytest.mark.parametrize("model", ["gpt2", "seq2seq"])
+def test_return_beams_without_new_tokens_is_still_a_beam_output(request, model):
+    """``max_new_tokens=0`` takes no step: each of the K beams is the prompt (or the lone start
+    token of an encoder-decoder), with no new tokens and a log-probability of 0."""
+    net = request.getfixturevalue(model)
+    ids, mask = tiny.left_padded()
+    out = atenea.generate(net, ids, attention_mask=mask, max_new_tokens=0, num_beams=3,
+                          return_beams=True)  # fmt: skip
+    assert isinstance(out, BeamSearchOutput)
+    plain = atenea.generate(net, ids, attention_mask=mask, max_new_tokens=0, num_beams=3)
+    assert torch.equal(out.sequences, plain)
+    assert torch.equal(out.beams, plain[:, None].expand(-1, 3, -1))
+    assert out.scores.tolist() == [[0.0] * 3] * 3 and out.lengths.tolist() == [[0] * 3] * 3
+
+
 def test_one_beam_is_greedy_and_beams_do_at_least_as_well(llama):
     ids, mask = tiny.left_padded()
     greedy = atenea.generate(llama, ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=[])

@@ -116,7 +116,9 @@ def beam_search(decoding, prompt: Tensor, prompt_mask: Tensor, s: GenerationConf
         if s.do_sample:
             picked = draw(sums.softmax(-1), kept, s.generator)
             # best first, as topk gives them: "among the first K" below means the K best draws
-            candidate_scores, order = sums.gather(1, picked).sort(dim=1, descending=True, stable=True)
+            candidate_scores, order = sums.gather(1, picked).sort(
+                dim=1, descending=True, stable=True
+            )
             picked = picked.gather(1, order)
         else:
             candidate_scores, picked = torch.topk(sums, kept)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from atenea.generation.beam import beam_search
+from atenea.generation.beam import BeamSearchOutput, beam_search
 from atenea.generation.config import GenerationConfig
 from atenea.generation.decoding import start
 from atenea.generation.sampling import sample
@@ -59,7 +59,15 @@ def generate(
         decoding, prompt, prompt_mask = start(model, input_ids, attention_mask, s)
         if s.num_beams > 1 and s.max_new_tokens > 0:
             return beam_search(decoding, prompt, prompt_mask, s)
-        return sample(decoding, prompt, prompt_mask, s)
+        out = sample(decoding, prompt, prompt_mask, s)
+    if s.num_beams > 1 and s.return_beams:  # no new token: each of the K beams is the prompt
+        batch, k = out.shape[0], s.num_beams
+        return BeamSearchOutput(
+            sequences=out, beams=out[:, None].expand(-1, k, -1).clone(),
+            scores=out.new_zeros(batch, k, dtype=torch.float32),  # log 1: nothing was chosen
+            lengths=out.new_zeros(batch, k),
+        )  # fmt: skip
+    return out
 
 
 def vocab_size_of(model) -> int:
