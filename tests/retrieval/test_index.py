@@ -57,6 +57,8 @@ def test_build_save_load_search_round_trip(minilm, corpus, tmp_path):
     hits = loaded.search(questions, model, tokenizer, k=2)
     assert [row[0].passage["title"] for row in hits] == [a["title"] for a in ARTICLES]
     assert all(row[0].score > row[1].score for row in hits)
+    with pytest.raises(TypeError, match="one string; pass \\[text\\]"):
+        loaded.search(questions[0], model, tokenizer)  # would search letter by letter
 
 
 def test_top_k_is_the_exact_float64_search():

@@ -118,6 +118,8 @@ class PassageIndex:
     def search(self, questions: list[str], model, tokenizer, k: int = 5) -> list[list[Hit]]:
         """The ``k`` best passages of each question, embedded with ``model`` (checked to be
         the index's model)."""
+        if isinstance(questions, str):  # list("cat") would search "c", "a" and "t"
+            raise TypeError("questions: expected a list of strings, got one string; pass [text]")
         self.check_model(model)
         queries = model.encode(list(questions), tokenizer).float().cpu()
         scores, positions = self.top_k(queries, k)
