@@ -351,3 +351,20 @@ def test_stop_condition_sees_an_occurrence_overlapping_the_prompts():
     stop = StopCondition(s.resolve(model, tiny.VOCAB, 3), torch.device("cpu"))
     rows = torch.tensor([[3, 7, 7, 7], [5, 3, 7, 7], [7, 7, 3, 5]])
     assert stop(rows).tolist() == [True, True, False]
+
+
+def test_a_source_padded_on_either_side_encodes_and_translates_as_unpadded(seq2seq):
+    """Source positions count from a row's first real token, so padding on the left shifts
+    nothing (it moved every sinusoid by the padding's length)."""
+    source = torch.tensor([[11, 52, 7, 90, 33]])
+    pad, ones = torch.full((1, 3), tiny.PAD), torch.ones(1, 5, dtype=torch.long)
+    left, left_mask = torch.cat([pad, source], 1), torch.cat([0 * pad, ones], 1)
+    right, right_mask = torch.cat([source, pad], 1), torch.cat([ones, 0 * pad], 1)
+    with torch.no_grad():
+        alone = seq2seq.encode(source)
+        torch.testing.assert_close(seq2seq.encode(left, left_mask)[:, 3:], alone)
+        torch.testing.assert_close(seq2seq.encode(right, right_mask)[:, :5], alone)
+    expected = atenea.generate(seq2seq, source, max_new_tokens=8)
+    for ids, mask in ((left, left_mask), (right, right_mask)):
+        assert torch.equal(atenea.generate(seq2seq, ids, attention_mask=mask, max_new_tokens=8),
+                           expected)  # fmt: skip

@@ -29,7 +29,7 @@ from atenea.models.outputs import Intermediates, ModelOutput
 from atenea.nn.block import TransformerBlock
 from atenea.nn.cache import Cache
 from atenea.nn.linear import Linear, linear
-from atenea.nn.positions import SinusoidalPositions
+from atenea.nn.positions import SinusoidalPositions, positions_from_mask
 
 
 class EncoderDecoderModel(nn.Module):
@@ -76,11 +76,15 @@ class EncoderDecoderModel(nn.Module):
         return self.dropout(x)
 
     def encode(self, src_ids: Tensor, src_mask: Tensor | None = None, intermediates=None) -> Tensor:
-        """``src_ids (B, S)``, ``src_mask (B, S)`` (1 = token) -> memory ``(B, S, dim)``."""
+        """``src_ids (B, S)``, ``src_mask (B, S)`` (1 = token) -> memory ``(B, S, dim)``. A
+        row's first real token is at position 0 whichever side it is padded on."""
         c = self.config
         check_ids(src_ids, c.src_vocab_size, "src_ids")
         check_attention_mask(src_mask, src_ids)
-        positions = torch.arange(src_ids.shape[1], device=src_ids.device).expand_as(src_ids)
+        if src_mask is None:
+            positions = torch.arange(src_ids.shape[1], device=src_ids.device).expand_as(src_ids)
+        else:
+            positions = positions_from_mask(src_mask)
         x = self._embed(self.source_embedding, src_ids, positions)
         return run_blocks(
             self.encoder_layers, x, intermediates, side="encoder_", final_norm=self.encoder_norm,
