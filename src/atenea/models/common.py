@@ -20,8 +20,12 @@ def next_tokens(labels: Tensor) -> Tensor:
     return F.pad(labels[:, 1:], (0, 1), value=IGNORE)
 
 
-def check_ids(input_ids: Tensor, vocab_size: int, name: str = "input_ids") -> None:
-    """Token ids must be a ``(B, L)`` integer tensor with values in ``[0, vocab_size)``."""
+def check_ids(
+    input_ids: Tensor, vocab_size: int, name: str = "input_ids", kind: str = "token ids",
+    bound: str = "this vocabulary",
+) -> None:  # fmt: skip
+    """Token ids must be a ``(B, L)`` integer tensor with values in ``[0, vocab_size)``
+    (``kind`` and ``bound`` name them and their limit in the message: segment ids, ...)."""
     if not isinstance(input_ids, Tensor):
         raise TypeError(
             f"{name}: expected a (B, L) tensor of token ids, got {type(input_ids).__name__}"
@@ -38,16 +42,21 @@ def check_ids(input_ids: Tensor, vocab_size: int, name: str = "input_ids") -> No
         low, high = torch.stack(torch.aminmax(input_ids)).tolist()  # one read, not two
         if low < 0 or high >= vocab_size:
             raise ValueError(
-                f"{name}: token ids must lie in [0, {vocab_size}) for this vocabulary, got values "
-                f"from {low} to {high}"
+                f"{name}: {kind} must lie in [0, {vocab_size}) for {bound}, got values from "
+                f"{low} to {high}"
             )
 
 
 def check_attention_mask(attention_mask: Tensor | None, input_ids: Tensor) -> None:
-    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+    check_like_ids(attention_mask, input_ids, "attention_mask", "1 = token, 0 = padding")
+
+
+def check_like_ids(values: Tensor | None, input_ids: Tensor, name: str, meaning: str) -> None:
+    """A per-token input (``meaning`` says what it holds) must have the shape of input_ids."""
+    if values is not None and tuple(values.shape) != tuple(input_ids.shape):
         raise ValueError(
-            f"attention_mask: expected the shape of input_ids {tuple(input_ids.shape)} (1 = token, "
-            f"0 = padding), got {tuple(attention_mask.shape)}"
+            f"{name}: expected the shape of input_ids {tuple(input_ids.shape)} ({meaning}), got "
+            f"{tuple(values.shape)}"
         )
 
 

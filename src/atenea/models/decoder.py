@@ -24,6 +24,7 @@ from atenea.models.common import (
     and_masks,
     check_attention_mask,
     check_ids,
+    check_like_ids,
     init_weights,
     next_tokens,
     recorded,
@@ -140,6 +141,12 @@ class DecoderModel(nn.Module):
         c = self.config
         check_ids(input_ids, c.vocab_size)
         check_attention_mask(attention_mask, input_ids)
+        check_like_ids(labels, input_ids, "labels", "next-token targets, -100 = ignore")
+        if position_ids is not None:
+            check_like_ids(position_ids, input_ids, "position_ids", "each token's position")
+            if c.positions == "learned":  # a row of the table each
+                check_ids(position_ids, c.max_positions, "position_ids", "positions",
+                          "this model's max_positions")  # fmt: skip
         if labels is not None and logits_to_keep:
             raise ValueError("labels: the loss needs every position's logits (logits_to_keep=0)")
         inter = recording(output_attentions, output_hidden_states, intermediates)

@@ -17,6 +17,7 @@ from atenea.attention import masks
 from atenea.models.common import (
     check_attention_mask,
     check_ids,
+    check_like_ids,
     init_weights,
     recorded,
     recording,
@@ -91,6 +92,10 @@ class EncoderModel(nn.Module):
         c = self.config
         check_ids(input_ids, c.vocab_size)
         check_attention_mask(attention_mask, input_ids)
+        if token_type_ids is not None and self.segment_embedding is not None:
+            check_like_ids(token_type_ids, input_ids, "token_type_ids", "0 = sentence A, 1 = B")
+            check_ids(token_type_ids, c.type_vocab_size, "token_type_ids", "segment ids",
+                      "this model's type_vocab_size")  # fmt: skip
         if c.positions == "learned" and input_ids.shape[1] > c.max_positions:
             raise ValueError(
                 f"input_ids: {input_ids.shape[1]} tokens, but this model has positions for at "

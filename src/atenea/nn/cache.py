@@ -148,7 +148,12 @@ class Cache:
         Returns their positions ``(B, L)``, the mask of the attention over the cache (causal
         over the filled slots and blind to padding, True = may attend; None when nothing is
         masked) and the ``Write`` every layer uses."""
-        count = attention_mask.shape[1]
+        rows, count = attention_mask.shape
+        if rows != self.key_mask.shape[0]:
+            raise ValueError(
+                f"cache: made for a batch of {self.key_mask.shape[0]} rows, the input has {rows}; "
+                f"make one with new_cache({rows}, capacity)"
+            )
         real = attention_mask.bool()
         if self.whole and count == 1:
             # A copy: the cursor moves on below, the layers must write where it was.
