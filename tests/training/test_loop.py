@@ -176,6 +176,22 @@ def test_no_output_without_progress_and_bad_settings(tmp_path, capsys):
         _run(tmp_path, accumulation=0)
 
 
+@pytest.mark.parametrize(
+    "setting, pattern",
+    [
+        # clip_grad_norm_ scales by max_norm / norm: negative turns every gradient around
+        (dict(clip=-1.0), "TrainConfig.clip: expected None, 0 .no clipping. or a positive"),
+        (dict(clip=float("nan")), "TrainConfig.clip"),
+        (dict(lr=0.0), r"TrainConfig.lr: expected a finite number > 0, got 0.0"),
+        (dict(lr=float("nan")), "TrainConfig.lr"),
+        (dict(weight_decay=-0.1), r"TrainConfig.weight_decay: expected a finite number >= 0"),
+    ],
+)
+def test_optimizer_settings_that_would_not_train_are_refused(tmp_path, setting, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        _run(tmp_path, **setting)
+
+
 def test_progress_bar_shows_loss_and_metric(tmp_path, capsys):
     _run(tmp_path, steps=4, progress=True)
     captured = capsys.readouterr()

@@ -8,6 +8,7 @@ decides batches, schedule or random numbers (``check_resume``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,19 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name}: expected an integer >= 0, got {value!r}")
+        for name, low in (("lr", "> 0"), ("weight_decay", ">= 0")):
+            value = getattr(self, name)
+            positive = value > 0 if low == "> 0" else value >= 0
+            if not _finite(value) or not positive:
+                raise ValueError(
+                    f"TrainConfig.{name}: expected a finite number {low}, got {value!r}"
+                )
+        if self.clip is not None and not (_finite(self.clip) and self.clip >= 0):
+            # a negative max_norm turns every gradient around: the run would climb its loss
+            raise ValueError(
+                f"TrainConfig.clip: expected None, 0 (no clipping) or a positive gradient norm, "
+                f"got {self.clip!r}"
+            )
         if self.stop_at is not None and not 1 <= self.stop_at <= self.steps:
             raise ValueError(
                 f"TrainConfig.stop_at: expected 1..steps={self.steps}, got {self.stop_at}"
@@ -107,6 +121,11 @@ class TrainConfig:
                 f"TrainConfig.batch_size: {self.batch_size} does not divide among {world_size} "
                 f"processes; use a multiple of {world_size}"
             )
+
+
+def _finite(value) -> bool:
+    """A real number (not a bool, NaN or infinite)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_resume(saved: dict, config: TrainConfig, folder: Path) -> None:
