@@ -90,6 +90,33 @@ def test_same_texts_give_the_same_tokenizer_json(kind):
         assert again.backend.to_str() == first.backend.to_str()
 
 
+@pytest.mark.parametrize("kind", ["bpe", "chars"])
+def test_a_texts_own_special_token_strings_stay_text(tmp_path, kind):
+    """HTML's <s>...</s> is text to a decoder's tokenizer: no end-of-document id in the middle
+    of a document, and the text round-trips, also after a save and load (the option lives in
+    tokenizer_config.json, as Hugging Face's split_special_tokens)."""
+    text = "old <s>price</s> new <pad> <unk>"
+    tokenizer = train_tokenizer(corpus() + [text], kind=kind, vocab_size=400)
+    tokenizer.save(tmp_path)
+    for each in (tokenizer, Tokenizer.from_folder(tmp_path)):
+        ids = each.encode(text)
+        assert not set(ids) & {0, 1, 2, 3} and each.decode(ids) == text
+    bert = train_tokenizer(corpus(), kind="wordpiece", vocab_size=300, template="bert")
+    assert bert.encode("a [MASK] b", add_special_tokens=False)[1] == 4  # fill-mask's [MASK]
+
+
+def test_max_length_below_the_special_tokens_is_refused():
+    tokenizer = train_tokenizer(corpus(), kind="wordpiece", vocab_size=300, template="bert")
+    assert tokenizer.special_count() == 2 and tokenizer.special_count(pair=True) == 3
+    assert tokenizer(["el campo verde"], max_length=3)["input_ids"].shape == (1, 3)
+    for limit in (1, 2):  # more tokens than asked, or none of the text: said, not done
+        with pytest.raises(ValueError, match=rf"max_length: {limit} tokens cannot hold a token "
+                                             r"of the text besides the 2 special tokens this "
+                                             r"tokenizer adds around each input; use at least "
+                                             r"3"):  # fmt: skip
+            tokenizer(["el campo verde"], max_length=limit)
+
+
 @pytest.mark.parametrize("kind", ["bpe", "wordpiece", "chars"])
 def test_save_and_load_keep_ids(tmp_path, kind):
     tokenizer = train_tokenizer(corpus(), kind=kind, vocab_size=300, template="bert", max_length=32)

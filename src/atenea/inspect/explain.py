@@ -67,6 +67,12 @@ def explain(
             "target)"
         )
     causal = isinstance(base, DecoderModel)
+    added = tokenizer.special_count(pair is not None)
+    if max_tokens is not None and max_tokens <= added:
+        raise ExplainError(
+            f"max_tokens: {max_tokens} cannot hold a token of the text besides the {added} "
+            f"special tokens around it; use at least {added + 1}"
+        )
     limit = max_tokens or tokenizer.model_max_length or _model_limit(base)
     full = tokenizer(text, pair, truncation=False)
     batch = tokenizer(text, pair, max_length=limit) if limit else full

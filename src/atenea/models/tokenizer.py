@@ -22,6 +22,9 @@ class Tokenizer:
         special_tokens: ``{"pad": "[PAD]", "cls": "[CLS]", ...}`` (names of SPECIAL_NAMES).
         model_max_length: longest input the model takes (truncation limit), if known.
         padding_side: ``"right"`` (encoders) or ``"left"`` (decoders generating in batches).
+        split_special_tokens: a special token's text inside a text ("</s>" in HTML) is read as
+            plain text, not as the token (Hugging Face's option of that name). atenea's own
+            tokenizers for decoders set it: their texts are raw, the task adds BOS/EOS by id.
     """
 
     def __init__(
@@ -30,6 +33,7 @@ class Tokenizer:
         special_tokens: dict[str, str] | None = None,
         model_max_length: int | None = None,
         padding_side: str = "right",
+        split_special_tokens: bool = False,
     ):
         # Padding and truncation are ours to decide per call: a tokenizer.json may carry its own
         # (all-MiniLM-L6-v2's pads every input to 128 tokens, marking the padding as real).
@@ -41,6 +45,12 @@ class Tokenizer:
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side: expected 'right' or 'left', got {padding_side!r}")
         self.padding_side = padding_side
+        # kept on the backend, where encoding reads it (tokenizer.json does not store it)
+        backend.encode_special_tokens = split_special_tokens
+
+    @property
+    def split_special_tokens(self) -> bool:
+        return self.backend.encode_special_tokens
 
     # -- folders ---------------------------------------------------------------------------
     @classmethod
@@ -73,7 +83,8 @@ class Tokenizer:
         if not isinstance(max_length, int) or max_length > 10**8:
             max_length = None  # HF writes a huge sentinel when unknown
         side = padding_side or settings.get("padding_side") or "right"
-        return cls(backend, special, max_length, side)
+        split = settings.get("split_special_tokens") is True
+        return cls(backend, special, max_length, side, split_special_tokens=split)
 
     def save(self, folder: str | Path) -> None:
         """Write ``tokenizer.json`` and ``tokenizer_config.json``."""
@@ -84,6 +95,8 @@ class Tokenizer:
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
         config["padding_side"] = self.padding_side
+        if self.split_special_tokens:
+            config["split_special_tokens"] = True
         (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     # -- special tokens --------------------------------------------------------------------
@@ -115,6 +128,10 @@ class Tokenizer:
             ids = ids.tolist()
         return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
 
+    def special_count(self, pair: bool = False) -> int:
+        """How many special tokens encoding adds around an input (a pair if ``pair``)."""
+        return len(self.backend.encode("", "" if pair else None).ids)
+
     def tokens(self, ids) -> list[str]:
         """The token string of every id (for labels in pictures)."""
         if isinstance(ids, torch.Tensor):
@@ -129,6 +146,13 @@ class Tokenizer:
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"pairs: expected {len(texts)} second sentences, got {len(pairs)}")
         limit = max_length or self.model_max_length
+        if truncation and limit and limit <= (added := self.special_count(pairs is not None)):
+            # the library would keep the special tokens whole past the limit, and say nothing
+            raise ValueError(
+                f"max_length: {limit} tokens cannot hold a token of the text besides the "
+                f"{added} special tokens this tokenizer adds around each input; use at least "
+                f"{added + 1}"
+            )
         if truncation and limit:
             self.backend.enable_truncation(limit)
         try:

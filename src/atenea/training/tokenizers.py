@@ -7,7 +7,8 @@ deterministic: the same texts give the same ``tokenizer.json``.
 Special tokens come first, so their ids are fixed whatever the texts:
 
 - ``template="none"``: ``<pad>=0 <unk>=1 <s>=2 </s>=3`` (roles pad/unk/bos/eos); ``encode``
-  adds nothing, the task adds BOS/EOS itself (decoders, encoder-decoders);
+  adds nothing, the task adds BOS/EOS itself (decoders, encoder-decoders), and a text's own
+  "<s>" or "</s>" is plain text (``split_special_tokens``);
 - ``template="bert"``: ``[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4`` and ``encode`` gives
   ``[CLS] a [SEP]`` (pairs ``[CLS] a [SEP] b [SEP]``) like BERT (encoders).
 """
@@ -87,7 +88,10 @@ def train_tokenizer(
             pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
         )
-    return Tokenizer(backend, dict(roles), model_max_length=max_length, padding_side="right")
+    # "none" serves decoders and translators, whose raw texts ("</s>" in HTML) must not turn
+    # into special ids; with "bert", typing [MASK] in a text means the mask (fill-mask)
+    return Tokenizer(backend, dict(roles), model_max_length=max_length, padding_side="right",
+                     split_special_tokens=template == "none")  # fmt: skip
 
 
 def _byte_level_bpe(texts: list[str], vocab_size: int, specials: list[str]) -> BackendTokenizer:
