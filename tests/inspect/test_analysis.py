@@ -37,6 +37,22 @@ def test_rollout_matches_an_independent_computation():
     assert torch.allclose(got.sum(-1), torch.ones(9, dtype=torch.float64))
 
 
+@pytest.mark.parametrize(
+    "options, pattern",
+    [
+        (dict(kind="bogus"), "kind: expected 'self', 'cross' or 'encoder', got 'bogus'"),
+        (dict(example=3), "example: expected an index into the batch of 2, got 3"),
+        (dict(layers=[]), r"layers: expected None \(all\) or at least one layer index"),
+        (dict(layers=[5]), r"layer: expected 0..1, got 5"),
+    ],
+)
+def test_capture_names_a_bad_argument(options, pattern):
+    model = EncoderModel(EncoderConfig.from_name("bert-tiny", vocab_size=50)).eval()
+    with pytest.raises(ValueError, match=pattern):
+        capture(model, torch.randint(5, 40, (2, 5)), **options)
+    assert capture(model, torch.randint(5, 40, (2, 5)), example=-1).shape == (2, 2, 5, 5)
+
+
 def test_capture_equals_output_attentions_and_hf_eager(tmp_path):
     from transformers import BertConfig, BertModel
 
@@ -103,6 +119,18 @@ def test_pool_map_keeps_row_means():
     assert pooled.shape == (2, 3, 100, 100)
     assert torch.allclose(pooled[..., 0, 0], w[..., :3, :3].mean((-1, -2)))
     assert pool_map(w[..., :50, :50], 100).shape[-1] == 50
+
+
+def test_pool_map_of_a_ragged_length_averages_only_real_tokens():
+    """7 tokens in blocks of 3: the last block holds one token, and its cells are that token's
+    weights, not diluted by the padding that makes the blocks even."""
+    w = torch.softmax(torch.randn(1, 1, 7, 7, dtype=torch.float64), -1)
+    pooled = pool_map(w, 3)
+    blocks = [slice(0, 3), slice(3, 6), slice(6, 7)]
+    expected = torch.tensor([[w[0, 0, r, c].mean() for c in blocks] for r in blocks])
+    torch.testing.assert_close(pooled[0, 0], expected.double())
+    with pytest.raises(ValueError, match="size: expected at least 1 cell a side, got 0"):
+        pool_map(w, 0)
 
 
 def test_scan_groups_long_inputs_into_blocks_of_exact_rows():

@@ -47,3 +47,16 @@ def test_the_pair_and_a_named_token(tokenizer):
     assert tokens[found] == "it" and found == tokens.index("[SEP]") + 1
     found, tokens = _focus(tokenizer, "the carburetor", "##ret")
     assert tokens[found] == "##ret"
+
+
+def test_a_tokenizer_of_characters_has_words_too():
+    """Its pre-tokenizer makes every character a word; runs of letters are the words then, and a
+    prefix is still not one ("ma" is not "mat")."""
+    from atenea.training.tokenizers import train_tokenizer
+
+    chars = train_tokenizer(["the cat sat on the mat."] * 4, kind="chars")
+    found, tokens = _focus(chars, "the cat sat on the mat.", "mat")
+    assert found == 19 and tokens[19:22] == ["m", "a", "t"]
+    assert _focus(chars, "the cat sat on the mat.", ".")[0] == 22
+    with pytest.raises(ExplainError, match="its words: the cat sat on mat ."):
+        _focus(chars, "the cat sat on the mat.", "ma")

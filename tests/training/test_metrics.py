@@ -54,6 +54,8 @@ def test_confusion_matrix_counts_by_hand():
     assert named == [[1, 1, 0], [0, 0, 0], [1, 0, 0]]
     with pytest.raises(ValueError, match=r"references\[1\]: 'd' is not one of the labels"):
         confusion_matrix(["a", "a"], ["a", "d"], ["a", "b"])
+    with pytest.raises(ValueError, match=r"labels: each label once, got 'a' more than once"):
+        confusion_matrix(["a", "b"], ["a", "b"], ["a", "b", "a"])  # two rows for "a"
 
 
 def test_bleu_and_chrf():
@@ -78,6 +80,9 @@ def test_perplexity():
     assert perplexity(1e6, 1) == float("inf")
     with pytest.raises(ValueError, match="total_tokens: expected a positive count, got 0"):
         perplexity(3.0, 0)
+    for count in (2.7, 0.5, float("nan")):  # int() would have made them 2 and 0 tokens
+        with pytest.raises(ValueError, match=f"got {count}"):
+            perplexity(1.0, count)
 
 
 @pytest.mark.parametrize("metric", [accuracy, macro_f1, exact_match, bleu, chrf])

@@ -95,6 +95,20 @@ def test_mlm_masks_a_chunk_the_same_in_any_shard_of_its_batch(mlm_task):
             assert torch.equal(half[key], whole[key][start : start + 3, :width])
 
 
+def test_mlm_validation_the_masking_never_reaches_is_a_task_error():
+    """A validation text too short for 15% to choose a token: its perplexity has no tokens to
+    average; the first evaluation (before any step) says so instead of failing inside."""
+    docs = documents(12, 400)
+    task = build_task("mlm", data=Split(docs, [{"text": "dog ran"}]), max_length=64,
+                      vocab_size=120, overrides=SMALL)  # fmt: skip
+    with pytest.raises(
+        TaskError,
+        match=r"validation: the evaluation's fixed masking \(15% of "
+        r"the tokens\) chose none in its 1 chunk\(s\); give more",
+    ):
+        task.evaluate(task.build_model())
+
+
 def test_mlm_loss_of_a_batch_without_targets_is_zero_not_nan(mlm_task):
     batch = mlm_task.batch([0, 1], torch.Generator().manual_seed(0))
     batch["labels"].fill_(IGNORE)  # nothing chosen (short rows can draw no mask at all)

@@ -159,6 +159,8 @@ def describe_heads(maps: Tensor, special: list[bool]) -> list[HeadDescription]:
 def pool_map(weights: Tensor, size: int) -> Tensor:
     """Average-pool a ``(..., L, L)`` map to at most ``size x size`` (for long inputs in a
     report): each cell is the mean weight of a block of tokens."""
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size: expected at least 1 cell a side, got {size!r}")
     length = weights.shape[-1]
     if length <= size:
         return weights
@@ -166,4 +168,7 @@ def pool_map(weights: Tensor, size: int) -> Tensor:
     pad = -length % block
     padded = torch.nn.functional.pad(weights, (0, pad, 0, pad))
     cells = padded.unflatten(-1, (-1, block)).unflatten(-3, (-1, block))  # (.., n, b, n, b)
-    return cells.mean(dim=(-3, -1))
+    # the last block may hold fewer tokens: divide by the real ones, not the padding too
+    tokens = torch.full((cells.shape[-2],), float(block), dtype=weights.dtype)
+    tokens[-1] = length - block * (cells.shape[-2] - 1)
+    return cells.sum(dim=(-3, -1)) / torch.outer(tokens, tokens).to(weights.device)

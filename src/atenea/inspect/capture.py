@@ -64,6 +64,13 @@ def capture(
     """Weights ``(layers, heads, rows, Lk)`` of one example of a batch, rebuilt from the
     log-sum-exp. ``kind``: ``"self"`` (the decoder's for encoder-decoder models), ``"cross"``
     or ``"encoder"``. ``layers``/``heads``/``rows``: lists of indices (None = all)."""
+    if kind not in ("self", "cross", "encoder"):
+        raise ValueError(f"kind: expected 'self', 'cross' or 'encoder', got {kind!r}")
+    batch = input_ids.shape[0] if isinstance(input_ids, Tensor) and input_ids.dim() else 0
+    if not -batch <= example < batch:
+        raise ValueError(f"example: expected an index into the batch of {batch}, got {example}")
+    if layers is not None and not len(layers):
+        raise ValueError("layers: expected None (all) or at least one layer index, got none")
     inter = record(model, input_ids, attention_mask, token_type_ids, target_ids)
     records = {"self": inter.attention, "cross": inter.cross_attention,
                "encoder": inter.encoder_attention}[kind]  # fmt: skip

@@ -6,7 +6,8 @@ word a MiniLM tokenizer has turned into ``nino`` (its normalizer lowercases and 
 So the focus word and every word of the text go through the tokenizer's own normalizer
 (``tokenizers``' ``normalize_str``), and they are compared whole, case-insensitively: the
 words are the tokenizer's (its pre-tokenizer's ``word_ids``, read back from the text through the
-offsets). A word split into pieces is followed from its first piece. A continuation piece or a
+offsets; a tokenizer of characters has runs of letters and digits for words). A word split
+into pieces is followed from its first piece. A continuation piece or a
 special token may be named as it is shown (``##ing``, ``[CLS]``); a piece is never taken for a
 word (``an`` is not ``año``'s first piece ``an``).
 """
@@ -61,4 +62,23 @@ def _words(tokenizer, text: str, pair: str | None) -> list[tuple[str, int]]:
         start, end = encoding.offsets[index]
         span = spans.setdefault((sequence, word), [start, end, index])
         span[0], span[1] = min(span[0], start), max(span[1], end)
-    return [(sources[seq][start:end], first) for (seq, _), (start, end, first) in spans.items()]
+    found = [(seq, start, end, first) for (seq, _), (start, end, first) in spans.items()]
+    if found and all(end - start == 1 for _, start, end, _ in found):
+        found = _letter_runs(found, sources)  # one character a word: a chars tokenizer
+    return [(sources[seq][start:end], first) for seq, start, end, first in found]
+
+
+def _letter_runs(spans: list[tuple], sources: tuple[str, str]) -> list[tuple]:
+    """Single-character ``(sequence, start, end, first token)`` spans joined into runs of
+    adjacent letters and digits: the words of a text a tokenizer cuts into characters."""
+    runs: list[list] = []
+    for seq, start, end, first in spans:
+        if sources[seq][start:end].isspace():  # between words, not one
+            continue
+        letter = sources[seq][start:end].isalnum()
+        last = runs[-1] if runs else None
+        if letter and last and last[0] == seq and last[2] == start and last[4]:
+            last[2] = end
+        else:
+            runs.append([seq, start, end, first, letter])
+    return [(seq, start, end, first) for seq, start, end, first, _ in runs]

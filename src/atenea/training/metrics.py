@@ -64,6 +64,10 @@ def confusion_matrix(predictions, references, labels) -> list[list[int]]:
     scikit-learn's ``confusion_matrix(references, predictions, labels=labels)``. Labels are
     anything hashable (class names, class numbers); one outside ``labels`` is a ValueError."""
     _check(predictions, references)
+    labels = list(labels)
+    repeated = [label for i, label in enumerate(labels) if label in labels[:i]]
+    if repeated:  # the table would have two rows for it and count it in one
+        raise ValueError(f"labels: each label once, got {repeated[0]!r} more than once")
     index = {label: i for i, label in enumerate(labels)}
     counts = [[0] * len(index) for _ in index]
     for position, (predicted, reference) in enumerate(zip(predictions, references)):
@@ -110,9 +114,10 @@ def perplexity(total_nll, total_tokens) -> float:
         total_nll: summed negative log-likelihood over the tokens (float or 0-d tensor).
         total_tokens: how many tokens were scored (> 0).
     """
-    total_tokens = int(total_tokens)
-    if total_tokens <= 0:
-        raise ValueError(f"total_tokens: expected a positive count, got {total_tokens}")
+    count = float(total_tokens)  # an int or a 0-d tensor
+    if not count.is_integer() or count <= 0:  # int() would make 2.7 tokens 2, 0.5 none
+        raise ValueError(f"total_tokens: expected a positive count, got {total_tokens!r}")
+    total_tokens = int(count)
     mean = float(total_nll) / total_tokens
     try:
         return math.exp(mean)

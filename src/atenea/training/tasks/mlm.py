@@ -142,5 +142,12 @@ class MaskedLanguageModelTask(Task):
                                              reduction="sum"))  # fmt: skip
                 right += int((logits[chosen].argmax(-1) == labels[chosen]).sum())
                 predicted += int(chosen.sum())
+        if not predicted:  # the same chunks and masking each time: met at the first evaluation
+            share = float(self.options["mask_probability"])
+            raise TaskError(
+                f"validation: the evaluation's fixed masking ({share:.0%} of the tokens) chose "
+                f"none in its {count} chunk(s); give more validation text"
+                + (" or a larger eval_limit" if limit is not None else "")
+            )
         return {"perplexity": metrics.perplexity(nll, predicted),
                 "accuracy": right / max(predicted, 1)}  # fmt: skip
