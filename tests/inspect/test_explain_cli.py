@@ -108,6 +108,9 @@ def test_truncation_is_announced(tiny_bert, tmp_path, capsys):
         (["the robot", "--head", "1"], "--head needs --layer"),
         (["the robot", "--focus", "banana"], "--focus: 'banana' is not a word of the text"),
         (["the robot", "--model", "/no/such/folder"], "no such folder"),
+        (["the robot", "--max-tokens", "-3"], "--max-tokens: expected an integer >= 1, got -3"),
+        (["the robot", "--max-tokens", "0"], "--max-tokens: expected an integer >= 1, got 0"),
+        (["the robot", "--max-tokens", "2"], "cannot hold a token of the text besides the 2"),
     ],
 )
 def test_bad_input_is_a_message_and_exit_2(args, message, tiny_bert, tmp_path, capsys):

@@ -67,6 +67,8 @@ def explain(
             "target)"
         )
     causal = isinstance(base, DecoderModel)
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ExplainError(f"max_tokens: expected an integer >= 1, got {max_tokens!r}")
     added = tokenizer.special_count(pair is not None)
     if max_tokens is not None and max_tokens <= added:
         raise ExplainError(
