@@ -5,7 +5,15 @@ from an embedding table or a shape error from deep inside a layer."""
 import pytest
 import torch
 
-from atenea.models import DecoderConfig, DecoderModel, EncoderConfig, EncoderModel
+from atenea.models import (
+    DecoderConfig,
+    DecoderModel,
+    EncoderConfig,
+    EncoderDecoderConfig,
+    EncoderModel,
+    RNNConfig,
+    ViTConfig,
+)
 
 VOCAB = 50
 IDS = torch.randint(0, VOCAB, (2, 7), generator=torch.Generator().manual_seed(0))
@@ -62,3 +70,23 @@ def test_a_cache_made_for_another_batch(decoder):
     with pytest.raises(ValueError, match=r"cache: made for a batch of 3 rows, the input has 2; "
                                          r"make one with new_cache\(2, capacity\)"):  # fmt: skip
         decoder(IDS, cache=decoder.new_cache(3, 20))
+
+
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (lambda: EncoderConfig.from_name("bert-tiny", num_layers=-1),
+         r"num_layers: expected an integer >= 1, got -1"),
+        (lambda: DecoderConfig.from_name("gpt2-tiny", dim=0), r"dim: expected an integer >= 1"),
+        (lambda: DecoderConfig.from_name("gpt2-tiny", num_heads=2.5), r"num_heads: .* got 2.5"),
+        (lambda: EncoderConfig(dropout=1.0), r"dropout: expected a probability in \[0, 1\)"),
+        (lambda: EncoderDecoderConfig(num_decoder_layers=0), "num_decoder_layers: expected"),
+        (lambda: ViTConfig(patch_size=0), "patch_size: expected an integer >= 1, got 0"),
+        (lambda: RNNConfig(tgt_vocab_size=0), "tgt_vocab_size: expected an integer >= 1"),
+    ],
+)  # fmt: skip
+def test_a_config_refuses_sizes_a_model_cannot_have(make, pattern):
+    """``--set num_layers=-1`` built a model of no layers that trained and saved, and failed
+    later in another command (an IndexError in explain)."""
+    with pytest.raises(ValueError, match=pattern):
+        make()

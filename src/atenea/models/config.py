@@ -46,6 +46,26 @@ class _Presets:
     def presets(cls) -> list[str]:
         return sorted(cls.PRESETS)
 
+    def __post_init__(self):
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """A ValueError naming the first size below 1 or dropout outside [0, 1): such a model
+        would build (zero layers, empty tensors) and fail far from the setting."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SIZES and (type(value) is not int or value < 1):
+                raise ValueError(f"{f.name}: expected an integer >= 1, got {value!r}")
+            if f.name in DROPOUTS and not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ValueError(f"{f.name}: expected a probability in [0, 1), got {value!r}")
+
+
+# the fields every config above checks (``_check_ranges``), where it has them
+SIZES = ("vocab_size", "src_vocab_size", "tgt_vocab_size", "dim", "num_layers",
+         "num_encoder_layers", "num_decoder_layers", "num_heads", "ffn_hidden", "max_positions",
+         "image_size", "patch_size", "num_channels")  # fmt: skip
+DROPOUTS = ("dropout", "attention_dropout")
+
 
 @dataclass
 class EncoderConfig(_Presets):
@@ -72,6 +92,7 @@ class EncoderConfig(_Presets):
     id2label: dict[int, str] | None = None
 
     def __post_init__(self):
+        self._check_ranges()
         if self.id2label is not None:
             self.id2label = {int(index): str(label) for index, label in self.id2label.items()}
 
@@ -140,6 +161,7 @@ class DecoderConfig(_Presets):
     }  # fmt: skip
 
     def __post_init__(self):
+        self._check_ranges()
         if (self.memory_len or self.compressed_len) and self.positions == "learned":
             raise ValueError(
                 "memory_len: segment memory needs relative positions (positions='rotary' or "

@@ -55,6 +55,7 @@ class RNNConfig(_Presets):
     }  # fmt: skip
 
     def __post_init__(self):
+        self._check_ranges()
         if self.output not in ("maxout", "linear"):
             raise ValueError(f"output: expected 'maxout' or 'linear', got {self.output!r}")
         for name in ("embedding_dim", "hidden_dim", "alignment_dim", "maxout_dim"):

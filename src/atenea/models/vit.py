@@ -67,6 +67,7 @@ class ViTConfig(_Presets):
     }  # fmt: skip
 
     def __post_init__(self):
+        self._check_ranges()
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size: {self.image_size} is not a multiple of patch_size {self.patch_size}"
