@@ -86,7 +86,10 @@ def as_flags(message: str, flags: dict[str, str]) -> str:
 
 def fail(command: str, error: BaseException, code: int = 2, flags: dict | None = None) -> int:
     """Print ``atenea COMMAND: <first line of the error>`` to stderr, the library's argument
-    names written as ``flags`` say; return ``code``."""
+    names written as ``flags`` say; return ``code``. A closed pipe (``| head``) is an
+    ``OSError`` too, and not the user's mistake: it goes on to ``main``, which ends quietly."""
+    if isinstance(error, BrokenPipeError):
+        raise error
     text = str(error).strip()
     message = text.splitlines()[0] if text else type(error).__name__
     if flags:
