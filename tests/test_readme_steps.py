@@ -1,6 +1,6 @@
 """The README's `atenea steps` transcripts are real: run the command, and every line the README
-shows (``...`` marks what it leaves out) appears in the output, in order. (`atenea cost`'s
-transcript holds timings, which no test repeats.)"""
+shows (``...`` marks what it leaves out) appears in the output, in order. `atenea cost`'s
+transcript holds timings, which no test repeats, and memory, which one does."""
 
 import re
 import shlex
@@ -35,3 +35,20 @@ def test_readme_steps_transcript(block, capsys):
     for line in (TINY.sub("<tiny>", line) for line in shown if line.strip() != "..."):
         assert line in printed[position:], line
         position = printed.index(line, position) + 1
+
+
+COST_ROW = re.compile(r"^\s+(\d+)\s+(literal|fused|window)\s+[\d.]+ ms\s+([\d.]+ [KMG]?i?B)$", re.M)
+
+
+def test_readme_cost_transcript_memory(capsys):
+    """Times move from run to run, the peak memory of each path does not: the README's memory
+    column is what `atenea cost` measures now (rows up to 4096 tokens, to stay quick)."""
+    block = re.search(r"```\n(\$ atenea cost\n.*?)```", README.read_text("utf-8"), re.S)[1]
+    shown = {(int(n), path): memory for n, path, memory in COST_ROW.findall(block)
+             if int(n) <= 4096}  # fmt: skip
+    assert len(shown) >= 5
+    lengths = ",".join(str(n) for n in sorted({n for n, _ in shown}))
+    assert main(["cost", "--lengths", lengths, "--repeats", "1", "--no-png"]) == 0
+    measured = {(int(n), path): memory
+                for n, path, memory in COST_ROW.findall(capsys.readouterr().out)}  # fmt: skip
+    assert {key: measured.get(key) for key in shown} == shown
