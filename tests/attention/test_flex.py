@@ -16,7 +16,7 @@ from atenea.attention.backends.flex import mask_mod_of
 from atenea.attention.core import select_backend
 from atenea.attention.problem import check_call
 from tests.attention.test_backends import MASKS
-from tests.helpers import make_qkv
+from tests.helpers import make_qkv, max_error
 
 pytestmark = pytest.mark.skipif(not flex.available(), reason="this torch has no FlexAttention")
 
@@ -206,3 +206,20 @@ def test_a_modifier_made_on_another_device_runs_as_a_copy_once_and_a_trainable_o
     assert flex._on_device(alibi, torch.device("cpu")) is alibi
     with pytest.raises(ValueError, match="score_mod's parameters are not on meta"):
         flex._on_device(scores.relative_bias(4), meta)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_alibi_in_half_precision_within_twice_the_reference_error(dtype):
+    """Flex traces a modifier with a score of the inputs' dtype; ALiBi's bias cast to it was
+    rounded (bf16: 0.24 from float64 against the reference's 0.008)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 9, 127, 16) for _ in range(3))  # head 8: slope 2^-0.5
+    mod = scores.alibi(9)
+    exact = atenea.attention(q.double(), k.double(), v.double(), score_mod=mod, scale=1.0,
+                             backend="reference")  # fmt: skip
+    half = [t.to(dtype) for t in (q, k, v)]
+    with torch.no_grad():
+        errors = {backend: max_error(atenea.attention(*half, score_mod=mod, scale=1.0,
+                                                      backend=backend).double(), exact)
+                  for backend in ("reference", "flex")}  # fmt: skip
+    assert errors["flex"] <= 2 * errors["reference"], errors

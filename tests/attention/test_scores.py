@@ -130,3 +130,40 @@ def test_score_mod_errors():
         scores.softcap(-1.0)
     with pytest.raises(TypeError, match="compose: every modifier must be callable"):
         scores.compose(scores.softcap(1.0), 3)
+
+
+@pytest.mark.parametrize(
+    "num_buckets, max_distance, bidirectional",
+    [(32, 16, False), (2, 1, True), (3, 1, True), (32, 8, True)],
+)
+def test_relative_bias_refuses_buckets_t5s_formula_cannot_number(
+    num_buckets, max_distance, bidirectional
+):
+    """No exact bucket (a division by zero), or max_distance at the last exact one (a division
+    by log 1): the buckets were IndexErrors, or huge negative numbers, inside attention."""
+    with pytest.raises(ValueError, match="relative_bias: need num_heads >= 1, num_buckets >= "):
+        scores.relative_bias(2, num_buckets, max_distance, bidirectional)
+    scores.relative_bias(2, num_buckets=8, max_distance=5, bidirectional=True)  # 2 exact, then log
+
+
+@pytest.mark.parametrize(
+    "mod, name", [(scores.alibi(2), "alibi"), (scores.relative_bias(2), "relative_bias")]
+)
+@pytest.mark.parametrize("backend", ["reference", "blocks", "auto"])
+def test_a_modifier_with_fewer_heads_than_the_queries_is_named(mod, name, backend):
+    q = torch.randn(1, 4, 8, 16)
+    with pytest.raises(ValueError, match=f"score_mod: {name} has 2 heads, the queries 4; make "
+                                         f"it with num_heads=4"):  # fmt: skip
+        atenea.attention(q, q, q, score_mod=scores.compose(scores.softcap(5.0), mod),
+                         backend=backend)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_alibi_adds_its_bias_in_float32_whatever_the_scores_dtype(dtype):
+    """FlexAttention hands a modifier a score of the inputs' dtype: a bias cast to it is rounded
+    (slope x distance, and distances past 256 in bf16)."""
+    score = torch.zeros(1, 2, 1, 1, dtype=dtype)
+    out = scores.alibi(9)(score, None, torch.tensor([0, 8]).view(1, 2, 1, 1),
+                          torch.tensor(700).view(1, 1, 1, 1), torch.zeros(1, 1, 1, 1))  # fmt: skip
+    expected = -700 * scores.alibi_slopes(9)[[0, 8]].double()
+    torch.testing.assert_close(out.double().flatten(), expected, rtol=1e-6, atol=0)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from atenea.attention.masks import Mask, as_mask
-from atenea.attention.scores import ScoreModFn, parameters_of
+from atenea.attention.scores import ALiBi, RelativeBias, ScoreModFn, modifiers_in, parameters_of
 
 BACKENDS = ("auto", "reference", "sdpa", "blocks", "decode", "flex", "triton")
 
@@ -130,6 +130,14 @@ def check_call(
             f"score_mod: expected a callable (score, batch, head, q_pos, k_pos) -> score, got "
             f"{type(score_mod).__name__}"
         )
+    for leaf in modifiers_in(score_mod) if score_mod is not None else []:
+        heads = getattr(leaf, "num_heads", None)  # alibi, relative_bias: a slope / column a head
+        if isinstance(leaf, (ALiBi, RelativeBias)) and heads < q_heads:
+            raise ValueError(
+                f"score_mod: {'alibi' if isinstance(leaf, ALiBi) else 'relative_bias'} has "
+                f"{heads} heads, the queries "
+                f"{q_heads}; make it with num_heads={q_heads}"
+            )
 
     if mask is not None:
         mask = as_mask(mask)

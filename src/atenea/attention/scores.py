@@ -79,10 +79,14 @@ class ALiBi(ScoreMod):
         self.register_buffer("slopes", alibi_slopes(num_heads), persistent=False)
 
     def forward(self, score, batch, head, q_pos, k_pos):
-        distance = (k_pos - q_pos).to(score.dtype)
+        # The bias in float32 at least, whatever the score's dtype: FlexAttention traces a
+        # modifier with a score of the inputs' dtype (bf16) though its kernel adds in float32,
+        # and bf16 rounds slope x distance (and distances past 256) to 8 bits.
+        exact = torch.promote_types(score.dtype, torch.float32)
+        distance = (k_pos - q_pos).to(exact)
         if self.symmetric:
             distance = -distance.abs()
-        return score + self.slopes.to(score.device, score.dtype)[head] * distance
+        return score + self.slopes.to(score.device, exact)[head] * distance
 
     def extra_repr(self):
         return f"num_heads={self.num_heads}, symmetric={self.symmetric}"
@@ -143,11 +147,15 @@ class RelativeBias(ScoreMod):
         bidirectional: bool = True,
     ):
         super().__init__()
-        if num_heads < 1 or num_buckets < 2 or max_distance < num_buckets // 2:
+        # the exact buckets below max_exact, the logarithmic ones from there to max_distance:
+        # both must exist (T5's formula divides by max_exact and by log(max_distance/max_exact))
+        side = num_buckets // 2 if bidirectional else num_buckets
+        max_exact = side // 2
+        if num_heads < 1 or max_exact < 1 or max_distance <= max_exact:
             raise ValueError(
-                f"relative_bias: need num_heads >= 1, num_buckets >= 2 and max_distance >= "
-                f"num_buckets // 2; got num_heads={num_heads}, num_buckets={num_buckets}, "
-                f"max_distance={max_distance}"
+                f"relative_bias: need num_heads >= 1, num_buckets >= {4 if bidirectional else 2}"
+                f" and max_distance > {max(max_exact, 1)} (the exact buckets); got "
+                f"num_heads={num_heads}, num_buckets={num_buckets}, max_distance={max_distance}"
             )
         self.num_heads = num_heads
         self.num_buckets = num_buckets
@@ -160,7 +168,8 @@ class RelativeBias(ScoreMod):
             k_pos - q_pos, self.bidirectional, self.num_buckets, self.max_distance
         )
         bias = self.table.weight[bucket, head]  # (1, H, Lq', Lk') by broadcasting
-        return score + bias.to(score.dtype)
+        # at least float32, as ALiBi's bias (a bf16 cast rounded the learned values)
+        return score + bias.to(torch.promote_types(score.dtype, torch.float32))
 
     def extra_repr(self):
         return (
