@@ -8,6 +8,8 @@ ONNX, as an atenea model folder (a Hugging Face ``ViTModel`` folder: ``config.js
 The check runs the same images through onnxruntime (the graph's own final-norm output) and
 through the converted model, and prints the largest difference; with no ``--check`` images it
 uses scikit-learn's two sample photographs (china.jpg, flower.jpg) when scikit-learn is there.
+``--out`` must be a new or empty folder: a model (trained or converted) or anything else there is
+written over only with ``--overwrite`` (``cli/outputs.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("format", choices=["onnx"], help="the source format (onnx)")
     parser.add_argument("path", help="the .onnx file")
-    parser.add_argument("--out", required=True, help="the model folder to write")
+    parser.add_argument("--out", required=True, help="the model folder to write (a new or empty "
+                        "folder, unless --overwrite)")  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="write into --out even if it "
+                        "holds a model or other files (or replace it if it is a file)")  # fmt: skip
     parser.add_argument("--num-heads", type=int, help="heads per layer (default: from the graph)")
     parser.add_argument("--image-size", type=int, help="image side the model is kept at "
                         "(default: the graph's input size)")  # fmt: skip
@@ -73,6 +78,7 @@ def run(args) -> int:
 def _convert(args) -> int:
     import torch
 
+    from atenea.cli.outputs import check_folder_output
     from atenea.models import save_pretrained
     from atenea.models.pretrained.onnx_vit import convert_onnx, encoder_output
     from atenea.models.vit import pixels
@@ -81,6 +87,7 @@ def _convert(args) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')}: expected an integer >= 1, got {value}")
+    check_folder_output(Path(args.out), args.overwrite)  # before the graph is read
     model, report = convert_onnx(args.path, num_heads=args.num_heads, image_size=args.image_size)
     c = report.config
     shape = f"{c.patch_size}x{c.patch_size} patches, {c.image_size}x{c.image_size} images"
@@ -93,6 +100,9 @@ def _convert(args) -> int:
         groups = sorted({name.split(".")[0] for name in report.left_out})
         print(f"  left out (not the encoder): {len(report.left_out)} tensors "
               f"({', '.join(groups)})")  # fmt: skip
+    stale = Path(args.out) / "task.json"  # a replaced run's task: predict would read it
+    if args.overwrite and stale.is_file():
+        stale.unlink()
     folder = save_pretrained(model, args.out)
     print(f"wrote {folder}")
     if args.no_check:

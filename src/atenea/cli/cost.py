@@ -67,9 +67,15 @@ def add_parser(subparsers) -> None:
         help="stop a path above this much memory (default: 80%% of what is free)",
     )
     parser.add_argument(
-        "--png", default="attention_cost.png", help="plot path (default attention_cost.png)"
+        "--png",
+        default="attention_cost.png",
+        help="plot path (default attention_cost.png; a PNG atenea drew there is replaced, any "
+        "other file only with --overwrite)",
     )
     parser.add_argument("--no-png", action="store_true", help="do not draw the plot")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a --png file atenea did not draw"
+    )
     parser.add_argument("--lang", help="en or es (default: from the locale)")
     parser.set_defaults(run=run)
 
@@ -99,6 +105,8 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    from atenea.cli.outputs import check_picture_output
+
     lang = pick_language(args.lang)
     lengths = _lengths(args.lengths)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
@@ -114,10 +122,14 @@ def _run(args) -> int:
     if args.threads < 1:
         raise CostError(f"--threads {args.threads}: give at least 1")
     if not args.no_png:
-        try:  # before the measurement: a picture cannot go to plot.csv
+        try:  # before the measurement: a picture cannot go to plot.csv, nor over mine.png
             args.png = png_path(args.png)
+            check_picture_output([args.png], "--png", args.overwrite)
         except ValueError as error:
-            raise CostError(f"--png: {error}") from None
+            message = str(error)
+            raise CostError(
+                message if message.startswith("--png") else f"--png: {message}"
+            ) from None
     max_bytes = None if args.max_memory is None else int(args.max_memory * 2**30)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

@@ -4,10 +4,12 @@
 
 Without ``--data`` the model is scored on the validation set it was trained with (its
 held-out split, never the training examples). A classifier also gets precision, recall and F1
-per label and its confusion matrix (printed; ``--png`` or ``--out`` draw it); a label the model
-never learned is counted, not fatal. A translator whose references are mostly shorter than four
-words is read by exact match and chrF first (BLEU has no 4-grams to count there; a note says
-so). ``--predictions FILE`` writes each example's prediction (training.evaluation).
+per label and its confusion matrix (printed; ``--png`` or ``--out`` draw it), and so does an
+image classifier; a label the model never learned is counted, not fatal. A translator whose
+references are mostly shorter than four words is read by exact match and chrF first (BLEU has no
+4-grams to count there; a note says so). ``--predictions FILE`` writes each example's prediction
+(training.evaluation). An existing ``--predictions`` file, or a file at ``--png`` or in ``--out``
+that atenea did not write, is replaced only with ``--overwrite`` (checked before the model runs).
 """
 
 from __future__ import annotations
@@ -35,7 +37,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--predictions", metavar="CSV", help="write each example's prediction (classify, translate)"
     )
-    parser.add_argument("--png", metavar="PATH", help="classify: the confusion matrix as a PNG")
+    parser.add_argument(
+        "--png", metavar="PATH", help="classify, images: the confusion matrix as a PNG"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --predictions file, and files in --out or at --png that atenea "
+        "did not write",
+    )
     for column in ("text", "label", "source", "target"):
         parser.add_argument(f"--{column}-column", metavar="NAME", help=f"the data's {column} "
                             "column (default: as in training)")  # fmt: skip
@@ -74,6 +84,7 @@ def _evaluate(args) -> int:
     if not folder.is_dir():
         raise ValueError(f"--model: {folder}: no such folder")
     check_finished(folder)  # an interrupted run says so, and how to go on
+    _check_outputs(args, folder)  # before the work: nothing atenea did not write is replaced
     if getattr(args, "knn", None):
         metrics = _evaluate_with_knn(args, folder, device)
         if args.out:
@@ -102,6 +113,43 @@ def _evaluate(args) -> int:
     if args.out:
         _save_metrics(args, folder, metrics)
     return 0
+
+
+CONFUSION_TASKS = ("classify", "images")  # the tasks whose evaluation has a confusion matrix
+
+
+def _check_outputs(args, folder: Path) -> None:
+    """Raise ``ValueError`` when an output cannot be written: ``--png`` for a model without a
+    confusion matrix, or a file atenea did not write in the way (``cli/outputs.py``)."""
+    from atenea.cli.outputs import check_file_output, check_picture_output
+    from atenea.inspect.plots import png_path
+    from atenea.training.tasks import read_description
+
+    task = read_description(folder).get("task")
+    if args.png:
+        if task not in CONFUSION_TASKS:
+            raise ValueError(f"--png: draws a classifier's confusion matrix (classify, images); "
+                             f"{folder} is a {task} model")  # fmt: skip
+        args.png = str(png_path(args.png))  # a picture cannot go to out.csv
+        check_picture_output([args.png], "--png", args.overwrite)
+    if args.predictions:
+        check_file_output(Path(args.predictions), "--predictions", args.overwrite)
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out: {out} is a file; give a folder for metrics.json")
+        check_file_output(out / "metrics.json", "--out", args.overwrite, _our_metrics)
+        if task in CONFUSION_TASKS and not getattr(args, "knn", None):
+            check_picture_output([out / "confusion.png"], "--out", args.overwrite)
+
+
+def _our_metrics(path: Path) -> bool:
+    """Whether ``path`` is a ``metrics.json`` that ``atenea evaluate --out`` wrote."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(value, dict) and {"model", "data", "limit"} <= set(value)
 
 
 def _evaluate_with_knn(args, folder: Path, device) -> dict:

@@ -13,7 +13,7 @@ from atenea.cli.devices import add_device_arguments, device_of
 from atenea.cli.errors import EXPLAIN_FLAGS, fail
 from atenea.cli.explain_image import run_image
 from atenea.cli.explain_rnn import run_alignment
-from atenea.cli.outputs import check_finished, check_report_output
+from atenea.cli.outputs import check_finished, check_picture_output, check_report_output, planned
 from atenea.inspect import plots
 from atenea.inspect.explain import explain
 from atenea.inspect.explain_lang import seq2seq_summary
@@ -73,9 +73,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--head", type=int, help="head to select first (with --layer)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"HTML report path ({DEFAULT_OUT})")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace --out even if atenea did not write it"
+        "--overwrite",
+        action="store_true",
+        help="replace --out, and the PNG files --png writes, even if atenea did not write them",
     )
-    parser.add_argument("--png", metavar="DIR", help="also write PNG heatmaps into DIR")
+    parser.add_argument(
+        "--png",
+        metavar="DIR",
+        help="also write PNG heatmaps into DIR (PNGs atenea drew there are replaced, other files "
+        "only with --overwrite)",
+    )
     parser.add_argument("--max-tokens", type=int, help="truncate the text to this many tokens")
     parser.add_argument(
         "--passages", metavar="IDX",
@@ -171,9 +178,15 @@ def _prediction_line(model, tokenizer, text: str) -> str:
 
 
 def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
-    """The HTML report, and the PNG files of ``pictures(explanations, initial, folder, title)``
-    when ``--png`` asks for them."""
+    """The HTML report, and the PNG files ``pictures(explanations, initial, folder, title)``
+    plans (``(path, draw)`` pairs) when ``--png`` asks for them: checked before anything is
+    written, so a file atenea did not draw is not replaced (``cli/outputs.py``)."""
     data = report_data(explanations, title, args.layer, args.head)
+    plans = pictures(explanations, data["initial"], Path(args.png), title) if args.png else []
+    try:
+        check_picture_output([path for path, _ in plans], "--png", args.overwrite)
+    except ValueError as error:
+        raise ExplainError(str(error)) from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render_html(data), encoding="utf-8")
@@ -183,7 +196,7 @@ def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
     print("\n" + say(lang, "report_written", path=out.resolve()))
     if args.png:
         try:
-            written = pictures(explanations, data["initial"], Path(args.png), title)
+            written = [draw() for _, draw in plans]
         except ImportError as error:  # matplotlib missing: the report is written already
             raise ExplainError(f"--png: {error}") from None
         except OSError as error:
@@ -223,33 +236,33 @@ def _run_seq2seq(args, model, tokenizer, texts: list[str], out: Path) -> int:
     return 0
 
 
-def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: str) -> list[Path]:
+def _write_seq2seq_pictures(explanations, initial: dict, folder: Path, title: str) -> list:
     """Per source: the selected cross-attention heatmap (target rows x source columns), the
     decoder's and the encoder's last layer (heads averaged), the encoder's rollout, and the
-    cross-attention model view."""
+    cross-attention model view (planned: ``(path, draw)`` pairs)."""
     layer, head = initial["layer"], initial["head"]
     label, stem = _selection(layer, head)
-    written = []
+    plans = []
     for index, e in enumerate(explanations):
         suffix = f"_{index + 1}" if len(explanations) > 1 else ""
         cross = e.cross_maps[layer].mean(0) if head < 0 else e.cross_maps[layer, head]
         source, target = e.source_tokens, e.output_tokens
-        written += [
-            plots.heatmap_png(cross, target, folder / f"cross_{stem}{suffix}.png",
-                              f"cross-attention {label}: {plots.title_text(e.text, 50)}",
-                              key_tokens=source),
-            plots.heatmap_png(e.decoder_maps[-1].mean(0), e.decoder_tokens,
-                              folder / f"decoder_self{suffix}.png",
-                              "decoder self-attention, last layer, mean of heads", causal=True),
-            plots.heatmap_png(e.encoder_maps[-1].mean(0), source,
-                              folder / f"encoder_self{suffix}.png",
-                              "encoder self-attention, last layer, mean of heads"),
-            plots.heatmap_png(e.rollout, source, folder / f"rollout{suffix}.png",
-                              f"encoder rollout: {plots.title_text(e.text, 50)}"),
-            plots.model_view_png(e.cross_maps, folder / f"model_view_cross{suffix}.png",
-                                 f"cross-attention: {title}"),
+        plans += [
+            planned(folder / f"cross_{stem}{suffix}.png", plots.heatmap_png, cross, target,
+                    title=f"cross-attention {label}: {plots.title_text(e.text, 50)}",
+                    key_tokens=source),
+            planned(folder / f"decoder_self{suffix}.png", plots.heatmap_png,
+                    e.decoder_maps[-1].mean(0), e.decoder_tokens,
+                    title="decoder self-attention, last layer, mean of heads", causal=True),
+            planned(folder / f"encoder_self{suffix}.png", plots.heatmap_png,
+                    e.encoder_maps[-1].mean(0), source,
+                    title="encoder self-attention, last layer, mean of heads"),
+            planned(folder / f"rollout{suffix}.png", plots.heatmap_png, e.rollout, source,
+                    title=f"encoder rollout: {plots.title_text(e.text, 50)}"),
+            planned(folder / f"model_view_cross{suffix}.png", plots.model_view_png,
+                    e.cross_maps, title=f"cross-attention: {title}"),
         ]  # fmt: skip
-    return written
+    return plans
 
 
 def _selection(layer: int, head: int) -> tuple[str, str]:
@@ -259,25 +272,21 @@ def _selection(layer: int, head: int) -> tuple[str, str]:
     return f"L{layer} H{head}", f"L{layer}_H{head}"
 
 
-def _write_pictures(explanations, initial: dict, folder: Path, title: str) -> list[Path]:
-    """The selected head's heatmap, the rollout and the model view of every text, as PNG."""
+def _write_pictures(explanations, initial: dict, folder: Path, title: str) -> list:
+    """The selected head's heatmap, the rollout and the model view of every text, as PNG
+    (planned: ``(path, draw)`` pairs)."""
     layer, head = initial["layer"], initial["head"]
     label, stem = _selection(layer, head)
-    written = []
+    plans = []
     for index, e in enumerate(explanations):
         suffix = f"_{index + 1}" if len(explanations) > 1 else ""
         chosen = e.maps[layer].mean(0) if head < 0 else e.maps[layer, head]
-        head_path = folder / f"head_{stem}{suffix}.png"
-        written.append(
-            plots.heatmap_png(
-                chosen, e.cell_tokens, head_path, f"{label}: {plots.title_text(e.text)}", e.causal
-            )
-        )
-        rollout_path = folder / f"rollout{suffix}.png"
-        written.append(
-            plots.heatmap_png(
-                e.rollout, e.cell_tokens, rollout_path, f"rollout: {plots.title_text(e.text)}"
-            )
-        )
-        written.append(plots.model_view_png(e.maps, folder / f"model_view{suffix}.png", title))
-    return written
+        plans += [
+            planned(folder / f"head_{stem}{suffix}.png", plots.heatmap_png, chosen,
+                    e.cell_tokens, title=f"{label}: {plots.title_text(e.text)}", causal=e.causal),
+            planned(folder / f"rollout{suffix}.png", plots.heatmap_png, e.rollout, e.cell_tokens,
+                    title=f"rollout: {plots.title_text(e.text)}"),
+            planned(folder / f"model_view{suffix}.png", plots.model_view_png, e.maps,
+                    title=title),
+        ]  # fmt: skip
+    return plans

@@ -23,6 +23,7 @@ DEFAULT_PNG = "attention_image"
 def run_image(args, device) -> int:
     """The ``--image`` branch of ``atenea explain`` (errors are ExplainError / CheckpointError /
     DataError, which ``explain.run`` prints as one line)."""
+    from atenea.cli.outputs import check_picture_output
     from atenea.inspect.image_report import image_report_data, render_image_html
     from atenea.inspect.images import explain_image, head_lines, heads_png, rollout_png
     from atenea.models import ViTForImageClassification, ViTModel, load_pretrained
@@ -32,6 +33,12 @@ def run_image(args, device) -> int:
                         ("--pair", args.pair), ("--target", args.target)):  # fmt: skip
         if value is not None:
             raise ExplainError(f"{flag} is for texts, not for --image")
+    folder = Path(args.png or DEFAULT_PNG)
+    try:  # before the model runs: a PNG atenea did not draw is not replaced (cli/outputs.py)
+        check_picture_output([folder / "rollout.png", folder / "heads.png"], "--png",
+                             args.overwrite)  # fmt: skip
+    except ValueError as error:
+        raise ExplainError(str(error)) from None
     model, _ = load_pretrained(args.model)
     if not isinstance(model, (ViTModel, ViTForImageClassification)):
         raise ExplainError(f"--image: {args.model} is a {type(model).__name__}, not a vision "
@@ -58,7 +65,6 @@ def run_image(args, device) -> int:
           f"attention: {e.baseline:.1f}):")  # fmt: skip
     for line in head_lines(e):
         print(f"  {line}")
-    folder = Path(args.png or DEFAULT_PNG)
     name = Path(args.image).name
     try:
         written = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from atenea.cli.outputs import planned
 from atenea.inspect import plots
 from atenea.inspect.alignment import explain_alignment
 from atenea.inspect.explain_lang import alignment_summary
@@ -34,17 +35,18 @@ def run_alignment(args, model, tokenizer, texts: list[str], out: Path, write_out
     return 0
 
 
-def _pictures(explanations, initial: dict, folder: Path, title: str) -> list[Path]:
+def _pictures(explanations, initial: dict, folder: Path, title: str) -> list:
     """``alignment.png`` (``alignment_{i}.png`` with ``--compare``): generated tokens down the
-    side, source tokens along the top."""
-    written = []
+    side, source tokens along the top (planned: ``(path, draw)`` pairs, as explain's)."""
+    plans = []
     for index, e in enumerate(explanations):
         suffix = f"_{index + 1}" if len(explanations) > 1 else ""
-        written.append(
-            plots.heatmap_png(e.alignment, e.output_tokens, folder / f"alignment{suffix}.png",
-                              f"{e.text[:50]} -> {e.target[:50]}", key_tokens=e.source_tokens)
+        plans.append(
+            planned(folder / f"alignment{suffix}.png", plots.heatmap_png, e.alignment,
+                    e.output_tokens, title=f"{e.text[:50]} -> {e.target[:50]}",
+                    key_tokens=e.source_tokens)
         )  # fmt: skip
-    return written
+    return plans
 
 
 def draw_rnn_alignments(model, tokenizer, folder: Path, sources: list[str]) -> list[Path]:

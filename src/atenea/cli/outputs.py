@@ -13,16 +13,24 @@ How atenea recognises its own run folder (any one of these):
 - ``task.json`` naming an atenea task (the model folders of runs from before that file);
 - ``checkpoints/checkpoint-N/`` folders (a run's checkpoints).
 
-An empty folder, or one that does not exist yet, is free. An atenea report is an HTML file
-holding the report's data block (``id="atenea-data"``); any other existing file is not ours.
+An empty folder, or one that does not exist yet, is free. A folder holding a trained model
+(``model.safetensors``, ``config.json`` or ``task.json``: a finished run, a converted or
+downloaded model) is never written over without ``--overwrite``, even a run's whose checkpoints
+are gone. An atenea report is an HTML file holding the report's data block
+(``id="atenea-data"``); a PNG atenea drew carries its mark (``inspect.plots.is_atenea_png``); any
+other existing file is not ours. The same rules guard ``convert --out``, ``index --out``,
+``evaluate --out / --predictions / --png`` and the pictures of ``steps``, ``cost`` and
+``explain --png`` (``check_folder_output``, ``check_file_output``, ``check_picture_output``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from atenea.training.tasks.settings import TASKS
@@ -30,6 +38,7 @@ from atenea.training.tasks.settings import TASKS
 RUN_MARKER = "atenea-run.json"
 REPORT_SIGNATURE = 'id="atenea-data"'
 _CHECKPOINT = re.compile(r"checkpoint-\d+(\.tmp)?")
+MODEL_FILES = ("model.safetensors", "config.json", "task.json")  # any of them: a trained model
 
 
 def _names_a_task(path: Path) -> bool:
@@ -40,39 +49,97 @@ def _names_a_task(path: Path) -> bool:
     return isinstance(value, dict) and value.get("task") in TASKS
 
 
+def holds_model(folder: Path) -> bool:
+    """Whether ``folder`` holds a trained model (any of ``MODEL_FILES``)."""
+    return any((folder / name).is_file() for name in MODEL_FILES)
+
+
+def _has_checkpoints(folder: Path) -> bool:
+    checkpoints = folder / "checkpoints"
+    return checkpoints.is_dir() and any(
+        _CHECKPOINT.fullmatch(path.name) for path in checkpoints.iterdir()
+    )
+
+
 def is_atenea_run(folder: Path) -> bool:
     """Whether ``folder`` is a run folder atenea wrote (see the module's docstring)."""
     if (folder / RUN_MARKER).is_file() or _names_a_task(folder / "task.json"):
         return True
-    checkpoints = folder / "checkpoints"
-    if not checkpoints.is_dir():
-        return False
-    return any(_CHECKPOINT.fullmatch(path.name) for path in checkpoints.iterdir())
+    return _has_checkpoints(folder)
 
 
-def check_run_output(out: Path, overwrite: bool, delete: bool = True) -> None:
-    """Raise ``ValueError`` (``--out: ...``) when ``out`` holds something atenea did not write.
-    With ``overwrite``, a file at ``out`` is deleted (when ``delete``: rank 0 of a DDP run) so
-    a folder can take its place, and a foreign folder is trained into (files of the same names
-    replaced, the others left)."""
+def check_folder_output(out: Path, overwrite: bool, ours=None, *, flag: str = "--out",
+                        doing: str = "write into it", delete: bool = True) -> None:  # fmt: skip
+    """Raise ``ValueError`` (``FLAG: ...``) when writing into the folder ``out`` could replace
+    what atenea did not write: ``out`` is a file, or a folder that holds a trained model or other
+    files, unless ``ours(out)`` recognises it (a folder the command may write again). With
+    ``overwrite``, a file at ``out`` is deleted (when ``delete``: rank 0 of a DDP run) so a folder
+    can take its place, and a folder is written into (files of the same names replaced, the
+    others left)."""
     if out.exists() and not out.is_dir():
         if not overwrite:
             raise ValueError(
-                f"--out: {out} is a file, not a run folder; choose a folder name, or add "
-                f"--overwrite to replace the file with the run"
+                f"{flag}: {out} is a file, not a folder; choose a folder name, or add "
+                f"--overwrite to replace the file"
             )
         if delete:
             out.unlink()
         return
-    if not out.is_dir() or is_atenea_run(out):
+    if overwrite or not out.is_dir() or (ours is not None and ours(out)):
         return
     present = sorted(p.name for p in out.iterdir())
-    if present and not overwrite:
-        shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
-        raise ValueError(
-            f"--out: {out} holds files atenea did not write ({shown}); choose another --out, or "
-            f"add --overwrite to train into it anyway"
-        )
+    if not present:
+        return
+    model = holds_model(out)
+    shown = sorted(present, key=lambda name: name not in MODEL_FILES) if model else present
+    listed = ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
+    what = "a trained model" if model else "files atenea did not write"
+    raise ValueError(
+        f"{flag}: {out} holds {what} ({listed}); choose another {flag}, or add --overwrite to "
+        f"{doing} anyway"
+    )
+
+
+def _trainable(folder: Path) -> bool:
+    """A run folder ``atenea train`` may go on in: one atenea wrote, without a model whose
+    checkpoints are gone (``train`` itself refuses a folder with checkpoints: ``--resume``)."""
+    return is_atenea_run(folder) and (_has_checkpoints(folder) or not holds_model(folder))
+
+
+def check_run_output(out: Path, overwrite: bool, delete: bool = True) -> None:
+    """Raise ``ValueError`` (``--out: ...``) when ``out`` holds something atenea did not write,
+    or a trained model without its checkpoints (nothing to resume: training would replace it).
+    With ``overwrite``, a file at ``out`` is deleted (when ``delete``: rank 0 of a DDP run) so
+    a folder can take its place, and a foreign folder is trained into (files of the same names
+    replaced, the others left)."""
+    check_folder_output(out, overwrite, _trainable, doing="train into it", delete=delete)
+
+
+def check_file_output(path: Path, flag: str, overwrite: bool, ours=None) -> None:
+    """Raise ``ValueError`` (``FLAG: ...``) when ``path`` is a folder, or an existing file that
+    ``ours(path)`` does not recognise as one atenea wrote, unless ``overwrite``."""
+    if path.is_dir():
+        raise ValueError(f"{flag}: {path} is a folder; give a file name")
+    if not path.exists() or overwrite or (ours is not None and ours(path)):
+        return
+    mine = " and atenea did not write it" if ours is not None else ""
+    raise ValueError(
+        f"{flag}: {path} exists{mine}; choose another name, or add --overwrite to replace it"
+    )
+
+
+def planned(path, draw, *args, **kwargs) -> tuple[Path, Callable[[], Path]]:
+    """A picture to draw once the outputs are checked: ``(path, the call that draws it)``;
+    ``draw`` takes the file as its keyword ``path`` (the others as given)."""
+    return Path(path), functools.partial(draw, *args, path=path, **kwargs)
+
+
+def check_picture_output(paths, flag: str, overwrite: bool) -> None:
+    """``check_file_output`` for PNG files: one that atenea drew may be drawn again."""
+    from atenea.inspect.plots import is_atenea_png
+
+    for path in paths:
+        check_file_output(Path(path), flag, overwrite, is_atenea_png)
 
 
 def check_report_output(out: Path, overwrite: bool) -> None:

@@ -81,7 +81,7 @@ def _inputs(args, columns: dict, images: bool = False) -> list[str]:
 
 
 def _predict(args) -> int:
-    from atenea.cli.outputs import check_finished
+    from atenea.cli.outputs import check_file_output, check_finished
     from atenea.training.predict import Predictor
     from atenea.training.tasks import read_description
 
@@ -93,9 +93,7 @@ def _predict(args) -> int:
         raise ValueError(f"--model: {folder}: no such folder")
     check_finished(folder)
     if args.output:
-        output = Path(args.output)
-        if output.is_dir() or (output.exists() and not args.overwrite):
-            raise ValueError(f"--output: {output} exists; choose another name, or add --overwrite")
+        check_file_output(Path(args.output), "--output", args.overwrite)
     info = read_description(folder)
     texts = _inputs(args, info.get("columns") or {}, images=info.get("task") == "images")
     predictor = Predictor.from_folder(folder, max_new_tokens=args.max_new_tokens, device=device)

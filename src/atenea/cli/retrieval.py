@@ -6,12 +6,16 @@
 
 The index folder holds ``embeddings.safetensors`` and ``index.json``; search embeds the question
 with the same model (the bundled all-MiniLM-L6-v2 unless ``--model`` says otherwise) and prints
-the passages with their cosine scores.
+the passages with their cosine scores. ``--out`` may be a new or empty folder, or an index atenea
+wrote (replaced); anything else there (a model, the user's files, a file) only with
+``--overwrite`` (``cli/outputs.py``).
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 RETRIEVAL_FLAGS = {"corpus": "CORPUS", "text_column": "--text-column", "k": "-k",
                    "model": "--model", "index": "IDX"}  # fmt: skip
@@ -28,7 +32,19 @@ def add_parsers(subparsers) -> None:
     )
     index.add_argument("corpus", nargs="+", metavar="CORPUS",
                        help="text files, folders, or .csv/.tsv/.jsonl files")  # fmt: skip
-    index.add_argument("--out", required=True, metavar="IDX", help="the index folder to write")
+    index.add_argument(
+        "--out",
+        required=True,
+        metavar="IDX",
+        help="the index folder to write (a new or empty folder, or an index atenea wrote, unless "
+        "--overwrite)",
+    )
+    index.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into --out even if it holds a model or files atenea did not write (or "
+        "replace it if it is a file)",
+    )
     index.add_argument("--text-column", default="text", help="CSV/JSONL: the text column (text)")
     index.add_argument("--model", default="minilm", help="embedding model folder (minilm)")
     index.add_argument("--batch-size", type=int, default=64, help="passages per batch (64)")
@@ -66,11 +82,29 @@ def run_search(args) -> int:
         return fail("search", error, flags=RETRIEVAL_FLAGS)
 
 
+def is_atenea_index(folder: Path) -> bool:
+    """Whether ``folder`` is an index ``atenea index`` wrote (its ``index.json`` starts with the
+    index format), with no model in it: ``atenea index`` may write it again."""
+    from atenea.cli.outputs import holds_model
+    from atenea.retrieval.index import FORMAT, INDEX_FILE
+
+    head = '{"format": ' + json.dumps(FORMAT)
+    try:
+        with (folder / INDEX_FILE).open(encoding="utf-8") as handle:
+            ours = handle.read(len(head)) == head
+    except (OSError, UnicodeDecodeError):
+        return False
+    return ours and not holds_model(folder)
+
+
 def _index(args) -> int:
+    from atenea.cli.outputs import check_folder_output
     from atenea.retrieval import PassageIndex, load_embedder, read_passages
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    # Before the passages are embedded: the index replaces only an index atenea wrote.
+    check_folder_output(Path(args.out), args.overwrite, is_atenea_index)
     started = time.perf_counter()
     passages = read_passages(args.corpus, text_column=args.text_column)
     model, tokenizer = load_embedder(args.model)
@@ -107,8 +141,6 @@ def _search(args) -> int:
 def evaluate_with_knn(args, task, model) -> dict:
     """``atenea evaluate --knn DATASTORE``: the lm task's validation rows scored by the model
     alone and interpolated with the datastore (built from the training rows when missing)."""
-    from pathlib import Path
-
     from atenea.retrieval.knn import INFO_FILE, Datastore, evaluate_knn
 
     if task.name != "lm" or not hasattr(task, "train_rows") or task.options.get("segment"):

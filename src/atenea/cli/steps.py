@@ -99,21 +99,32 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--png",
         default="attention_steps.png",
-        help="where to write the heatmap (default attention_steps.png)",
+        help="where to write the heatmap (default attention_steps.png; a PNG atenea drew there "
+        "is replaced, any other file only with --overwrite)",
     )
     parser.add_argument("--no-png", action="store_true", help="do not write the heatmap")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a --png file atenea did not draw"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from atenea.cli.outputs import check_picture_output
     from atenea.inspect.plots import png_path
 
     try:
         if not args.no_png:
-            try:  # before the steps print: a picture cannot go to out.csv
+            try:  # before the steps print: a picture cannot go to out.csv, nor over mine.png
                 args.png = png_path(args.png)
+                count = 2 if args.model is not None and args.compare else 1  # --compare: _1, _2
+                pictures = [steps_more.numbered(args.png, i, count) for i in range(count)]
+                check_picture_output(pictures, "--png", args.overwrite)
             except ValueError as error:
-                raise StepsError(f"--png: {error}") from None
+                message = str(error)
+                raise StepsError(
+                    message if message.startswith("--png") else f"--png: {message}"
+                ) from None
         lang = pick_language(args.lang)
         if args.model is None:
             for flag, value in (

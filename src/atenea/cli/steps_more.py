@@ -69,7 +69,7 @@ def run_model(args, lang: str, print_steps) -> dict:
         print(say(lang, "model_weights", name=name, layer=layer, head=head, heads=lesson.num_heads))
         if reason:
             print(say(lang, "why_head", reason=reason))
-        png = None if args.no_png else _numbered(args.png, len(results), len(texts))
+        png = None if args.no_png else numbered(args.png, len(results), len(texts))
         tensors = print_steps(lesson, lang, png)
         ids = tokenizer(text)["input_ids"]
         own = capture(model, ids, layers=[layer], heads=[head])[0, 0]
@@ -100,7 +100,7 @@ def _attention_module(model, layer: int):
     return attention_layers_of(model, "").layers[layer].attention
 
 
-def _numbered(png: str, index: int, count: int) -> str:
+def numbered(png: str, index: int, count: int) -> str:
     if count == 1:
         return png
     stem, dot, suffix = str(png).rpartition(".")

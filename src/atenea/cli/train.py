@@ -135,7 +135,8 @@ def _add_train(subparsers) -> None:
     run.add_argument(
         "--overwrite",
         action="store_true",
-        help="train into --out even if it holds files atenea did not write (or is a file)",
+        help="train into --out even if it holds files atenea did not write, a trained model "
+        "without checkpoints, or is a file",
     )
     run.add_argument(
         "--resume",
@@ -272,8 +273,11 @@ def _train(args) -> int:
         if note and main and not args.quiet:
             print(f"note: {note}")
     steps = settings["steps"]
-    # The warmup actually used is saved, so a resumed run that raises --steps keeps it.
-    settings["warmup"] = min(settings["warmup"], (saved.get("steps") or steps) // 2)
+    # At most half the run's steps: this run's on a fresh run (``saved`` then holds the task's
+    # defaults, e.g. a built-in run's steps), the saved run's on --resume. The warmup actually
+    # used is saved, so a resumed run that raises --steps keeps it.
+    planned = (saved.get("steps") if args.resume else None) or steps
+    settings["warmup"] = min(settings["warmup"], planned // 2)
     task.info["training"] = {name: settings[name] for name in RUN_SETTINGS}
     config = loop.TrainConfig(
         output=out, steps=steps, batch_size=settings["batch_size"],

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from atenea.inspect.analysis import rollout
-from atenea.inspect.plots import _pyplot
+from atenea.inspect.plots import _pyplot, save_png
 from atenea.inspect.tokens import ExplainError
 
 # -- what a ViT looks at ------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def rollout_png(e: ImageExplanation, path, title: str) -> Path:
     _show(axes[1], e.image, e.rollout, "attention rollout from [CLS]")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -154,6 +154,6 @@ def heads_png(e: ImageExplanation, path, title: str) -> Path:
             _show(axes[layer, head], e.image, e.cls_maps[layer, head], label)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the title
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)
     plt.close(fig)
     return path

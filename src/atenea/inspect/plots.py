@@ -22,6 +22,28 @@ def _pyplot():
     return plt
 
 
+# Every PNG atenea draws carries this text chunk, so a command can tell its own pictures (which
+# it may draw again) from a file of the user's of the same name (which it must not replace).
+PNG_SOFTWARE = "atenea"
+_PNG_MARK = b"tEXtSoftware\x00" + PNG_SOFTWARE.encode()
+_PNG_HEAD = 4096  # the text chunks come before the pixels (IDAT), right after the header
+
+
+def save_png(figure, path: Path, dpi=None) -> Path:
+    """Write ``figure`` to ``path`` as a PNG that says it was drawn by atenea."""
+    figure.savefig(path, dpi=dpi, format="png", metadata={"Software": PNG_SOFTWARE})
+    return path
+
+
+def is_atenea_png(path) -> bool:
+    """Whether the file ``path`` is a picture atenea drew (``save_png``'s mark)."""
+    try:
+        with open(path, "rb") as handle:
+            return _PNG_MARK in handle.read(_PNG_HEAD)
+    except OSError:
+        return False
+
+
 def png_path(path) -> Path:
     """The file a picture goes to: ``path`` as given when it ends in ``.png``, with ``.png``
     added when it has no suffix (so the name printed is the name written); another suffix
@@ -92,7 +114,7 @@ def heatmap_png(
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -127,7 +149,7 @@ def confusion_png(counts, classes: list[str], path, title: str) -> Path:
     ax.set_title(f"{title} ({total} examples, accuracy {accuracy:.3f})", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -151,7 +173,7 @@ def model_view_png(maps: Tensor, path, title: str) -> Path:
                 ax.set_ylabel(f"L{i}", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -181,7 +203,7 @@ def training_curves_png(records: list[dict], main_metric: str, path) -> Path:
     figure.tight_layout()
     path = png_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    save_png(figure, path)
     return path
 
 
@@ -212,6 +234,6 @@ def cost_png(
     figure.tight_layout()
     path = png_path(path)  # the name printed is the name written
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    save_png(figure, path, dpi=110)
     plt.close(figure)
     return path

@@ -3,7 +3,8 @@
     result = evaluate_folder("runs/reviews", data="more.csv")
     result.metrics        {"accuracy": ..., "macro_f1": ...}, as the task's own evaluation
     result.classes        per label: precision, recall, F1, support (classify)
-    result.confusion      counts, rows = true label, columns = predicted label (classify)
+    result.confusion      counts, rows = true label, columns = predicted label (classify,
+                          images)
     result.unseen         {label: count} of labels in the data the model never learned
     result.rows           one {"input", "reference", "prediction"} per example
     result.notes          what a reader should know (e.g. why BLEU says little here)
@@ -120,4 +121,20 @@ def _task_evaluation(folder: Path, info: dict, data, limit, device=None) -> Eval
     model, _ = load_pretrained(folder)
     if device is not None:
         model.to(device)
+    if info["task"] == "images":
+        return _image_evaluation(task, model, limit)
     return Evaluation(info["task"], task.main_metric, task.evaluate(model, limit=limit))
+
+
+def _image_evaluation(task, model, limit) -> Evaluation:
+    """An image classifier: the task's own metrics from one pass over the validation images,
+    with the per-class report and the confusion matrix (classes by name)."""
+    predicted, true = task.predict(model, limit)
+    names = list(task.info["labels"])
+    predictions, references = [names[i] for i in predicted], [names[i] for i in true]
+    scores = {"accuracy": metrics.accuracy(predicted, true),
+              "macro_f1": metrics.macro_f1(predicted, true)}  # as task.evaluate  # fmt: skip
+    return Evaluation(
+        "images", task.main_metric, scores, classes=per_class(predictions, references, names),
+        labels=names, confusion=metrics.confusion_matrix(predictions, references, names),
+    )  # fmt: skip
