@@ -92,7 +92,7 @@ def _evaluate(args) -> int:
         return 0
     columns = {c: getattr(args, f"{c}_column") for c in ("text", "label", "source", "target")}
     wanted = {k: v for k, v in columns.items() if v}
-    result = evaluate_folder(folder, args.data, wanted, args.limit, device=device)
+    result = evaluate_folder(folder, args.data, wanted, args.limit, device=device, progress=True)
     print_evaluation(result)
     metrics = result.metrics
     pictures = [Path(args.png)] if args.png else []

@@ -97,7 +97,7 @@ def _predict(args) -> int:
     info = read_description(folder)
     texts = _inputs(args, info.get("columns") or {}, images=info.get("task") == "images")
     predictor = Predictor.from_folder(folder, max_new_tokens=args.max_new_tokens, device=device)
-    results = predictor.predict(texts)
+    results = predictor.predict(texts, progress=True)
     if args.output:
         _write_csv(Path(args.output), results)
         print(f"{len(results)} predictions: {args.output}")

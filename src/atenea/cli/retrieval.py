@@ -153,7 +153,7 @@ def evaluate_with_knn(args, task, model) -> dict:
     if (folder / INFO_FILE).is_file():
         store = Datastore.load(folder)
     else:
-        store = Datastore.build(model, task.train_rows)
+        store = Datastore.build(model, task.train_rows, progress=True)
         store.save(folder)
         print(f"built a datastore of {len(store)} tokens: {folder}")
     rows = task.val_rows

@@ -62,14 +62,20 @@ class Datastore:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, model, rows, batch_size: int = 16) -> Datastore:
-        """The datastore of packed rows ``(input_ids, document_ids, labels)`` (the lm task's)."""
+    def build(cls, model, rows, batch_size: int = 16, progress: bool = False) -> Datastore:
+        """The datastore of packed rows ``(input_ids, document_ids, labels)`` (the lm task's);
+        ``progress``: a bar on stderr when it is a terminal."""
+        from tqdm.auto import tqdm
+
         model.eval()
         keys, values = [], []
-        for hidden, targets, _ in _rows(model, rows, batch_size):
-            kept = targets != IGNORE
-            keys.append(hidden[kept].to("cpu", torch.float16))
-            values.append(targets[kept].cpu())
+        with tqdm(total=len(rows[0]), desc="datastore", unit="row", leave=False,
+                  disable=None if progress else True) as bar:  # fmt: skip
+            for hidden, targets, _ in _rows(model, rows, batch_size):
+                kept = targets != IGNORE
+                keys.append(hidden[kept].to("cpu", torch.float16))
+                values.append(targets[kept].cpu())
+                bar.update(len(targets))
         if not keys or not sum(len(v) for v in values):
             raise CorpusError("datastore: no predicted token in the texts")
         return cls(torch.cat(keys), torch.cat(values), model_fingerprint(model))

@@ -64,11 +64,13 @@ def per_class(predictions: list[str], references: list[str], labels: list[str]) 
 
 
 def evaluate_folder(
-    folder, data=None, columns: dict | None = None, limit: int | None = None, device=None
-):
+    folder, data=None, columns: dict | None = None, limit: int | None = None, device=None,
+    progress: bool = False,
+):  # fmt: skip
     """Score a model folder written by ``atenea train`` on ``data`` (default: its own held-out
     split); ``columns`` names the data's columns (``{"text": ..., "label": ...}``); the model
-    runs on ``device`` (default: the CPU)."""
+    runs on ``device`` (default: the CPU); ``progress``: a bar while classify and translate
+    predict (on a terminal)."""
     folder = Path(folder)
     info = read_description(folder)
     task = info["task"]
@@ -79,7 +81,7 @@ def evaluate_folder(
     predictor = Predictor.from_folder(folder, device=device)
     if task == "classify":
         texts, references = [e["text"] for e in examples], [e["label"] for e in examples]
-        predictions = [r["prediction"] for r in predictor.predict(texts)]
+        predictions = [r["prediction"] for r in predictor.predict(texts, progress)]
         labels = list(predictor.labels or [])
         unseen = Counter(r for r in references if r not in labels)
         names = labels + sorted(unseen)
@@ -99,7 +101,7 @@ def evaluate_folder(
     else:
         texts = [e["source"] for e in examples]
         references = [e["target"].strip() for e in examples]
-        predictions = [r["prediction"] for r in predictor.predict(texts)]
+        predictions = [r["prediction"] for r in predictor.predict(texts, progress)]
         result = Evaluation(task, main, translation_metrics(predictions, references))
         short = sum(len(r.split()) < BLEU_WORDS for r in references)
         if short * 2 > len(references):

@@ -72,8 +72,22 @@ class Predictor:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def predict(self, texts: list[str]) -> list[dict]:
-        """One ``{"input", "prediction"}`` per text (classify adds ``"probabilities"``)."""
+    def predict(self, texts: list[str], progress: bool = False) -> list[dict]:
+        """One ``{"input", "prediction"}`` per text (classify adds ``"probabilities"``);
+        ``progress``: a bar on stderr when it is a terminal."""
+        from tqdm.auto import tqdm
+
+        step = 1 if self.task not in ("classify", "images", "translate") else EVAL_BATCH
+        results: list[dict] = []
+        with tqdm(total=len(texts), desc="predict", unit="input", leave=False,
+                  disable=None if progress else True) as bar:  # fmt: skip
+            for start in range(0, len(texts), step):  # one batch (or prompt) at a time
+                chunk = texts[start : start + step]
+                results += self._predict(chunk)
+                bar.update(len(chunk))
+        return results
+
+    def _predict(self, texts: list[str]) -> list[dict]:
         if self.task == "classify":
             return self._classify(texts)
         if self.task == "images":
