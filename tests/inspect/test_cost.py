@@ -73,6 +73,9 @@ def test_cost_command_in_spanish(tmp_path, capsys):
             "--paths literal,magic: choose among literal, fused, window",
         ),
         (["--lang", "de"], "--lang de: we have"),
+        # every path stopped, an empty table and exit 0, and "more than the -1073741824 B"
+        (["--max-memory", "-1"], "--max-memory -1: give a positive number of GiB"),
+        (["--max-memory", "0"], "--max-memory 0: give a positive number of GiB"),
     ],
 )
 def test_cost_bad_input_is_one_line(args, message, capsys):

@@ -121,6 +121,8 @@ def _run(args) -> int:
         raise CostError(f"--{error}") from None
     if args.threads < 1:
         raise CostError(f"--threads {args.threads}: give at least 1")
+    if args.max_memory is not None and not args.max_memory > 0:  # every path would stop at once
+        raise CostError(f"--max-memory {args.max_memory:g}: give a positive number of GiB")
     if not args.no_png:
         try:  # before the measurement: a picture cannot go to plot.csv, nor over mine.png
             args.png = png_path(args.png)
