@@ -152,6 +152,12 @@ def test_converted_encoder_matches_onnxruntime(graph_path):
     assert out.last_hidden_state.shape == (B, 1 + N, D)
     assert max_error(out.last_hidden_state, torch.from_numpy(expected)) < 1e-4
     assert len(out.attentions) == LAYERS and out.attentions[0].shape == (B, H, 1 + N, 1 + N)
+    # the graph's batch is fixed at B: one image (convert's check) or B + 1 go in groups of B
+    for count in (1, B + 1):
+        more = np.random.default_rng(count).normal(size=(count, C, S, S)).astype(np.float32)
+        with torch.no_grad():
+            ours = model(torch.from_numpy(more)).last_hidden_state
+        assert max_error(ours, torch.from_numpy(encoder_output(graph_path, more))) < 1e-4
 
 
 @pytest.mark.slow  # transformers' ViT import and load: several seconds on a busy machine

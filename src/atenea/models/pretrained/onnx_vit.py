@@ -269,5 +269,12 @@ def encoder_output(path, pixel_values: np.ndarray, final_norm_scope: str | None 
     session = onnxruntime.InferenceSession(
         model.SerializeToString(), providers=["CPUExecutionProvider"]
     )
-    outputs = session.run([produced[-1]], {graph.input[0].name: pixel_values})
-    return outputs[0]
+    # a graph exported with a fixed batch size takes only that many images: run them in
+    # groups of that size (the last group filled up with copies of its first image)
+    batch = graph.input[0].type.tensor_type.shape.dim[0].dim_value or len(pixel_values)
+    results = []
+    for start in range(0, len(pixel_values), batch):
+        group = pixel_values[start : start + batch]
+        filled = np.concatenate([group, np.repeat(group[:1], batch - len(group), axis=0)])
+        results.append(session.run([produced[-1]], {graph.input[0].name: filled})[0][: len(group)])
+    return np.concatenate(results)
