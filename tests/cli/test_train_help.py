@@ -104,3 +104,28 @@ def test_a_default_batch_larger_than_the_data_shrinks(small_data, tmp_path, caps
         == 2
     )  # an explicit batch is kept: an error
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_the_summary_says_which_built_in_set_and_what_was_missing(monkeypatch):
+    """With no --data, images takes the first installed set: digits, when Fashion-MNIST is not
+    there, which the run's summary says (it used to train on 8x8 digits without a word)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from atenea.cli.train_help import run_summary
+    from atenea.training import loop
+    from atenea.training.datasets import images as reading
+    from atenea.training.tasks import images
+
+    real = reading.builtin
+    monkeypatch.setattr(reading, "builtin", lambda name, seed: real("digits", seed))
+    _, _, source = images.read_data(None, None, 0, None)
+    assert source == {"builtin": {"name": "digits", "instead_of": "fashion-mnist"}}
+    assert images.read_data("digits", None, 0, None)[2] == {"builtin": {"name": "digits"}}
+    task = SimpleNamespace(name="images", info=source, num_train_examples=lambda: 1437,
+                           num_validation_examples=lambda: 360)  # fmt: skip
+    config = loop.TrainConfig(output="runs/images", steps=2)
+    lines = run_summary(task, torch.nn.Linear(2, 2), config, resumed=False).splitlines()
+    assert lines[1] == ("  data: the built-in digits (fashion-mnist is not installed: make data, "
+                        "or pass --data)")  # fmt: skip

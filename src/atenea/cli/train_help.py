@@ -112,6 +112,13 @@ def run_summary(task, model, config, resumed: bool) -> str:
         f"atenea train {task.name}: {task.num_train_examples()} training {examples}, "
         f"{count if count is not None else '?'} validation",
     ]
+    builtin = task.info.get("builtin") or {}
+    if builtin.get("name"):
+        instead = builtin.get("instead_of")
+        lines.append(
+            f"  data: the built-in {builtin['name']}"
+            + (f" ({instead} is not installed: make data, or pass --data)" if instead else "")
+        )
     labels = getattr(task, "train_labels", None)
     if labels is not None:
         names = task.info.get("labels", [])

@@ -162,7 +162,10 @@ def read_data(data, validation, seed: int, image_size: int | None):
         if image_size and image_size != train.images.shape[-1]:
             raise TaskError(f"overrides: image_size: the built-in {name} images are "
                             f"{train.images.shape[-1]} pixels")  # fmt: skip
-        return train, held, {"builtin": {"name": name}}
+        source = {"name": name}
+        if data is None and name != reading.BUILTIN_NAMES[0]:  # said in the run's summary
+            source["instead_of"] = reading.BUILTIN_NAMES[0]
+        return train, held, {"builtin": source}
     size = image_size or USER_IMAGE_SIZE
     images = reading.read_images(data, size)
     if validation is None:
