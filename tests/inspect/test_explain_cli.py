@@ -111,6 +111,13 @@ def test_truncation_is_announced(tiny_bert, tmp_path, capsys):
         (["the robot", "--max-tokens", "-3"], "--max-tokens: expected an integer >= 1, got -3"),
         (["the robot", "--max-tokens", "0"], "--max-tokens: expected an integer >= 1, got 0"),
         (["the robot", "--max-tokens", "2"], "cannot hold a token of the text besides the 2"),
+        (["the robot", "--compare", "  "], "--compare: give a non-empty second text"),
+        # refused before the index is read: these flags did nothing with --passages
+        (
+            ["the robot", "--passages", "/no/index", "--focus", "robot"],
+            "--focus: not used with --passages",
+        ),
+        (["the robot", "--passages", "/no/index", "--layer", "0"], "--layer: not used with"),
     ],
 )
 def test_bad_input_is_a_message_and_exit_2(args, message, tiny_bert, tmp_path, capsys):
@@ -158,3 +165,11 @@ def test_png_without_matplotlib_is_a_message(tiny_bert, tmp_path, monkeypatch, c
     code, _, err = run(args, capsys)
     assert code == 2 and "--png: the pictures need matplotlib" in err and "Traceback" not in err
     assert out.exists()  # the report comes first
+
+
+@pytest.mark.parametrize("flags", [["--layer", "1"], ["--head", "0"], ["--max-tokens", "8"]])
+def test_text_flags_with_an_image_are_refused(flags, tiny_bert, tmp_path, capsys):
+    """They were ignored without a word (the image report has no layer to start on)."""
+    code, _, err = run(["--image", str(tmp_path / "any.png"), "--model", str(tiny_bert),
+                        "--out", str(tmp_path / "r.html"), *flags], capsys)  # fmt: skip
+    assert code == 2 and f"{flags[0]} is for texts, not for --image" in err

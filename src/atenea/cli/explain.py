@@ -117,9 +117,19 @@ def _run(args) -> int:
     if args.text is None:
         raise ExplainError("give a TEXT to explain, or --image PATH")
     check_text(args.text)  # before the model is read
+    if args.compare is not None and not args.compare.strip():
+        raise ExplainError("--compare: give a non-empty second text")
     if getattr(args, "passages", None):
         from atenea.cli.retrieval import explain_passages
 
+        unused = [flag for flag, value in (
+            ("--focus", args.focus), ("--compare", args.compare), ("--pair", args.pair),
+            ("--target", args.target), ("--layer", args.layer), ("--head", args.head),
+            ("--png", args.png), ("--out", None if args.out == DEFAULT_OUT else args.out),
+        ) if value is not None]  # fmt: skip
+        if unused:
+            raise ExplainError(f"{unused[0]}: not used with --passages, which prints where the "
+                               f"text's tokens look and writes no report")  # fmt: skip
         return explain_passages(args)
     lang = pick_language(getattr(args, "lang", None))
     if args.head is not None and args.layer is None:

@@ -30,7 +30,9 @@ def run_image(args, device) -> int:
     from atenea.training.datasets.images import read_image
 
     for flag, value in (("--focus", args.focus), ("--compare", args.compare),
-                        ("--pair", args.pair), ("--target", args.target)):  # fmt: skip
+                        ("--pair", args.pair), ("--target", args.target),
+                        ("--layer", args.layer), ("--head", args.head),
+                        ("--max-tokens", args.max_tokens)):  # fmt: skip
         if value is not None:
             raise ExplainError(f"{flag} is for texts, not for --image")
     folder = Path(args.png or DEFAULT_PNG)
