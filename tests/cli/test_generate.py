@@ -90,3 +90,18 @@ def test_a_folder_without_tokenizer_or_model_is_a_message(tmp_path, capsys):
     assert "no tokenizer.json" in capsys.readouterr().err
     assert main(["generate", "--model", str(tmp_path / "missing"), "--prompt", "w1"]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_a_model_that_generates_no_text_is_named(tmp_path, capsys):
+    from atenea.models import EncoderConfig, EncoderModel, save_pretrained
+    from atenea.training.tokenizers import train_tokenizer
+
+    folder = tmp_path / "encoder"
+    save_pretrained(EncoderModel(EncoderConfig.from_name("bert-tiny", vocab_size=300)), folder)
+    train_tokenizer(["w1 w2 w3"] * 9, kind="chars").save(folder)
+    assert main(["generate", "--model", str(folder), "--prompt", "w1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"atenea generate: --model: {folder} is an EncoderModel, which generates no "
+        f"text; give a decoder (gpt2, a run of atenea train lm) or a translator\n"
+    )

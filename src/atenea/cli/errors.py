@@ -96,3 +96,8 @@ def fail(command: str, error: BaseException, code: int = 2, flags: dict | None =
         message = as_flags(message, flags)
     print(f"atenea {command}: {message}", file=sys.stderr)
     return code
+
+
+def with_article(name: str) -> str:
+    """``"an EncoderModel"``, ``"a DecoderModel"``: a class name in a sentence."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"

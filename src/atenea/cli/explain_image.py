@@ -23,6 +23,7 @@ DEFAULT_PNG = "attention_image"
 def run_image(args, device) -> int:
     """The ``--image`` branch of ``atenea explain`` (errors are ExplainError / CheckpointError /
     DataError, which ``explain.run`` prints as one line)."""
+    from atenea.cli.errors import with_article
     from atenea.cli.outputs import check_picture_output
     from atenea.inspect.image_report import image_report_data, render_image_html
     from atenea.inspect.images import explain_image, head_lines, heads_png, rollout_png
@@ -43,8 +44,9 @@ def run_image(args, device) -> int:
         raise ExplainError(str(error)) from None
     model, _ = load_pretrained(args.model)
     if not isinstance(model, (ViTModel, ViTForImageClassification)):
-        raise ExplainError(f"--image: {args.model} is a {type(model).__name__}, not a vision "
-                           f"model (train one with atenea train images)")  # fmt: skip
+        kind = with_article(type(model).__name__)
+        raise ExplainError(f"--image: {args.model} is {kind}, not a vision model (train one "
+                           f"with atenea train images)")  # fmt: skip
     model.to(device)
     pixels = read_image(args.image, channels=model.config.num_channels)
     image = torch.from_numpy(pixels).float() / 255

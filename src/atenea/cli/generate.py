@@ -68,13 +68,20 @@ def _generate(args, config) -> int:
     import torch
 
     import atenea
+    from atenea.cli.errors import with_article
     from atenea.cli.outputs import check_finished
     from atenea.generation import TextStreamer
+    from atenea.generation.generate import SEQ2SEQ
     from atenea.models import DecoderModel
 
     device = device_of(args)  # a device that is not there: said before anything is read
     check_finished(args.model)  # an interrupted run says so, and how to go on
     model, tokenizer = atenea.load_pretrained(args.model)
+    if not isinstance(model, (DecoderModel, *SEQ2SEQ)):  # an encoder or an image model
+        raise ValueError(
+            f"--model: {args.model} is {with_article(type(model).__name__)}, which generates no "
+            f"text; give a decoder (gpt2, a run of atenea train lm) or a translator"
+        )
     if tokenizer is None:
         raise ValueError(f"--model: {args.model} has no tokenizer.json; it is needed for text")
     ids = tokenizer.encode(args.prompt)
