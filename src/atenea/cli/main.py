@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from atenea import __version__
 from atenea.cli import convert, cost, explain, generate, predict, retrieval, steps, train
@@ -30,7 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _note(message, category, filename, lineno, line=None) -> str:
+    """A warning as a command shows it: one line, not the library's file, line and source."""
+    return f"note: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _note
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # --help and --list-presets print here
