@@ -68,6 +68,16 @@ def test_a_nan_query_row_stays_nan_and_a_masked_row_is_zero(backend, dtype):
     assert torch.isfinite(out[others]).all()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_row_with_no_key_is_zero_even_over_nan_padding(backend):
+    """Padding a caller never wrote (NaN) sits behind the mask: a batch row of length 0 gives
+    zeros (the reference multiplied its zero weights by the NaN values)."""
+    q, k, v = (torch.randn(2, H, L, D, generator=torch.Generator().manual_seed(2)) for _ in "qkv")
+    k[0], v[0], k[1, :, 3:], v[1, :, 3:] = float("nan"), float("nan"), float("nan"), float("nan")
+    out = attention(q, k, v, mask=masks.key_padding(torch.tensor([0, 3])), backend=backend)
+    assert torch.equal(out[0], torch.zeros_like(out[0]))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("lse", [False, True])
 def test_a_nan_query_stays_nan_in_a_decode_step(dtype, lse):

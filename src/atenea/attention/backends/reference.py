@@ -47,6 +47,9 @@ def reference_attention(
     v = v.to(dtype).repeat_interleave(problem.group, dim=1)  # (B, Hq, Lk, Dv)
     dropped = F.dropout(weights, problem.dropout_p) if problem.dropout_p > 0 else weights
     out = dropped @ v  # (B, Hq, Lq, Dv)
+    # A row that may attend nothing gives 0 even where its masked values are NaN (padding
+    # never written): weight 0 times NaN would be NaN. Rows with keys keep IEEE's product.
+    out = out.masked_fill(lse.isneginf()[..., None], 0.0)
     return out.to(q.dtype), weights.to(q.dtype), lse
 
 
