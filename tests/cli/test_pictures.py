@@ -2,7 +2,7 @@
 
 import re
 
-from atenea.cli import train
+from atenea.cli import train_pictures
 from atenea.inspect import plots
 
 
@@ -14,7 +14,7 @@ def test_alignment_titles_count_layers_from_zero(translator, tmp_path, monkeypat
         return path
 
     monkeypatch.setattr(plots, "heatmap_png", record)
-    train.draw_alignments(translator, ["3 de mayo", "14 de mayo"])
+    train_pictures.draw_alignments(translator, ["3 de mayo", "14 de mayo"])
     layers = 1  # SMALL: num_layers=1, so the only decoder layer is L0
     for title in titles:
         found = re.search(r"decoder layer L(\d+) \(of L0\.\.L(\d+)\)", title)

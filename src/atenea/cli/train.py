@@ -37,13 +37,12 @@ from pathlib import Path
 
 from atenea.cli import evaluate, train_help
 from atenea.cli.devices import add_device_arguments, device_of
+from atenea.cli.train_pictures import draw_run
 from atenea.training.tasks.settings import ARCHS, SIZES, TASKS
 
 DEFAULT_OUT = "runs/{task}"
 # Settings of the run that --resume takes from the saved run unless given again.
 RUN_SETTINGS = ("steps", "batch_size", "accumulation", "lr", "warmup", "seed")
-CURVES = "curves.png"
-ALIGNMENTS = 4  # translate: alignment pictures drawn after training
 
 
 def add_parsers(subparsers) -> None:
@@ -206,7 +205,37 @@ def _resumed_task(args, out: Path):
     saved_arch = (info.get("options") or {}).get("arch", "transformer")
     if args.arch is not None and args.arch != saved_arch:
         raise ValueError(f"--arch: {out} holds a {saved_arch} run, not {args.arch}")
+    _refuse_changes(args, info, out)
     return tasks.from_description(info, checkpoint)
+
+
+def _refuse_changes(args, info: dict, out: Path) -> None:
+    """A resumed run's data, model and tokenizer are its checkpoint's: a flag that would change
+    them is refused, not ignored (the same value, the first command line again, is fine).
+    ``--vocab-size`` is not compared: the tokenizer keeps what it learned, at most that many."""
+    from atenea.training import tasks
+
+    tokenizer = info.get("tokenizer") or {}
+    data = [str(Path(p)) for p in args.data] if args.data else None
+    fixed = (
+        ("--size", args.size if args.size != "tiny" else None, info.get("size", "tiny")),
+        ("--set", tasks.parse_overrides(args.overrides) or None, info.get("overrides") or {}),
+        ("--data", data, [str(Path(p)) for p in info.get("data") or []] or None),
+        ("--tokenizer", args.tokenizer, tokenizer.get("kind")),
+        ("--max-length", args.max_length, info.get("max_length")),
+        ("--init", args.init, info.get("init")),
+    )
+    for flag, given, saved in fixed:
+        if given is not None and given != saved:
+            if isinstance(saved, dict):  # --set's items as typed
+                saved = " ".join(f"{key}={value}" for key, value in saved.items())
+            elif isinstance(saved, list):
+                saved = " ".join(saved)
+            raise ValueError(
+                f"{flag}: {out} goes on with the model, data and tokenizer it was started with "
+                f"({flag} {saved or 'not given'}); drop {flag}, or start a new run in another "
+                f"--out"
+            )
 
 
 def _new_task(args, out: Path):
@@ -331,62 +360,3 @@ def _example_input(task) -> str:
     if task.name != "translate":
         text = " ".join(text.split())[:60]
     return text.replace('"', "'") or "hello"
-
-
-# -- pictures of a finished run ---------------------------------------------------------------
-
-
-def draw_run(out: Path, task) -> list[Path]:
-    """Draw a finished run from what the library wrote in ``out``: ``curves.png`` from
-    ``metrics.jsonl``, and for translate the alignments of a few validation sources."""
-    from atenea.inspect.plots import training_curves_png
-    from atenea.training.metrics_log import read_metrics
-
-    paths = [training_curves_png(read_metrics(out), task.main_metric, out / CURVES)]
-    if task.name == "translate":
-        paths += draw_alignments(out, task.example_inputs(ALIGNMENTS))
-    if task.name == "images":
-        paths.append(draw_confusion(out, task))
-    return paths
-
-
-def draw_confusion(folder: Path, task) -> Path:
-    """``folder/confusion.png``: the trained model's confusion matrix on the validation set."""
-    from atenea.inspect.plots import confusion_png
-    from atenea.models import load_pretrained
-
-    model, _ = load_pretrained(folder)
-    path, title = folder / "confusion.png", "validation confusion matrix"
-    return confusion_png(task.confusion(model), task.info["labels"], path, title)
-
-
-def draw_alignments(folder: Path, sources: list[str]) -> list[Path]:
-    """``folder/alignments/alignment-{i}.png``: for each source, the trained model's greedy
-    translation and the cross-attention that wrote it (heads averaged) in the decoder layer whose
-    rows are sharpest: the layer that does the aligning (usually the last; the title says).
-    Rows: each generated token (the row that wrote it); columns: the source tokens."""
-    from atenea.cli.explain_rnn import draw_rnn_alignments
-    from atenea.inspect import explain_seq2seq
-    from atenea.inspect.plots import heatmap_png, title_text
-    from atenea.models import RNNTranslator, load_pretrained
-
-    model, tokenizer = load_pretrained(folder)
-    model.eval()
-    if isinstance(model, RNNTranslator):  # RNNsearch: its alignment; RNNencdec has none
-        return draw_rnn_alignments(model, tokenizer, folder, sources)
-    paths = []
-    for i, source in enumerate(sources):
-        found = explain_seq2seq(source, model, tokenizer)
-        layer = found.sharpest_layer
-        # Layers numbered from 0, as atenea explain --layer and its L0, L1 ... count them.
-        title = (
-            f"{title_text(repr(source), 40)} -> {title_text(repr(found.target), 40)}\n"
-            f"cross-attention, decoder layer L{layer} (of L0..L{len(found.cross_maps) - 1}), "
-            f"heads averaged"
-        )
-        path = folder / "alignments" / f"alignment-{i}.png"
-        weights = found.cross_maps[layer].mean(0)  # (T, S)
-        paths.append(
-            heatmap_png(weights, found.output_tokens, path, title, key_tokens=found.source_tokens)
-        )
-    return paths
