@@ -127,6 +127,9 @@ def test_errors_name_file_and_line(tmp_path, name, content, pattern):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match=r"nope\.csv: no such file"):
         read_classify(tmp_path / "nope.csv")
+    (tmp_path / "reviews").mkdir()  # said "unknown format '(no suffix)'"
+    with pytest.raises(DataError, match=r"reviews: is a folder, expected a data file \(\.csv"):
+        read_classify(tmp_path / "reviews")
 
 
 def test_undecodable_bytes_name_line_and_column(tmp_path):

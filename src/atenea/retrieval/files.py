@@ -64,6 +64,8 @@ def read_text(path: Path) -> str:
 def check_suffix(path: Path) -> str:
     """The table format of ``path`` from its suffix (``.csv``, ``.tsv``, ``.jsonl``, ``.json``)."""
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a data file ({', '.join(TABLE_SUFFIXES)})")
     if suffix not in TABLE_SUFFIXES:
         supported = ", ".join(TABLE_SUFFIXES)
         raise DataError(
