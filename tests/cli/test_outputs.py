@@ -58,6 +58,24 @@ def test_a_file_is_not_a_run_folder(reviews, tmp_path, capsys):
     assert _train(reviews, target, "--overwrite") == 0 and (target / "model.safetensors").is_file()
 
 
+def test_an_out_that_cannot_be_a_folder_is_said_before_the_work(reviews, tmp_path, monkeypatch,
+                                                                 capsys):  # fmt: skip
+    """Under a file: the run used to train and then fail with "[Errno 20] Not a directory"."""
+    from atenea.training import tasks
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the task was built before --out was made")
+
+    monkeypatch.setattr(tasks, "build_task", no_work)
+    (tmp_path / "afile").write_text("x")
+    assert _train(reviews, tmp_path / "afile" / "run") == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"atenea train: --out: cannot create the folder {tmp_path}/afile/run (Not a "
+        "directory)\n"
+    )
+
+
 def test_explain_replaces_its_own_report_only(tmp_path, capsys):
     csv = tmp_path / "important.csv"
     csv.write_text("a,b\n1,2\n")

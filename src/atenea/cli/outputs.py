@@ -115,6 +115,17 @@ def check_run_output(out: Path, overwrite: bool, delete: bool = True) -> None:
     check_folder_output(out, overwrite, _trainable, doing="train into it", delete=delete)
 
 
+def make_output_folder(out: Path, flag: str = "--out") -> None:
+    """Create ``out`` (and its parents) now, before the work, so a path that cannot be a folder
+    (under a file, in a read-only place) is one line naming ``flag``, not an errno at the end."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"{flag}: cannot create the folder {out} ({error.strerror or error})"
+        ) from None
+
+
 def check_file_output(path: Path, flag: str, overwrite: bool, ours=None) -> None:
     """Raise ``ValueError`` (``FLAG: ...``) when ``path`` is a folder, or an existing file that
     ``ours(path)`` does not recognise as one atenea wrote, unless ``overwrite``."""

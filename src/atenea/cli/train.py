@@ -239,11 +239,12 @@ def _refuse_changes(args, info: dict, out: Path) -> None:
 
 
 def _new_task(args, out: Path):
-    from atenea.cli.outputs import check_run_output
+    from atenea.cli.outputs import check_run_output, make_output_folder
     from atenea.training import distributed, tasks
     from atenea.training.state import latest_checkpoint
 
     check_run_output(out, args.overwrite, delete=distributed.is_main())
+    make_output_folder(out)
     if latest_checkpoint(out) is not None:
         raise ValueError(
             f"--out: {out} already holds a run; add --resume to go on with it, or choose "

@@ -138,7 +138,7 @@ def check_resume(saved: dict, config: TrainConfig, folder: Path) -> None:
         if saved.get(name) != now[name]
     ]
     if isinstance(saved.get("steps"), int) and now["steps"] < saved["steps"]:
-        changed.append(f"steps: {saved['steps']!r} -> {now['steps']!r} (steps may only grow)")
+        changed.append(f"steps: {saved['steps']!r} -> {now['steps']!r}, but steps may only grow")
     if changed:
         raise TrainingError(
             f"cannot resume from {folder}: the run was started with other settings "

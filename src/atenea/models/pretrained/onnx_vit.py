@@ -170,7 +170,8 @@ def convert_onnx(path, *, num_heads: int | None = None, image_size: int | None =
     onnx = _onnx()
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+        raise CheckpointError(f"{path}: " + ("is a folder, expected an .onnx file"
+                                             if path.is_dir() else "no such file"))  # fmt: skip
     try:
         graph = onnx.load(str(path)).graph
     except Exception as error:  # DecodeError and friends
