@@ -95,3 +95,8 @@ def test_evaluate_with_knn_command(tmp_path, capsys):
     code = main(["evaluate", "--model", str(out), "--knn", str(store), "--lambda", "2"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "atenea evaluate: --lambda: expected a weight in [0, 1], got 2.0"
+    # a folder of the user's (or a model) is no place to build one: refused before the build
+    code = main(["evaluate", "--model", str(out), "--knn", str(tmp_path), "--limit", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"atenea evaluate: --knn: {tmp_path} holds ")
+    assert not (tmp_path / "datastore.json").exists()

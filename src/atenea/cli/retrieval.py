@@ -152,7 +152,11 @@ def evaluate_with_knn(args, task, model) -> dict:
     folder = Path(args.knn)
     if (folder / INFO_FILE).is_file():
         store = Datastore.load(folder)
-    else:
+    else:  # built here: a new or empty folder only, checked before the long build
+        from atenea.cli.outputs import check_folder_output, make_output_folder
+
+        check_folder_output(folder, args.overwrite, flag="--knn", doing="build a datastore in it")
+        make_output_folder(folder, "--knn")
         store = Datastore.build(model, task.train_rows, progress=True)
         store.save(folder)
         print(f"built a datastore of {len(store)} tokens: {folder}")
