@@ -55,13 +55,19 @@ def onnx_graph(tmp_path_factory):
     return vit_graph(tmp_path_factory.mktemp("onnx") / "tiny_vit.onnx")
 
 
-def test_convert_writes_only_a_new_or_empty_folder(onnx_graph, translator, tmp_path, capsys):
+def _precious(tmp_path, translator, name: str, text: str):
+    """What no command may write over: a folder of the user's holding ``name``, a trained
+    model whose checkpoints are gone, and a file."""
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / "notes.txt").write_text("precious")
-    model = model_without_checkpoints(translator, tmp_path / "model")
+    (mine / name).write_text(text)
     afile = tmp_path / "a.txt"
     afile.write_text("precious")
+    return mine, model_without_checkpoints(translator, tmp_path / "model"), afile
+
+
+def test_convert_writes_only_a_new_or_empty_folder(onnx_graph, translator, tmp_path, capsys):
+    mine, model, afile = _precious(tmp_path, translator, "notes.txt", "precious")
     for out in (mine, model, afile):
         before = snapshot(out)
         assert run("convert", "onnx", onnx_graph, "--out", out, "--no-check") == 2
@@ -90,12 +96,7 @@ def test_index_checks_its_folder_before_embedding(small_data, translator, tmp_pa
         raise AssertionError("the corpus was embedded before --out was checked")
 
     monkeypatch.setattr(atenea.retrieval, "load_embedder", no_embedding)
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "index.json").write_text('{"my": "own index"}')
-    model = model_without_checkpoints(translator, tmp_path / "model")
-    afile = tmp_path / "a.txt"
-    afile.write_text("precious")
+    mine, model, afile = _precious(tmp_path, translator, "index.json", '{"my": "own index"}')
     for out in (mine, model, afile):
         before = snapshot(out)
         assert run("index", small_data / "notes.txt", "--out", out, "--quiet") == 2
