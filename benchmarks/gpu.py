@@ -40,10 +40,10 @@ from atenea import masks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
+from gpu_masks import mask_of  # noqa: E402, F401 (the sweep and routing read gpu.mask_of)
 
 B, H, D = 1, 16, 128
 LENGTHS = (4096, 16384, 32768)
-WINDOW, DOCUMENTS = 1024, 8
 # HBM bandwidth (bytes/s) by GPU name, for the decode limit
 BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12}
 
@@ -70,21 +70,6 @@ def first_call_seconds(fn) -> float:
 
 
 # -- 1. attention ----------------------------------------------------------------------------------
-
-
-def mask_of(name: str, length: int, device: str = "cuda"):
-    """(atenea mask, FlexAttention mask_mod, pairs kept)."""
-    if name == "causal":
-        return masks.causal(), lambda b, h, q, k: q >= k, length * (length + 1) // 2
-    if name == "window":
-        pairs = sum(min(i + 1, WINDOW) for i in range(length))
-        return (masks.sliding_window(WINDOW),
-                lambda b, h, q, k: (q >= k) & (q - k < WINDOW), pairs)  # fmt: skip
-    ids = (torch.arange(length, device=device) * DOCUMENTS) // length
-    size = length // DOCUMENTS
-    return (masks.document(ids) & masks.causal(),
-            lambda b, h, q, k: (ids[q] == ids[k]) & (q >= k),
-            DOCUMENTS * size * (size + 1) // 2)  # fmt: skip
 
 
 # --impls: short names of the contenders (a label starting with the value's text)

@@ -182,7 +182,7 @@ def load_backward(path: str, head_dim: int, group: int = 1) -> dict:
 
 def warm(job: dict) -> str | None:
     """One forward+backward call of ``job`` (``head_dim``, ``group``, ``length``, ``mask``: a
-    ``gpu.mask_of`` name, ``change``: backward fields, ``bounds_kept``; ``device`` and
+    ``gpu_masks.mask_of`` name, ``change``: backward fields, ``bounds_kept``; ``device`` and
     ``dtype``, cuda and bfloat16 unless given), which compiles its kernels into Triton's
     cache. Returns None, or why the call failed. A fault on the device is sticky for the
     process: the call is synchronized inside (an asynchronous fault is this job's), and a job
@@ -191,7 +191,7 @@ def warm(job: dict) -> str | None:
     import torch
 
     import atenea
-    import gpu  # the benchmarks' folder is on sys.path (spawned workers inherit it)
+    import gpu_masks  # the benchmarks' folder is on sys.path (spawned workers inherit it)
 
     device, dtype = job.get("device", "cuda"), job.get("dtype", torch.bfloat16)
     on_cuda = torch.device(device).type == "cuda"
@@ -203,7 +203,7 @@ def warm(job: dict) -> str | None:
     with_backward(job["change"])
     try:
         q, k, v = inputs(job["head_dim"], job["group"], job["length"], device, dtype)
-        mask = gpu.mask_of(job["mask"], job["length"], device)[0]
+        mask = gpu_masks.mask_of(job["mask"], job["length"], device)[0]
         if job.get("bounds_kept"):
             with BoundsKept():
                 atenea.attention(q, k, v, mask=mask, backend="triton").sum().backward()
@@ -235,7 +235,7 @@ AGREEMENT = 2e-2
 def agreement(tuning: dict, head_dim: int, length: int = 4096, device: str = "cuda",
               dtype=None) -> list[dict]:  # fmt: skip
     """The Triton call's output and gradients with ``tuning`` against the defaults' (the ones
-    the session's tests check against float64), per mask of ``gpu.mask_of``, B=1, H=16, bf16:
+    the session's tests check against float64), per mask of ``gpu_masks.mask_of``, B=1, H=16, bf16:
     rows ``{"check", "mask", "L", "relative_max_diff", "agrees"}`` (largest difference over
     the largest value, per tensor, the worst of out, dq, dk, dv). A tuning the sweep crowned
     for its speed (TMA, blocks queries down: builds no test has run on this GPU) is timed only
@@ -243,7 +243,7 @@ def agreement(tuning: dict, head_dim: int, length: int = 4096, device: str = "cu
     import torch
 
     import atenea
-    import gpu
+    import gpu_masks
 
     rows = []
     for name in ("causal", "window", "documents"):
@@ -251,7 +251,7 @@ def agreement(tuning: dict, head_dim: int, length: int = 4096, device: str = "cu
         torch.manual_seed(0)
         q, k, v = inputs(head_dim, 1, length, device, dtype)
         grad = torch.randn_like(q)
-        mask = gpu.mask_of(name, length, device)[0]
+        mask = gpu_masks.mask_of(name, length, device)[0]
         results = []
         try:
             for change in ({}, tuning):
