@@ -113,6 +113,21 @@ def test_attention_weights_errors():
         atenea.attention_weights(q, k, lse=None)
 
 
+def test_attention_weights_take_empty_and_numpy_selections():
+    """An empty selection is an empty answer (a [] became a float tensor and a TypeError), and
+    numpy's ints and 0-d tensors select like ints."""
+    import numpy as np
+
+    q, k, v = make_qkv()
+    _, lse = atenea.attention(q, k, v, return_lse=True)
+    full = atenea.attention_weights(q, k, lse=lse)
+    assert atenea.attention_weights(q, k, lse=lse, rows=[]).shape == (2, 6, 0, full.shape[-1])
+    assert atenea.attention_weights(q, k, lse=lse, heads=()).shape == (2, 0, 13, full.shape[-1])
+    for row in (np.int64(4), torch.tensor(4)):
+        torch.testing.assert_close(atenea.attention_weights(q, k, lse=lse, rows=row),
+                                   full[:, :, 4:5])  # fmt: skip
+
+
 def test_row_32767_of_a_32k_sequence():
     """The issue's example: the last row of a 32k-token causal sequence."""
     length = 32768

@@ -198,6 +198,30 @@ def test_positions_from_mask():
     expected = torch.tensor([[0, 1, 2, 3, 0, 0], [0, 0, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]])
     assert torch.equal(positions_from_mask(mask), expected)
     assert torch.equal(positions_from_mask(mask, start=3), (expected + 3) * mask)
+    # one start per row (a cache's next positions): added along each row, not across rows
+    starts = torch.tensor([10, 20, 30])
+    assert torch.equal(positions_from_mask(mask, start=starts), (expected + starts[:, None]) * mask)
+
+
+def test_rotary_frequencies_are_those_transformers_computes_bit_for_bit():
+    """Llama's float32 frequencies, not the float64 ones rounded: 18 of 64 were one ulp off at
+    theta 5e5, which turned q by 1e-3 more at position 32k."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    head_dim, theta = 128, 500000.0
+    for scaling in (None, LLAMA31):
+        parameters = {**(scaling or {"rope_type": "default"}), "rope_theta": theta}
+        config = LlamaConfig(hidden_size=head_dim * 4, num_attention_heads=4,
+                             rope_parameters=parameters)  # fmt: skip
+        expected = LlamaRotaryEmbedding(config).inv_freq
+        assert torch.equal(RotaryEmbedding(head_dim, base=theta, scaling=scaling).inv_freq32,
+                           expected)  # fmt: skip
+
+
+def test_learned_positions_refuse_a_negative_one():
+    with pytest.raises(ValueError, match="positions: a position is an index >= 0, got -1"):
+        LearnedPositions(5, 3)(torch.tensor([[0, -1]]))
 
 
 def test_a_float64_model_computes_its_positions_and_norms_in_float64():

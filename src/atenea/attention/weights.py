@@ -14,6 +14,8 @@ holding the whole matrix.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -32,9 +34,14 @@ def _indices(selection, size: int, name: str, device) -> Tensor:
         raise TypeError(
             f"{name}: expected an int, a slice, a sequence or a tensor of ints, got a bool"
         )
-    if isinstance(selection, int):
-        selection = [selection]
+    if isinstance(selection, numbers.Integral) or (
+        isinstance(selection, Tensor) and selection.dim() == 0
+        and not selection.is_floating_point() and selection.dtype != torch.bool
+    ):  # fmt: skip
+        selection = [int(selection)]  # numpy's ints and 0-d tensors of an int too
     index = torch.as_tensor(selection, device=device)
+    if index.numel() == 0:  # [] or (): nothing asked for (as_tensor makes it float32)
+        return index.long()
     if index.dtype == torch.bool or index.is_floating_point() or index.dim() != 1:
         raise TypeError(
             f"{name}: expected an int, a slice, a sequence or a 1-D tensor of ints, got "

@@ -43,7 +43,9 @@ class AdditiveAttention(nn.Module):
         values = keys if values is None else values
         scores = self.scores(query, self.project_keys(keys))  # (B, Lq, Lk)
         if mask is not None:
-            allowed = as_mask(mask).materialize(query.shape[1], keys.shape[1], device=query.device)
+            mask = as_mask(mask)
+            mask.validate(query.shape[0], 1, query.shape[1], keys.shape[1])  # as attention()
+            allowed = mask.materialize(query.shape[1], keys.shape[1], device=query.device)
             scores = scores.masked_fill(~allowed[:, 0], float("-inf"))  # (Bm, Lq, Lk)
         weights = safe_softmax(scores)
         context = weights @ values

@@ -81,6 +81,11 @@ class Alignment(nn.Module):
             )
         scores = self.scores(query, self.prepare(keys) if prepared is None else prepared)
         if mask is not None:
+            if tuple(mask.shape) != tuple(scores.shape):
+                raise ValueError(
+                    f"mask: expected (B, S) = {tuple(scores.shape)}, one flag per source token, "
+                    f"got {tuple(mask.shape)}"
+                )
             scores = scores.masked_fill(~mask.bool(), float("-inf"))
         weights = safe_softmax(scores)
         return (weights[:, None] @ keys)[:, 0], weights

@@ -77,6 +77,11 @@ class MultiHeadAttention(nn.Module):
     ):
         super().__init__()
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if num_heads < 1 or num_kv_heads < 1:
+            raise ValueError(
+                f"attention: num_heads and num_kv_heads must be >= 1, got {num_heads} and "
+                f"{num_kv_heads}"
+            )
         if head_dim is None:
             if dim % num_heads:
                 raise ValueError(
@@ -90,6 +95,11 @@ class MultiHeadAttention(nn.Module):
             )
         if fused_qkv and memory_dim is not None:
             raise ValueError("attention: fused_qkv is for self-attention (no memory_dim)")
+        if rotary is not None and rotary.head_dim != head_dim:  # it turns pairs of one head
+            raise ValueError(
+                f"attention: the rotary embedding is for head_dim {rotary.head_dim}, the heads "
+                f"have {head_dim}"
+            )
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         q_width, kv_width = num_heads * head_dim, num_kv_heads * head_dim
         if fused_qkv:
@@ -111,6 +121,8 @@ class MultiHeadAttention(nn.Module):
         """Queries of ``x``; keys/values of ``x``, or of the memory (computed once and kept in
         a ``MemoryCache`` when there is one)."""
         if self.fused_qkv:
+            if memory is not None:  # one matrix for q, k and v: of x, never of a memory
+                raise ValueError("attention: fused_qkv is for self-attention; got a memory")
             q_width, kv_width = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
             q, k, v = self.qkv_proj(x).split([q_width, kv_width, kv_width], dim=-1)
             return (

@@ -148,6 +148,10 @@ class Cache:
         Returns their positions ``(B, L)``, the mask of the attention over the cache (causal
         over the filled slots and blind to padding, True = may attend; None when nothing is
         masked) and the ``Write`` every layer uses."""
+        if attention_mask.dim() != 2:
+            raise ValueError(
+                f"cache: the new tokens' mask must be (B, L), got {tuple(attention_mask.shape)}"
+            )
         rows, count = attention_mask.shape
         if rows != self.key_mask.shape[0]:
             raise ValueError(

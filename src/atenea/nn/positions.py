@@ -72,12 +72,16 @@ class LearnedPositions(nn.Module):
         # callers (generation) check the lengths before they start; meta tensors hold no values.
         readable = positions.device.type != "meta" and not torch.compiler.is_compiling()
         checking = positions.numel() and readable
-        if checking and int(positions.max()) >= self.max_positions:
-            raise ValueError(
-                f"positions: this model has learned positions 0..{self.max_positions - 1}, got "
-                f"position {int(positions.max())}; shorten the input to at most "
-                f"{self.max_positions} tokens"
-            )
+        if checking:
+            low, high = torch.stack(torch.aminmax(positions)).tolist()  # one read, not two
+            if low < 0:
+                raise ValueError(f"positions: a position is an index >= 0, got {low}")
+            if high >= self.max_positions:
+                raise ValueError(
+                    f"positions: this model has learned positions 0..{self.max_positions - 1}, "
+                    f"got position {high}; shorten the input to at most {self.max_positions} "
+                    f"tokens"
+                )
         return self.table(positions)
 
 
@@ -136,27 +140,33 @@ class RotaryEmbedding(nn.Module):
                 f"rotary: rotary_dim must be even and in (0, head_dim={head_dim}], got {rotary_dim}"
             )
         self.head_dim, self.rotary_dim, self.base, self.layout = head_dim, rotary_dim, base, layout
-        inv_freq = 1.0 / base ** (torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
         self.scaling = dict(scaling or {})
         kind = self.scaling.get("rope_type", self.scaling.get("type"))
-        if kind == "llama3":
-            inv_freq = llama3_scaled_frequencies(
-                inv_freq,
-                self.scaling["factor"],
-                self.scaling["low_freq_factor"],
-                self.scaling["high_freq_factor"],
-                self.scaling["original_max_position_embeddings"],
-            )
-        elif kind == "linear":
-            inv_freq = inv_freq / self.scaling["factor"]
-        elif kind not in (None, "default"):
+        if kind not in (None, "default", "llama3", "linear"):
             raise ValueError(f"rotary: unknown scaling type {kind!r} (known: llama3, linear)")
-        # float64: a float64 model rotates by the exact frequencies; the usual models by their
-        # float32 rounding (as the checkpoints' code computes it), kept beside it so that each
-        # layer's rotation casts nothing (a model cast whole, .to(bfloat16), casts these
-        # buffers too: angles then casts them back, from bf16-rounded frequencies)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
-        self.register_buffer("inv_freq32", inv_freq.float(), persistent=False)
+
+        def frequencies(dtype: torch.dtype) -> Tensor:
+            exponents = torch.arange(0, rotary_dim, 2, dtype=torch.int64).to(dtype) / rotary_dim
+            inv_freq = 1.0 / base**exponents
+            if kind == "llama3":
+                inv_freq = llama3_scaled_frequencies(
+                    inv_freq,
+                    self.scaling["factor"],
+                    self.scaling["low_freq_factor"],
+                    self.scaling["high_freq_factor"],
+                    self.scaling["original_max_position_embeddings"],
+                )
+            elif kind == "linear":
+                inv_freq = inv_freq / self.scaling["factor"]
+            return inv_freq
+
+        # float64: a float64 model rotates by the exact frequencies; the usual models by the
+        # frequencies computed in float32, as the checkpoints' code computes them (rounding the
+        # float64 ones instead put 18 of 64 one ulp off Llama's: 1e-3 at position 32k). Both are
+        # kept, so that a layer's rotation casts nothing (a model cast whole, .to(bfloat16),
+        # casts these buffers too: angles then casts them back, from bf16-rounded frequencies).
+        self.register_buffer("inv_freq", frequencies(torch.float64), persistent=False)
+        self.register_buffer("inv_freq32", frequencies(torch.float32), persistent=False)
 
     def angles(self, positions: Tensor, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
         """cos and sin ``(B, 1, L, rotary_dim / 2)`` in float32 (float64 for ``dtype=float64``)
@@ -223,6 +233,8 @@ def positions_in_documents(
 def positions_from_mask(attention_mask: Tensor, start: Tensor | int = 0) -> Tensor:
     """Positions ``(B, L)`` of the real tokens of a padded batch: a row's first real token is
     position ``start`` wherever padding puts it (left padding shifts nothing). Padding positions
-    get 0 (they are masked anyway)."""
+    get 0 (they are masked anyway). ``start``: an int, or one per row ``(B,)``."""
     mask = attention_mask.long()
+    if isinstance(start, Tensor) and start.dim() == 1:
+        start = start[:, None]  # a row's own start, along its length
     return ((mask.cumsum(-1) - 1).clamp(min=0) + start) * mask
