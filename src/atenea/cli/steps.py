@@ -226,8 +226,11 @@ def run_steps(
     return tensors
 
 
-def print_steps(lesson: Lesson, lang: str, png, echo=print, positions: str = "none") -> dict:
-    """Print steps 1 to 7 of ``lesson``'s head (and write the heatmap); return its tensors."""
+def print_steps(
+    lesson: Lesson, lang: str, png, echo=print, positions: str = "none", model: bool = False
+) -> dict:
+    """Print steps 1 to 7 of ``lesson``'s head (and write the heatmap); return its tensors.
+    ``model``: the head is a trained model's (whose mask is its own: no --causal to try)."""
     tokens, length, d_model, d_k = lesson.tokens, len(lesson.tokens), lesson.x.shape[1], lesson.d_k
     t = seven_steps(lesson)
     echo(say(lang, "tokens", tokens=" | ".join(tokens), length=length, d_model=d_model, d_k=d_k))
@@ -278,7 +281,7 @@ def print_steps(lesson: Lesson, lang: str, png, echo=print, positions: str = "no
             seen = ", ".join(tokens[j] for j in range(length) if allowed[i, j] and j != i)
             echo(say(lang, "sees" if seen else "sees_self", token=token, seen=seen))
     else:
-        echo(say(lang, "step4_none"))
+        echo(say(lang, "step4_model" if model else "step4_none"))
     echo("")
 
     weights, sums = t["weights"], t["weights"].sum(-1)

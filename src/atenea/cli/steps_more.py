@@ -70,7 +70,7 @@ def run_model(args, lang: str, print_steps) -> dict:
         if reason:
             print(say(lang, "why_head", reason=reason))
         png = None if args.no_png else numbered(args.png, len(results), len(texts))
-        tensors = print_steps(lesson, lang, png)
+        tensors = print_steps(lesson, lang, png, model=True)
         ids = tokenizer(text)["input_ids"]
         own = capture(model, ids, layers=[layer], heads=[head])[0, 0]
         difference = float((own - tensors["weights"]).abs().max())
@@ -205,7 +205,7 @@ def print_multi_head(lesson: Lesson, lang: str, echo=print, module=None) -> dict
     per_row = max(1, 130 // (span + 3))  # as many as fit a wide terminal
     for start in range(0, heads, per_row):
         group = range(start, min(heads, start + per_row))
-        echo("   ".join(f"head {h}".ljust(span) for h in group))
+        echo("   ".join(say(lang, "head_label", head=h).ljust(span) for h in group))
         for lines in zip(*(tables[h] for h in group)):
             echo("   ".join(line.ljust(span) for line in lines))
     echo(say(lang, "multi_concat", last=heads - 1, length=length, width=width, d_model=d_model))
@@ -224,6 +224,9 @@ def print_permutation(lesson: Lesson, positions: str, lang: str, echo=print) -> 
     check = permutation_check(lesson, order)
     if positions == "none" and not lesson.causal:
         echo(say(lang, "permute_none", difference=check["equivariance"]))
+    elif positions == "none":  # the order shows through the mask alone
+        echo(say(lang, "permute_causal_only", difference=check["equivariance"],
+                 largest=check["largest"]))  # fmt: skip
     else:
         echo(
             say(
