@@ -129,7 +129,7 @@ def _check_outputs(args, folder: Path) -> None:
     if args.png:
         if task not in CONFUSION_TASKS:
             raise ValueError(f"--png: draws a classifier's confusion matrix (classify, images); "
-                             f"{folder} is a {task} model")  # fmt: skip
+                             f"{folder} holds a model of the {task} task")  # fmt: skip
         args.png = str(png_path(args.png))  # a picture cannot go to out.csv
         check_picture_output([args.png], "--png", args.overwrite)
     if args.predictions:
