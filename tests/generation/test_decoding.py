@@ -368,3 +368,20 @@ def test_a_source_padded_on_either_side_encodes_and_translates_as_unpadded(seq2s
     for ids, mask in ((left, left_mask), (right, right_mask)):
         assert torch.equal(atenea.generate(seq2seq, ids, attention_mask=mask, max_new_tokens=8),
                            expected)  # fmt: skip
+
+
+def test_a_stop_string_a_byte_level_tokenizer_spells_in_many_tokens():
+    """One token per byte: the emoji takes 4, more than the window of len("😀") + 2 tokens the
+    condition decoded, so it never stopped (transformers does)."""
+    from atenea.generation.config import GenerationConfig
+    from atenea.generation.stopping import StopCondition
+    from atenea.training.tokenizers import train_tokenizer
+
+    bytes_only = train_tokenizer(["ok 😀 then"] * 3, kind="bpe", vocab_size=260)  # no merges
+    ids = bytes_only.encode("ok 😀 then")
+    assert len(ids) == len("ok 😀 then".encode())
+    model = SimpleNamespace(config=SimpleNamespace(eos_token_id=None, pad_token_id=0))
+    s = GenerationConfig(stop_strings="😀", tokenizer=bytes_only)
+    stop = StopCondition(s.resolve(model, bytes_only.vocab_size, 1), torch.device("cpu"))
+    ends = [bool(stop(torch.tensor([ids[:n]]))[0]) for n in range(1, len(ids) + 1)]
+    assert ends.index(True) == len("ok 😀".encode()) - 1 and sum(ends) == 1

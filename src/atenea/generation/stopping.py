@@ -23,9 +23,10 @@ class StopCondition:
     def __init__(self, s: GenerationConfig, device: torch.device):
         self.eos = torch.tensor(s.eos_token_id, dtype=torch.long, device=device)
         self.stop_strings, self.tokenizer = s.stop_strings, s.tokenizer
-        # Every token decodes to at least one character, bar special ones: a window of
-        # len(longest) + 2 tokens holds any occurrence the last token completes.
-        self.window = max((len(text) for text in s.stop_strings), default=0) + 2
+        # Every token stands for at least one byte of text, bar special ones (a byte-level
+        # tokenizer may spend 4 tokens on one emoji): a window of the longest stop string's
+        # UTF-8 bytes + 2 tokens holds any occurrence the last token completes.
+        self.window = max((len(text.encode("utf-8")) for text in s.stop_strings), default=0) + 2
 
     def __call__(self, sequences: Tensor) -> Tensor:
         done = torch.isin(sequences[:, -1], self.eos)
