@@ -4,15 +4,16 @@ need one: DDP with two ranks.
     python tests/training/ddp_script.py '{"output": "...", "steps": 4, ...}'
 
 The argument is a JSON object of ``TrainConfig`` fields plus ``dropout`` (the toy model's),
-``resume``, and ``signal``: ``[rank, call]`` sends that rank SIGINT during its loss call number
-``call``. Each rank writes the example indices it trained on to
-``output/indices-rank{rank}.json``, and the step it stopped at after a signal (on any rank) to
-``output/stopped-rank{rank}.json``.
+``resume``, and ``signal``: ``[rank, call]`` (or ``[rank, call, "SIGTERM"]``) sends that rank
+SIGINT (SIGTERM) during its loss call number ``call``. Each rank writes the example indices it
+trained on to ``output/indices-rank{rank}.json``, and the step it stopped at after a signal (on
+any rank) and the signal's name as that rank tells it to ``output/stopped-rank{rank}.json``.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -29,17 +30,18 @@ from atenea.training.loop import TrainConfig, TrainingInterrupted, train  # noqa
 def main(arguments: dict) -> None:
     torch.set_num_threads(1)  # the same numerics as the in-process tests (one thread)
     resume = arguments.pop("resume", False)
-    signal_rank, signal_call = arguments.pop("signal", (None, None))
+    signal_rank, signal_call, *name = arguments.pop("signal", (None, None))
     world = distributed.setup()
     at_call = signal_call if world.rank == signal_rank else None
-    task = SignalledTask(at_call, dropout=arguments.pop("dropout", 0.0))
+    number = getattr(signal, name[0] if name else "SIGINT")
+    task = SignalledTask(at_call, number, dropout=arguments.pop("dropout", 0.0))
     model = task.build_model()
     config = TrainConfig(**{"progress": False, **arguments})
     try:
         train(task, model, config, resume=resume)
     except TrainingInterrupted as stopped:
         path = Path(config.output) / f"stopped-rank{world.rank}.json"
-        path.write_text(json.dumps(stopped.step))
+        path.write_text(json.dumps([stopped.step, stopped.signal_name]))
     finally:
         indices = [i for batch in task.seen for i in batch]
         path = Path(config.output) / f"indices-rank{world.rank}.json"

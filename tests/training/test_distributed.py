@@ -131,13 +131,14 @@ def test_two_ranks_with_dropout_resume_bit_for_bit(tmp_path):
 
 @pytest.mark.slow
 def test_a_signal_on_one_rank_stops_both_at_one_step_and_resumes_bit_for_bit(tmp_path):
-    """Rank 1 alone gets SIGINT in step 2 (loss call 3: accumulation 2); the ranks' votes,
-    summed with the step's totals, stop both after step 2 with a checkpoint of it."""
+    """Rank 1 alone gets SIGTERM in step 2 (loss call 3: accumulation 2); the ranks' votes,
+    summed with the step's totals, stop both after step 2 with a checkpoint of it, and both
+    name the signal (rank 0 said Ctrl-C: it learns of the stop from the votes)."""
     settings = {**SETTINGS, "dropout": 0.1, "save_every": 0}
     _torchrun({"output": str(tmp_path / "a"), **settings})
-    _torchrun({"output": str(tmp_path / "b"), **settings, "signal": [1, 3]})
+    _torchrun({"output": str(tmp_path / "b"), **settings, "signal": [1, 3, "SIGTERM"]})
     stopped = [json.loads((tmp_path / "b" / f"stopped-rank{r}.json").read_text()) for r in (0, 1)]
-    assert stopped == [2, 2]
+    assert stopped == [[2, "SIGTERM"], [2, "SIGTERM"]]
     assert [p.name for p in (tmp_path / "b" / "checkpoints").iterdir()] == ["checkpoint-000002"]
     _torchrun({"output": str(tmp_path / "b"), **settings, "resume": True})
     assert losses(tmp_path / "b") == losses(tmp_path / "a")

@@ -79,14 +79,18 @@ class Interrupts:
         self._last_save = time.monotonic()
 
     def votes(self) -> list[float]:
-        """This rank's ``[stop, save due]`` now, as 1.0 or 0.0: the loop sums them over the
-        ranks with the step's totals and hands the sum to ``poll``."""
+        """This rank's ``[stop, save due, stop by SIGTERM]`` now, as 1.0 or 0.0: the loop sums
+        them over the ranks with the step's totals and hands the sum to ``poll``."""
         due = self.interval is not None and time.monotonic() - self._last_save >= self.interval
-        return [float(self.received is not None), float(due)]
+        return [float(self.received is not None), float(due), float(self.received == "SIGTERM")]
 
     def poll(self, summed: list[float]) -> tuple[bool, bool]:
         """``(save, stop)`` for the step just finished, the same on every rank: from
         ``summed``, every rank's ``votes`` added up in the step's all-reduce. One process needs
-        no agreement and reads its own state now (a signal during an evaluation stops there)."""
-        stop, due = summed if self.world_size > 1 else self.votes()
+        no agreement and reads its own state now (a signal during an evaluation stops there).
+        A rank that stops on another's signal takes that signal's name (SIGTERM if any rank
+        got one), so rank 0 records what stopped the run, not Ctrl-C by default."""
+        stop, due, terminated = summed if self.world_size > 1 else self.votes()
+        if stop and self.received is None:
+            self.received = "SIGTERM" if terminated else "SIGINT"
         return bool(stop or due), bool(stop)

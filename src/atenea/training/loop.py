@@ -128,7 +128,7 @@ class _Run:
         self.task_info = task.describe() if self.main else {}
         self.bar = None
         self.interrupts = Interrupts(None)  # ``train`` installs the real one (signals, clock)
-        self.votes = [0.0, 0.0]  # every rank's interrupt votes, summed in the last step
+        self.votes = [0.0, 0.0, 0.0]  # every rank's interrupt votes, summed in the last step
 
     # -- starting -------------------------------------------------------------------------------
 
