@@ -146,3 +146,21 @@ def test_attentions_from_the_fast_path_equal_the_reference_backend():
     for ours, theirs in zip(out.attentions, reference.attentions):
         assert torch.allclose(ours.sum(-1), torch.ones(()))
         assert max_error(ours, theirs) < 1e-5
+
+
+def test_a_single_number_normalisation_and_a_refused_config_from_transformers(tmp_path):
+    """transformers' image processor takes one mean for every channel (atenea's list() of it
+    was a TypeError); a config ViTConfig refuses (a patch that does not tile the image, which
+    transformers runs) is a CheckpointError naming config.json, not a bare ValueError."""
+    from atenea.models import CheckpointError
+
+    hf_model, model = _pair(transformers.ViTModel(hf_vit_config()), tmp_path / "plain")
+    (tmp_path / "plain" / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": 0.25, "image_std": 0.5, "do_normalize": True})
+    )
+    loaded, _ = atenea.load_pretrained(tmp_path / "plain")
+    assert loaded.config.image_mean == [0.25] * 3 and loaded.config.image_std == [0.5] * 3
+    transformers.ViTModel(hf_vit_config(patch_size=7)).save_pretrained(tmp_path / "seven")
+    with pytest.raises(CheckpointError, match="config.json: image_size: 20 is not a multiple "
+                                              "of patch_size 7"):  # fmt: skip
+        atenea.load_pretrained(tmp_path / "seven")

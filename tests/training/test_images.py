@@ -180,3 +180,18 @@ def test_resume_with_augmentation_is_exact(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert_same_weights(whole, resumed)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped_and_a_csv_may_start_with_a_bom(tmp_path):
+    """A 16-bit black-to-white ramp came out 99.6% white (Pillow's convert("L") clips past
+    255); an Excel "CSV UTF-8" file's byte-order mark hid its header."""
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (8, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")  # mode I;16
+    grey = reading.read_image(tmp_path / "ramp.png")
+    assert grey.shape == (1, 8, 64) and grey[0, 0, 0] == 0 and grey[0, 0, -1] == 255
+    np.testing.assert_allclose(grey[0, 0], np.rint(ramp[0] / 257.0), atol=1)
+    make_folder(tmp_path / "shapes")
+    rows = [f"shapes/{p.parent.name}/{p.name},{p.parent.name}"
+            for p in sorted((tmp_path / "shapes").glob("*/*.png"))]  # fmt: skip
+    (tmp_path / "bom.csv").write_text("\ufeffpath,label\n" + "\n".join(rows) + "\n")
+    assert reading.read_images(tmp_path / "bom.csv", 16).classes == ["circle", "square"]

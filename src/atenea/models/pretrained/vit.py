@@ -65,6 +65,21 @@ def _side(value, name: str) -> int:
     return int(value)
 
 
+def _config(hf: dict, channels: int, mean: list, std: list, names: set[str]) -> ViTConfig:
+    """The ``ViTConfig`` of a config.json and the normalisation of its image processor."""
+    return ViTConfig(
+        image_size=_side(hf.get("image_size", 224), "image_size"),
+        patch_size=_side(hf.get("patch_size", 16), "patch_size"), num_channels=channels,
+        dim=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
+        num_heads=hf["num_attention_heads"], ffn_hidden=hf["intermediate_size"],
+        activation=activation_from_hf(hf, "hidden_act"), norm_eps=hf.get("layer_norm_eps", 1e-12),
+        dropout=hf.get("hidden_dropout_prob", 0.0),
+        attention_dropout=hf.get("attention_probs_dropout_prob", 0.0),
+        pooler=any(n.endswith("pooler.dense.weight") for n in names),
+        image_mean=mean, image_std=std,
+    )  # fmt: skip
+
+
 def plan_load(hf: dict, names: set[str]) -> LoadPlan:
     """The model class comes from the tensors (a classifier or not); the normalisation from
     ``hf["preprocessor"]`` (the folder's preprocessor_config.json, when it has one)."""
@@ -77,17 +92,14 @@ def plan_load(hf: dict, names: set[str]) -> LoadPlan:
         std = processor.get("image_std", [0.5] * channels)
     else:  # pixels go in as they are: a mean of 0 and a std of 1 change nothing
         mean, std = [0.0] * channels, [1.0] * channels
-    config = ViTConfig(
-        image_size=_side(hf.get("image_size", 224), "image_size"),
-        patch_size=_side(hf.get("patch_size", 16), "patch_size"), num_channels=channels,
-        dim=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
-        num_heads=hf["num_attention_heads"], ffn_hidden=hf["intermediate_size"],
-        activation=activation_from_hf(hf, "hidden_act"), norm_eps=hf.get("layer_norm_eps", 1e-12),
-        dropout=hf.get("hidden_dropout_prob", 0.0),
-        attention_dropout=hf.get("attention_probs_dropout_prob", 0.0),
-        pooler=any(n.endswith("pooler.dense.weight") for n in names),
-        image_mean=list(mean), image_std=list(std),
-    )  # fmt: skip
+    # a single number is every channel's (transformers' image processor takes both)
+    mean, std = ([v] * channels if isinstance(v, (int, float)) else list(v) for v in (mean, std))
+    try:
+        config = _config(hf, channels, mean, std, names)
+    except CheckpointError:
+        raise
+    except ValueError as error:  # ViTConfig's own checks: the file's numbers, named as such
+        raise CheckpointError(f"config.json: {error}") from None
     hf_prefix = "vit." if any(n.startswith("vit.") for n in names) else ""
     if any(n.startswith("classifier.") for n in names):
         id2label = hf.get("id2label") or {}

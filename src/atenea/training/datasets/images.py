@@ -160,9 +160,29 @@ def _load(path: Path):
     try:
         with Image.open(path) as image:
             image.load()
+            if image.mode.startswith(("I", "F")):  # 16-bit, 32-bit or float grey
+                return _eight_bits(image)
             return image.convert("L" if image.mode in GREY_MODES else "RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as error:  # fmt: skip
         raise DataError(f"{path}: not a readable image ({error})") from None
+
+
+def _eight_bits(image):
+    """A grey image of more than 8 bits as ``L``, its range scaled down: Pillow's convert("L")
+    clips every value above 255 (a 16-bit black-to-white ramp came out almost all white).
+    16-bit modes span 0..65535; a float image 0..1 when it stays there."""
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16"):
+        full = 65535.0
+    elif image.mode == "F" and top <= 1.0:
+        full = 1.0
+    else:  # 32-bit ints or floats: 8-bit values stay, wider ones are 16-bit
+        full = 255.0 if top <= 255.0 else 65535.0
+    return Image.fromarray(np.clip(np.rint(values * (255.0 / full)), 0, 255).astype(np.uint8))
 
 
 def _open(path: Path, size: int):
@@ -229,7 +249,7 @@ def read_image_csv(path, size: int) -> ImageSet:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     files, labels = [], []
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel's "CSV UTF-8" mark
         for number, row in enumerate(csv.reader(handle), start=1):
             if not row or not "".join(row).strip():
                 continue
