@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from benchlib import PEAK_RSS_PRELUDE
+from benchlib import PEAK_RSS_PRELUDE, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,9 +131,12 @@ def main() -> None:
             m = {name: memory(case, tmp, name) for name in ("plain", "capture", "eager")}
             rows.append({"case": label, "time": t, "memory_mib": m})
             print(f"{label}: {t} {m}", flush=True)
+    info = machine("transformers")
     lines = [
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads. Times in seconds (median "
-        f"of {args.reps}); memory = peak RSS growth of the call (MiB).",
+        f"Machine: {info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads), "
+        f"torch {info['torch']}, transformers {info.get('transformers')}, atenea "
+        f"{info['atenea']}; load average at start {info['load_average'][0]:.2f}.",
+        f"Times in seconds (median of {args.reps}); memory = peak RSS growth of the call (MiB).",
         "",
         "| model, length | plain forward | atenea capture | HF eager + output_attentions "
         "| capture / plain | memory: plain | capture | HF eager |",

@@ -86,7 +86,7 @@ def run(threads: int, row_counts, reps: int, **sizes) -> list[dict]:
         rates = {name: total / times[name] / 1e9 if name in times else None
                  for name in CONTENDERS}  # fmt: skip
         results.append({"threads": threads, "dtype": str(dtype).split(".")[-1], "rows": rows,
-                        "gb_per_s": rates})  # fmt: skip
+                        "gb_per_s": rates, "megabytes": total / 1e6})  # fmt: skip
         print(f"  threads={threads} {dtype} rows={rows}: "
               + ", ".join(f"{k} {_rate(v)}" for k, v in rates.items()), flush=True)  # fmt: skip
     return results
@@ -96,7 +96,10 @@ def report(results, info) -> str:
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, Python "
         f"{info['python']}; load average at start {info['load_average'][0]:.2f}.",
-        "GB/s of weights read (GPT-2 124M's matrices, 494 MB in float32); ratio = atenea / peer.",
+        f"GB/s of weights read (GPT-2 124M's matrices, {results[0]['megabytes']:.0f} MB in "
+        f"float32); ratio = atenea / peer."
+        if results
+        else "",
         "",
         "| threads | dtype | rows | F.linear | oneDNN | atenea | sum | atenea / F.linear "
         "| atenea / oneDNN | atenea / sum |",

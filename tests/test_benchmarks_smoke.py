@@ -34,8 +34,12 @@ def test_kernels_benchmark_quick(tmp_path, monkeypatch, capsys):
     assert kernels.main(["--quick", "--json", str(out)]) == expected
     if expected:
         return
-    assert "| 1 | float32 | 4 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| 1 | float32 | 4 |" in printed
     rows = json.loads(out.read_text())["results"]
+    # the header names the bytes read, those of --quick's smaller matrices (it said 494 MB)
+    assert f"matrices, {rows[0]['megabytes']:.0f} MB in float32" in printed
+    assert rows[0]["megabytes"] < 494
     assert [(r["dtype"], r["rows"]) for r in rows] == [("float32", 1), ("float32", 4),
                                                         ("bfloat16", 1)]  # fmt: skip
     assert all(rate > 0 for r in rows for rate in r["gb_per_s"].values() if rate is not None)
