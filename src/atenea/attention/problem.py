@@ -131,12 +131,13 @@ def check_call(
             f"{type(score_mod).__name__}"
         )
     for leaf in modifiers_in(score_mod) if score_mod is not None else []:
-        heads = getattr(leaf, "num_heads", None)  # alibi, relative_bias: a slope / column a head
-        if isinstance(leaf, (ALiBi, RelativeBias)) and heads < q_heads:
+        # alibi and relative_bias hold a slope / a table column per query head (every backend,
+        # the Triton kernel's fused ones included, indexes them by head)
+        if isinstance(leaf, (ALiBi, RelativeBias)) and leaf.num_heads < q_heads:
+            name = "alibi" if isinstance(leaf, ALiBi) else "relative_bias"
             raise ValueError(
-                f"score_mod: {'alibi' if isinstance(leaf, ALiBi) else 'relative_bias'} has "
-                f"{heads} heads, the queries "
-                f"{q_heads}; make it with num_heads={q_heads}"
+                f"score_mod: {name} has {leaf.num_heads} heads, the queries {q_heads}; make it "
+                f"with num_heads={q_heads}"
             )
 
     if mask is not None:

@@ -13,7 +13,7 @@ import torch
 from atenea.cli.errors import fail
 from atenea.inspect.cost import PATHS, run_cost
 from atenea.inspect.lang import LanguageError, pick_language, say
-from atenea.inspect.plots import cost_png, png_path
+from atenea.inspect.plots import cost_png
 from atenea.training.devices import resolve_device
 
 DEFAULT_LENGTHS = "256,512,1024,2048,4096,8192,16384"
@@ -113,7 +113,7 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from atenea.cli.outputs import check_picture_output
+    from atenea.cli.outputs import picture_output
 
     lang = pick_language(args.lang)
     lengths = _lengths(args.lengths)
@@ -133,13 +133,9 @@ def _run(args) -> int:
         raise CostError(f"--max-memory {args.max_memory:g}: give a positive number of GiB")
     if not args.no_png:
         try:  # before the measurement: a picture cannot go to plot.csv, nor over mine.png
-            args.png = png_path(args.png)
-            check_picture_output([args.png], "--png", args.overwrite)
+            args.png = picture_output(args.png, args.overwrite)
         except ValueError as error:
-            message = str(error)
-            raise CostError(
-                message if message.startswith("--png") else f"--png: {message}"
-            ) from None
+            raise CostError(str(error)) from None
     max_bytes = None if args.max_memory is None else int(args.max_memory * 2**30)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

@@ -18,6 +18,7 @@ from atenea.inspect import plots
 from atenea.inspect.explain import explain
 from atenea.inspect.explain_lang import seq2seq_summary
 from atenea.inspect.explain_lang import summary as summary_in
+from atenea.inspect.focus import FocusNotFound
 from atenea.inspect.lang import LanguageError, pick_language, say
 from atenea.inspect.report import render_html, report_data
 from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, explain_seq2seq
@@ -155,8 +156,8 @@ def _run(args) -> int:
             try:
                 return explain(text, model, tokenizer, pair=args.pair, focus=args.focus,
                                max_tokens=args.max_tokens)  # fmt: skip
-            except ExplainError as error:
-                if first or args.focus is None or not str(error).startswith("focus:"):
+            except FocusNotFound:
+                if first:
                     raise
                 return explain(text, model, tokenizer, pair=args.pair,
                                max_tokens=args.max_tokens)  # fmt: skip

@@ -145,6 +145,20 @@ def planned(path, draw, *args, **kwargs) -> tuple[Path, Callable[[], Path]]:
     return Path(path), functools.partial(draw, *args, path=path, **kwargs)
 
 
+def picture_output(path, overwrite: bool, numbered=None, flag: str = "--png") -> Path:
+    """``--png PATH`` as the file it will be (``plots.png_path``: ``.png`` added, another
+    suffix refused), checked before the work (``check_picture_output``); ``numbered(path)``: the
+    files a command writes from it, when more than one. Errors start with ``flag``."""
+    from atenea.inspect.plots import png_path
+
+    try:
+        path = png_path(path)
+    except ValueError as error:
+        raise ValueError(f"{flag}: {error}") from None
+    check_picture_output(numbered(path) if numbered else [path], flag, overwrite)
+    return path
+
+
 def check_picture_output(paths, flag: str, overwrite: bool) -> None:
     """``check_file_output`` for PNG files: one that atenea drew may be drawn again."""
     from atenea.inspect.plots import is_atenea_png

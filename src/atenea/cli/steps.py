@@ -110,21 +110,16 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from atenea.cli.outputs import check_picture_output
-    from atenea.inspect.plots import png_path
+    from atenea.cli.outputs import picture_output
 
     try:
         if not args.no_png:
+            count = 2 if args.model is not None and args.compare else 1  # --compare: _1, _2
             try:  # before the steps print: a picture cannot go to out.csv, nor over mine.png
-                args.png = png_path(args.png)
-                count = 2 if args.model is not None and args.compare else 1  # --compare: _1, _2
-                pictures = [steps_more.numbered(args.png, i, count) for i in range(count)]
-                check_picture_output(pictures, "--png", args.overwrite)
+                args.png = picture_output(args.png, args.overwrite, lambda path: [
+                    steps_more.numbered(path, i, count) for i in range(count)])  # fmt: skip
             except ValueError as error:
-                message = str(error)
-                raise StepsError(
-                    message if message.startswith("--png") else f"--png: {message}"
-                ) from None
+                raise StepsError(str(error)) from None
         lang = pick_language(args.lang)
         if args.model is None:
             for flag, value in (

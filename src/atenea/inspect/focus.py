@@ -33,7 +33,12 @@ def find_focus(tokenizer, text: str, pair: str | None, word: str, tokens: list[s
         if named_token and token.casefold() == word.strip().casefold():
             return index
     shown = " ".join(dict.fromkeys(spelled for spelled, first in words if first < len(tokens)))
-    raise ExplainError(f"focus: {word!r} is not a word of the text; its words: {shown}")
+    raise FocusNotFound(f"focus: {word!r} is not a word of the text; its words: {shown}")
+
+
+class FocusNotFound(ExplainError):
+    """The focus word is not a word of the text (``atenea explain --compare`` shows a second
+    text without a focus then)."""
 
 
 def _normalizer(tokenizer):

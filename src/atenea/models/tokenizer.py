@@ -129,8 +129,12 @@ class Tokenizer:
         return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def special_count(self, pair: bool = False) -> int:
-        """How many special tokens encoding adds around an input (a pair if ``pair``)."""
-        return len(self.backend.encode("", "" if pair else None).ids)
+        """How many special tokens encoding adds around an input (a pair if ``pair``): the
+        post-processor's, counted once (every truncating call asks)."""
+        counts = self.__dict__.setdefault("_special_counts", {})
+        if pair not in counts:
+            counts[pair] = len(self.backend.encode("", "" if pair else None).ids)
+        return counts[pair]
 
     def tokens(self, ids) -> list[str]:
         """The token string of every id (for labels in pictures)."""

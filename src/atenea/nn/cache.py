@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from atenea.attention import masks
+from atenea.nn.positions import positions_from_mask
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,7 @@ class Cache:
                 )
             write = Write(slice(start, start + count), start + count)
         self.key_mask[:, write.slots] = real
-        positions = (self.next_position[:, None] + real.long().cumsum(-1) - 1).clamp(min=0)
-        positions = positions * real  # padding: position 0 (masked anyway)
+        positions = positions_from_mask(real, self.next_position)  # padding: 0 (masked)
         self.next_position += real.long().sum(-1)
         self.cursor += count
         return positions, self._mask(count, write), write

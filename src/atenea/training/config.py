@@ -86,10 +86,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name}: expected an integer >= 0, got {value!r}")
-        for name, low in (("lr", "> 0"), ("weight_decay", ">= 0")):
+        for name, zero_allowed in (("lr", False), ("weight_decay", True)):
             value = getattr(self, name)
-            positive = value > 0 if low == "> 0" else value >= 0
-            if not _finite(value) or not positive:
+            if not (_finite(value) and (value >= 0 if zero_allowed else value > 0)):
+                low = ">= 0" if zero_allowed else "> 0"
                 raise ValueError(
                     f"TrainConfig.{name}: expected a finite number {low}, got {value!r}"
                 )

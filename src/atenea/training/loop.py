@@ -128,7 +128,8 @@ class _Run:
         self.task_info = task.describe() if self.main else {}
         self.bar = None
         self.interrupts = Interrupts(None)  # ``train`` installs the real one (signals, clock)
-        self.votes = [0.0, 0.0, 0.0]  # every rank's interrupt votes, summed in the last step
+        # every rank's interrupt votes, summed in the last step (as many as Interrupts casts)
+        self.votes = [0.0] * len(self.interrupts.votes())
 
     # -- starting -------------------------------------------------------------------------------
 

@@ -65,7 +65,7 @@ def confusion_matrix(predictions, references, labels) -> list[list[int]]:
     anything hashable (class names, class numbers); one outside ``labels`` is a ValueError."""
     _check(predictions, references)
     labels = list(labels)
-    repeated = [label for i, label in enumerate(labels) if label in labels[:i]]
+    repeated = [label for label, count in Counter(labels).items() if count > 1]
     if repeated:  # the table would have two rows for it and count it in one
         raise ValueError(f"labels: each label once, got {repeated[0]!r} more than once")
     index = {label: i for i, label in enumerate(labels)}

@@ -270,9 +270,6 @@ def unfusable(score_mod, problem: Problem) -> str | None:
                 f"the kernel fuses only scores.alibi, softcap, relative_bias and their compose; "
                 f"{type(leaf).__name__} is a Python score_mod (use backend='blocks')"
             )
-        if isinstance(leaf, (ALiBi, RelativeBias)) and leaf.num_heads < problem.q_heads:
-            name = type(leaf).__name__
-            return f"{name} has {leaf.num_heads} heads, the queries {problem.q_heads}"
     kinds = [type(leaf) for leaf in leaves]
     if any(kinds.count(k) > 1 for k in set(kinds)):
         return "the kernel fuses at most one alibi, one softcap and one relative_bias"
