@@ -13,7 +13,8 @@
   ``output_attentions=True`` on the same weights (every ``L x L`` map of every head).
 
 Times: medians, contenders taking turns. Memory: peak RSS growth of the call, each contender
-in a fresh process (VmHWM after resetting it). Prints a markdown table, writes JSON.
+in a fresh process, its first call there (VmHWM after resetting it, once the models are
+loaded). Prints a markdown table, writes JSON.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ MEMORY = (
     with torch.inference_mode():
         if {contender!r} == "eager":
             hf = HF.from_pretrained(path, attn_implementation="eager").eval()
-        plain()  # warm up allocator and kernels
+        # No warm-up: a warm-up by another contender would leave its freed memory in the heap
+        # (the measured call then grows less), and one by the contender itself leaves the
+        # heap at the call's own peak (it grows by nothing). Every contender starts cold alike.
         before = reset_peak()
         result = {{"plain": plain, "capture": capture, "eager": eager}}[{contender!r}]()
         print((status_kib("VmHWM") - before) / 1024)
@@ -123,6 +126,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--json", default="bench-results/inspect.json")
     args = parser.parse_args()
+    info = machine("transformers")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         make_decoder(Path(tmp))
@@ -131,12 +135,12 @@ def main() -> None:
             m = {name: memory(case, tmp, name) for name in ("plain", "capture", "eager")}
             rows.append({"case": label, "time": t, "memory_mib": m})
             print(f"{label}: {t} {m}", flush=True)
-    info = machine("transformers")
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads), "
         f"torch {info['torch']}, transformers {info.get('transformers')}, atenea "
         f"{info['atenea']}; load average at start {info['load_average'][0]:.2f}.",
-        f"Times in seconds (median of {args.reps}); memory = peak RSS growth of the call (MiB).",
+        f"Times in seconds (median of {args.reps}); memory = peak RSS growth of a first call in a "
+        "fresh process (MiB).",
         "",
         "| model, length | plain forward | atenea capture | HF eager + output_attentions "
         "| capture / plain | memory: plain | capture | HF eager |",
