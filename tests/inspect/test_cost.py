@@ -68,6 +68,8 @@ def test_cost_command_in_spanish(tmp_path, capsys):
     "args, message",
     [
         (["--lengths", "1,a"], "--lengths 1,a: give whole numbers"),
+        # before Python 3.13 argparse took "-5,10" for a flag: "expected one argument"
+        (["--lengths", "-5,10"], "--lengths -5,10: give positive lengths"),
         (
             ["--paths", "literal,magic"],
             "--paths literal,magic: choose among literal, fused, window",

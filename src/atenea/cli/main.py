@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 
@@ -13,8 +14,18 @@ from atenea import __version__
 from atenea.cli import convert, cost, explain, generate, predict, retrieval, steps, train
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, reading ``--lengths -5,10`` as a value: Python before 3.13 takes only a plain
+    negative number after an option for its value, and "-5,10" for an unknown flag (the message
+    "expected one argument" hides the range check that would name the mistake)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"-\.?\d")  # 3.13's own rule
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="atenea",
         description="atenea: attention and the transformers built on it.",
     )
