@@ -21,7 +21,8 @@ Three cases, every pair of contenders running the SAME weights, in one process, 
    (< 1e-3).
 3. A training step of a small GPT (6 layers, width 384, 6 heads, L=256, batch 16, vocabulary
    50257, dropout 0): forward, loss (``labels=input_ids``), backward, ``AdamW.step``,
-   ``zero_grad``; same initial weights and data. Check: the losses of every step agree.
+   ``zero_grad``; same initial weights and data (HF with ``use_cache=False``, as training
+   loops set it). Check: the losses of every step agree.
 4. A ViT training step (``vit_bench.py``): ``atenea train images``'s vit-tiny against
    ``transformers.ViTForImageClassification``, same config, weights and batch (128 images).
 
@@ -270,6 +271,7 @@ def bench_train(length: int, batch: int, layers: int, reps: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         hf.save_pretrained(folder)
         ours, _ = atenea.load_pretrained(folder)
+    hf.config.use_cache = False  # as a training loop sets it: no key/value cache built per step
     hf.train()
     ours.train()
     generator = torch.Generator().manual_seed(2)
