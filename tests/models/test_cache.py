@@ -77,6 +77,19 @@ def test_cache_capacity_is_enforced():
         model(torch.tensor([[4, 5]]), cache=cache)
 
 
+@torch.no_grad()
+def test_a_whole_cache_refuses_a_step_past_its_end():
+    # One-token steps over a whole cache write at the device cursor; past the end that was an
+    # IndexError from inside the cache (and, on CUDA, a device assert).
+    model = decoder("gpt2-tiny")
+    cache = model.new_cache(1, 4, whole=True)
+    model(torch.tensor([[1, 2, 3]]), cache=cache)
+    model(torch.tensor([[4]]), cache=cache)  # the fourth slot: room for it
+    with pytest.raises(ValueError, match="cache: 5 positions needed but the cache holds 4"):
+        model(torch.tensor([[5]]), cache=cache)
+    assert cache.length == 4  # nothing written, nothing moved
+
+
 @pytest.mark.parametrize("norm_position", ["post", "pre"])
 @torch.no_grad()
 def test_encoder_decoder_cached_decoding_equals_uncached(norm_position):

@@ -161,21 +161,28 @@ class Cache:
             )
         real = attention_mask.bool()
         if self.whole and count == 1:
+            # Compiled, a step reads nothing back to the host (generation sizes the cache);
+            # eagerly, one step past the end is said as for any other call.
+            if not torch.compiler.is_compiling():
+                self._check_room(int(self.cursor), count)
             # A copy: the cursor moves on below, the layers must write where it was.
             write = Write(self.cursor.clone(), None)
         else:
             start = int(self.cursor)
-            if start + count > self.capacity:
-                raise ValueError(
-                    f"cache: {start + count} positions needed but the cache holds "
-                    f"{self.capacity}; create it with a larger capacity"
-                )
+            self._check_room(start, count)
             write = Write(slice(start, start + count), start + count)
         self.key_mask[:, write.slots] = real
         positions = positions_from_mask(real, self.next_position)  # padding: 0 (masked)
         self.next_position += real.long().sum(-1)
         self.cursor += count
         return positions, self._mask(count, write), write
+
+    def _check_room(self, start: int, count: int) -> None:
+        if start + count > self.capacity:
+            raise ValueError(
+                f"cache: {start + count} positions needed but the cache holds "
+                f"{self.capacity}; create it with a larger capacity"
+            )
 
     def _mask(self, count: int, write: Write) -> masks.Mask | None:
         key_mask = self.key_mask[:, : write.end]
