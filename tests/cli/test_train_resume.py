@@ -31,6 +31,8 @@ def test_the_first_command_line_again_resumes(stopped_run):
         (["--data", "other.txt"], "(--data "),
         (["--max-length", "32"], "(--max-length 16)"),
         (["--tokenizer", "chars"], "(--tokenizer bpe)"),
+        # the tokenizer learned fewer than 300: the request is what is compared
+        (["--vocab-size", "500"], "(--vocab-size 300)"),
     ],
 )  # fmt: skip
 def test_a_flag_that_would_change_the_run_is_refused(stopped_run, change, message, capsys):

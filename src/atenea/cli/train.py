@@ -212,7 +212,8 @@ def _resumed_task(args, out: Path):
 def _refuse_changes(args, info: dict, out: Path) -> None:
     """A resumed run's data, model and tokenizer are its checkpoint's: a flag that would change
     them is refused, not ignored (the same value, the first command line again, is fine).
-    ``--vocab-size`` is not compared: the tokenizer keeps what it learned, at most that many."""
+    ``--vocab-size`` is compared with the size asked for, not the one learned (at most that
+    many); runs saved before the request was recorded are not compared."""
     from atenea.training import tasks
 
     tokenizer = info.get("tokenizer") or {}
@@ -225,6 +226,8 @@ def _refuse_changes(args, info: dict, out: Path) -> None:
         ("--max-length", args.max_length, info.get("max_length")),
         ("--init", args.init, info.get("init")),
     )
+    if "requested" in tokenizer:
+        fixed += (("--vocab-size", args.vocab_size, tokenizer["requested"]),)
     for flag, given, saved in fixed:
         if given is not None and given != saved:
             if isinstance(saved, dict):  # --set's items as typed

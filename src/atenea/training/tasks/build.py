@@ -228,7 +228,8 @@ def build_task(
         "overrides": overrides,
         "seed": seed,
         "columns": columns,
-        "tokenizer": {"kind": kind, "vocab_size": tokenizer.vocab_size},
+        # vocab_size: what the tokenizer learned; requested: --vocab-size (at most that many)
+        "tokenizer": {"kind": kind, "vocab_size": tokenizer.vocab_size, "requested": vocab_size},
         "init": None if init is None else str(init),
     }
     task = task_class(name, options)(
