@@ -29,6 +29,9 @@ def test_list_presets_and_plain_help(capsys):
         run("train", "--list-presets")
     out = capsys.readouterr().out
     assert all(f"{task} sizes" in out for task in TASKS)
+    # a 256-wide "small" is not bert-base: the list says the preset was resized
+    assert "small  dim 256, layers 4, heads 4, ffn 1024  (the bert-base preset, resized)" in out
+    assert "base   dim 768, layers 12, heads 12, ffn 3072  (the bert-base preset)\n" in out
     with pytest.raises(SystemExit):
         run("train", "--help")
     assert "atenea train TASK --help" in capsys.readouterr().out

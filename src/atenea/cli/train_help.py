@@ -57,9 +57,13 @@ def _shape(task: str, size: str) -> str:
     layers = shape.get("num_layers")
     if layers is None:
         layers = f"{shape['num_encoder_layers']} enc + {shape['num_decoder_layers']} dec"
-    preset = SIZE_PRESETS[MODEL_CONFIGS[task]][size][0]
+    preset, changes = SIZE_PRESETS[MODEL_CONFIGS[task]][size]
+    # "small" is bert-base's recipe at a quarter of its width: say it is resized, lest a
+    # reader take the 256-wide model for bert-base itself.
+    resized = changes != {k: getattr(MODEL_CONFIGS[task].from_name(preset), k) for k in changes}
+    origin = f"the {preset} preset" + (", resized" if resized else "")
     return (f"dim {shape['dim']}, layers {layers}, heads {shape['num_heads']}, "
-            f"ffn {shape['ffn_hidden']}  (from the {preset} preset)")  # fmt: skip
+            f"ffn {shape['ffn_hidden']}  ({origin})")  # fmt: skip
 
 
 def task_defaults(task: str) -> str:
