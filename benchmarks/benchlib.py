@@ -19,10 +19,17 @@ def machine(*packages: str) -> dict:
     the load average when the run starts (the machine may be shared)."""
     model = platform.processor()
     try:
+        fields = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+            if not line.strip():  # the first processor's block is enough
                 break
+        model = fields.get("model name", model)
+        # A virtual machine may name only the vendor ("AMD EPYC"): the family and model tell
+        # two hosts apart, whose products' speeds differ (docs/benchmarks.md, Models).
+        if "cpu family" in fields:
+            model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
     except OSError:
         pass
     info = {
