@@ -60,3 +60,13 @@ def test_explain_with_passages_command(tmp_path, capsys):
     code = main(["explain", QUESTION, "--passages", str(tmp_path / "missing")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("atenea explain: --passages: ") and "\n" not in err, err
+
+
+def test_a_question_that_fills_max_tokens_names_the_flag(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("\n\n".join(PASSAGES))
+    assert main(["index", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "idx"),
+                 "--quiet"]) == 0  # fmt: skip
+    code = main(["explain", QUESTION, "--passages", str(tmp_path / "idx"), "--max-tokens", "8"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert err.startswith("atenea explain: --max-tokens: the question takes "), err

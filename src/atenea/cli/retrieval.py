@@ -8,12 +8,14 @@ The index folder holds ``embeddings.safetensors`` and ``index.json``; search emb
 with the same model (the bundled all-MiniLM-L6-v2 unless ``--model`` says otherwise) and prints
 the passages with their cosine scores. ``--out`` may be a new or empty folder, or an index atenea
 wrote (replaced); anything else there (a model, the user's files, a file) only with
-``--overwrite`` (``cli/outputs.py``).
+``--overwrite`` (``cli/outputs.py``), and never the corpus itself: an ``--out`` that is or holds
+a corpus path is refused, and a file at ``--out`` is replaced only once the index is built.
+Passages longer than the model reads are cut into pieces it reads whole, and the summary says
+how many (``retrieval.corpus.split_long``).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -86,33 +88,70 @@ def is_atenea_index(folder: Path) -> bool:
     """Whether ``folder`` is an index ``atenea index`` wrote (its ``index.json`` starts with the
     index format), with no model in it: ``atenea index`` may write it again."""
     from atenea.cli.outputs import holds_model
-    from atenea.retrieval.index import FORMAT, INDEX_FILE
+    from atenea.retrieval.formats import is_index_folder
 
-    head = '{"format": ' + json.dumps(FORMAT)
-    try:
-        with (folder / INDEX_FILE).open(encoding="utf-8") as handle:
-            ours = handle.read(len(head)) == head
-    except (OSError, UnicodeDecodeError):
-        return False
-    return ours and not holds_model(folder)
+    return is_index_folder(folder) and not holds_model(folder)
+
+
+def _check_out_apart(out: Path, corpus: list[str]) -> None:
+    """Raise ``ValueError`` when ``--out`` is a corpus path or holds one (writing the index
+    there could replace the corpus, and ``--overwrite`` would delete a corpus file), or sits
+    in a corpus folder with files of its own (the corpus's). An empty or index folder inside a
+    corpus folder is fine: reading the corpus leaves it out."""
+    from atenea.retrieval.formats import is_index_folder
+
+    target = out.resolve()
+    empty = out.is_dir() and not any(out.iterdir())
+    free = not out.exists() or empty or (out.is_dir() and is_index_folder(out))
+    for path in map(Path, corpus):
+        source = path.resolve()
+        if target == source or source.is_relative_to(target):
+            what = "is" if target == source else "holds"
+            raise ValueError(f"--out: {out} {what} the corpus {path}; choose another folder "
+                             f"for the index")  # fmt: skip
+        if source.is_dir() and target.is_relative_to(source) and not free:
+            raise ValueError(f"--out: {out} is inside the corpus {path} and holds its files; "
+                             f"choose a new folder for the index")  # fmt: skip
+
+
+def _model_name(model: str) -> str:
+    """What the index records of ``--model``: a bundled name as it is, a folder as an absolute
+    path (a relative one would only work from the folder ``atenea index`` ran in)."""
+    from atenea.models.pretrained.folder import BUNDLED_NAMES
+
+    if model in BUNDLED_NAMES or not Path(model).exists():
+        return model
+    return str(Path(model).resolve())
 
 
 def _index(args) -> int:
     from atenea.cli.outputs import check_folder_output
     from atenea.retrieval import PassageIndex, load_embedder, read_passages
+    from atenea.retrieval.corpus import split_long
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
-    # Before the passages are embedded: the index replaces only an index atenea wrote.
-    check_folder_output(Path(args.out), args.overwrite, is_atenea_index)
+    out = Path(args.out)
+    # Before the passages are embedded: the index replaces only an index atenea wrote, and
+    # never the corpus. Nothing is deleted yet: a build that fails leaves --out as it was.
+    _check_out_apart(out, args.corpus)
+    check_folder_output(out, args.overwrite, is_atenea_index, delete=False)
     started = time.perf_counter()
-    passages = read_passages(args.corpus, text_column=args.text_column)
+    passages = read_passages(args.corpus, text_column=args.text_column, max_words=None,
+                             exclude=[out])  # fmt: skip
     model, tokenizer = load_embedder(args.model)
-    index = PassageIndex.build(passages, model, tokenizer, model_name=args.model,
+    # cut by tokens, not words: 160 words of Spanish or code are over MiniLM's 256 tokens
+    passages, split = split_long(passages, tokenizer)
+    index = PassageIndex.build(passages, model, tokenizer, model_name=_model_name(args.model),
                                batch_size=args.batch_size, progress=not args.quiet)  # fmt: skip
-    index.save(args.out)
+    if out.is_file():  # --overwrite said so (check_folder_output): replaced only now
+        out.unlink()
+    index.save(out)
     if not args.quiet:
         seconds = time.perf_counter() - started
+        if split:
+            print(f"split {split} passages longer than {tokenizer.model_max_length} tokens into "
+                  f"pieces the model reads whole")  # fmt: skip
         print(f"indexed {len(index)} passages in {seconds:.1f}s: {args.out}")
         print(f'next: atenea search {args.out} "your question" -k 5')
     return 0
@@ -120,6 +159,7 @@ def _index(args) -> int:
 
 def _search(args) -> int:
     from atenea.retrieval import PassageIndex, load_embedder
+    from atenea.retrieval.index import passage_label
 
     if args.k < 1:
         raise ValueError(f"-k: expected an integer >= 1, got {args.k}")
@@ -133,7 +173,8 @@ def _search(args) -> int:
         if len(text) > SHOWN_CHARACTERS:
             text = text[:SHOWN_CHARACTERS].rsplit(" ", 1)[0] + " ..."
         title = hit.passage.get("title")
-        head = f"{rank}. {hit.score:.3f}  {title + ' - ' if title else ''}{hit.passage['source']}"
+        where = passage_label(hit.passage, hit.position)
+        head = f"{rank}. {hit.score:.3f}  {f'{title} - ' if title else ''}{where}"
         print(f"{head}\n   {text}")
     return 0
 
@@ -163,7 +204,7 @@ def evaluate_with_knn(args, task, model) -> dict:
     rows = task.val_rows
     if args.limit is not None:
         rows = tuple(t[: args.limit] for t in rows)
-    return evaluate_knn(model, rows, store, lam=args.knn_lambda, k=args.knn_k)
+    return evaluate_knn(model, rows, store, lam=args.knn_lambda, k=args.knn_k, progress=True)
 
 
 def explain_passages(args) -> int:
@@ -174,13 +215,15 @@ def explain_passages(args) -> int:
     try:
         return _explain_passages(args)
     except USER_ERRORS as error:
-        return fail("explain", error, flags={**RETRIEVAL_FLAGS, "index": "--passages"})
+        flags = {**RETRIEVAL_FLAGS, "index": "--passages", "max_tokens": "--max-tokens"}
+        return fail("explain", error, flags=flags)
 
 
 def _explain_passages(args) -> int:
     from atenea.inspect.passages import attention_to_passages
     from atenea.models import load_pretrained
     from atenea.retrieval import PassageIndex, load_embedder
+    from atenea.retrieval.index import passage_label
 
     if args.top_k < 1:
         raise ValueError(f"--top-k: expected an integer >= 1, got {args.top_k}")
@@ -195,7 +238,8 @@ def _explain_passages(args) -> int:
                                   args.text, limit=limit)  # fmt: skip
     print(f"atenea explain: where the tokens of {args.text!r} look, {type(model).__name__}")
     for hit, label in zip(hits, found.labels, strict=False):
-        print(f"  {label}: {hit.score:.3f}  {hit.passage.get('title') or hit.passage['source']}")
+        shown = hit.passage.get("title") or passage_label(hit.passage, hit.position)
+        print(f"  {label}: {hit.score:.3f}  {shown}")
     print("\nattention of the question's tokens (heads and tokens averaged), per layer:")
     print("| layer | " + " | ".join(found.labels) + " |")
     print("|---" * (len(found.labels) + 1) + "|")

@@ -53,8 +53,11 @@ def prompt_ids(tokenizer, passages: list[str], question: str,
         raise ExplainError("question: no tokens; give the text to ask")
     room = limit - len(asked) - len(start) - len(sep) * (len(passages) + 1)
     each = room // max(len(passages), 1)
-    if passages and each < 1:
-        raise ExplainError(f"max_tokens: {limit} leaves no room for the passages")
+    if passages and each < 1:  # the question (and the special tokens) fill the limit
+        raise ExplainError(
+            f"max_tokens: the question takes {len(asked)} of the {limit} tokens, leaving no "
+            f"room for {len(passages)} passages; give more tokens or a shorter question"
+        )
     ids, spans = list(start), []
     for passage in passages:
         piece = tokenizer.encode(passage, add_special_tokens=False)[:each]

@@ -1,7 +1,8 @@
 """Retrieval: passage indexes over sentence embeddings, search, and retrieval-augmented
 language modelling.
 
-    corpus.py   files, folders, CSV/JSONL -> passages
+    corpus.py   files, folders, CSV/JSONL -> passages; passages cut to what a model reads
+    formats.py  the folders retrieval writes (index, datastore), and how to recognise them
     index.py    PassageIndex: MiniLM embeddings, exact cosine top-k, safetensors + JSON
     knn.py      kNN-LM (Khandelwal et al. 2020): a datastore of an LM's hidden states and
                 next tokens, interpolated with the LM's distribution

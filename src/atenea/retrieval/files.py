@@ -245,14 +245,20 @@ def _expand(entry) -> list[Path]:
     return [path]
 
 
-def folder_files(folder: Path) -> list[Path]:
-    """Non-hidden, non-binary files under ``folder``, recursively, sorted by path."""
-    files = []
-    for file in sorted(folder.rglob("*")):
+def folder_files(folder: Path, skip=None) -> list[Path]:
+    """Non-hidden, non-binary files under ``folder``, recursively, sorted by path; ``skip``:
+    a test of a folder under ``folder`` whose files are left out (say, an index atenea wrote)."""
+    files, skipped = [], []
+    for file in sorted(folder.rglob("*")):  # a folder sorts before what it holds
         relative = file.relative_to(folder).parts
-        if file.is_file() and not any(part.startswith(".") for part in relative):
-            if not _is_binary(file):
-                files.append(file)
+        if any(part.startswith(".") for part in relative):
+            continue
+        if any(file.is_relative_to(gone) for gone in skipped):
+            continue
+        if skip is not None and file.is_dir() and skip(file):
+            skipped.append(file)
+        elif file.is_file() and not _is_binary(file):
+            files.append(file)
     return files
 
 

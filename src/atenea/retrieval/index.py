@@ -9,7 +9,9 @@ took 1.6 ms a question, of the 43 ms a whole question took with MiniLM embedding
 0.992), so an approximate library (faiss) would not pay at the sizes atenea ships.
 
 On disk, a folder: ``embeddings.safetensors`` (one float32 tensor ``(N, dim)``) and
-``index.json`` (the passages, the embedding model's name and fingerprint). The fingerprint (a
+``index.json`` (the passages, the embedding model's name or folder and its fingerprint). A
+hand-edited or broken folder is a ``CorpusError`` naming the file, never a traceback. The
+fingerprint (a
 hash of the model's token embedding matrix) makes a search with another model, whose vectors
 live in another space, a clear error instead of silently wrong answers.
 """
@@ -24,10 +26,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from atenea.retrieval.corpus import CorpusError
+from atenea.retrieval.corpus import LOCATION, CorpusError
+from atenea.retrieval.formats import EMBEDDINGS_FILE, INDEX_FILE
+from atenea.retrieval.formats import INDEX_FORMAT as FORMAT
 
-EMBEDDINGS_FILE, INDEX_FILE = "embeddings.safetensors", "index.json"
-FORMAT = "atenea-passage-index/1"
 DEFAULT_MODEL = "minilm"
 
 
@@ -40,6 +42,12 @@ def weight_fingerprint(weight: Tensor) -> str:
 def fingerprint(model) -> str:
     """An encoder's fingerprint: its token embedding matrix's."""
     return weight_fingerprint(model.token_embedding.weight)
+
+
+def passage_label(passage: dict, position: int) -> str:
+    """Where a passage comes from, for people: its ``where`` (``source`` in indexes written
+    before ``where``), else its position in the index."""
+    return str(passage.get(LOCATION) or passage.get("source") or f"passage {position}")
 
 
 def load_embedder(name: str | None = DEFAULT_MODEL):
@@ -56,7 +64,7 @@ def load_embedder(name: str | None = DEFAULT_MODEL):
 @dataclass
 class Hit:
     """One search result: the cosine ``score``, the passage's ``position`` in the index and
-    the ``passage`` (``{"text", "source", ...}``)."""
+    the ``passage`` (``{"text", "where", ...}``)."""
 
     score: float
     position: int
@@ -78,7 +86,9 @@ class PassageIndex:
         cls, passages: list[dict], model, tokenizer, *, model_name: str = DEFAULT_MODEL,
         batch_size: int = 64, progress: bool = False,
     ) -> PassageIndex:  # fmt: skip
-        """Embed every passage's ``text`` (a tqdm bar with ``progress``)."""
+        """Embed every passage's ``text`` (a tqdm bar with ``progress``). A text longer than
+        the tokenizer's ``model_max_length`` is embedded from its start (the tokenizer warns):
+        ``corpus.split_long`` first cuts such passages into pieces the model reads whole."""
         from tqdm.auto import tqdm
 
         if not passages:
@@ -149,21 +159,44 @@ class PassageIndex:
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        if not (folder / INDEX_FILE).is_file() or not (folder / EMBEDDINGS_FILE).is_file():
+        info_file, tensor_file = folder / INDEX_FILE, folder / EMBEDDINGS_FILE
+        if not info_file.is_file() or not tensor_file.is_file():
             raise CorpusError(
                 f"index: {folder} is not an index folder ({INDEX_FILE} and {EMBEDDINGS_FILE}); "
                 f"build one with atenea index"
             )
         try:
-            info = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
-            embeddings = load_file(str(folder / EMBEDDINGS_FILE))["embeddings"]
-        except (json.JSONDecodeError, SafetensorError, KeyError) as error:
-            raise CorpusError(f"index: {folder}: unreadable ({error})") from None
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CorpusError(f"index: {info_file}: unreadable ({error})") from None
         if not isinstance(info, dict) or info.get("format") != FORMAT:
-            raise CorpusError(f"index: {folder}/{INDEX_FILE} is not a {FORMAT} file")
-        if embeddings.shape[0] != len(info["passages"]):
+            raise CorpusError(f"index: {info_file} is not a {FORMAT} file")
+        _check_info(info, info_file)
+        try:
+            embeddings = load_file(str(tensor_file))["embeddings"]
+        except (SafetensorError, KeyError, OSError) as error:
+            raise CorpusError(f"index: {tensor_file}: unreadable ({error})") from None
+        passages = info["passages"]
+        if embeddings.dim() != 2 or embeddings.shape[0] != len(passages):
             raise CorpusError(
-                f"index: {folder}: {embeddings.shape[0]} embeddings for "
-                f"{len(info['passages'])} passages"
+                f"index: {folder}: embeddings of shape {tuple(embeddings.shape)} for "
+                f"{len(passages)} passages (expected ({len(passages)}, dim))"
             )
-        return cls(embeddings, info["passages"], info["model"], info["fingerprint"])
+        return cls(embeddings.float(), passages, info["model"], info["fingerprint"])
+
+
+def _check_info(info: dict, info_file: Path) -> None:
+    """Raise CorpusError naming ``info_file`` when a key that search reads is missing or of
+    another type (a hand-edited index.json)."""
+    for key in ("model", "fingerprint"):
+        if not isinstance(info.get(key), str):
+            raise CorpusError(f"index: {info_file}: no {key!r} string; rebuild the index")
+    passages = info.get("passages")
+    if not isinstance(passages, list):
+        raise CorpusError(f"index: {info_file}: no 'passages' list; rebuild the index")
+    for position, passage in enumerate(passages):
+        if not isinstance(passage, dict) or not isinstance(passage.get("text"), str):
+            raise CorpusError(
+                f"index: {info_file}: passage {position} is not an object with a 'text' "
+                f"string; rebuild the index"
+            )

@@ -10,7 +10,8 @@ similar contexts of a datastore.
 
 On disk, a folder: ``datastore.safetensors`` (``keys (N, dim)`` float16, ``values (N,)``) and
 ``datastore.json`` (size, the LM's fingerprint: a datastore only means something for the model
-whose hidden states it holds).
+whose hidden states it holds). A broken or hand-edited folder is a ``CorpusError`` naming the
+file, never a traceback.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from torch import Tensor
 
 from atenea.models.common import IGNORE
 from atenea.retrieval.corpus import CorpusError
+from atenea.retrieval.formats import DATASTORE_FILE
+from atenea.retrieval.formats import DATASTORE_FORMAT as FORMAT
+from atenea.retrieval.formats import DATASTORE_INFO_FILE as INFO_FILE
 from atenea.retrieval.index import weight_fingerprint
 
-DATASTORE_FILE, INFO_FILE = "datastore.safetensors", "datastore.json"
-FORMAT = "atenea-knn-datastore/1"
 QUERY_CHUNK = 256  # queries per distance matrix: (256, N) floats at a time
 
 
@@ -124,22 +126,53 @@ class Datastore:
 
     @classmethod
     def load(cls, folder) -> Datastore:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        if not (folder / INFO_FILE).is_file() or not (folder / DATASTORE_FILE).is_file():
-            raise CorpusError(f"knn: {folder} is not a datastore folder ({INFO_FILE})")
-        info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
-        if info.get("format") != FORMAT:
-            raise CorpusError(f"knn: {folder}/{INFO_FILE} is not a {FORMAT} file")
-        tensors = load_file(str(folder / DATASTORE_FILE))
-        return cls(tensors["keys"], tensors["values"], info["fingerprint"])
+        info_file, tensor_file = folder / INFO_FILE, folder / DATASTORE_FILE
+        if not info_file.is_file() or not tensor_file.is_file():
+            raise CorpusError(
+                f"knn: {folder} is not a datastore folder ({INFO_FILE} and {DATASTORE_FILE})"
+            )
+        try:
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CorpusError(f"knn: {info_file}: unreadable ({error})") from None
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise CorpusError(f"knn: {info_file} is not a {FORMAT} file")
+        if not isinstance(info.get("fingerprint"), str):
+            raise CorpusError(f"knn: {info_file}: no 'fingerprint' string; build it again")
+        try:
+            tensors = load_file(str(tensor_file))
+        except (SafetensorError, OSError) as error:
+            raise CorpusError(f"knn: {tensor_file}: unreadable ({error})") from None
+        keys, values = tensors.get("keys"), tensors.get("values")
+        if keys is None or values is None:
+            found = ", ".join(sorted(tensors)) or "none"
+            raise CorpusError(f"knn: {tensor_file}: expected the tensors keys and values, "
+                              f"found {found}; build it again")  # fmt: skip
+        if keys.dim() != 2 or values.shape != (len(keys),) or values.is_floating_point():
+            raise CorpusError(
+                f"knn: {tensor_file}: expected keys (N, dim) and integer values (N,), got "
+                f"{tuple(keys.shape)} and {values.dtype} {tuple(values.shape)}; build it again"
+            )
+        return cls(keys, values.long(), info["fingerprint"])
 
     def check_model(self, model) -> None:
         if model_fingerprint(model) != self.fingerprint:
             raise CorpusError(
                 f"knn: the datastore holds another model's hidden states (fingerprint "
                 f"{self.fingerprint}); build it with this model"
+            )
+        vocab_size, dim = model.output_weight.shape
+        # a token id outside the vocabulary would fail deep inside scatter_add
+        low, top = (int(self.values.min()), int(self.values.max())) if len(self) else (0, -1)
+        if self.keys.shape[1] != dim or low < 0 or top >= vocab_size:
+            raise CorpusError(
+                f"knn: the datastore's keys are {self.keys.shape[1]} wide and its values reach "
+                f"token {top}; the model's states are {dim} wide over "
+                f"{vocab_size} tokens: build it again"
             )
 
 
@@ -156,24 +189,32 @@ def interpolate(lm_log_probs: Tensor, knn_log_probs: Tensor, lam: float) -> Tens
 
 @torch.no_grad()
 def evaluate_knn(model, rows, datastore: Datastore, lam: float = 0.25, k: int = 16,
-                 temperature: float = 1.0, batch_size: int = 16) -> dict:  # fmt: skip
+                 temperature: float = 1.0, batch_size: int = 16,
+                 progress: bool = False) -> dict:  # fmt: skip
     """Perplexity of packed rows ``(input_ids, document_ids, labels)`` by the LM alone and
-    interpolated with the datastore (``perplexity`` / ``perplexity_lm``)."""
+    interpolated with the datastore (``perplexity`` / ``perplexity_lm``); ``progress``: a bar
+    on stderr when it is a terminal (each row searches the whole datastore: minutes)."""
+    from tqdm.auto import tqdm
+
     datastore.check_model(model)
     model.eval()
     nll_lm = nll_knn = 0.0
     count = 0
-    for hidden, targets, logits in _rows(model, rows, batch_size):
-        kept = targets != IGNORE
-        if not kept.any():
-            continue
-        # the LM's distribution only where a token is predicted (not over every position)
-        lm, hidden, targets = logits[kept].float().log_softmax(-1), hidden[kept], targets[kept]
-        knn = datastore.log_probs(hidden, lm.shape[-1], k, temperature)
-        mixed = interpolate(lm, knn, lam)
-        nll_lm -= float(lm.gather(1, targets[:, None]).sum())
-        nll_knn -= float(mixed.gather(1, targets[:, None]).sum())
-        count += len(targets)
+    with tqdm(total=len(rows[0]), desc="knn", unit="row", leave=False,
+              disable=None if progress else True) as bar:  # fmt: skip
+        for hidden, targets, logits in _rows(model, rows, batch_size):
+            bar.update(len(targets))
+            kept = targets != IGNORE
+            if not kept.any():
+                continue
+            # the LM's distribution only where a token is predicted (not over every position)
+            lm = logits[kept].float().log_softmax(-1)
+            hidden, targets = hidden[kept], targets[kept]
+            knn = datastore.log_probs(hidden, lm.shape[-1], k, temperature)
+            mixed = interpolate(lm, knn, lam)
+            nll_lm -= float(lm.gather(1, targets[:, None]).sum())
+            nll_knn -= float(mixed.gather(1, targets[:, None]).sum())
+            count += len(targets)
     if not count:
         raise CorpusError("knn: no predicted token to score")
     return {"perplexity": math.exp(nll_knn / count), "perplexity_lm": math.exp(nll_lm / count),
