@@ -74,6 +74,7 @@ def test_console_script_runs(folder):
         (["--temperature", "0"], "--temperature"),
         (["--prompt", " ".join(["w7"] * 70)], "--prompt: the prompt has 70 tokens"),
         (["--max-new-tokens", "200"], "--max-new-tokens: 1 + 200 new tokens exceed"),
+        (["--prompt", "caf\udce9"], "--prompt is not valid UTF-8"),  # argv's undecodable bytes
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(folder, args, message, capsys):

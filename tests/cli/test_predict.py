@@ -73,6 +73,16 @@ def test_bad_input_is_one_line(classifier, small_data, tmp_path, capsys):
     assert "'nope'" in lines[1] and "task.json" in lines[2]
 
 
+def test_a_text_that_is_not_utf8_is_one_line(classifier, capsys):
+    """Bytes that are not UTF-8 reach argv as lone surrogates, which the tokenizer refuses
+    with a TypeError deep inside: said in one line instead."""
+    assert run("predict", "--model", classifier, "caf\udce9") == 2
+    assert (
+        capsys.readouterr().err
+        == "atenea predict: TEXT is not valid UTF-8 (check the terminal's encoding)\n"
+    )
+
+
 def test_a_bert_shaped_classifier_loads_in_transformers_with_its_labels(small_data, tmp_path):
     transformers = pytest.importorskip("transformers")
     out = tmp_path / "bert"

@@ -98,3 +98,54 @@ def tiny_seq2seq(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_seq2seq")
     save_pretrained(model, folder, tokenizer)
     return folder
+
+
+# Tokens that test the report's text layout: right-to-left words, a right-to-left override
+# (U+202E) that would reverse everything after it, emoji outside the Basic Multilingual Plane
+# (surrogate pairs in JavaScript), a word too long for any label.
+ARABIC, HEBREW, OVERRIDE = "مرحبا", "שלום", "\u202eevil0.99"
+EMOJI = "a" + "\U0001f600" * 20  # cut after 14 UTF-16 units: half an emoji
+LONG = "x" * 200
+LAYOUT_WORDS = ["robot", "picked", "the", "wrench", ARABIC, HEBREW, OVERRIDE, EMOJI, LONG]
+
+
+def layout_tokenizer(specials: dict, template) -> Tokenizer:
+    """A word-level tokenizer over ``LAYOUT_WORDS``: each word one token, kept whole."""
+    names = list(dict.fromkeys(specials.values()))
+    vocab = {t: i for i, t in enumerate([*names, *LAYOUT_WORDS])}
+    backend = Backend(models.WordLevel(vocab, unk_token=specials["unk"]))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.add_special_tokens(names)  # left out of decoded text, as a trained tokenizer's
+    if template is not None:
+        backend.post_processor = template
+    return Tokenizer(backend, specials, model_max_length=64)
+
+
+@pytest.fixture(scope="session")
+def layout_models(tmp_path_factory):
+    """Folders ``bert``, ``seq2seq`` and ``rnn``: random tiny models over ``LAYOUT_WORDS``."""
+    from atenea.models import EncoderDecoderConfig, EncoderDecoderModel, RNNConfig, RNNSearch
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("layout")
+    special = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+    template = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )  # fmt: skip
+    tokenizer = layout_tokenizer(special, template)
+    config = EncoderConfig.from_name("bert-tiny", vocab_size=tokenizer.vocab_size, num_layers=2,
+                                     num_heads=2, dim=16, ffn_hidden=32, max_positions=64)  # fmt: skip
+    save_pretrained(EncoderModel(config), root / "bert", tokenizer)
+    special = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>"}
+    tokenizer = layout_tokenizer(special, None)
+    vocab, bos, eos = tokenizer.vocab_size, tokenizer.token_id("bos"), tokenizer.token_id("eos")
+    config = EncoderDecoderConfig.from_name(
+        "transformer-tiny", src_vocab_size=vocab, tgt_vocab_size=vocab, num_decoder_layers=2,
+        bos_token_id=bos, eos_token_id=eos, dropout=0.0, norm_position="pre",
+    )  # fmt: skip
+    save_pretrained(EncoderDecoderModel(config), root / "seq2seq", tokenizer)
+    config = RNNConfig.from_name("rnnsearch-tiny", src_vocab_size=vocab, tgt_vocab_size=vocab,
+                                 bos_token_id=bos, eos_token_id=eos)  # fmt: skip
+    save_pretrained(RNNSearch(config), root / "rnn", tokenizer)
+    return root

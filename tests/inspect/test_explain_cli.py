@@ -124,6 +124,13 @@ def test_truncation_is_announced(tiny_bert, tmp_path, capsys):
         (["the robot", "--max-tokens", "0"], "--max-tokens: expected an integer >= 1, got 0"),
         (["the robot", "--max-tokens", "2"], "cannot hold a token of the text besides the 2"),
         (["the robot", "--compare", "  "], "--compare: give a non-empty second text"),
+        # bytes that are not UTF-8 reach argv as lone surrogates (surrogateescape), which the
+        # tokenizer refuses with a TypeError deep inside
+        (["caf\udce9 robot"], "TEXT is not valid UTF-8"),
+        (["the robot", "--focus", "caf\udce9"], "--focus is not valid UTF-8"),
+        (["the robot", "--compare", "caf\udce9"], "--compare is not valid UTF-8"),
+        (["the robot", "--pair", "caf\udce9"], "--pair is not valid UTF-8"),
+        (["the robot", "--target", "caf\udce9"], "--target is not valid UTF-8"),
         # refused before the index is read: these flags did nothing with --passages
         (
             ["the robot", "--passages", "/no/index", "--focus", "robot"],

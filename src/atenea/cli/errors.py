@@ -101,3 +101,16 @@ def fail(command: str, error: BaseException, code: int = 2, flags: dict | None =
 def with_article(name: str) -> str:
     """``"an EncoderModel"``, ``"a DecoderModel"``: a class name in a sentence."""
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def check_utf8(name: str, value: str | None) -> None:
+    """Refuse a text argument that came from the command line with bytes that are not UTF-8:
+    Python keeps such bytes as lone surrogates (``surrogateescape``), which no tokenizer takes
+    (it would fail deep inside with a TypeError). Paths are not checked: a file name may hold
+    any bytes."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} is not valid UTF-8 (check the terminal's encoding)") from None

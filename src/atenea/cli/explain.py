@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from atenea.cli.devices import add_device_arguments, device_of
-from atenea.cli.errors import EXPLAIN_FLAGS, fail
+from atenea.cli.errors import EXPLAIN_FLAGS, check_utf8, fail
 from atenea.cli.explain_image import run_image
 from atenea.cli.explain_rnn import run_alignment
 from atenea.cli.outputs import check_finished, check_picture_output, check_report_output, planned
@@ -91,7 +91,10 @@ def add_parser(subparsers) -> None:
         "show how much attention TEXT's tokens pay to each passage and to TEXT itself",
     )  # fmt: skip
     parser.add_argument("--top-k", type=int, default=3, help="with --passages: passages (3)")
-    parser.add_argument("--lang", help="language of the summary: en or es (default: the locale)")
+    parser.add_argument(
+        "--lang", help="language of the summary, printed and in the report: en or es (default: "
+        "the locale)",
+    )  # fmt: skip
     add_device_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -106,6 +109,8 @@ def run(args) -> int:
 def _run(args) -> int:
     out = Path(args.out)
     try:  # nothing atenea did not write is replaced (cli/outputs.py); the device is there
+        for flag in ("text", "focus", "compare", "pair", "target"):
+            check_utf8("TEXT" if flag == "text" else f"--{flag}", getattr(args, flag))
         check_report_output(out, args.overwrite)
         check_finished(args.model)
         device = device_of(args)
@@ -201,7 +206,8 @@ def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
     """The HTML report, and the PNG files ``pictures(explanations, initial, folder, title)``
     plans (``(path, draw)`` pairs) when ``--png`` asks for them: checked before anything is
     written, so a file atenea did not draw is not replaced (``cli/outputs.py``)."""
-    data = report_data(explanations, title, args.layer, args.head)
+    lang = pick_language(getattr(args, "lang", None))  # the report's summary, as printed
+    data = report_data(explanations, title, args.layer, args.head, lang)
     plans = pictures(explanations, data["initial"], Path(args.png), title) if args.png else []
     try:
         check_picture_output([path for path, _ in plans], "--png", args.overwrite)
@@ -212,7 +218,6 @@ def _write_outputs(args, explanations, title: str, out: Path, pictures) -> None:
         out.write_text(render_html(data), encoding="utf-8")
     except OSError as error:
         raise ExplainError(f"cannot write the report to {out}: {error.strerror or error}") from None
-    lang = pick_language(getattr(args, "lang", None))
     print("\n" + say(lang, "report_written", path=out.resolve()))
     if args.png:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from atenea.cli.devices import add_device_arguments, device_of
-from atenea.cli.errors import GENERATE_FLAGS, USER_ERRORS, fail
+from atenea.cli.errors import GENERATE_FLAGS, USER_ERRORS, check_utf8, fail
 
 
 def add_parser(subparsers) -> None:
@@ -43,6 +43,7 @@ def _options(args):
 
     from atenea.generation import GenerationConfig
 
+    check_utf8("--prompt", args.prompt)
     if not args.prompt.strip():
         raise ValueError("--prompt: the prompt is empty; give some text to continue")
     sampling = any(v is not None for v in (args.temperature, args.top_k, args.top_p))

@@ -18,7 +18,7 @@ import csv
 from pathlib import Path
 
 from atenea.cli.devices import add_device_arguments, device_of
-from atenea.cli.errors import USER_ERRORS, fail
+from atenea.cli.errors import USER_ERRORS, check_utf8, fail
 
 PREDICT_FLAGS = {"model": "--model", "max_new_tokens": "--max-new-tokens", "input": "TEXT",
                  "device": "--device"}  # fmt: skip
@@ -65,6 +65,8 @@ def _inputs(args, columns: dict, images: bool = False) -> list[str]:
     if bool(args.texts) == bool(args.data):
         raise ValueError("give the texts to predict, or --data FILE (one of the two)")
     if args.texts:
+        for text in args.texts if not images else ():  # image paths may hold any bytes
+            check_utf8("TEXT", text)
         if not all(text.strip() for text in args.texts):
             raise ValueError("TEXT: an input is empty")
         return list(args.texts)

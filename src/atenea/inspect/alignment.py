@@ -15,7 +15,7 @@ from torch import Tensor
 
 from atenea.inspect.analysis import HeadDescription, top_targets
 from atenea.inspect.seq2seq import DEFAULT_MAX_NEW_TOKENS, describe_cross, source_and_target
-from atenea.inspect.tokens import ExplainError, token_labels
+from atenea.inspect.tokens import ExplainError, plain, token_labels
 from atenea.models.rnn import RNNTranslator
 
 CAPTION = (
@@ -84,13 +84,14 @@ def explain_alignment(
     return explanation
 
 
-def alignment_lines(e: AlignmentExplanation, k: int = 3) -> list[str]:
-    """For each generated token, the source tokens it read most."""
+def alignment_lines(e: AlignmentExplanation, k: int = 3, mark=plain) -> list[str]:
+    """For each generated token, the source tokens it read most. ``mark(token)`` wraps every
+    token (``tokens.isolate`` for the HTML report)."""
     width = min(max(len(t) for t in e.output_tokens), 16)
     lines = []
     for t, token in enumerate(e.output_tokens):
         best = ", ".join(
-            f"{s} {w:.2f}" for _, s, w in top_targets(e.alignment[t], e.source_tokens, k)
+            f"{mark(s)} {w:.2f}" for _, s, w in top_targets(e.alignment[t], e.source_tokens, k)
         )
-        lines.append(f"{token:>{width}} -> {best}")
+        lines.append(f"{mark(f'{token:>{width}}')} -> {best}")
     return lines

@@ -9,13 +9,16 @@ from atenea.inspect.analysis import HeadDescription, top_targets
 from atenea.inspect.explain import Explanation, notable_heads, strongest_link
 from atenea.inspect.lang import say
 from atenea.inspect.seq2seq import Seq2SeqExplanation
+from atenea.inspect.tokens import plain
 
 SHARES = {"previous": "previous_share", "next": "next_share", "self": "self_share",
           "special": "special_share", "first": "first_share"}  # fmt: skip
 
 
-def _targets(row, tokens: list[str]) -> str:
-    return ", ".join(f"{token} {weight:.2f}" for _, token, weight in top_targets(row, tokens, 3))
+def _targets(row, tokens: list[str], mark=plain) -> str:
+    return ", ".join(
+        f"{mark(token)} {weight:.2f}" for _, token, weight in top_targets(row, tokens, 3)
+    )
 
 
 def head_text(d: HeadDescription, lang: str) -> str:
@@ -28,22 +31,24 @@ def head_text(d: HeadDescription, lang: str) -> str:
     return say(lang, "head_content", name=d.name, distance=d.mean_distance, entropy=d.entropy)
 
 
-def summary_lines(e: Explanation, lang: str) -> list[str]:
-    """The focus token's strongest targets per layer, in the rollout, and its strongest link."""
+def summary_lines(e: Explanation, lang: str, mark=plain) -> list[str]:
+    """The focus token's strongest targets per layer, in the rollout, and its strongest link;
+    ``mark(token)`` wraps every token (``tokens.isolate`` for the HTML report)."""
     if e.focus is None:
         return []
-    word = e.tokens[e.focus]
+    word = mark(e.tokens[e.focus])
     lines = [
-        say(lang, "explain_layer", layer=layer, word=word, targets=_targets(rows.mean(0), e.tokens))
+        say(lang, "explain_layer", layer=layer, word=word,
+            targets=_targets(rows.mean(0), e.tokens, mark))
         for layer, rows in enumerate(e.focus_rows)
-    ]
+    ]  # fmt: skip
     blocks = "" if e.block == 1 else say(lang, "explain_blocks", block=e.block)
-    rollout = _targets(e.rollout[e.focus // e.block], e.cell_tokens)
+    rollout = _targets(e.rollout[e.focus // e.block], e.cell_tokens, mark)
     lines.append(say(lang, "explain_rollout", blocks=blocks, word=word, targets=rollout))
     layer, head, j, weight = strongest_link(e)
     if j is not None:
         lines.append(say(lang, "explain_link", layer=layer, head=head, share=weight, word=word,
-                         target=e.tokens[j]))  # fmt: skip
+                         target=mark(e.tokens[j])))  # fmt: skip
     return lines
 
 

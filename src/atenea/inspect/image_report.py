@@ -19,6 +19,7 @@ import torch
 
 from atenea.inspect.images import ImageExplanation, head_lines
 from atenea.inspect.report import _rounded, page
+from atenea.inspect.tokens import isolate
 
 STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 24px; color: #222; }
@@ -119,7 +120,8 @@ def image_report_data(e: ImageExplanation, title: str) -> dict:
     scaled = patches / patches.amax(-1, keepdim=True).clamp(min=1e-12)
     quantised = (scaled * 255).round().to(torch.uint8).contiguous().numpy().tobytes()
     prediction = (
-        "prediction: " + ", ".join(f"{label} {p:.1%}" for label, p in e.top)
+        # a class name isolated: a right-to-left one cannot move its percentage
+        "prediction: " + ", ".join(f"{isolate(label)} {p:.1%}" for label, p in e.top)
         if e.top
         else "no classifier head: the encoder's attention only"
     )

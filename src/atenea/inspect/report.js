@@ -13,6 +13,31 @@ function viewOf(panel) { return panel.kinds ? panel.kinds[state.kind] : panel; }
 function keyTokens(view) { return view.key_tokens || view.tokens; }
 function fixed(value, digits) { return value === null || value === undefined ? "\u2013" : value.toFixed(digits); }
 
+// A token among the report's own text, between U+2068 FSI and U+2069 PDI: a right-to-left token
+// or one holding a direction override (U+202E) keeps its direction inside and cannot reorder the
+// arrow and the number around it.
+function iso(text) { return `\u2068${text}\u2069`; }
+// Cut by user-perceived characters (an emoji, a letter and its accent stay whole; slice() would
+// split a surrogate pair).
+const SEGMENTER = typeof Intl.Segmenter === "function" ? new Intl.Segmenter() : null;
+function characters(text) {
+  return SEGMENTER ? Array.from(SEGMENTER.segment(text), (s) => s.segment) : Array.from(text);
+}
+// The first `count` characters of `text`, "…" marking a cut (inside the isolate: the ellipsis
+// follows the token's own direction).
+function shortened(text, count) {
+  const chars = characters(text);
+  return chars.length <= count ? text : iso(chars.slice(0, count - 1).join("") + "\u2026");
+}
+// Activate `node` by click, Enter or Space, and let the keyboard reach it.
+function pressable(node, action) {
+  node.setAttribute("tabindex", "0"); node.setAttribute("role", "button");
+  node.addEventListener("click", action);
+  node.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); action(); }
+  });
+}
+
 // Viridis, sampled at 9 stops and interpolated.
 const STOPS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
                [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
@@ -76,17 +101,17 @@ function heatmap(container, view, matrix, title) {
   ctx.drawImage(body, label, axis);
   ctx.fillStyle = "#222"; ctx.font = `${Math.min(13, cell)}px sans-serif`;
   ctx.textAlign = "right"; ctx.textBaseline = "middle";
-  tokens.forEach((t, i) => ctx.fillText(t.slice(0, 14), label - 4, axis + i * cell + cell / 2));
+  tokens.forEach((t, i) => ctx.fillText(shortened(t, 14), label - 4, axis + i * cell + cell / 2));
   keys.forEach((t, j) => {
     ctx.save(); ctx.translate(label + j * cell + cell / 2, axis - 4); ctx.rotate(-Math.PI / 3);
-    ctx.textAlign = "left"; ctx.fillText(t.slice(0, 14), 0, 0); ctx.restore();
+    ctx.textAlign = "left"; ctx.fillText(shortened(t, 14), 0, 0); ctx.restore();
   });
   const tip = el("div", { class: "tip" }, "\u00a0");
   canvas.addEventListener("mousemove", (e) => {
     const r = canvas.getBoundingClientRect();
     const j = Math.floor((e.clientX - r.left - label) / cell), i = Math.floor((e.clientY - r.top - axis) / cell);
     tip.textContent = (i >= 0 && j >= 0 && i < n && j < m)
-      ? `${tokens[i]} \u2192 ${keys[j]}: ${matrix[i][j].toFixed(3)}` : "\u00a0";
+      ? `${iso(tokens[i])} \u2192 ${iso(keys[j])}: ${matrix[i][j].toFixed(3)}` : "\u00a0";
   });
   container.append(el("div", { class: "caption" }, title), canvas, tip);
 }
@@ -94,7 +119,7 @@ function heatmap(container, view, matrix, title) {
 function headView(container, panel, matrix) {
   container.replaceChildren();
   const tokens = panel.tokens, keys = keyTokens(panel), n = tokens.length, m = keys.length;
-  const step = 20, width = 420;
+  const step = 20, width = 420, room = 134; // a label's room: 140 px to the lines, a margin
   const view = svg("svg", { width, height: Math.max(n, m) * step + 10, class: "lines" });
   const lines = [];
   for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) {
@@ -107,17 +132,32 @@ function headView(container, panel, matrix) {
   }
   const show = (side, index) => lines.forEach((l) => l.classList.toggle("dim",
     index !== null && Number(l.dataset[side]) !== index));
+  const labels = [];
   for (const [list, x, anchor, side] of [[tokens, 140, "end", "from"], [keys, 280, "start", "to"]]) {
     list.forEach((t, i) => {
+      // the label in a group with the whole token as its <title>: shown on hover when cut
+      const group = svg("g"), title = svg("title");
       const label = svg("text", { x, y: i * step + 18, "text-anchor": anchor, class: "token" });
-      label.textContent = t;
+      title.textContent = t; label.textContent = t;
       if (panel.focus === i) label.classList.add("focus");
       label.addEventListener("mouseenter", () => { show(side, i); label.classList.add("hover"); });
       label.addEventListener("mouseleave", () => { show(side, null); label.classList.remove("hover"); });
-      view.append(label);
+      group.append(title, label); view.append(group); labels.push([label, t]);
     });
   }
   container.append(el("div", { class: "caption" }, "hover a token: its attention (left: query, right: key)"), view);
+  // Measured once on the page: a label wider than its room is cut (the fewest characters cut,
+  // by bisection), else it would run past the SVG's edge or into the lines.
+  for (const [label, t] of labels) {
+    if (label.getComputedTextLength() <= room) continue;
+    let fits = 1, over = characters(t).length;
+    while (over - fits > 1) {
+      const mid = Math.floor((fits + over) / 2);
+      label.textContent = shortened(t, mid);
+      if (label.getComputedTextLength() <= room) fits = mid; else over = mid;
+    }
+    label.textContent = shortened(t, fits);
+  }
 }
 
 function modelView(container, panel) {
@@ -137,7 +177,7 @@ function modelView(container, panel) {
         thumb.style.width = `${Math.round(48 * m / Math.max(n, m))}px`;
         thumb.style.height = `${Math.round(48 * n / Math.max(n, m))}px`;
       }
-      thumb.addEventListener("click", () => select(li, hi));
+      pressable(thumb, () => select(li, hi));
       grid.append(thumb);
     });
   });
@@ -155,7 +195,7 @@ function headTable(container, panel) {
     [`L${d.layer} H${d.head}`, d.text, fixed(d.entropy, 2), fixed(d.mean_distance, 1),
      fixed(d.self_share, 2), fixed(d.previous_share, 2), fixed(d.next_share, 2),
      fixed(d.special_share, 2)].forEach((v) => row.append(el("td", {}, v)));
-    row.addEventListener("click", () => select(d.layer_index, d.head_index));
+    pressable(row, () => select(d.layer_index, d.head_index));
     table.append(row);
   });
   container.append(table);
@@ -165,7 +205,9 @@ function render(panel, root) {
   root.querySelector(".text").textContent = panel.text;
   root.querySelector(".notice").textContent = panel.notice || "";
   const focus = root.querySelector(".focus");
+  focus.lang = DATA.lang || "en"; // the summary is in the language of --lang, the page in English
   focus.replaceChildren(...panel.summary.map((line) => el("li", {}, line)));
+  root.querySelector(".rollout-heading").textContent = panel.rollout_heading || "Rollout";
   heatmap(root.querySelector(".rollout"), panel, panel.rollout, panel.rollout_caption || "rollout: each output position's attribution to the input tokens, through all layers");
 }
 

@@ -22,9 +22,12 @@ from torch import Tensor
 
 from atenea.inspect.alignment import CAPTION as ALIGNMENT_CAPTION
 from atenea.inspect.alignment import AlignmentExplanation
+from atenea.inspect.alignment import alignment_lines as rnn_alignment_lines
 from atenea.inspect.analysis import HeadDescription
 from atenea.inspect.explain import Explanation, strongest_link
-from atenea.inspect.seq2seq import Seq2SeqExplanation
+from atenea.inspect.explain_lang import summary_lines
+from atenea.inspect.seq2seq import Seq2SeqExplanation, alignment_lines
+from atenea.inspect.tokens import isolate
 
 SCRIPT = (Path(__file__).with_name("report.js")).read_text(encoding="utf-8")
 
@@ -38,7 +41,10 @@ nav select { margin-right: 12px; font-size: 14px; }
 #panels.compare { grid-template-columns: repeat(2, minmax(0, 1fr)); }
 .panel { background: #fff; border: 1px solid #ddd; border-radius: 8px; padding: 12px 16px;
          overflow-x: auto; }
-.panel h2 { font-size: 17px; margin: 4px 0; } .panel h3 { font-size: 15px; margin: 18px 0 6px; }
+.panel h2 { font-size: 17px; margin: 4px 0; }
+/* a long unbroken token (a URL, 200 x's) wraps instead of running out of the panel */
+.panel h2, ul.focus, .tip { overflow-wrap: anywhere; }
+.panel h3 { font-size: 15px; margin: 18px 0 6px; }
 .notice:empty { display: none; }
 .notice { background: #fff4d6; padding: 6px 10px; border-radius: 4px; }
 ul.focus { margin: 4px 0; padding-left: 20px; } ul.focus:empty { display: none; }
@@ -48,6 +54,7 @@ ul.focus { margin: 4px 0; padding-left: 20px; } ul.focus:empty { display: none; 
 canvas.thumb { width: 48px; height: 48px; cursor: pointer; border: 2px solid transparent;
                image-rendering: pixelated; }
 canvas.thumb.selected { border-color: #e8590c; }
+canvas.thumb:focus-visible, table.heads tr:focus-visible { outline: 2px solid #1f6feb; }
 .caption { font-size: 12px; color: #555; margin: 2px 0 4px; }
 .tip { font-size: 12px; font-family: ui-monospace, monospace; min-height: 1.4em; }
 svg.lines line { stroke: #1f6feb; } svg.lines line.dim { stroke-opacity: .03; }
@@ -70,7 +77,7 @@ BODY = """<header><h1>Attention report</h1><p id="model"></p></header>
 <h3>Model view: every layer (row) and head (column)</h3><div class="model-view"></div>
 <div class="views"><div><h3>Head view</h3><div class="head-view"></div></div>
 <div><h3>Heatmap of the selected head</h3><div class="heatmap"></div></div></div>
-<h3>Rollout</h3><div class="rollout"></div>
+<h3 class="rollout-heading">Rollout</h3><div class="rollout"></div>
 <h3>What the heads do</h3><div class="head-table"></div>
 </section></template>"""
 
@@ -93,24 +100,30 @@ def report_data(
     model_name: str,
     layer: int | None = None,
     head: int | None = None,
+    lang: str = "en",
 ) -> dict:
     """The JSON the HTML report renders, one panel per explanation. The first selected head:
     ``layer``/``head`` if given, else the focus token's strongest link, else the last layer's
-    mean over heads (``head = -1``; of the cross-attention for encoder-decoders)."""
+    mean over heads (``head = -1``; of the cross-attention for encoder-decoders). ``lang``: the
+    language of the summary lines (``atenea.inspect.lang``), as in the terminal.
+
+    Every token and text of the user's or the model's that sits among the report's own words
+    (summary lines, headings) is isolated (``tokens.isolate``): a right-to-left token cannot
+    reorder the numbers and arrows around it."""
     first = explanations[0]
     if isinstance(first, AlignmentExplanation):  # RNNsearch: its one attention
         return {
-            "model": model_name,
+            "model": model_name, "lang": lang,
             "initial": {"layer": 0, "head": 0 if head is None else head, "kind": "cross"},
             "panels": [alignment_panel(e) for e in explanations],
-        }
+        }  # fmt: skip
     if isinstance(first, Seq2SeqExplanation):  # the cross-attention is shown first
         layer = first.cross_maps.shape[0] - 1 if layer is None else layer
         return {
-            "model": model_name,
+            "model": model_name, "lang": lang,
             "initial": {"layer": layer, "head": -1 if head is None else head, "kind": "cross"},
             "panels": [seq2seq_panel(e) for e in explanations],
-        }
+        }  # fmt: skip
     if layer is None:
         if first.focus is not None:
             layer, head, _, _ = strongest_link(first)
@@ -118,17 +131,18 @@ def report_data(
             layer, head = first.maps.shape[0] - 1, -1
     head = -1 if head is None else head
     return {
-        "model": model_name,
+        "model": model_name, "lang": lang,
         "initial": {"layer": layer, "head": head},
-        "panels": [explanation_panel(e) for e in explanations],
-    }
+        "panels": [explanation_panel(e, lang) for e in explanations],
+    }  # fmt: skip
 
 
-def explanation_panel(e: Explanation) -> dict:
+def explanation_panel(e: Explanation, lang: str = "en") -> dict:
     """One panel of the report for an encoder or decoder model (JSON-ready)."""
     return {
         "text": e.text, "tokens": e.cell_tokens, "causal": e.causal, "notice": e.notice,
-        "focus": None if e.focus is None else e.focus // e.block, "summary": e.summary,
+        "focus": None if e.focus is None else e.focus // e.block,
+        "summary": summary_lines(e, lang, mark=isolate),
         "layers": list(range(e.maps.shape[0])), "heads": list(range(e.maps.shape[1])),
         "maps": _rounded(e.maps), "rollout": _rounded(e.rollout),
         "descriptions": _descriptions(e.descriptions),
@@ -141,8 +155,9 @@ def seq2seq_panel(e: Seq2SeqExplanation) -> dict:
     selector)."""
     arrow = "→ (generated greedily)" if e.generated else "→"
     return {
-        "text": f"{e.text} {arrow} {e.target}", "notice": e.notice, "summary": e.summary,
-        "focus": None, "tokens": e.source_tokens, "causal": False, "rollout": _rounded(e.rollout),
+        "text": f"{isolate(e.text)} {arrow} {isolate(e.target)}", "notice": e.notice,
+        "summary": alignment_lines(e, mark=isolate), "focus": None, "tokens": e.source_tokens,
+        "causal": False, "rollout": _rounded(e.rollout),
         "rollout_caption": ROLLOUT_CAPTION,
         "layers": list(range(e.cross_maps.shape[0])), "heads": list(range(e.cross_maps.shape[1])),
         "kinds": {
@@ -159,15 +174,16 @@ def seq2seq_panel(e: Seq2SeqExplanation) -> dict:
 def alignment_panel(e: AlignmentExplanation) -> dict:
     """One panel for RNNsearch (JSON-ready): the alignment as the one kind of attention (one
     layer, one head) and, where other models show the rollout, the alignment again with the
-    generated tokens as rows."""
+    generated tokens as rows (headed as what it is: there is no rollout)."""
     arrow = "→ (generated greedily)" if e.generated else "→"
     name = "alignment (target rows x source columns)"
     view = _view(e.output_tokens, e.maps, [e.description], False, name, e.source_tokens)
     return {
-        "text": f"{e.text} {arrow} {e.target}", "notice": e.notice, "summary": e.summary,
-        "focus": None, "tokens": e.output_tokens, "key_tokens": e.source_tokens, "causal": False,
-        "rollout": view["maps"][0][0], "rollout_caption": ALIGNMENT_CAPTION, "layers": [0],
-        "heads": [0], "kinds": {"cross": view},
+        "text": f"{isolate(e.text)} {arrow} {isolate(e.target)}", "notice": e.notice,
+        "summary": rnn_alignment_lines(e, mark=isolate), "focus": None,
+        "tokens": e.output_tokens, "key_tokens": e.source_tokens, "causal": False,
+        "rollout": view["maps"][0][0], "rollout_caption": ALIGNMENT_CAPTION,
+        "rollout_heading": "Alignment", "layers": [0], "heads": [0], "kinds": {"cross": view},
     }  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from torch import Tensor
 from atenea.generation import generate
 from atenea.inspect.analysis import HeadDescription, describe_heads, rollout, top_targets
 from atenea.inspect.capture import record
-from atenea.inspect.tokens import REPORT_MAX_CELLS, ExplainError, check_text, token_labels
+from atenea.inspect.tokens import REPORT_MAX_CELLS, ExplainError, check_text, plain, token_labels
 from atenea.models.encoder_decoder import EncoderDecoderModel
 
 # The longest target generated when none is given (``atenea explain --max-new-tokens``).
@@ -234,9 +234,10 @@ def _cross_in_words(d: HeadDescription, threshold: float, keys: int) -> tuple[st
     )
 
 
-def alignment_lines(e: Seq2SeqExplanation, k: int = 3) -> list[str]:
+def alignment_lines(e: Seq2SeqExplanation, k: int = 3, mark=plain) -> list[str]:
     """For each target token, the source tokens it attends to most: cross-attention averaged
-    over the heads of the last layer and, when another, of the sharpest layer."""
+    over the heads of the last layer and, when another, of the sharpest layer. ``mark(token)``
+    wraps every token (``tokens.isolate`` for the HTML report)."""
     last = e.cross_maps.shape[0] - 1
     layers = [last] if e.sharpest_layer == last else [last, e.sharpest_layer]
     width = min(max(len(t) for t in e.output_tokens), 16)
@@ -245,7 +246,9 @@ def alignment_lines(e: Seq2SeqExplanation, k: int = 3) -> list[str]:
         parts = []
         for layer in layers:
             row = e.cross_maps[layer, :, t].mean(0)
-            best = ", ".join(f"{s} {w:.2f}" for _, s, w in top_targets(row, e.source_tokens, k))
+            best = ", ".join(
+                f"{mark(s)} {w:.2f}" for _, s, w in top_targets(row, e.source_tokens, k)
+            )
             parts.append(f"L{layer}: {best}")
-        lines.append(f"{token:>{width}} -> " + " | ".join(parts))
+        lines.append(f"{mark(f'{token:>{width}}')} -> " + " | ".join(parts))
     return lines

@@ -21,6 +21,20 @@ def check_text(text: str) -> None:
         raise ExplainError("give a non-empty text to explain")
 
 
+def isolate(text: str) -> str:
+    """``text`` between U+2068 FIRST STRONG ISOLATE and U+2069 POP DIRECTIONAL ISOLATE, for a
+    page that shows it among atenea's own words and numbers: a right-to-left token (Arabic,
+    Hebrew) or one holding a direction override (U+202E) keeps its own direction inside, and
+    cannot reorder what is around it (``0.99 -> robot: 0.017`` read backwards). Only for the
+    HTML report: a terminal without bidi support may draw the two marks as odd glyphs."""
+    return f"\u2068{text}\u2069"
+
+
+def plain(text: str) -> str:
+    """The identity: the ``mark`` of a line for the terminal (see ``isolate``)."""
+    return text
+
+
 def display_token(token: str) -> str:
     """A tokenizer's token as a reader expects it: no byte-level 'Ġ' or SentencePiece '▁'
     word-start marks, visible newlines."""
