@@ -123,11 +123,19 @@ def _rate(value) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8],
+        help="input rows, 1 to 8 (atenea's kernels; beyond, linear is oneDNN's)",
+    )
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", default="bench-results/kernels.json")
     args = parser.parse_args(argv)
+    if not all(1 <= rows <= 8 for rows in args.rows):  # matmul_rows would fail mid-run
+        parser.error(f"--rows: give counts from 1 to 8, got {' '.join(map(str, args.rows))}")
     sizes = {}
     if args.quick:
         args.threads, args.rows, args.reps = [1], [1, 4], 2

@@ -28,6 +28,26 @@ def _seed_and_one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def progress_bars(monkeypatch):
+    """What the code under test asks of ``tqdm.auto.tqdm``: each bar's keyword arguments, then
+    the counts of its ``update`` calls, in one list (the bars themselves draw nothing)."""
+    import tqdm.auto
+
+    shown = []
+
+    class Bar(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            shown.append(kwargs)
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+        def update(self, n=1):
+            shown.append(n)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    return shown
+
+
 # -- devices ------------------------------------------------------------------------------------
 
 CUDA = torch.cuda.is_available()

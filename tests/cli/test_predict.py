@@ -103,24 +103,12 @@ def test_a_bert_shaped_classifier_loads_in_transformers_with_its_labels(small_da
 
 @pytest.mark.parametrize("run_name", ["classifier", "translator"])
 def test_long_predictions_show_a_bar_and_give_what_one_batch_gives(run_name, request,
-                                                                    monkeypatch):  # fmt: skip
+                                                                    progress_bars):  # fmt: skip
     """Predicting 70 inputs goes a batch (64) at a time under a bar that counts inputs (shown
     on a terminal only: ``disable=None``); the predictions are those of one call without."""
-    import tqdm.auto
-
     from atenea.training.predict import Predictor
 
-    shown = []
-
-    class Bar(tqdm.auto.tqdm):
-        def __init__(self, *args, **kwargs):
-            shown.append(kwargs)
-            super().__init__(*args, **{**kwargs, "disable": True})
-
-        def update(self, n=1):
-            shown.append(n)
-
-    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    shown = progress_bars
     predictor = Predictor.from_folder(request.getfixturevalue(run_name))
     texts = [f"{day} march 20{day:02d}" for day in range(1, 71)]
     quiet = predictor.predict(texts)

@@ -161,9 +161,9 @@ def test_encoder_decoder_report_draws_non_square_cross_maps(browser, tiny_seq2se
     assert errors == []
 
 
-def test_image_report_hover_shows_where_a_patch_attends(browser, tmp_path):
-    """``atenea explain --image``'s page: the picture and its overlay load, hovering a patch
-    outlines it and redraws the overlay, choosing a head redraws it again."""
+def image_report(tmp_path, layers: int, heads: int, picture_shape, labels=None):
+    """``atenea explain --image``'s page (and PNGs) for a random picture of ``picture_shape``
+    ``(H, W, 3)`` and a random 16x16 ViT of ``layers`` x ``heads`` with 3 classes."""
     pytest.importorskip("PIL", reason="the image report needs Pillow")
     import numpy as np
     import torch
@@ -173,16 +173,23 @@ def test_image_report_hover_shows_where_a_patch_attends(browser, tmp_path):
     from atenea.models import ViTConfig, ViTForImageClassification
 
     torch.manual_seed(0)
-    config = ViTConfig(image_size=16, patch_size=4, num_channels=3, dim=24, num_layers=2,
-                       num_heads=3, ffn_hidden=40)  # fmt: skip
-    folder = atenea.save_pretrained(ViTForImageClassification(config, 3), tmp_path / "vit")
+    config = ViTConfig(image_size=16, patch_size=4, num_channels=3, dim=24, num_layers=layers,
+                       num_heads=heads, ffn_hidden=40)  # fmt: skip
+    model = ViTForImageClassification(config, 3, labels=labels)
+    folder = atenea.save_pretrained(model, tmp_path / "vit")
     picture = tmp_path / "photo.png"
-    Image.fromarray((np.random.default_rng(0).random((20, 24, 3)) * 255).astype("uint8")).save(
-        picture
-    )
+    pixels = np.random.default_rng(0).random(picture_shape) * 255
+    Image.fromarray(pixels.astype("uint8")).save(picture)
     out = tmp_path / "image.html"
     assert main(["explain", "--image", str(picture), "--model", str(folder), "--out", str(out),
                  "--png", str(tmp_path / "png")]) == 0  # fmt: skip
+    return out
+
+
+def test_image_report_hover_shows_where_a_patch_attends(browser, tmp_path):
+    """``atenea explain --image``'s page: the picture and its overlay load, hovering a patch
+    outlines it and redraws the overlay, choosing a head redraws it again."""
+    out = image_report(tmp_path, layers=2, heads=3, picture_shape=(20, 24, 3))
     page, errors = open_report(browser, out)
     assert page.eval_on_selector("#picture", "i => i.complete && i.naturalWidth") == 16
     assert page.locator("#view option").count() == 1 + 2 * (1 + 3)

@@ -13,7 +13,7 @@ from atenea.cli.main import main
 from tests.inspect.conftest import ARABIC, EMOJI, HEBREW, LONG, OVERRIDE
 
 # Chromium and playwright, or a skip with the reason (test_report_browser.py's checks)
-from tests.inspect.test_report_browser import CHROMIUM, open_report, playwright
+from tests.inspect.test_report_browser import CHROMIUM, image_report, open_report, playwright
 
 pytestmark = pytest.mark.browser
 
@@ -111,26 +111,8 @@ def test_translation_heading_and_alignment_lines_stay_in_order(chromium, layout_
 
 
 def test_image_prediction_keeps_each_percentage_after_its_class(chromium, tmp_path):
-    pytest.importorskip("PIL", reason="the image report needs Pillow")
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    import atenea
-    from atenea.models import ViTConfig, ViTForImageClassification
-
-    torch.manual_seed(0)
-    config = ViTConfig(image_size=16, patch_size=4, num_channels=3, dim=24, num_layers=1,
-                       num_heads=2, ffn_hidden=40)  # fmt: skip
-    model = ViTForImageClassification(config, 3, labels=["شعر", "العالم", HEBREW])
-    folder = atenea.save_pretrained(model, tmp_path / "vit")
-    picture = tmp_path / "photo.png"
-    Image.fromarray((np.random.default_rng(0).random((16, 16, 3)) * 255).astype("uint8")).save(
-        picture
-    )
-    out = tmp_path / "image.html"
-    assert main(["explain", "--image", str(picture), "--model", str(folder), "--out", str(out),
-                 "--png", str(tmp_path / "png")]) == 0  # fmt: skip
+    labels = ["شعر", "العالم", HEBREW]
+    out = image_report(tmp_path, layers=1, heads=2, picture_shape=(16, 16, 3), labels=labels)
     page, errors = open_report(chromium, out)
     (pieces,) = assert_in_order(page, "#prediction", ["شعر", "العالم", HEBREW])
     assert [p for p, _ in pieces][-1] == "%"

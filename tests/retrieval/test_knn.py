@@ -149,23 +149,11 @@ def test_a_datastore_too_narrow_for_the_model_is_refused():
             evaluate_knn(model, rows, Datastore(keys, values, store.fingerprint))
 
 
-def test_scoring_shows_a_bar_on_a_terminal(monkeypatch):
-    import tqdm.auto
-
-    shown = []
-
-    class Bar(tqdm.auto.tqdm):
-        def __init__(self, *args, **kwargs):
-            shown.append(kwargs)
-            super().__init__(*args, **{**kwargs, "disable": True})
-
-        def update(self, n=1):
-            shown.append(n)
-
+def test_scoring_shows_a_bar_on_a_terminal(request):
     model = tiny_lm()
     rows = rows_of(torch.randint(0, 41, (20, 8), generator=torch.Generator().manual_seed(4)))
     store = Datastore.build(model, rows)
-    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    shown = request.getfixturevalue("progress_bars")  # the build's own bar is not counted
     evaluate_knn(model, rows, store, batch_size=16, progress=True)
     assert shown[0]["desc"] == "knn" and shown[0]["disable"] is None  # shown on a terminal
     assert shown[0]["total"] == 20 and shown[1:] == [16, 4]  # rows, a batch at a time

@@ -155,9 +155,6 @@ class PassageIndex:
 
     @classmethod
     def load(cls, folder) -> PassageIndex:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         info_file, tensor_file = folder / INDEX_FILE, folder / EMBEDDINGS_FILE
         if not info_file.is_file() or not tensor_file.is_file():
@@ -165,24 +162,42 @@ class PassageIndex:
                 f"index: {folder} is not an index folder ({INDEX_FILE} and {EMBEDDINGS_FILE}); "
                 f"build one with atenea index"
             )
-        try:
-            info = json.loads(info_file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CorpusError(f"index: {info_file}: unreadable ({error})") from None
-        if not isinstance(info, dict) or info.get("format") != FORMAT:
-            raise CorpusError(f"index: {info_file} is not a {FORMAT} file")
+        info = read_info(info_file, FORMAT, "index")
         _check_info(info, info_file)
-        try:
-            embeddings = load_file(str(tensor_file))["embeddings"]
-        except (SafetensorError, KeyError, OSError) as error:
-            raise CorpusError(f"index: {tensor_file}: unreadable ({error})") from None
-        passages = info["passages"]
+        tensors = read_tensors(tensor_file, "index")
+        if "embeddings" not in tensors:
+            raise CorpusError(f"index: {tensor_file}: unreadable (no 'embeddings' tensor)")
+        embeddings, passages = tensors["embeddings"], info["passages"]
         if embeddings.dim() != 2 or embeddings.shape[0] != len(passages):
             raise CorpusError(
                 f"index: {folder}: embeddings of shape {tuple(embeddings.shape)} for "
                 f"{len(passages)} passages (expected ({len(passages)}, dim))"
             )
         return cls(embeddings.float(), passages, info["model"], info["fingerprint"])
+
+
+def read_info(info_file: Path, format_name: str, prefix: str) -> dict:
+    """The JSON object of a folder retrieval saved (an index's or a datastore's), checked to
+    be of ``format_name``; a broken file is a CorpusError naming it, ``prefix`` first."""
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorpusError(f"{prefix}: {info_file}: unreadable ({error})") from None
+    if not isinstance(info, dict) or info.get("format") != format_name:
+        raise CorpusError(f"{prefix}: {info_file} is not a {format_name} file")
+    return info
+
+
+def read_tensors(tensor_file: Path, prefix: str) -> dict[str, Tensor]:
+    """The tensors of a safetensors file retrieval saved; a truncated or unreadable file is a
+    CorpusError naming it, ``prefix`` first."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(tensor_file))
+    except (SafetensorError, OSError) as error:
+        raise CorpusError(f"{prefix}: {tensor_file}: unreadable ({error})") from None
 
 
 def _check_info(info: dict, info_file: Path) -> None:

@@ -30,7 +30,7 @@ from atenea.retrieval.corpus import CorpusError
 from atenea.retrieval.formats import DATASTORE_FILE
 from atenea.retrieval.formats import DATASTORE_FORMAT as FORMAT
 from atenea.retrieval.formats import DATASTORE_INFO_FILE as INFO_FILE
-from atenea.retrieval.index import weight_fingerprint
+from atenea.retrieval.index import read_info, read_tensors, weight_fingerprint
 
 QUERY_CHUNK = 256  # queries per distance matrix: (256, N) floats at a time
 
@@ -126,27 +126,16 @@ class Datastore:
 
     @classmethod
     def load(cls, folder) -> Datastore:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         info_file, tensor_file = folder / INFO_FILE, folder / DATASTORE_FILE
         if not info_file.is_file() or not tensor_file.is_file():
             raise CorpusError(
                 f"knn: {folder} is not a datastore folder ({INFO_FILE} and {DATASTORE_FILE})"
             )
-        try:
-            info = json.loads(info_file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CorpusError(f"knn: {info_file}: unreadable ({error})") from None
-        if not isinstance(info, dict) or info.get("format") != FORMAT:
-            raise CorpusError(f"knn: {info_file} is not a {FORMAT} file")
+        info = read_info(info_file, FORMAT, "knn")
         if not isinstance(info.get("fingerprint"), str):
             raise CorpusError(f"knn: {info_file}: no 'fingerprint' string; build it again")
-        try:
-            tensors = load_file(str(tensor_file))
-        except (SafetensorError, OSError) as error:
-            raise CorpusError(f"knn: {tensor_file}: unreadable ({error})") from None
+        tensors = read_tensors(tensor_file, "knn")
         keys, values = tensors.get("keys"), tensors.get("values")
         if keys is None or values is None:
             found = ", ".join(sorted(tensors)) or "none"
